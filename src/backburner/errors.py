@@ -1,0 +1,193 @@
+"""The family of errors Backburner raises. Each says what kind of failure it is and whether
+running the job again could succeed.
+
+Handlers raise these (or any exception); the worker records `kind` on the job, and the retry
+policy reads `retryable`. The API maps the request-side errors to problem+json in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class BackburnerError(Exception):
+    """Base of every error Backburner raises on purpose."""
+
+    kind: str = "error"
+    retryable: bool = False
+
+
+# --- Errors a job can end with -----------------------------------------------------------
+
+
+class JobError(BackburnerError):
+    """A job's attempt failed."""
+
+
+class Retry(JobError):
+    """Ask for the job to run again, optionally after `defer` seconds (arq-style)."""
+
+    kind = "retry"
+    retryable = True
+
+    def __init__(self, message: str = "retry requested", *, defer: float | None = None):
+        super().__init__(message)
+        self.defer = defer
+
+
+class PermanentError(JobError):
+    """The job cannot succeed by running again."""
+
+    kind = "permanent"
+
+
+class InvalidInput(PermanentError):
+    """The job's payload or referenced data is not acceptable to its type."""
+
+    kind = "invalid_input"
+
+
+class UnknownJobType(PermanentError):
+    kind = "unknown_type"
+
+
+class JobTimeout(JobError):
+    """The attempt ran longer than its type's time limit."""
+
+    kind = "timeout"
+
+
+class LeaseLost(JobError):
+    """Another worker took the job over (our lease expired); our result is discarded."""
+
+    kind = "lease_lost"
+    retryable = True
+
+
+class ProviderError(JobError):
+    """A model call failed."""
+
+    kind = "provider_error"
+
+
+class ProviderUnavailable(ProviderError):
+    """Timeouts, connection errors and 5xx from the provider: worth retrying."""
+
+    kind = "provider_unavailable"
+    retryable = True
+
+
+class RateLimited(ProviderError):
+    """The provider said 429; `retry_after` is its hint in seconds, if it gave one."""
+
+    kind = "rate_limited"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ProviderRejected(ProviderError):
+    """The provider refused the request (400/401/403/404): running again will not help."""
+
+    kind = "provider_rejected"
+
+
+class ResponseFailed(ProviderError):
+    kind = "response_failed"
+
+
+class ResponseIncomplete(ProviderError):
+    """The response stopped early (e.g. max output tokens); never treated as success."""
+
+    kind = "response_incomplete"
+
+
+class ResponseCancelled(ProviderError):
+    kind = "response_cancelled"
+
+
+class ResponseLost(ProviderError):
+    """The provider no longer knows a response id we persisted (e.g. the engine restarted)."""
+
+    kind = "response_lost"
+    retryable = True
+
+
+class InvalidModelOutput(ProviderError):
+    """The model's output did not match the schema we asked for."""
+
+    kind = "invalid_output"
+    retryable = True
+
+
+# --- Errors a request can end with ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One thing wrong with one field of a request."""
+
+    loc: tuple[str | int, ...]
+    message: str
+    type: str = "value_error"
+
+
+class RequestError(BackburnerError):
+    """A request the API refuses; `status` is its HTTP status."""
+
+    status: int = 400
+    title: str = "Bad request"
+
+    def __init__(self, detail: str, *, errors: list[FieldProblem] | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.errors: list[FieldProblem] = errors or []
+
+
+class InvalidRequest(RequestError):
+    status = 422
+    title = "Invalid request"
+    kind = "invalid_request"
+
+
+class NotFound(RequestError):
+    status = 404
+    title = "Not found"
+    kind = "not_found"
+
+
+class Conflict(RequestError):
+    status = 409
+    title = "Conflict"
+    kind = "conflict"
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+    title = "Payload too large"
+    kind = "payload_too_large"
+
+
+class Unauthorized(RequestError):
+    status = 401
+    title = "Unauthorized"
+    kind = "unauthorized"
+
+
+class Forbidden(RequestError):
+    status = 403
+    title = "Forbidden"
+    kind = "forbidden"
+
+
+@dataclass
+class ErrorInfo:
+    """What the worker records about a failure."""
+
+    kind: str
+    message: str
+    retryable: bool
+    retry_after: float | None = None
+    details: dict[str, str] = field(default_factory=dict)

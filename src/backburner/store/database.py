@@ -1,0 +1,230 @@
+"""Connections, transactions and cross-process wake-ups, per dialect.
+
+PostgreSQL: one pool for everything; wake-ups travel by `LISTEN/NOTIFY` on a dedicated
+connection, so an idle worker on another machine hears of a new job at once.
+SQLite: WAL mode and a single writer per process (every write transaction takes an
+in-process lock and starts with `BEGIN IMMEDIATE`, so writers queue instead of failing with
+"database is locked"); wake-ups are in-process callbacks fired after commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+log = logging.getLogger(__name__)
+
+Dialect = Literal["sqlite", "postgresql"]
+SignalCallback = Callable[[str], None]
+
+# Channel names are part of the wire between processes; keep them stable.
+CHANNEL_JOBS = "backburner_jobs"
+CHANNEL_CANCEL = "backburner_cancel"
+
+
+def dialect_of(url: str) -> Dialect:
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    if scheme == "sqlite":
+        return "sqlite"
+    if scheme in ("postgresql", "postgres"):
+        return "postgresql"
+    raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:/// or postgresql://")
+
+
+def async_url(url: str) -> str:
+    """The SQLAlchemy URL with the async driver chosen for the user."""
+    scheme, rest = url.split(":", 1)
+    if dialect_of(url) == "sqlite":
+        return "sqlite+aiosqlite:" + rest
+    return "postgresql+asyncpg:" + rest
+
+
+def plain_postgres_dsn(url: str) -> str:
+    """A libpq-style DSN (what asyncpg.connect takes) from any of our PostgreSQL URLs."""
+    _, rest = url.split(":", 1)
+    return "postgresql:" + rest
+
+
+class Signals:
+    """Named wake-up channels. A signal is a hint ("look again"), never the data itself."""
+
+    def __init__(self) -> None:
+        self._subscribers: dict[str, list[SignalCallback]] = defaultdict(list)
+
+    def subscribe(self, channel: str, callback: SignalCallback) -> Callable[[], None]:
+        self._subscribers[channel].append(callback)
+        return lambda: self._subscribers[channel].remove(callback)
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self._subscribers)
+
+    def deliver(self, channel: str, payload: str) -> None:
+        for callback in list(self._subscribers.get(channel, ())):
+            try:
+                callback(payload)
+            except Exception:  # a subscriber's bug must not stop delivery to the rest
+                log.exception("signal subscriber failed", extra={"channel": channel})
+
+    def deliver_everywhere(self) -> None:
+        for channel in self.channels:
+            self.deliver(channel, "")
+
+
+@dataclass
+class Tx:
+    """A write transaction and the signals it will send once committed."""
+
+    conn: AsyncConnection
+    dialect: Dialect
+    pending_signals: list[tuple[str, str]] = field(default_factory=list)
+
+    async def signal(self, channel: str, payload: str = "") -> None:
+        if self.dialect == "postgresql":
+            # NOTIFY is transactional: delivered on commit, dropped on rollback.
+            await self.conn.execute(
+                sa.select(sa.func.pg_notify(channel, payload))
+            )
+        else:
+            self.pending_signals.append((channel, payload))
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=15000")
+    cursor.close()
+
+
+def _sqlite_manual_transactions(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin.
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin_immediate(conn: sa.Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """The one door to the database for every other room."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.dialect: Dialect = dialect_of(url)
+        self.signals = Signals()
+        self._listener: PostgresListener | None = None
+        if self.dialect == "sqlite":
+            self._write_engine = create_async_engine(async_url(url), pool_size=1, max_overflow=0)
+            event.listen(self._write_engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self._write_engine.sync_engine, "connect", _sqlite_manual_transactions)
+            event.listen(self._write_engine.sync_engine, "begin", _sqlite_begin_immediate)
+            self._read_engine = create_async_engine(async_url(url), pool_size=pool_size)
+            event.listen(self._read_engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_async_engine(
+                async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            )
+            self._write_engine = self._read_engine = engine
+        self._write_lock = asyncio.Lock()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._write_engine
+
+    async def start_listening(self) -> None:
+        """Start hearing other processes' signals (PostgreSQL); a no-op on SQLite."""
+        if self.dialect == "postgresql" and self._listener is None:
+            self._listener = PostgresListener(plain_postgres_dsn(self.url), self.signals)
+            await self._listener.start()
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None
+        await self._write_engine.dispose()
+        if self._read_engine is not self._write_engine:
+            await self._read_engine.dispose()
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[Tx]:
+        """A write transaction; its signals go out once it commits."""
+        if self.dialect == "sqlite":
+            async with self._write_lock:
+                async with self._write_engine.begin() as conn:
+                    tx = Tx(conn, self.dialect)
+                    yield tx
+                for channel, payload in tx.pending_signals:
+                    self.signals.deliver(channel, payload)
+        else:
+            async with self._write_engine.begin() as conn:
+                yield Tx(conn, self.dialect)
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self._read_engine.connect() as conn:
+            yield conn
+
+
+class PostgresListener:
+    """Holds one connection in LISTEN on every subscribed channel, reconnecting if it drops.
+
+    After a reconnect it fires every channel once, because notifications sent while it was
+    away are lost and subscribers must look again.
+    """
+
+    def __init__(self, dsn: str, signals: Signals, retry_seconds: float = 1.0) -> None:
+        self._dsn = dsn
+        self._signals = signals
+        self._retry_seconds = retry_seconds
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="pg-listener")
+        await asyncio.wait_for(self._connected.wait(), timeout=10)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        import asyncpg
+
+        first = True
+        while True:
+            try:
+                conn = await asyncpg.connect(self._dsn)
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("listener cannot connect; retrying", extra={"error": str(exc)})
+                await asyncio.sleep(self._retry_seconds)
+                continue
+            lost = asyncio.Event()
+            conn.add_termination_listener(lambda _c: lost.set())
+            try:
+                for channel in (CHANNEL_JOBS, CHANNEL_CANCEL):
+                    await conn.add_listener(channel, self._on_notify)
+                self._connected.set()
+                if not first:
+                    self._signals.deliver_everywhere()
+                first = False
+                await lost.wait()
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(conn.close(timeout=2))
+            await asyncio.sleep(self._retry_seconds)
+
+    def _on_notify(self, _conn: object, _pid: int, channel: str, payload: str) -> None:
+        self._signals.deliver(channel, payload)

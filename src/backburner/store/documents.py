@@ -1,0 +1,57 @@
+"""Uploaded documents: their extracted text is what summarisation jobs read."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from backburner.store.database import Database
+from backburner.store.models import Document, new_id
+from backburner.store.schema import documents
+
+
+async def insert_document(
+    db: Database,
+    *,
+    owner: str,
+    filename: str,
+    content_type: str,
+    size_bytes: int,
+    text: str,
+    now: datetime,
+) -> Document:
+    values = {
+        "id": new_id(),
+        "owner": owner,
+        "filename": filename,
+        "content_type": content_type,
+        "size_bytes": size_bytes,
+        "char_count": len(text),
+        "sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "text": text,
+        "created_at": now,
+    }
+    async with db.write() as tx:
+        row = (
+            (await tx.conn.execute(sa.insert(documents).values(values).returning(*documents.c)))
+            .mappings()
+            .one()
+        )
+    return Document.from_row(row)
+
+
+async def get_documents(
+    db: Database, ids: Sequence[str], *, owner: str | None
+) -> dict[str, Document]:
+    """The documents among `ids` that exist (and, with `owner`, belong to that owner)."""
+    if not ids:
+        return {}
+    query = sa.select(documents).where(documents.c.id.in_(list(ids)))
+    if owner is not None:
+        query = query.where(documents.c.owner == owner)
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    return {row["id"]: Document.from_row(row) for row in rows}

@@ -1,0 +1,578 @@
+"""Every statement about jobs as a queue: enqueue, claim, lease, finish, cancel, retry, reap.
+
+The jobs table is the queue: inserting the row *is* the enqueue, in one transaction with
+its "created" event and the wake-up signal.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from backburner.errors import Conflict, FieldProblem, InvalidRequest, NotFound
+from backburner.store.database import CHANNEL_CANCEL, CHANNEL_JOBS, Database
+from backburner.store.events import add_events, event_row
+from backburner.store.models import (
+    TERMINAL_STATUSES,
+    Job,
+    JobStatus,
+    NewJob,
+    Outcome,
+    TypeHistory,
+    new_id,
+)
+from backburner.store.schema import jobs, workers
+
+PENDING = JobStatus.PENDING.value
+RUNNING = JobStatus.RUNNING.value
+
+
+# --- Enqueue ------------------------------------------------------------------------------
+
+
+async def insert_job(db: Database, new: NewJob, *, now: datetime) -> tuple[Job, bool]:
+    """Enqueue a job. Returns the job and whether it was created (False: the owner's
+    idempotency key named an existing job, which is returned instead)."""
+    try:
+        async with db.write() as tx:
+            if new.idempotency_key is not None:
+                existing = await _by_idempotency_key(tx.conn, new.owner, new.idempotency_key)
+                if existing is not None:
+                    return existing, False
+            job_id = new_id()
+            values = {
+                "id": job_id,
+                "owner": new.owner,
+                "type": new.type,
+                "status": PENDING,
+                "payload": new.payload,
+                "callback_url": new.callback_url,
+                "priority": new.priority,
+                "run_at": new.run_at or now,
+                "created_at": now,
+                "updated_at": now,
+                "max_attempts": new.max_attempts,
+                "timeout_seconds": new.timeout_seconds,
+                "idempotency_key": new.idempotency_key,
+                "request_hash": new.request_hash,
+            }
+            row = (
+                (await tx.conn.execute(sa.insert(jobs).values(values).returning(*jobs.c)))
+                .mappings()
+                .one()
+            )
+            await add_events(
+                tx.conn, [event_row(job_id, "created", now, to_status=PENDING, attempt=0)]
+            )
+            await tx.signal(CHANNEL_JOBS)
+            return Job.from_row(row), True
+    except IntegrityError:
+        # Two requests with one idempotency key raced (PostgreSQL); the other one won.
+        if new.idempotency_key is None:
+            raise
+        async with db.read() as conn:
+            existing = await _by_idempotency_key(conn, new.owner, new.idempotency_key)
+        if existing is None:
+            raise
+        return existing, False
+
+
+async def _by_idempotency_key(conn: AsyncConnection, owner: str, key: str) -> Job | None:
+    query = sa.select(jobs).where(jobs.c.owner == owner, jobs.c.idempotency_key == key)
+    row = (await conn.execute(query)).mappings().first()
+    return Job.from_row(row) if row else None
+
+
+# --- Read ---------------------------------------------------------------------------------
+
+
+async def get_job(db: Database, job_id: str, *, owner: str | None = None) -> Job | None:
+    """The job, or None if it does not exist or (with `owner`) belongs to someone else."""
+    query = sa.select(jobs).where(jobs.c.id == job_id)
+    if owner is not None:
+        query = query.where(jobs.c.owner == owner)
+    async with db.read() as conn:
+        row = (await conn.execute(query)).mappings().first()
+    return Job.from_row(row) if row else None
+
+
+def encode_cursor(job_id: str) -> str:
+    return base64.urlsafe_b64encode(job_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return base64.urlsafe_b64decode(padded.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidRequest(
+            "cursor is not one this API handed out",
+            errors=[FieldProblem(("query", "cursor"), "malformed cursor")],
+        ) from None
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+async def list_jobs(
+    db: Database,
+    *,
+    owner: str | None,
+    status: JobStatus | None = None,
+    type: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> JobPage:
+    """Newest first, keyset-paginated on the time-ordered id."""
+    query = sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit + 1)
+    if owner is not None:
+        query = query.where(jobs.c.owner == owner)
+    if status is not None:
+        query = query.where(jobs.c.status == status.value)
+    if type is not None:
+        query = query.where(jobs.c.type == type)
+    if cursor is not None:
+        query = query.where(jobs.c.id < decode_cursor(cursor))
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    page = [Job.from_row(row) for row in rows[:limit]]
+    next_cursor = encode_cursor(page[-1].id) if len(rows) > limit else None
+    return JobPage(page, next_cursor)
+
+
+async def next_due_at(db: Database) -> datetime | None:
+    """When the earliest pending job becomes runnable (for an idle worker's sleep)."""
+    query = sa.select(sa.func.min(jobs.c.run_at)).where(jobs.c.status == PENDING)
+    async with db.read() as conn:
+        value = (await conn.execute(query)).scalar()
+    if value is None:
+        return None
+    return jobs.c.run_at.type.process_result_value(value, conn.dialect)  # type: ignore[no-any-return]
+
+
+async def type_history(
+    db: Database,
+    job_type: str,
+    *,
+    priority: int,
+    now: datetime,
+    sample: int = 50,
+    max_count: int = 10_000,
+    worker_silence: timedelta = timedelta(seconds=30),
+) -> TypeHistory:
+    """Recent run times of a type, how many runnable jobs are ahead, and live capacity."""
+    durations_q = (
+        sa.select(jobs.c.started_at, jobs.c.completed_at)
+        .where(
+            jobs.c.type == job_type,
+            jobs.c.status == JobStatus.SUCCEEDED.value,
+            jobs.c.completed_at.is_not(None),
+        )
+        .order_by(jobs.c.completed_at.desc())
+        .limit(sample)
+    )
+    ahead_inner = (
+        sa.select(sa.literal(1))
+        .where(jobs.c.status == PENDING, jobs.c.run_at <= now, jobs.c.priority >= priority)
+        .limit(max_count)
+        .subquery()
+    )
+    capacity_q = sa.select(sa.func.coalesce(sa.func.sum(workers.c.concurrency), 0)).where(
+        workers.c.stopped_at.is_(None), workers.c.heartbeat_at > now - worker_silence
+    )
+    async with db.read() as conn:
+        rows = (await conn.execute(durations_q)).all()
+        ahead = (await conn.execute(sa.select(sa.func.count()).select_from(ahead_inner))).scalar()
+        capacity = (await conn.execute(capacity_q)).scalar()
+    durations = [
+        (done - started).total_seconds() for started, done in rows if started and done
+    ]
+    return TypeHistory(durations, int(ahead or 0), max(1, int(capacity or 0)))
+
+
+# --- Claim and lease ----------------------------------------------------------------------
+
+
+async def claim_jobs(
+    db: Database,
+    *,
+    worker_id: str,
+    limit: int,
+    lease_seconds: float,
+    now: datetime,
+    types: Sequence[str] | None = None,
+) -> list[Job]:
+    """Take up to `limit` runnable jobs, highest priority first, for this worker.
+
+    PostgreSQL: `FOR UPDATE SKIP LOCKED`, so concurrent workers never wait on or take the
+    same row. SQLite: the single writer lock makes the select-then-update atomic.
+    """
+    picked = (
+        sa.select(jobs.c.id)
+        .where(jobs.c.status == PENDING, jobs.c.run_at <= now)
+        .order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if types:
+        picked = picked.where(jobs.c.type.in_(list(types)))
+    picked_cte = picked.cte("picked")
+    claim = (
+        sa.update(jobs)
+        .where(jobs.c.id.in_(sa.select(picked_cte.c.id)), jobs.c.status == PENDING)
+        .values(
+            status=RUNNING,
+            substate=None,
+            lease_owner=worker_id,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            attempts=jobs.c.attempts + 1,
+            started_at=sa.func.coalesce(jobs.c.started_at, now),
+            updated_at=now,
+        )
+        .returning(*jobs.c)
+    )
+    async with db.write() as tx:
+        rows = (await tx.conn.execute(claim)).mappings().all()
+        claimed = [Job.from_row(row) for row in rows]
+        await add_events(
+            tx.conn,
+            [
+                event_row(
+                    job.id,
+                    "started",
+                    now,
+                    from_status=PENDING,
+                    to_status=RUNNING,
+                    attempt=job.attempts,
+                    data={"worker": worker_id},
+                )
+                for job in claimed
+            ],
+        )
+    claimed.sort(key=lambda job: (-job.priority, job.run_at, job.id))
+    return claimed
+
+
+async def extend_leases(
+    db: Database, *, worker_id: str, lease_seconds: float, now: datetime
+) -> set[str]:
+    """Renew the lease on every job this worker holds; returns the ids it still holds."""
+    renew = (
+        sa.update(jobs)
+        .where(jobs.c.lease_owner == worker_id, jobs.c.status == RUNNING)
+        .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+        .returning(jobs.c.id)
+    )
+    beat = sa.update(workers).where(workers.c.id == worker_id).values(heartbeat_at=now)
+    async with db.write() as tx:
+        held = set((await tx.conn.execute(renew)).scalars().all())
+        await tx.conn.execute(beat)
+    return held
+
+
+async def cancel_requested_ids(db: Database, *, worker_id: str) -> set[str]:
+    query = sa.select(jobs.c.id).where(
+        jobs.c.lease_owner == worker_id,
+        jobs.c.status == RUNNING,
+        jobs.c.cancel_requested.is_(True),
+    )
+    async with db.read() as conn:
+        return set((await conn.execute(query)).scalars().all())
+
+
+async def is_cancel_requested(db: Database, job_id: str) -> bool:
+    query = sa.select(jobs.c.cancel_requested).where(jobs.c.id == job_id)
+    async with db.read() as conn:
+        return bool((await conn.execute(query)).scalar())
+
+
+# --- Finish ---------------------------------------------------------------------------------
+
+
+_FINISH = (
+    sa.update(jobs)
+    .where(jobs.c.id == sa.bindparam("b_id"))
+    .values(
+        status=sa.bindparam("b_status"),
+        substate=None,
+        result=sa.bindparam("b_result", type_=jobs.c.result.type),
+        error_message=sa.bindparam("b_error_message"),
+        error_kind=sa.bindparam("b_error_kind"),
+        completed_at=sa.bindparam("b_completed_at", type_=jobs.c.completed_at.type),
+        run_at=sa.func.coalesce(
+            sa.bindparam("b_run_at", type_=jobs.c.run_at.type), jobs.c.run_at
+        ),
+        progress=sa.func.coalesce(sa.bindparam("b_progress", type_=sa.Float()), jobs.c.progress),
+        retry_count=jobs.c.retry_count + sa.bindparam("b_retry_inc", type_=sa.Integer()),
+        attempts=jobs.c.attempts - sa.bindparam("b_attempt_dec", type_=sa.Integer()),
+        lease_owner=None,
+        lease_expires_at=None,
+        updated_at=sa.bindparam("b_now", type_=jobs.c.updated_at.type),
+    )
+)
+
+
+def _finish_params(outcome: Outcome, now: datetime) -> dict[str, Any]:
+    terminal = outcome.status in TERMINAL_STATUSES
+    return {
+        "b_id": outcome.job_id,
+        "b_status": outcome.status.value,
+        "b_result": outcome.result,
+        "b_error_message": outcome.error_message,
+        "b_error_kind": outcome.error_kind,
+        "b_completed_at": now if terminal else None,
+        "b_run_at": outcome.run_at if outcome.status == JobStatus.PENDING else None,
+        "b_progress": 1.0 if outcome.status == JobStatus.SUCCEEDED else None,
+        "b_retry_inc": 1 if outcome.count_as_retry else 0,
+        "b_attempt_dec": 1 if outcome.give_back_attempt else 0,
+        "b_now": now,
+    }
+
+
+def _finish_event(outcome: Outcome, now: datetime) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if outcome.error_kind:
+        data["error_kind"] = outcome.error_kind
+    if outcome.status == JobStatus.PENDING and outcome.run_at is not None:
+        data["run_at"] = outcome.run_at.isoformat()
+    return event_row(
+        outcome.job_id,
+        outcome.event,
+        now,
+        from_status=RUNNING,
+        to_status=outcome.status.value,
+        attempt=outcome.attempt,
+        message=outcome.error_message,
+        data=data or None,
+    )
+
+
+async def finish_jobs(
+    db: Database, *, worker_id: str, outcomes: Sequence[Outcome], now: datetime
+) -> set[str]:
+    """Record how attempts ended, in one transaction. Returns the ids applied; an outcome for
+    a job this worker no longer holds (its lease expired and it was reaped) is dropped."""
+    if not outcomes:
+        return set()
+    ids = [outcome.job_id for outcome in outcomes]
+    held_q = (
+        sa.select(jobs.c.id, jobs.c.attempts)
+        .where(jobs.c.id.in_(ids), jobs.c.lease_owner == worker_id, jobs.c.status == RUNNING)
+        .with_for_update()
+    )
+    async with db.write() as tx:
+        held = dict((await tx.conn.execute(held_q)).tuples().all())
+        applied = [o for o in outcomes if held.get(o.job_id) == o.attempt]
+        if applied:
+            await tx.conn.execute(_FINISH, [_finish_params(o, now) for o in applied])
+            await add_events(tx.conn, [_finish_event(o, now) for o in applied])
+            if any(o.status == JobStatus.PENDING for o in applied):
+                await tx.signal(CHANNEL_JOBS)
+    return {o.job_id for o in applied}
+
+
+# --- Progress --------------------------------------------------------------------------------
+
+
+async def set_progress(
+    db: Database,
+    *,
+    job_id: str,
+    worker_id: str,
+    fraction: float,
+    message: str | None,
+    attempt: int,
+    now: datetime,
+) -> bool:
+    """Record progress; returns False when this worker no longer holds the job."""
+    update = (
+        sa.update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.lease_owner == worker_id, jobs.c.status == RUNNING)
+        .values(progress=fraction, progress_message=message, updated_at=now)
+    )
+    async with db.write() as tx:
+        result = await tx.conn.execute(update)
+        if result.rowcount == 0:
+            return False
+        await add_events(
+            tx.conn,
+            [
+                event_row(
+                    job_id,
+                    "progress",
+                    now,
+                    attempt=attempt,
+                    message=message,
+                    data={"progress": fraction},
+                )
+            ],
+        )
+    return True
+
+
+# --- Cancel and retry ----------------------------------------------------------------------
+
+
+async def _lock_owned_job(conn: AsyncConnection, job_id: str, owner: str | None) -> Job:
+    query = sa.select(jobs).where(jobs.c.id == job_id).with_for_update()
+    if owner is not None:
+        query = query.where(jobs.c.owner == owner)
+    row = (await conn.execute(query)).mappings().first()
+    if row is None:
+        raise NotFound(f"no job {job_id}")
+    return Job.from_row(row)
+
+
+async def request_cancel(
+    db: Database, job_id: str, *, owner: str | None, now: datetime
+) -> Job:
+    """Cancel a job: a pending one at once; a running one is flagged and its worker told.
+    Cancelling a job that already ended is a conflict."""
+    async with db.write() as tx:
+        job = await _lock_owned_job(tx.conn, job_id, owner)
+        if job.status.is_terminal:
+            raise Conflict(f"job {job_id} already ended as {job.status.value}; nothing to cancel")
+        if job.status == JobStatus.PENDING:
+            values: dict[str, Any] = {
+                "status": JobStatus.CANCELED.value,
+                "completed_at": now,
+                "error_kind": "canceled",
+                "error_message": "canceled before it started",
+            }
+            event = event_row(
+                job_id, "canceled", now, from_status=PENDING,
+                to_status=JobStatus.CANCELED.value, attempt=job.attempts,
+            )
+        else:
+            if job.cancel_requested:
+                return job
+            values = {"cancel_requested": True}
+            event = event_row(job_id, "cancel_requested", now, attempt=job.attempts)
+            await tx.signal(CHANNEL_CANCEL, job_id)
+        update = (
+            sa.update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(updated_at=now, **values)
+            .returning(*jobs.c)
+        )
+        row = (await tx.conn.execute(update)).mappings().one()
+        await add_events(tx.conn, [event])
+    return Job.from_row(row)
+
+
+async def retry_job(db: Database, job_id: str, *, owner: str | None, now: datetime) -> Job:
+    """Run a failed or canceled job again, from its memoised steps; recorded as an event."""
+    async with db.write() as tx:
+        job = await _lock_owned_job(tx.conn, job_id, owner)
+        if job.status not in (JobStatus.FAILED, JobStatus.CANCELED):
+            raise Conflict(
+                f"job {job_id} is {job.status.value}; only failed or canceled jobs can be retried"
+            )
+        update = (
+            sa.update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(
+                status=PENDING,
+                substate=None,
+                result=None,
+                error_message=None,
+                error_kind=None,
+                completed_at=None,
+                cancel_requested=False,
+                attempts=0,
+                retry_count=jobs.c.retry_count + 1,
+                progress=0.0,
+                progress_message=None,
+                run_at=now,
+                updated_at=now,
+            )
+            .returning(*jobs.c)
+        )
+        row = (await tx.conn.execute(update)).mappings().one()
+        await add_events(
+            tx.conn,
+            [
+                event_row(
+                    job_id, "retried", now, from_status=job.status.value, to_status=PENDING,
+                    attempt=0, message="retry requested by a client",
+                )
+            ],
+        )
+        await tx.signal(CHANNEL_JOBS)
+    return Job.from_row(row)
+
+
+# --- Reaper ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReapedJob:
+    job_id: str
+    status: JobStatus
+    previous_worker: str | None
+
+
+async def reap_expired_leases(
+    db: Database, *, now: datetime, limit: int = 500
+) -> list[ReapedJob]:
+    """Give back jobs whose worker stopped renewing its lease (it died or hung).
+
+    The attempt counts: a job out of attempts fails as `lost`; one whose cancel was
+    requested ends canceled; the rest go back to pending at once.
+    """
+    expired_q = (
+        sa.select(jobs)
+        .where(jobs.c.status == RUNNING, jobs.c.lease_expires_at < now)
+        .order_by(jobs.c.lease_expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    reaped: list[ReapedJob] = []
+    async with db.write() as tx:
+        rows = (await tx.conn.execute(expired_q)).mappings().all()
+        if not rows:
+            return []
+        params: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        for row in rows:
+            job = Job.from_row(row)
+            outcome = _reap_outcome(job)
+            params.append(_finish_params(outcome, now))
+            events.append(
+                {**_finish_event(outcome, now), "data": {"worker": job.lease_owner}}
+            )
+            reaped.append(ReapedJob(job.id, outcome.status, job.lease_owner))
+        await tx.conn.execute(_FINISH, params)
+        await add_events(tx.conn, events)
+        if any(r.status == JobStatus.PENDING for r in reaped):
+            await tx.signal(CHANNEL_JOBS)
+    return reaped
+
+
+def _reap_outcome(job: Job) -> Outcome:
+    if job.cancel_requested:
+        return Outcome(
+            job.id, job.attempts, JobStatus.CANCELED, "canceled",
+            error_kind="canceled", error_message="canceled; its worker was lost",
+        )
+    if job.attempts >= job.max_attempts:
+        return Outcome(
+            job.id, job.attempts, JobStatus.FAILED, "failed", error_kind="lost",
+            error_message=f"worker lost (lease expired) on the last of {job.max_attempts} attempts",
+        )
+    return Outcome(
+        job.id, job.attempts, JobStatus.PENDING, "lease_expired", error_kind="lost",
+        error_message="worker lost (lease expired); job returned to the queue",
+        count_as_retry=True,
+    )

@@ -1,0 +1,81 @@
+"""API keys: created once (the secret is shown once), stored as a SHA-256 hash.
+
+Keys are 256 random bits, so a fast hash is enough: there is nothing to brute-force."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from backburner.errors import NotFound
+from backburner.store.database import Database
+from backburner.store.models import ApiKey, Role, new_id
+from backburner.store.schema import api_keys
+
+KEY_PREFIX = "bb_"
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+async def create_key(
+    db: Database, *, owner: str, role: Role, now: datetime, name: str | None = None
+) -> tuple[ApiKey, str]:
+    """A new key for `owner`; returns its record and the secret, which is not kept."""
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    values = {
+        "id": new_id(),
+        "owner": owner,
+        "role": role.value,
+        "name": name,
+        "prefix": secret[:10],
+        "key_hash": hash_key(secret),
+        "created_at": now,
+    }
+    async with db.write() as tx:
+        row = (
+            (await tx.conn.execute(sa.insert(api_keys).values(values).returning(*api_keys.c)))
+            .mappings()
+            .one()
+        )
+    return ApiKey.from_row(row), secret
+
+
+async def find_active_key(db: Database, secret: str) -> ApiKey | None:
+    query = sa.select(api_keys).where(
+        api_keys.c.key_hash == hash_key(secret), api_keys.c.revoked_at.is_(None)
+    )
+    async with db.read() as conn:
+        row = (await conn.execute(query)).mappings().first()
+    return ApiKey.from_row(row) if row else None
+
+
+async def list_keys(db: Database) -> list[ApiKey]:
+    async with db.read() as conn:
+        rows = (
+            (await conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at)))
+            .mappings()
+            .all()
+        )
+    return [ApiKey.from_row(row) for row in rows]
+
+
+async def count_active_keys(db: Database) -> int:
+    query = sa.select(sa.func.count()).where(api_keys.c.revoked_at.is_(None))
+    async with db.read() as conn:
+        return int((await conn.execute(query)).scalar() or 0)
+
+
+async def revoke_key(db: Database, key_id: str, *, now: datetime) -> None:
+    async with db.write() as tx:
+        result = await tx.conn.execute(
+            sa.update(api_keys)
+            .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        if result.rowcount == 0:
+            raise NotFound(f"no active key {key_id}")

@@ -1,0 +1,200 @@
+"""Plain values the store hands out and takes in. No behaviour beyond reading a row."""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+
+SUBSTATE_WAITING_PROVIDER = "waiting_provider"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    MEMBER = "member"
+
+
+def new_id() -> str:
+    """A UUID whose leading bits are the creation time in ms (UUIDv7 layout), so ids sort
+    by age and keyset pagination on id alone is stable."""
+    ms = time.time_ns() // 1_000_000
+    rand = secrets.randbits(74)
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= (rand >> 62) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    owner: str
+    type: str
+    status: JobStatus
+    substate: str | None
+    payload: dict[str, Any]
+    result: Any
+    error_message: str | None
+    error_kind: str | None
+    callback_url: str | None
+    priority: int
+    run_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    attempts: int
+    retry_count: int
+    max_attempts: int
+    timeout_seconds: float
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    cancel_requested: bool
+    progress: float
+    progress_message: str | None
+    idempotency_key: str | None
+    request_hash: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Job:
+        values = dict(row)
+        values["status"] = JobStatus(values["status"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """What the API knows when it enqueues a job."""
+
+    owner: str
+    type: str
+    payload: dict[str, Any]
+    max_attempts: int
+    timeout_seconds: float
+    priority: int = 0
+    run_at: datetime | None = None
+    callback_url: str | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    id: int
+    job_id: str
+    at: datetime
+    kind: str
+    from_status: str | None
+    to_status: str | None
+    attempt: int | None
+    message: str | None
+    data: dict[str, Any] | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> JobEvent:
+        return cls(**dict(row))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one attempt of a job ended, as the worker decided it."""
+
+    job_id: str
+    attempt: int
+    status: JobStatus  # succeeded | failed | canceled | pending (retry or release)
+    event: str  # succeeded, failed, canceled, retry_scheduled, released, timed_out...
+    result: Any = None
+    error_message: str | None = None
+    error_kind: str | None = None
+    run_at: datetime | None = None
+    count_as_retry: bool = False
+    give_back_attempt: bool = False
+
+
+@dataclass(frozen=True)
+class ProviderCall:
+    id: int
+    job_id: str
+    key: str
+    provider: str
+    model: str
+    response_id: str
+    status: str
+    attempt: int
+    output: Any
+    error_message: str | None
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    submitted_at: datetime
+    completed_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ProviderCall:
+        return cls(**dict(row))
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    owner: str
+    filename: str
+    content_type: str
+    size_bytes: int
+    char_count: int
+    sha256: str
+    text: str
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Document:
+        return cls(**dict(row))
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    owner: str
+    role: Role
+    name: str | None
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ApiKey:
+        values = {k: v for k, v in dict(row).items() if k != "key_hash"}
+        values["role"] = Role(values["role"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class TypeHistory:
+    """What the ETA needs to know about one job type's recent past and present queue."""
+
+    recent_run_seconds: list[float] = field(default_factory=list)
+    jobs_ahead: int = 0
+    capacity: int = 1

@@ -1,0 +1,185 @@
+"""The tables. Alembic migrations create them; this module is what the queries are written
+against, and a test checks the two agree."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both dialects (SQLite stores them naive)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def Json() -> sa.types.TypeEngine[Any]:  # noqa: N802 - reads like a column type
+    return sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+metadata = sa.MetaData()
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("type", sa.String(100), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("substate", sa.String(40)),
+    sa.Column("payload", Json(), nullable=False),
+    sa.Column("result", Json()),
+    sa.Column("error_message", sa.Text()),
+    sa.Column("error_kind", sa.String(50)),
+    sa.Column("callback_url", sa.Text()),
+    sa.Column("priority", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("run_at", UtcDateTime(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("started_at", UtcDateTime()),
+    sa.Column("completed_at", UtcDateTime()),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("retry_count", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.Integer(), nullable=False),
+    sa.Column("timeout_seconds", sa.Float(), nullable=False),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_expires_at", UtcDateTime()),
+    sa.Column("cancel_requested", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("progress", sa.Float(), nullable=False, server_default="0"),
+    sa.Column("progress_message", sa.Text()),
+    sa.Column("idempotency_key", sa.String(200)),
+    sa.Column("request_hash", sa.String(64)),
+    sa.Index(
+        "ix_jobs_pending_queue",
+        sa.text("priority DESC"),
+        "run_at",
+        "id",
+        postgresql_where=sa.text("status = 'pending'"),
+        sqlite_where=sa.text("status = 'pending'"),
+    ),
+    sa.Index(
+        "ix_jobs_running_lease",
+        "lease_expires_at",
+        postgresql_where=sa.text("status = 'running'"),
+        sqlite_where=sa.text("status = 'running'"),
+    ),
+    sa.Index(
+        "ix_jobs_idempotency",
+        "owner",
+        "idempotency_key",
+        unique=True,
+        postgresql_where=sa.text("idempotency_key IS NOT NULL"),
+        sqlite_where=sa.text("idempotency_key IS NOT NULL"),
+    ),
+    sa.Index("ix_jobs_owner_id", "owner", "id"),
+    sa.Index("ix_jobs_status_id", "status", "id"),
+    sa.Index("ix_jobs_type_completed", "type", "status", "completed_at"),
+    sa.Index("ix_jobs_lease_owner", "lease_owner"),
+)
+
+job_events = sa.Table(
+    "job_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(36), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("from_status", sa.String(20)),
+    sa.Column("to_status", sa.String(20)),
+    sa.Column("attempt", sa.Integer()),
+    sa.Column("message", sa.Text()),
+    sa.Column("data", Json()),
+    sa.Index("ix_job_events_job", "job_id", "id"),
+)
+
+job_steps = sa.Table(
+    "job_steps",
+    metadata,
+    sa.Column("job_id", sa.String(36), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("value", Json()),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
+provider_calls = sa.Table(
+    "provider_calls",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(36), nullable=False),
+    sa.Column("key", sa.String(200), nullable=False),
+    sa.Column("provider", sa.String(40), nullable=False),
+    sa.Column("model", sa.String(100), nullable=False),
+    sa.Column("response_id", sa.String(100), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("output", Json()),
+    sa.Column("error_message", sa.Text()),
+    sa.Column("input_tokens", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("cached_tokens", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("output_tokens", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("reasoning_tokens", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("submitted_at", UtcDateTime(), nullable=False),
+    sa.Column("completed_at", UtcDateTime()),
+    sa.UniqueConstraint("job_id", "key", name="uq_provider_calls_job_key"),
+    sa.Index("ix_provider_calls_response", "response_id"),
+)
+
+documents = sa.Table(
+    "documents",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("filename", sa.String(300), nullable=False),
+    sa.Column("content_type", sa.String(100), nullable=False),
+    sa.Column("size_bytes", sa.Integer(), nullable=False),
+    sa.Column("char_count", sa.Integer(), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("text", sa.Text(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_documents_owner_id", "owner", "id"),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("name", sa.String(200)),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("revoked_at", UtcDateTime()),
+)
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("hostname", sa.String(200), nullable=False),
+    sa.Column("pid", sa.Integer(), nullable=False),
+    sa.Column("concurrency", sa.Integer(), nullable=False),
+    sa.Column("started_at", UtcDateTime(), nullable=False),
+    sa.Column("heartbeat_at", UtcDateTime(), nullable=False),
+    sa.Column("stopped_at", UtcDateTime()),
+)

@@ -1,0 +1,200 @@
+"""Memoised step results and model calls of a job: what makes a re-run resume, not redo."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from backburner.store.database import Database
+from backburner.store.events import add_events, event_row
+from backburner.store.models import SUBSTATE_WAITING_PROVIDER, JobStatus, ProviderCall
+from backburner.store.schema import job_steps, jobs, provider_calls
+
+OUTSTANDING_STATUSES = ("queued", "in_progress")
+
+
+async def load_steps(db: Database, job_id: str) -> dict[str, Any]:
+    query = sa.select(job_steps.c.key, job_steps.c.value).where(job_steps.c.job_id == job_id)
+    async with db.read() as conn:
+        return dict((await conn.execute(query)).tuples().all())
+
+
+async def save_step(db: Database, job_id: str, key: str, value: Any, *, now: datetime) -> Any:
+    """Store a step's result. If another attempt stored it first, that value wins and is
+    returned, so every reader sees one result per step."""
+    try:
+        async with db.write() as tx:
+            await tx.conn.execute(
+                sa.insert(job_steps).values(job_id=job_id, key=key, value=value, created_at=now)
+            )
+        return value
+    except IntegrityError:
+        query = sa.select(job_steps.c.value).where(
+            job_steps.c.job_id == job_id, job_steps.c.key == key
+        )
+        async with db.read() as conn:
+            return (await conn.execute(query)).scalar()
+
+
+async def load_calls(db: Database, job_id: str) -> dict[str, ProviderCall]:
+    query = sa.select(provider_calls).where(provider_calls.c.job_id == job_id)
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    return {row["key"]: ProviderCall.from_row(row) for row in rows}
+
+
+async def list_calls(db: Database, job_id: str) -> list[ProviderCall]:
+    query = (
+        sa.select(provider_calls)
+        .where(provider_calls.c.job_id == job_id)
+        .order_by(provider_calls.c.id)
+    )
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    return [ProviderCall.from_row(row) for row in rows]
+
+
+async def record_submitted(
+    db: Database,
+    *,
+    job_id: str,
+    key: str,
+    provider: str,
+    model: str,
+    response_id: str,
+    status: str,
+    attempt: int,
+    now: datetime,
+) -> None:
+    """Persist a response id the provider accepted, before anyone waits on it. A key that
+    had a failed call before is overwritten: that call is over and this one replaces it."""
+    values = {
+        "provider": provider,
+        "model": model,
+        "response_id": response_id,
+        "status": status,
+        "attempt": attempt,
+        "output": None,
+        "error_message": None,
+        "submitted_at": now,
+        "completed_at": None,
+    }
+    async with db.write() as tx:
+        updated = await tx.conn.execute(
+            sa.update(provider_calls)
+            .where(provider_calls.c.job_id == job_id, provider_calls.c.key == key)
+            .values(**values)
+        )
+        if updated.rowcount == 0:
+            await tx.conn.execute(
+                sa.insert(provider_calls).values(job_id=job_id, key=key, **values)
+            )
+        await tx.conn.execute(
+            sa.update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value)
+            .values(substate=SUBSTATE_WAITING_PROVIDER, updated_at=now)
+        )
+        await add_events(
+            tx.conn,
+            [
+                event_row(
+                    job_id, "model_call_submitted", now, attempt=attempt,
+                    data={"key": key, "response_id": response_id, "model": model},
+                )
+            ],
+        )
+
+
+async def record_finished(
+    db: Database,
+    *,
+    job_id: str,
+    key: str,
+    status: str,
+    output: Any,
+    error_message: str | None,
+    usage: dict[str, int],
+    attempt: int,
+    now: datetime,
+) -> None:
+    """Record how a model call ended; the job stops waiting once none is outstanding."""
+    async with db.write() as tx:
+        row = (
+            await tx.conn.execute(
+                sa.update(provider_calls)
+                .where(provider_calls.c.job_id == job_id, provider_calls.c.key == key)
+                .values(
+                    status=status,
+                    output=output,
+                    error_message=error_message,
+                    completed_at=now,
+                    input_tokens=usage.get("input_tokens", 0),
+                    cached_tokens=usage.get("cached_tokens", 0),
+                    output_tokens=usage.get("output_tokens", 0),
+                    reasoning_tokens=usage.get("reasoning_tokens", 0),
+                )
+                .returning(provider_calls.c.response_id)
+            )
+        ).first()
+        still_waiting = (
+            sa.select(provider_calls.c.id)
+            .where(
+                provider_calls.c.job_id == job_id,
+                provider_calls.c.status.in_(OUTSTANDING_STATUSES),
+            )
+            .exists()
+        )
+        await tx.conn.execute(
+            sa.update(jobs)
+            .where(
+                jobs.c.id == job_id,
+                jobs.c.substate == SUBSTATE_WAITING_PROVIDER,
+                ~still_waiting,
+            )
+            .values(substate=None, updated_at=now)
+        )
+        await add_events(
+            tx.conn,
+            [
+                event_row(
+                    job_id, "model_call_finished", now, attempt=attempt, message=error_message,
+                    data={
+                        "key": key,
+                        "status": status,
+                        "response_id": row[0] if row else None,
+                        **usage,
+                    },
+                )
+            ],
+        )
+
+
+async def outstanding_response_ids(db: Database, job_id: str) -> list[str]:
+    query = sa.select(provider_calls.c.response_id).where(
+        provider_calls.c.job_id == job_id,
+        provider_calls.c.status.in_(OUTSTANDING_STATUSES),
+    )
+    async with db.read() as conn:
+        return list((await conn.execute(query)).scalars().all())
+
+
+async def usage_totals(db: Database, job_id: str) -> dict[str, int]:
+    query = sa.select(
+        sa.func.count(),
+        sa.func.coalesce(sa.func.sum(provider_calls.c.input_tokens), 0),
+        sa.func.coalesce(sa.func.sum(provider_calls.c.cached_tokens), 0),
+        sa.func.coalesce(sa.func.sum(provider_calls.c.output_tokens), 0),
+        sa.func.coalesce(sa.func.sum(provider_calls.c.reasoning_tokens), 0),
+    ).where(provider_calls.c.job_id == job_id)
+    async with db.read() as conn:
+        calls, inp, cached, out, reasoning = (await conn.execute(query)).one()
+    return {
+        "model_calls": int(calls),
+        "input_tokens": int(inp),
+        "cached_tokens": int(cached),
+        "output_tokens": int(out),
+        "reasoning_tokens": int(reasoning),
+    }
