@@ -42,7 +42,7 @@ def dialect_of(url: str) -> Dialect:
 
 def async_url(url: str) -> str:
     """The SQLAlchemy URL with the async driver chosen for the user."""
-    scheme, rest = url.split(":", 1)
+    _, rest = url.split(":", 1)
     if dialect_of(url) == "sqlite":
         return "sqlite+aiosqlite:" + rest
     return "postgresql+asyncpg:" + rest
@@ -91,9 +91,7 @@ class Tx:
     async def signal(self, channel: str, payload: str = "") -> None:
         if self.dialect == "postgresql":
             # NOTIFY is transactional: delivered on commit, dropped on rollback.
-            await self.conn.execute(
-                sa.select(sa.func.pg_notify(channel, payload))
-            )
+            await self.conn.execute(sa.select(sa.func.pg_notify(channel, payload)))
         else:
             self.pending_signals.append((channel, payload))
 
@@ -212,7 +210,7 @@ class PostgresListener:
                 await asyncio.sleep(self._retry_seconds)
                 continue
             lost = asyncio.Event()
-            conn.add_termination_listener(lambda _c: lost.set())
+            conn.add_termination_listener(lambda _c, lost=lost: lost.set())
             try:
                 for channel in (CHANNEL_JOBS, CHANNEL_CANCEL):
                     await conn.add_listener(channel, self._on_notify)

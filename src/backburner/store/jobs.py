@@ -158,7 +158,7 @@ async def next_due_at(db: Database) -> datetime | None:
         value = (await conn.execute(query)).scalar()
     if value is None:
         return None
-    return jobs.c.run_at.type.process_result_value(value, conn.dialect)  # type: ignore[no-any-return]
+    return value  # type: ignore[no-any-return]
 
 
 async def type_history(
@@ -195,9 +195,7 @@ async def type_history(
         rows = (await conn.execute(durations_q)).all()
         ahead = (await conn.execute(sa.select(sa.func.count()).select_from(ahead_inner))).scalar()
         capacity = (await conn.execute(capacity_q)).scalar()
-    durations = [
-        (done - started).total_seconds() for started, done in rows if started and done
-    ]
+    durations = [(done - started).total_seconds() for started, done in rows if started and done]
     return TypeHistory(durations, int(ahead or 0), max(1, int(capacity or 0)))
 
 
@@ -310,9 +308,7 @@ _FINISH = (
         error_message=sa.bindparam("b_error_message"),
         error_kind=sa.bindparam("b_error_kind"),
         completed_at=sa.bindparam("b_completed_at", type_=jobs.c.completed_at.type),
-        run_at=sa.func.coalesce(
-            sa.bindparam("b_run_at", type_=jobs.c.run_at.type), jobs.c.run_at
-        ),
+        run_at=sa.func.coalesce(sa.bindparam("b_run_at", type_=jobs.c.run_at.type), jobs.c.run_at),
         progress=sa.func.coalesce(sa.bindparam("b_progress", type_=sa.Float()), jobs.c.progress),
         retry_count=jobs.c.retry_count + sa.bindparam("b_retry_inc", type_=sa.Integer()),
         attempts=jobs.c.attempts - sa.bindparam("b_attempt_dec", type_=sa.Integer()),
@@ -434,9 +430,7 @@ async def _lock_owned_job(conn: AsyncConnection, job_id: str, owner: str | None)
     return Job.from_row(row)
 
 
-async def request_cancel(
-    db: Database, job_id: str, *, owner: str | None, now: datetime
-) -> Job:
+async def request_cancel(db: Database, job_id: str, *, owner: str | None, now: datetime) -> Job:
     """Cancel a job: a pending one at once; a running one is flagged and its worker told.
     Cancelling a job that already ended is a conflict."""
     async with db.write() as tx:
@@ -451,8 +445,12 @@ async def request_cancel(
                 "error_message": "canceled before it started",
             }
             event = event_row(
-                job_id, "canceled", now, from_status=PENDING,
-                to_status=JobStatus.CANCELED.value, attempt=job.attempts,
+                job_id,
+                "canceled",
+                now,
+                from_status=PENDING,
+                to_status=JobStatus.CANCELED.value,
+                attempt=job.attempts,
             )
         else:
             if job.cancel_requested:
@@ -504,8 +502,13 @@ async def retry_job(db: Database, job_id: str, *, owner: str | None, now: dateti
             tx.conn,
             [
                 event_row(
-                    job_id, "retried", now, from_status=job.status.value, to_status=PENDING,
-                    attempt=0, message="retry requested by a client",
+                    job_id,
+                    "retried",
+                    now,
+                    from_status=job.status.value,
+                    to_status=PENDING,
+                    attempt=0,
+                    message="retry requested by a client",
                 )
             ],
         )
@@ -523,9 +526,7 @@ class ReapedJob:
     previous_worker: str | None
 
 
-async def reap_expired_leases(
-    db: Database, *, now: datetime, limit: int = 500
-) -> list[ReapedJob]:
+async def reap_expired_leases(db: Database, *, now: datetime, limit: int = 500) -> list[ReapedJob]:
     """Give back jobs whose worker stopped renewing its lease (it died or hung).
 
     The attempt counts: a job out of attempts fails as `lost`; one whose cancel was
@@ -549,9 +550,7 @@ async def reap_expired_leases(
             job = Job.from_row(row)
             outcome = _reap_outcome(job)
             params.append(_finish_params(outcome, now))
-            events.append(
-                {**_finish_event(outcome, now), "data": {"worker": job.lease_owner}}
-            )
+            events.append({**_finish_event(outcome, now), "data": {"worker": job.lease_owner}})
             reaped.append(ReapedJob(job.id, outcome.status, job.lease_owner))
         await tx.conn.execute(_FINISH, params)
         await add_events(tx.conn, events)
@@ -563,16 +562,28 @@ async def reap_expired_leases(
 def _reap_outcome(job: Job) -> Outcome:
     if job.cancel_requested:
         return Outcome(
-            job.id, job.attempts, JobStatus.CANCELED, "canceled",
-            error_kind="canceled", error_message="canceled; its worker was lost",
+            job.id,
+            job.attempts,
+            JobStatus.CANCELED,
+            "canceled",
+            error_kind="canceled",
+            error_message="canceled; its worker was lost",
         )
     if job.attempts >= job.max_attempts:
         return Outcome(
-            job.id, job.attempts, JobStatus.FAILED, "failed", error_kind="lost",
+            job.id,
+            job.attempts,
+            JobStatus.FAILED,
+            "failed",
+            error_kind="lost",
             error_message=f"worker lost (lease expired) on the last of {job.max_attempts} attempts",
         )
     return Outcome(
-        job.id, job.attempts, JobStatus.PENDING, "lease_expired", error_kind="lost",
+        job.id,
+        job.attempts,
+        JobStatus.PENDING,
+        "lease_expired",
+        error_kind="lost",
         error_message="worker lost (lease expired); job returned to the queue",
         count_as_retry=True,
     )

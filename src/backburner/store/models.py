@@ -78,7 +78,7 @@ class Job:
     request_hash: str | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Job:
+    def from_row(cls, row: Mapping[Any, Any]) -> Job:
         values = dict(row)
         values["status"] = JobStatus(values["status"])
         return cls(**values)
@@ -113,7 +113,7 @@ class JobEvent:
     data: dict[str, Any] | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> JobEvent:
+    def from_row(cls, row: Mapping[Any, Any]) -> JobEvent:
         return cls(**dict(row))
 
 
@@ -153,7 +153,7 @@ class ProviderCall:
     completed_at: datetime | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> ProviderCall:
+    def from_row(cls, row: Mapping[Any, Any]) -> ProviderCall:
         return cls(**dict(row))
 
 
@@ -170,7 +170,7 @@ class Document:
     created_at: datetime
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Document:
+    def from_row(cls, row: Mapping[Any, Any]) -> Document:
         return cls(**dict(row))
 
 
@@ -185,7 +185,7 @@ class ApiKey:
     revoked_at: datetime | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> ApiKey:
+    def from_row(cls, row: Mapping[Any, Any]) -> ApiKey:
         values = {k: v for k, v in dict(row).items() if k != "key_hash"}
         values["role"] = Role(values["role"])
         return cls(**values)

@@ -101,7 +101,10 @@ async def record_submitted(
             tx.conn,
             [
                 event_row(
-                    job_id, "model_call_submitted", now, attempt=attempt,
+                    job_id,
+                    "model_call_submitted",
+                    now,
+                    attempt=attempt,
                     data={"key": key, "response_id": response_id, "model": model},
                 )
             ],
@@ -160,7 +163,11 @@ async def record_finished(
             tx.conn,
             [
                 event_row(
-                    job_id, "model_call_finished", now, attempt=attempt, message=error_message,
+                    job_id,
+                    "model_call_finished",
+                    now,
+                    attempt=attempt,
+                    message=error_message,
                     data={
                         "key": key,
                         "status": status,

@@ -163,6 +163,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("workers", "api_keys", "documents", "provider_calls", "job_steps",
-                  "job_events", "jobs"):
+    for table in (
+        "workers",
+        "api_keys",
+        "documents",
+        "provider_calls",
+        "job_steps",
+        "job_events",
+        "jobs",
+    ):
         op.drop_table(table)

@@ -1,0 +1,19 @@
+"""Job types: the registry, the context handlers see, and the built-in types."""
+
+from backburner.jobs.context import JobContext
+from backburner.jobs.registry import (
+    JobRegistry,
+    JobType,
+    RetryPolicy,
+    UnknownJobTypeError,
+    build_registry,
+)
+
+__all__ = [
+    "JobContext",
+    "JobRegistry",
+    "JobType",
+    "RetryPolicy",
+    "UnknownJobTypeError",
+    "build_registry",
+]

@@ -1,0 +1,175 @@
+"""Job types: what a job is, how it is validated, run, retried and timed out.
+
+Register a type with the decorator:
+
+    registry = JobRegistry()
+
+    @registry.job_type("translate", expected_duration=30, timeout=600)
+    async def translate(ctx: JobContext, payload: TranslateInput) -> TranslateOutput:
+        ...
+
+The input and output models are read from the handler's annotations. Packages can ship
+types through the `backburner.job_types` entry point (a function taking the registry).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, TypeVar, get_type_hints
+
+from pydantic import BaseModel
+
+from backburner.jobs.context import JobContext
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "backburner.job_types"
+
+Handler = Callable[[JobContext, Any], Coroutine[Any, Any, Any]]
+H = TypeVar("H", bound=Callable[..., Coroutine[Any, Any, Any]])
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When a failed attempt runs again. Transient errors (timeouts, connection errors,
+    429, 5xx, and errors the type names) retry with exponential backoff and jitter."""
+
+    max_attempts: int = 5
+    base_delay: float = 2.0
+    max_delay: float = 600.0
+    jitter: float = 0.5
+    retry_on_timeout: bool = False
+    retry_unknown_errors: bool = True
+    retry_on: tuple[type[BaseException], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError("jitter is a fraction between 0 and 1")
+
+
+@dataclass(frozen=True)
+class JobType:
+    name: str
+    handler: Handler
+    input_model: type[BaseModel]
+    output_model: type[BaseModel]
+    description: str = ""
+    expected_duration: float = 60.0
+    timeout: float = 3600.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Document ids a payload refers to, so the API can check them before enqueueing.
+    referenced_documents: Callable[[Any], list[str]] | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "expected_duration_seconds": self.expected_duration,
+            "timeout_seconds": self.timeout,
+            "max_attempts": self.retry.max_attempts,
+            "input_schema": self.input_model.model_json_schema(),
+            "output_schema": self.output_model.model_json_schema(),
+        }
+
+
+class UnknownJobTypeError(KeyError):
+    pass
+
+
+class JobRegistry:
+    def __init__(self) -> None:
+        self._types: dict[str, JobType] = {}
+
+    def register(self, job_type: JobType) -> JobType:
+        if job_type.name in self._types:
+            raise ValueError(f"job type {job_type.name!r} is registered twice")
+        self._types[job_type.name] = job_type
+        return job_type
+
+    def job_type(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        expected_duration: float = 60.0,
+        timeout: float = 3600.0,
+        retry: RetryPolicy | None = None,
+        referenced_documents: Callable[[Any], list[str]] | None = None,
+    ) -> Callable[[H], H]:
+        """Register an `async def handler(ctx, payload: In) -> Out` as a job type."""
+
+        def decorate(handler: H) -> H:
+            input_model, output_model = _models_of(handler)
+            self.register(
+                JobType(
+                    name=name,
+                    handler=handler,
+                    input_model=input_model,
+                    output_model=output_model,
+                    description=description or inspect.getdoc(handler) or "",
+                    expected_duration=expected_duration,
+                    timeout=timeout,
+                    retry=retry or RetryPolicy(),
+                    referenced_documents=referenced_documents,
+                )
+            )
+            return handler
+
+        return decorate
+
+    def get(self, name: str) -> JobType:
+        try:
+            return self._types[name]
+        except KeyError:
+            raise UnknownJobTypeError(name) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+    def names(self) -> list[str]:
+        return sorted(self._types)
+
+    def all(self) -> list[JobType]:
+        return [self._types[name] for name in self.names()]
+
+
+def _models_of(handler: Callable[..., Any]) -> tuple[type[BaseModel], type[BaseModel]]:
+    hints = get_type_hints(handler)
+    params = list(inspect.signature(handler).parameters)
+    if len(params) != 2:
+        raise TypeError(f"{handler.__name__} must take (ctx, payload)")
+    input_model = hints.get(params[1])
+    output_model = hints.get("return")
+    for role, model in (("payload", input_model), ("return", output_model)):
+        if not (inspect.isclass(model) and issubclass(model, BaseModel)):
+            raise TypeError(f"{handler.__name__}: the {role} annotation must be a pydantic model")
+    return input_model, output_model  # type: ignore[return-value]
+
+
+def build_registry(
+    plugin_modules: Iterable[str] = (), *, entry_points_too: bool = True
+) -> JobRegistry:
+    """The registry with every installed job type: entry points (the built-ins come this
+    way too), then modules named in settings, each exposing `register(registry)`."""
+    registry = JobRegistry()
+    if entry_points_too:
+        for entry in entry_points(group=ENTRY_POINT_GROUP):
+            entry.load()(registry)
+    else:
+        from backburner.jobs.types import register_builtin_types
+
+        register_builtin_types(registry)
+    for module_name in plugin_modules:
+        module = importlib.import_module(module_name)
+        register = getattr(module, "register", None)
+        if register is None:
+            raise ImportError(f"plugin module {module_name} has no register(registry) function")
+        register(registry)
+    return registry

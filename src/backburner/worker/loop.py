@@ -1,0 +1,408 @@
+"""The worker: claims jobs, runs their handlers, keeps their leases, and shuts down cleanly.
+
+Everything it starts lives in task groups it owns: the claim loop, one task per running
+attempt, the response tracker, heartbeats, the reaper, the cancel watcher and the outcome
+writer. `stop()` (SIGTERM) stops claiming, lets running jobs finish within the grace period,
+and hands the rest back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from backburner.config import Settings
+from backburner.errors import ErrorInfo, JobTimeout, PermanentError
+from backburner.jobs.registry import JobRegistry, JobType, RetryPolicy, UnknownJobTypeError
+from backburner.providers.base import Provider
+from backburner.store import CHANNEL_CANCEL, CHANNEL_JOBS, Database, Job, Outcome
+from backburner.store import jobs as jobs_store
+from backburner.store import steps as steps_store
+from backburner.store import workers as workers_store
+from backburner.worker import outcomes
+from backburner.worker.context import RunningJob, SlotHolder
+from backburner.worker.retry import classify_error
+from backburner.worker.slots import Slots
+from backburner.worker.tracker import ResponseTracker
+from backburner.worker.writer import OutcomeWriter
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Attempt:
+    job: Job
+    handler_task: asyncio.Task[Any] | None = None
+    stop_reason: str | None = None  # "canceled" | "shutdown" | "lease_lost"
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        if self.handler_task is not None:
+            self.handler_task.cancel()
+
+
+class Worker:
+    def __init__(
+        self,
+        db: Database,
+        registry: JobRegistry,
+        provider: Provider,
+        settings: Settings,
+        *,
+        concurrency: int | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.registry = registry
+        self.provider = provider
+        self.settings = settings
+        self.clock = clock
+        self.id = f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.tracker = ResponseTracker(
+            provider,
+            initial_delay=settings.poll_initial_seconds,
+            max_delay=settings.poll_max_seconds,
+        )
+        self.slots = Slots(concurrency or settings.worker_concurrency)
+        self.running: dict[str, _Attempt] = {}
+        self._writer = OutcomeWriter(db, self.id, clock)
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.started = asyncio.Event()
+
+    # --- Lifecycle --------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown (idempotent; safe from a signal handler)."""
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Work until `stop()`; returns once every attempt has ended or been handed back."""
+        await workers_store.register_worker(
+            self.db,
+            worker_id=self.id,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            concurrency=self.slots.capacity,
+            now=self.clock(),
+        )
+        unsubscribe = [
+            self.db.signals.subscribe(CHANNEL_JOBS, lambda _payload: self._wake.set()),
+            self.db.signals.subscribe(CHANNEL_CANCEL, self._on_cancel_signal),
+        ]
+        log.info("worker started", extra={"worker_id": self.id, "concurrency": self.slots.capacity})
+        try:
+            async with asyncio.TaskGroup() as services:
+                background = [
+                    services.create_task(self.tracker.run(), name="tracker"),
+                    services.create_task(self._writer.run(), name="outcome-writer"),
+                    services.create_task(
+                        self._every(self.settings.heartbeat_seconds, self._heartbeat),
+                        name="heartbeat",
+                    ),
+                    services.create_task(
+                        self._every(self.settings.reap_interval_seconds, self._reap), name="reaper"
+                    ),
+                    services.create_task(
+                        self._every(self.settings.cancel_check_seconds, self._check_cancels),
+                        name="cancels",
+                    ),
+                ]
+                async with asyncio.TaskGroup() as attempts:
+                    self.started.set()
+                    await self._claim_until_stopped(attempts)
+                    await self._drain()
+                for task in background:
+                    task.cancel()
+        finally:
+            for undo in unsubscribe:
+                undo()
+            with contextlib.suppress(Exception):
+                await workers_store.mark_worker_stopped(self.db, self.id, now=self.clock())
+            log.info("worker stopped", extra={"worker_id": self.id})
+
+    async def _drain(self) -> None:
+        if not self.running:
+            return
+        grace = self.settings.shutdown_grace_seconds
+        log.info(
+            "waiting for running jobs", extra={"jobs": len(self.running), "grace_seconds": grace}
+        )
+        waits = [asyncio.create_task(a.done.wait()) for a in self.running.values()]
+        try:
+            await asyncio.wait(waits, timeout=grace)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        for attempt in list(self.running.values()):
+            attempt.stop("shutdown")
+
+    # --- Claiming -----------------------------------------------------------------------------
+
+    async def _claim_until_stopped(self, attempts: asyncio.TaskGroup) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            if self.slots.free == 0:
+                await self._until_stop_or(self.slots.wait_for_free())
+                continue
+            self._wake.clear()
+            wanted = min(self.slots.free, self.settings.claim_batch_size)
+            try:
+                claimed = await jobs_store.claim_jobs(
+                    self.db,
+                    worker_id=self.id,
+                    limit=wanted,
+                    lease_seconds=self.settings.lease_seconds,
+                    now=self.clock(),
+                    types=self.registry.names(),
+                )
+                failures = 0
+            except Exception:
+                failures += 1
+                log.exception("claiming jobs failed", extra={"worker_id": self.id})
+                await self._until_stop_or(asyncio.sleep(min(10.0, 0.2 * 2**failures)))
+                continue
+            for job in claimed:
+                self._start(job, attempts)
+            if len(claimed) < wanted:
+                await self._idle()
+
+    async def _idle(self) -> None:
+        """Sleep until woken by a new job, the next scheduled one falls due, or a while."""
+        timeout = self.settings.idle_poll_seconds
+        with contextlib.suppress(Exception):
+            due = await jobs_store.next_due_at(self.db)
+            if due is not None:
+                timeout = max(0.0, min(timeout, (due - self.clock()).total_seconds()))
+        if timeout > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+    async def _until_stop_or(self, awaitable: Awaitable[object]) -> None:
+        task = asyncio.ensure_future(awaitable)
+        stop = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait([task, stop], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            task.cancel()
+            stop.cancel()
+
+    def _start(self, job: Job, attempts: asyncio.TaskGroup) -> None:
+        self.slots.take()
+        attempt = _Attempt(job)
+        self.running[job.id] = attempt
+        attempts.create_task(self._run_attempt(attempt), name=f"job-{job.id}")
+
+    # --- Running one attempt ---------------------------------------------------------------
+
+    async def _run_attempt(self, attempt: _Attempt) -> None:
+        job = attempt.job
+        slot = SlotHolder(self.slots.give, self.slots.take_when_free)
+        try:
+            outcome = await self._execute(attempt, slot)
+            if outcome is not None:
+                applied = await self._writer.write(outcome)
+                log.info(
+                    "job attempt ended",
+                    extra={
+                        "job_id": job.id,
+                        "type": job.type,
+                        "attempt": job.attempts,
+                        "outcome": outcome.event,
+                        "error_kind": outcome.error_kind,
+                        "applied": applied,
+                    },
+                )
+        except Exception:
+            # Nothing reaches here but our own bugs; the lease expiry will recover the job.
+            log.exception("worker failed to run a job", extra={"job_id": job.id})
+        finally:
+            self.running.pop(job.id, None)
+            if slot.held:
+                self.slots.give()
+            attempt.done.set()
+
+    async def _execute(self, attempt: _Attempt, slot: SlotHolder) -> Outcome | None:
+        job = attempt.job
+        try:
+            job_type = self.registry.get(job.type)
+        except UnknownJobTypeError:
+            info = ErrorInfo("unknown_type", f"this worker has no job type {job.type!r}", False)
+            return outcomes.after_failure(job, info, RetryPolicy(), self.clock())
+        try:
+            payload = job_type.input_model.model_validate(job.payload)
+        except ValidationError as error:
+            info = ErrorInfo("invalid_input", f"payload does not fit {job.type}: {error}", False)
+            return outcomes.after_failure(job, info, job_type.retry, self.clock())
+        context = RunningJob(
+            job,
+            db=self.db,
+            provider=self.provider,
+            tracker=self.tracker,
+            settings=self.settings,
+            worker_id=self.id,
+            slot=slot,
+            clock=self.clock,
+        )
+        try:
+            await context.load()
+        except Exception as error:
+            return outcomes.after_failure(
+                job, classify_error(error, job_type.retry), job_type.retry, self.clock()
+            )
+        return await self._run_handler(attempt, job_type, context, payload)
+
+    async def _run_handler(
+        self, attempt: _Attempt, job_type: JobType, context: RunningJob, payload: object
+    ) -> Outcome | None:
+        job = attempt.job
+        handler: asyncio.Task[Any] = asyncio.create_task(job_type.handler(context, payload))
+        attempt.handler_task = handler
+        if attempt.stop_reason is not None:  # cancelled before the handler even started
+            handler.cancel()
+        done, _ = await asyncio.wait([handler], timeout=job.timeout_seconds)
+        if not done:
+            attempt.stop("timeout")
+            with contextlib.suppress(BaseException):
+                await handler
+            await self._cancel_model_calls(job)
+            info = ErrorInfo(
+                "timeout",
+                f"attempt ran past its {job.timeout_seconds:g}s limit",
+                job_type.retry.retry_on_timeout,
+            )
+            return outcomes.after_failure(job, info, job_type.retry, self.clock())
+        if handler.cancelled():
+            return await self._after_stop(attempt)
+        error = handler.exception()
+        if error is not None:
+            info = classify_error(error, job_type.retry)
+            outcome = outcomes.after_failure(job, info, job_type.retry, self.clock())
+            if outcome.status.is_terminal:
+                await self._cancel_model_calls(job)
+            log.warning(
+                "job attempt failed",
+                extra={
+                    "job_id": job.id,
+                    "type": job.type,
+                    "attempt": job.attempts,
+                    "error_kind": info.kind,
+                    "error": info.message,
+                },
+            )
+            return outcome
+        try:
+            result = job_type.output_model.model_validate(handler.result())
+        except ValidationError as invalid:
+            info = classify_error(
+                PermanentError(
+                    f"handler returned a result that does not fit {job.type}: {invalid}"
+                ),
+                job_type.retry,
+            )
+            return outcomes.after_failure(job, info, job_type.retry, self.clock())
+        return outcomes.succeeded(job, result.model_dump(mode="json"))
+
+    async def _after_stop(self, attempt: _Attempt) -> Outcome | None:
+        job = attempt.job
+        if attempt.stop_reason == "canceled":
+            await self._cancel_model_calls(job)
+            return outcomes.canceled(job)
+        if attempt.stop_reason == "shutdown":
+            return outcomes.released(job)
+        if attempt.stop_reason == "lease_lost":
+            log.warning("lease lost; another worker owns the job now", extra={"job_id": job.id})
+            return None
+        info = classify_error(JobTimeout("handler was cancelled"), RetryPolicy())
+        return outcomes.after_failure(job, info, RetryPolicy(), self.clock())
+
+    async def _cancel_model_calls(self, job: Job) -> None:
+        """Stop paying for responses nobody will read."""
+        try:
+            response_ids = await steps_store.outstanding_response_ids(self.db, job.id)
+        except Exception:
+            log.exception("listing outstanding responses failed", extra={"job_id": job.id})
+            return
+        for response_id in response_ids:
+            try:
+                snapshot = await self.provider.cancel(response_id)
+                await steps_store.record_finished(
+                    self.db,
+                    job_id=job.id,
+                    key=await self._key_of(job.id, response_id),
+                    status=snapshot.status,
+                    output=None,
+                    error_message="job ended",
+                    usage=(snapshot.usage.as_counts() if snapshot.usage else {}),
+                    attempt=job.attempts,
+                    now=self.clock(),
+                )
+            except Exception as error:
+                log.warning(
+                    "cancelling a response failed",
+                    extra={"job_id": job.id, "response_id": response_id, "error": str(error)},
+                )
+
+    async def _key_of(self, job_id: str, response_id: str) -> str:
+        calls = await steps_store.load_calls(self.db, job_id)
+        return next(key for key, call in calls.items() if call.response_id == response_id)
+
+    # --- Housekeeping -------------------------------------------------------------------------
+
+    async def _every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await action()
+            except Exception:
+                log.exception("worker housekeeping failed", extra={"action": action.__name__})
+
+    async def _heartbeat(self) -> None:
+        held = await jobs_store.extend_leases(
+            self.db, worker_id=self.id, lease_seconds=self.settings.lease_seconds, now=self.clock()
+        )
+        for job_id, attempt in list(self.running.items()):
+            if job_id not in held and attempt.handler_task is not None:
+                attempt.stop("lease_lost")
+
+    async def _reap(self) -> None:
+        reaped = await jobs_store.reap_expired_leases(self.db, now=self.clock())
+        for item in reaped:
+            log.warning(
+                "reaped a job from a lost worker",
+                extra={
+                    "job_id": item.job_id,
+                    "worker": item.previous_worker,
+                    "status": item.status.value,
+                },
+            )
+
+    async def _check_cancels(self) -> None:
+        for job_id in await jobs_store.cancel_requested_ids(self.db, worker_id=self.id):
+            self._cancel_running(job_id)
+
+    def _on_cancel_signal(self, job_id: str) -> None:
+        self._cancel_running(job_id)
+
+    def _cancel_running(self, job_id: str) -> None:
+        attempt = self.running.get(job_id)
+        if attempt is not None:
+            log.info("cancelling running job", extra={"job_id": job_id})
+            attempt.stop("canceled")

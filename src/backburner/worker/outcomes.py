@@ -1,0 +1,67 @@
+"""Turning how an attempt ended into an Outcome: plain functions, no I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from datetime import datetime
+
+from backburner.errors import ErrorInfo
+from backburner.jobs.registry import RetryPolicy
+from backburner.store import Job, JobStatus, Outcome
+from backburner.worker.retry import decide_after_failure
+
+
+def succeeded(job: Job, result: object) -> Outcome:
+    return Outcome(job.id, job.attempts, JobStatus.SUCCEEDED, "succeeded", result=result)
+
+
+def canceled(job: Job) -> Outcome:
+    return Outcome(
+        job.id,
+        job.attempts,
+        JobStatus.CANCELED,
+        "canceled",
+        error_kind="canceled",
+        error_message="canceled while running",
+    )
+
+
+def released(job: Job) -> Outcome:
+    """The worker is shutting down: the job goes back to the queue, attempt not counted."""
+    return Outcome(
+        job.id,
+        job.attempts,
+        JobStatus.PENDING,
+        "released",
+        error_message="worker shut down; job returned to the queue",
+        give_back_attempt=True,
+    )
+
+
+def after_failure(
+    job: Job, info: ErrorInfo, policy: RetryPolicy, now: datetime, rng: random.Random | None = None
+) -> Outcome:
+    """Retry later or fail for good, as the policy decides for this error and attempt."""
+    # The job row carries max_attempts fixed at enqueue; it wins over a changed policy.
+    effective = dataclasses.replace(policy, max_attempts=job.max_attempts)
+    decision = decide_after_failure(info, job.attempts, effective, now, rng)
+    if decision.retry:
+        return Outcome(
+            job.id,
+            job.attempts,
+            JobStatus.PENDING,
+            "retry_scheduled",
+            error_kind=info.kind,
+            error_message=info.message,
+            run_at=decision.run_at,
+            count_as_retry=True,
+        )
+    return Outcome(
+        job.id,
+        job.attempts,
+        JobStatus.FAILED,
+        "failed",
+        error_kind=info.kind,
+        error_message=f"{info.message} ({decision.reason})",
+    )

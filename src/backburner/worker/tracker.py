@@ -1,0 +1,152 @@
+"""Waiting on model calls without holding anything: one tracker per worker process.
+
+Handlers await `wait(response_id)`; the tracker polls every outstanding response of the
+process in one loop, each on its own backoff (soon at first, then less often), and wakes
+the waiter when the response ends. `nudge(response_id)` (e.g. from a webhook) makes the
+next poll of that response happen at once; both paths end in the same code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from backburner.providers.base import Provider, ResponseSnapshot
+
+log = logging.getLogger(__name__)
+
+
+def next_poll_delay(polls_so_far: int, initial: float, maximum: float) -> float:
+    """Seconds until the next poll of a response polled `polls_so_far` times already."""
+    return float(min(maximum, initial * 1.6**polls_so_far))
+
+
+@dataclass
+class _Waiting:
+    response_id: str
+    future: asyncio.Future[ResponseSnapshot]
+    polls: int = 0
+    due: float = 0.0
+    waiters: int = 1
+
+
+@dataclass(order=True)
+class _Due:
+    at: float
+    response_id: str = field(compare=False)
+
+
+class ResponseTracker:
+    def __init__(
+        self,
+        provider: Provider,
+        *,
+        initial_delay: float = 0.25,
+        max_delay: float = 5.0,
+        max_concurrent_polls: int = 32,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._provider = provider
+        self._initial = initial_delay
+        self._max = max_delay
+        self._clock = clock
+        self._waiting: dict[str, _Waiting] = {}
+        self._schedule: list[_Due] = []
+        self._wake = asyncio.Event()
+        self._poll_slots = asyncio.Semaphore(max_concurrent_polls)
+        self.polls = 0
+
+    @property
+    def outstanding(self) -> int:
+        return len(self._waiting)
+
+    async def wait(self, response_id: str) -> ResponseSnapshot:
+        """The response once it has ended (completed, failed, cancelled or incomplete)."""
+        entry = self._waiting.get(response_id)
+        if entry is None:
+            future: asyncio.Future[ResponseSnapshot] = asyncio.get_running_loop().create_future()
+            entry = _Waiting(response_id, future, due=self._clock() + self._initial)
+            self._waiting[response_id] = entry
+            self._push(entry)
+        else:
+            entry.waiters += 1
+        try:
+            return await asyncio.shield(entry.future)
+        finally:
+            entry.waiters -= 1
+            if entry.waiters == 0 and not entry.future.done():
+                # Nobody waits any more (the job was cancelled): stop polling it.
+                entry.future.cancel()
+                self._waiting.pop(response_id, None)
+
+    def nudge(self, response_id: str) -> None:
+        """Poll this response at once (a webhook or the provider said it changed)."""
+        entry = self._waiting.get(response_id)
+        if entry is not None:
+            entry.due = self._clock()
+            self._push(entry)
+
+    async def run(self) -> None:
+        """Poll due responses until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            while True:
+                delay = self._until_next_due()
+                if delay > 0:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                    continue
+                due = heapq.heappop(self._schedule)
+                entry = self._waiting.get(due.response_id)
+                if entry is None or entry.due != due.at:
+                    continue  # finished, or rescheduled since this slot was queued
+                entry.due = float("inf")
+                await self._poll_slots.acquire()
+                group.create_task(self._poll(entry))
+
+    def _until_next_due(self) -> float:
+        if not self._schedule:
+            return 3600.0
+        return self._schedule[0].at - self._clock()
+
+    def _push(self, entry: _Waiting) -> None:
+        heapq.heappush(self._schedule, _Due(entry.due, entry.response_id))
+        self._wake.set()
+
+    async def _poll(self, entry: _Waiting) -> None:
+        try:
+            snapshot = await self._provider.retrieve(entry.response_id)
+        except Exception as error:  # the waiter decides what the failure means
+            self._finish(entry, error=error)
+            return
+        finally:
+            self._poll_slots.release()
+            self.polls += 1
+        if snapshot.is_terminal:
+            self._finish(entry, snapshot=snapshot)
+            return
+        entry.polls += 1
+        entry.due = self._clock() + next_poll_delay(entry.polls, self._initial, self._max)
+        if entry.response_id in self._waiting:
+            self._push(entry)
+
+    def _finish(
+        self,
+        entry: _Waiting,
+        *,
+        snapshot: ResponseSnapshot | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        self._waiting.pop(entry.response_id, None)
+        if entry.future.done():
+            return
+        if error is not None:
+            entry.future.set_exception(error)
+        else:
+            assert snapshot is not None
+            entry.future.set_result(snapshot)
