@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     auth_cache_seconds: float = Field(default=5.0, ge=0)
 
     log_level: str = "INFO"
+    log_format: str = Field(default="auto", pattern="^(auto|json|text)$")
 
     @field_validator("plugins", mode="before")
     @classmethod

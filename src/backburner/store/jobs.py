@@ -26,7 +26,6 @@ from backburner.store.models import (
     JobStatus,
     NewJob,
     Outcome,
-    TypeHistory,
     new_id,
 )
 from backburner.store.schema import jobs, workers
@@ -161,18 +160,9 @@ async def next_due_at(db: Database) -> datetime | None:
     return value  # type: ignore[no-any-return]
 
 
-async def type_history(
-    db: Database,
-    job_type: str,
-    *,
-    priority: int,
-    now: datetime,
-    sample: int = 50,
-    max_count: int = 10_000,
-    worker_silence: timedelta = timedelta(seconds=30),
-) -> TypeHistory:
-    """Recent run times of a type, how many runnable jobs are ahead, and live capacity."""
-    durations_q = (
+async def recent_run_seconds(db: Database, job_type: str, *, sample: int = 50) -> list[float]:
+    """How long the type's most recent successful jobs ran (start to finish)."""
+    query = (
         sa.select(jobs.c.started_at, jobs.c.completed_at)
         .where(
             jobs.c.type == job_type,
@@ -182,21 +172,44 @@ async def type_history(
         .order_by(jobs.c.completed_at.desc())
         .limit(sample)
     )
-    ahead_inner = (
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).all()
+    return [(done - started).total_seconds() for started, done in rows if started and done]
+
+
+async def count_ahead(
+    db: Database, *, job_id: str, priority: int, now: datetime, max_count: int = 10_000
+) -> int:
+    """Runnable pending jobs a worker would take before this one (capped at `max_count`)."""
+    inner = (
         sa.select(sa.literal(1))
-        .where(jobs.c.status == PENDING, jobs.c.run_at <= now, jobs.c.priority >= priority)
+        .where(
+            jobs.c.status == PENDING,
+            jobs.c.run_at <= now,
+            jobs.c.id != job_id,
+            sa.or_(
+                jobs.c.priority > priority,
+                sa.and_(jobs.c.priority == priority, jobs.c.id < job_id),
+            ),
+        )
         .limit(max_count)
         .subquery()
     )
-    capacity_q = sa.select(sa.func.coalesce(sa.func.sum(workers.c.concurrency), 0)).where(
-        workers.c.stopped_at.is_(None), workers.c.heartbeat_at > now - worker_silence
+    async with db.read() as conn:
+        return int(
+            (await conn.execute(sa.select(sa.func.count()).select_from(inner))).scalar() or 0
+        )
+
+
+async def live_capacity(
+    db: Database, *, now: datetime, silence: timedelta = timedelta(seconds=30)
+) -> int:
+    """Execution slots of workers that have been heard from lately (at least 1)."""
+    query = sa.select(sa.func.coalesce(sa.func.sum(workers.c.concurrency), 0)).where(
+        workers.c.stopped_at.is_(None), workers.c.heartbeat_at > now - silence
     )
     async with db.read() as conn:
-        rows = (await conn.execute(durations_q)).all()
-        ahead = (await conn.execute(sa.select(sa.func.count()).select_from(ahead_inner))).scalar()
-        capacity = (await conn.execute(capacity_q)).scalar()
-    durations = [(done - started).total_seconds() for started, done in rows if started and done]
-    return TypeHistory(durations, int(ahead or 0), max(1, int(capacity or 0)))
+        return max(1, int((await conn.execute(query)).scalar() or 0))
 
 
 # --- Claim and lease ----------------------------------------------------------------------

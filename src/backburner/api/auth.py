@@ -1,0 +1,87 @@
+"""Who is calling: API keys (Bearer) belonging to an owner, with a role."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from backburner.api.state import Services, ServicesDep
+from backburner.errors import Unauthorized
+from backburner.store import Role
+from backburner.store import keys as keys_store
+
+SESSION_COOKIE = "backburner_session"
+
+
+@dataclass(frozen=True)
+class Principal:
+    owner: str
+    role: Role
+    key_id: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN
+
+    def visible_owner(self) -> str | None:
+        """The owner filter for queries: admins see everyone's jobs, members their own."""
+        return None if self.is_admin else self.owner
+
+
+class KeyCache:
+    """Remembers verified keys briefly, so a burst of requests costs one lookup.
+    A revoked key stops working within `ttl` seconds."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[Principal, float]] = {}
+
+    def get(self, secret: str) -> Principal | None:
+        entry = self._entries.get(secret)
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0]
+
+    def put(self, secret: str, principal: Principal) -> None:
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[secret] = (principal, time.monotonic() + self.ttl)
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("use 'Authorization: Bearer <api key>'")
+        return token.strip()
+    return request.cookies.get(SESSION_COOKIE)
+
+
+async def resolve_key(svc: Services, cache: KeyCache, secret: str) -> Principal | None:
+    cached = cache.get(secret)
+    if cached is not None:
+        return cached
+    key = await keys_store.find_active_key(svc.db, secret)
+    if key is None:
+        return None
+    principal = Principal(owner=key.owner, role=key.role, key_id=key.id)
+    cache.put(secret, principal)
+    return principal
+
+
+async def current_principal(request: Request, svc: ServicesDep) -> Principal:
+    secret = bearer_token(request)
+    if secret is None:
+        raise Unauthorized("an API key is required: 'Authorization: Bearer <api key>'")
+    cache: KeyCache = request.app.state.key_cache
+    principal = await resolve_key(svc, cache, secret)
+    if principal is None:
+        raise Unauthorized("the API key is unknown or revoked")
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -1,0 +1,128 @@
+"""Turning a validated request into a queued job: the one path every client takes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from pydantic import ValidationError
+
+from backburner.api.auth import Principal
+from backburner.api.problems import validation_problems
+from backburner.api.schemas import JobCreate
+from backburner.api.state import Services
+from backburner.errors import FieldProblem, InvalidRequest
+from backburner.jobs.registry import JobType, UnknownJobTypeError
+from backburner.store import Job, NewJob
+from backburner.store import documents as documents_store
+from backburner.store import jobs as jobs_store
+
+
+def request_fingerprint(create: JobCreate, payload: dict[str, object]) -> str:
+    """Identifies what was asked, so a reused idempotency key with a different request is
+    caught instead of silently answered with the first job."""
+    canonical = json.dumps(
+        {
+            "type": create.type,
+            "payload": payload,
+            "callback_url": create.callback_url,
+            "priority": create.priority,
+            "run_at": create.run_at.isoformat() if create.run_at else None,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def idempotency_key_of(create: JobCreate, header_key: str | None) -> str | None:
+    if header_key is not None and not 1 <= len(header_key) <= 200:
+        raise InvalidRequest(
+            "Idempotency-Key must be 1-200 characters",
+            errors=[FieldProblem(("header", "Idempotency-Key"), "must be 1-200 characters")],
+        )
+    if header_key and create.idempotency_key and header_key != create.idempotency_key:
+        raise InvalidRequest(
+            "the Idempotency-Key header and the body's idempotency_key differ",
+            errors=[FieldProblem(("body", "idempotency_key"), "differs from the header")],
+        )
+    return create.idempotency_key or header_key
+
+
+def job_type_of(svc: Services, name: str) -> JobType:
+    try:
+        return svc.registry.get(name)
+    except UnknownJobTypeError:
+        known = ", ".join(svc.registry.names())
+        raise InvalidRequest(
+            f"unknown job type {name!r}; known types: {known}",
+            errors=[
+                FieldProblem(
+                    ("body", "type"), f"unknown job type; one of: {known}", "unknown_job_type"
+                )
+            ],
+        ) from None
+
+
+async def validated_payload(
+    svc: Services, job_type: JobType, create: JobCreate, owner: str
+) -> dict[str, object]:
+    try:
+        payload = job_type.input_model.model_validate(create.payload)
+    except ValidationError as error:
+        problems = validation_problems(error.errors(), prefix=("body", "payload"))
+        raise InvalidRequest(
+            f"payload does not fit job type {job_type.name}", errors=problems
+        ) from None
+    if job_type.referenced_documents is not None:
+        wanted = job_type.referenced_documents(payload)
+        found = await documents_store.get_documents(svc.db, wanted, owner=owner)
+        missing = [
+            FieldProblem(
+                ("body", "payload", "document_ids", index), "no such document", "not_found"
+            )
+            for index, doc_id in enumerate(wanted)
+            if doc_id not in found
+        ]
+        if missing:
+            raise InvalidRequest("some documents do not exist", errors=missing)
+    dumped: dict[str, object] = payload.model_dump(mode="json")
+    return dumped
+
+
+async def enqueue(
+    svc: Services, principal: Principal, create: JobCreate, header_key: str | None
+) -> tuple[Job, bool]:
+    """Queue the job (or find the one this idempotency key already made)."""
+    key = idempotency_key_of(create, header_key)
+    job_type = job_type_of(svc, create.type)
+    payload = await validated_payload(svc, job_type, create, principal.owner)
+    fingerprint = request_fingerprint(create, payload)
+    job, created = await jobs_store.insert_job(
+        svc.db,
+        NewJob(
+            owner=principal.owner,
+            type=job_type.name,
+            payload=payload,
+            max_attempts=job_type.retry.max_attempts,
+            timeout_seconds=job_type.timeout,
+            priority=create.priority,
+            run_at=create.run_at,
+            callback_url=create.callback_url,
+            idempotency_key=key,
+            request_hash=fingerprint,
+        ),
+        now=svc.clock(),
+    )
+    if not created and job.request_hash != fingerprint:
+        raise InvalidRequest(
+            "this idempotency key was used before with a different request",
+            errors=[
+                FieldProblem(
+                    ("body", "idempotency_key"),
+                    "reused with a different request",
+                    "idempotency_key_reused",
+                )
+            ],
+        )
+    return job, created

@@ -1,0 +1,60 @@
+"""ETAs for the API: history from the store (cached briefly), the arithmetic in jobs.eta."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from backburner.jobs.eta import estimate_completion_seconds, estimate_remaining_seconds
+from backburner.jobs.registry import JobType
+from backburner.store import Database, Job, JobStatus, TypeHistory
+from backburner.store import jobs as jobs_store
+
+DEFAULT_EXPECTED_SECONDS = 60.0
+
+
+class EtaEstimator:
+    """Run-time history and worker capacity change slowly, so they are cached for a few
+    seconds; the count of jobs ahead is read fresh for every estimate."""
+
+    def __init__(self, db: Database, ttl: float = 5.0) -> None:
+        self._db = db
+        self._ttl = ttl
+        self._runs: dict[str, tuple[list[float], float]] = {}
+        self._capacity: tuple[int, float] = (1, 0.0)
+
+    async def seconds_until_done(
+        self, job: Job, job_type: JobType | None, now: datetime
+    ) -> float | None:
+        """Estimated seconds until `job` ends, or None once it has."""
+        if job.status.is_terminal:
+            return None
+        expected = job_type.expected_duration if job_type else DEFAULT_EXPECTED_SECONDS
+        runs = await self._recent_runs(job.type)
+        if job.status == JobStatus.RUNNING and job.started_at is not None:
+            elapsed = max(0.0, (now - job.started_at).total_seconds())
+            return estimate_remaining_seconds(
+                TypeHistory(runs), expected, elapsed=elapsed, progress=job.progress
+            )
+        ahead = await jobs_store.count_ahead(
+            self._db, job_id=job.id, priority=job.priority, now=now
+        )
+        history = TypeHistory(runs, ahead, await self._live_capacity(now))
+        wait_until_due = max(0.0, (job.run_at - now).total_seconds())
+        return round(wait_until_due + estimate_completion_seconds(history, expected), 3)
+
+    async def _recent_runs(self, job_type: str) -> list[float]:
+        cached = self._runs.get(job_type)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        runs = await jobs_store.recent_run_seconds(self._db, job_type)
+        self._runs[job_type] = (runs, time.monotonic() + self._ttl)
+        return runs
+
+    async def _live_capacity(self, now: datetime) -> int:
+        value, expires = self._capacity
+        if expires > time.monotonic():
+            return value
+        value = await jobs_store.live_capacity(self._db, now=now)
+        self._capacity = (value, time.monotonic() + self._ttl)
+        return value

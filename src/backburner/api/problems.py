@@ -1,0 +1,122 @@
+"""Every error the API returns is `application/problem+json` (RFC 9457), mapped here once."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from backburner.errors import FieldProblem, RequestError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    422: "Invalid request",
+    500: "Internal server error",
+}
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title or _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    if errors:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def field_errors(problems: list[FieldProblem]) -> list[dict[str, Any]]:
+    return [
+        {"loc": list(p.loc), "field": dotted(p.loc), "message": p.message, "type": p.type}
+        for p in problems
+    ]
+
+
+def dotted(loc: tuple[str | int, ...] | list[str | int]) -> str:
+    parts = [str(part) for part in loc if part != "body"]
+    return ".".join(parts) or "body"
+
+
+def validation_problems(errors: Any, prefix: tuple[str | int, ...] = ()) -> list[FieldProblem]:
+    """Pydantic's errors as FieldProblems, their locations under `prefix`."""
+    return [
+        FieldProblem(loc=(*prefix, *error["loc"]), message=error["msg"], type=error["type"])
+        for error in errors
+    ]
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestError)
+    async def _request_error(request: Request, error: RequestError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        return problem(
+            error.status,
+            error.detail,
+            title=error.title,
+            errors=field_errors(error.errors),
+            instance=request.url.path,
+            headers=headers,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
+        raw = list(error.errors())
+        if any(e.get("type") == "json_invalid" for e in raw):
+            message = next(e for e in raw if e.get("type") == "json_invalid")
+            return problem(
+                400,
+                f"request body is not valid JSON: {message.get('msg')}",
+                title="Malformed JSON",
+                instance=request.url.path,
+                errors=field_errors(validation_problems([message])),
+            )
+        problems = validation_problems(raw)
+        summary = "; ".join(f"{dotted(p.loc) or 'body'}: {p.message}" for p in problems[:3])
+        return problem(
+            422,
+            summary or "request is invalid",
+            instance=request.url.path,
+            errors=field_errors(problems),
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        return problem(
+            error.status_code,
+            str(error.detail),
+            instance=request.url.path,
+            headers=dict(error.headers) if error.headers else None,
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return problem(
+            500, "an unexpected error occurred; it has been logged", instance=request.url.path
+        )

@@ -1,0 +1,78 @@
+"""/api/documents: upload .txt, .md and .pdf files; read them back."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Query, UploadFile
+
+from backburner.api.auth import CurrentPrincipal
+from backburner.api.extraction import content_type_for, extract_text
+from backburner.api.schemas import DocumentView
+from backburner.api.state import ServicesDep
+from backburner.errors import NotFound, PayloadTooLarge
+from backburner.store import Document
+from backburner.store import documents as documents_store
+
+router = APIRouter(prefix="/api/documents", tags=["documents"])
+READ_CHUNK = 1024 * 1024
+
+
+def view_of(document: Document, *, with_text: bool) -> DocumentView:
+    return DocumentView(
+        document_id=document.id,
+        filename=document.filename,
+        content_type=document.content_type,
+        size_bytes=document.size_bytes,
+        char_count=document.char_count,
+        sha256=document.sha256,
+        created_at=document.created_at,
+        text=document.text if with_text else None,
+    )
+
+
+async def read_capped(upload: UploadFile, limit: int) -> bytes:
+    data = bytearray()
+    while chunk := await upload.read(READ_CHUNK):
+        data.extend(chunk)
+        if len(data) > limit:
+            raise PayloadTooLarge(f"documents may be at most {limit} bytes")
+    return bytes(data)
+
+
+@router.post("", status_code=201, response_model=DocumentView)
+async def upload_document(
+    file: Annotated[UploadFile, File(description="A .txt, .md or .pdf file")],
+    svc: ServicesDep,
+    principal: CurrentPrincipal,
+) -> DocumentView:
+    """Store a document and its extracted text; summarisation jobs refer to its id."""
+    data = await read_capped(file, svc.settings.max_document_bytes)
+    filename = (file.filename or "document.txt")[:300]
+    content_type = content_type_for(filename, data)
+    text = extract_text(content_type, data)
+    document = await documents_store.insert_document(
+        svc.db,
+        owner=principal.owner,
+        filename=filename,
+        content_type=content_type,
+        size_bytes=len(data),
+        text=text,
+        now=svc.clock(),
+    )
+    return view_of(document, with_text=False)
+
+
+@router.get("/{document_id}", response_model=DocumentView)
+async def get_document(
+    document_id: str,
+    svc: ServicesDep,
+    principal: CurrentPrincipal,
+    include_text: bool = Query(default=True),
+) -> DocumentView:
+    found = await documents_store.get_documents(
+        svc.db, [document_id], owner=principal.visible_owner()
+    )
+    if document_id not in found:
+        raise NotFound(f"no document {document_id}")
+    return view_of(found[document_id], with_text=include_text)

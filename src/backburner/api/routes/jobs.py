@@ -1,0 +1,158 @@
+"""/api/jobs: create, read, list, cancel, retry, timeline, model calls."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response, status
+
+from backburner.api.auth import CurrentPrincipal, Principal
+from backburner.api.enqueue import enqueue
+from backburner.api.estimates import EtaEstimator
+from backburner.api.schemas import (
+    EventList,
+    EventView,
+    JobCreate,
+    JobCreated,
+    JobList,
+    JobView,
+    ModelCallList,
+    ModelCallView,
+)
+from backburner.api.state import Services, ServicesDep
+from backburner.errors import NotFound
+from backburner.store import Job, JobStatus
+from backburner.store import events as events_store
+from backburner.store import jobs as jobs_store
+from backburner.store import steps as steps_store
+
+router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+
+
+def estimator(request: Request) -> EtaEstimator:
+    found: EtaEstimator = request.app.state.eta
+    return found
+
+
+async def eta_of(request: Request, svc: Services, job: Job) -> float | None:
+    job_type = svc.registry.get(job.type) if job.type in svc.registry else None
+    return await estimator(request).seconds_until_done(job, job_type, svc.clock())
+
+
+async def created_response(
+    request: Request, svc: Services, job: Job, created: bool, response: Response
+) -> JobCreated:
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    response.headers["Location"] = f"/api/jobs/{job.id}"
+    return JobCreated(
+        job_id=job.id,
+        status=job.status.value,
+        estimated_completion_seconds=await eta_of(request, svc, job),
+        created_at=job.created_at,
+        links={
+            "self": f"/api/jobs/{job.id}",
+            "events": f"/api/jobs/{job.id}/events",
+            "page": f"/jobs/{job.id}",
+        },
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=JobCreated,
+    responses={200: {"description": "The job this idempotency key already created"}},
+)
+async def create_job(
+    body: JobCreate,
+    request: Request,
+    response: Response,
+    svc: ServicesDep,
+    principal: CurrentPrincipal,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> JobCreated:
+    """Queue a job; answers at once with its id and an estimate of when it will be done."""
+    job, created = await enqueue(svc, principal, body, idempotency_key)
+    return await created_response(request, svc, job, created, response)
+
+
+async def owned_job(svc: Services, principal: Principal, job_id: str) -> Job:
+    job = await jobs_store.get_job(svc.db, job_id, owner=principal.visible_owner())
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+@router.get("", response_model=JobList)
+async def list_jobs(
+    svc: ServicesDep,
+    principal: CurrentPrincipal,
+    status: JobStatus | None = None,
+    type: str | None = Query(default=None, max_length=100),
+    owner: str | None = Query(
+        default=None, max_length=200, description="Admins only: one owner's jobs"
+    ),
+    limit: int = Query(default=50, ge=1, le=200),
+    cursor: str | None = Query(default=None, max_length=200),
+) -> JobList:
+    """The caller's jobs, newest first (admins: everyone's), keyset-paginated."""
+    scope = principal.visible_owner() if principal.visible_owner() is not None else owner
+    page = await jobs_store.list_jobs(
+        svc.db, owner=scope, status=status, type=type, limit=limit, cursor=cursor
+    )
+    return JobList(
+        items=[JobView.of(job, with_result=False) for job in page.jobs],
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.get("/{job_id}", response_model=JobView)
+async def get_job(
+    job_id: str, request: Request, svc: ServicesDep, principal: CurrentPrincipal
+) -> JobView:
+    job = await owned_job(svc, principal, job_id)
+    usage = await steps_store.usage_totals(svc.db, job.id)
+    return JobView.of(job, eta=await eta_of(request, svc, job), usage=usage)
+
+
+@router.post("/{job_id}/cancel", status_code=202, response_model=JobView)
+async def cancel_job(job_id: str, svc: ServicesDep, principal: CurrentPrincipal) -> JobView:
+    """Cancel: a pending job at once; a running one within about a second (its model calls
+    are cancelled at the provider). A job that already ended answers 409."""
+    job = await jobs_store.request_cancel(
+        svc.db, job_id, owner=principal.visible_owner(), now=svc.clock()
+    )
+    return JobView.of(job)
+
+
+@router.post("/{job_id}/retry", status_code=202, response_model=JobView)
+async def retry_job(job_id: str, svc: ServicesDep, principal: CurrentPrincipal) -> JobView:
+    """Run a failed or canceled job again; finished steps and model calls are reused."""
+    job = await jobs_store.retry_job(
+        svc.db, job_id, owner=principal.visible_owner(), now=svc.clock()
+    )
+    return JobView.of(job)
+
+
+@router.get("/{job_id}/events", response_model=EventList)
+async def job_events(
+    job_id: str,
+    svc: ServicesDep,
+    principal: CurrentPrincipal,
+    after: int = Query(default=0, ge=0, description="Only events after this event id"),
+    limit: int = Query(default=500, ge=1, le=5000),
+) -> EventList:
+    """The job's timeline: every state change, attempt, model call and progress report."""
+    job = await owned_job(svc, principal, job_id)
+    events = await events_store.list_events(svc.db, job.id, after_id=after, limit=limit)
+    return EventList(items=[EventView.of(event) for event in events])
+
+
+@router.get("/{job_id}/model-calls", response_model=ModelCallList)
+async def job_model_calls(
+    job_id: str, svc: ServicesDep, principal: CurrentPrincipal
+) -> ModelCallList:
+    """Each model call of the job: response id, status, tokens."""
+    job = await owned_job(svc, principal, job_id)
+    calls = await steps_store.list_calls(svc.db, job.id)
+    return ModelCallList(items=[ModelCallView.of(call) for call in calls])

@@ -1,0 +1,106 @@
+"""/api/summaries: the synchronous path (one document, answered in the request) next to
+the background one (a `summarize_documents` job)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, Response
+
+from backburner.api.auth import CurrentPrincipal
+from backburner.api.enqueue import enqueue
+from backburner.api.routes.jobs import created_response
+from backburner.api.schemas import (
+    BatchSummaryRequest,
+    JobCreate,
+    JobCreated,
+    QuickSummary,
+    QuickSummaryRequest,
+)
+from backburner.api.state import ServicesDep
+from backburner.errors import FieldProblem, InvalidModelOutput, InvalidRequest, NotFound
+from backburner.jobs.types.summarize import STYLE_INSTRUCTIONS, PartialSummary
+from backburner.providers.base import JsonSchemaFormat, ModelRequest
+from backburner.store import documents as documents_store
+
+router = APIRouter(prefix="/api/summaries", tags=["summaries"])
+
+
+@router.post("/quick", response_model=QuickSummary)
+async def quick_summary(
+    body: QuickSummaryRequest, svc: ServicesDep, principal: CurrentPrincipal
+) -> QuickSummary:
+    """Summarise one document or text now, in this request. Too long for one model call?
+    Use /api/summaries/batch, which runs in the background."""
+    if (body.document_id is None) == (body.text is None):
+        raise InvalidRequest(
+            "give exactly one of document_id and text",
+            errors=[
+                FieldProblem(("body", "document_id"), "give exactly one of document_id and text")
+            ],
+        )
+    text = body.text
+    if body.document_id is not None:
+        found = await documents_store.get_documents(
+            svc.db, [body.document_id], owner=principal.visible_owner()
+        )
+        if body.document_id not in found:
+            raise NotFound(f"no document {body.document_id}")
+        text = found[body.document_id].text
+    assert text is not None
+    limit = svc.settings.summarize_chunk_chars
+    if len(text) > limit:
+        raise InvalidRequest(
+            f"the text has {len(text)} characters; the quick path takes at most {limit}. "
+            "Use POST /api/summaries/batch to summarise it in the background.",
+            errors=[
+                FieldProblem(
+                    ("body", "text" if body.text else "document_id"),
+                    f"longer than {limit} characters",
+                    "too_long",
+                )
+            ],
+        )
+    request = ModelRequest(
+        model=svc.settings.model,
+        instructions=f"You summarise a document for a busy reader. "
+        f"{STYLE_INSTRUCTIONS[body.summary_style]} Use only facts stated in the text.",
+        input=text,
+        text_format=JsonSchemaFormat(
+            name="summary", json_schema=PartialSummary.model_json_schema()
+        ),
+    )
+    snapshot = await svc.provider.complete(request)
+    try:
+        part = PartialSummary.model_validate_json(snapshot.output_text)
+    except ValueError as error:
+        raise InvalidModelOutput(f"the model's summary was malformed: {error}") from None
+    usage = snapshot.usage.as_counts() if snapshot.usage else {}
+    return QuickSummary(
+        summary=part.summary,
+        key_points=part.key_points,
+        characters=len(text),
+        model=request.model,
+        usage=usage,
+    )
+
+
+@router.post("/batch", status_code=201, response_model=JobCreated)
+async def batch_summary(
+    body: BatchSummaryRequest,
+    request: Request,
+    response: Response,
+    svc: ServicesDep,
+    principal: CurrentPrincipal,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> JobCreated:
+    """Summarise up to 200 documents in the background: creates a summarize_documents job."""
+    create = JobCreate(
+        type="summarize_documents",
+        payload={"document_ids": body.document_ids, "summary_style": body.summary_style},
+        callback_url=body.callback_url,
+        priority=body.priority,
+        idempotency_key=body.idempotency_key,
+    )
+    job, created = await enqueue(svc, principal, create, idempotency_key)
+    return await created_response(request, svc, job, created, response)

@@ -1,0 +1,236 @@
+"""The API's request and response bodies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from backburner.jobs.types.summarize import SummaryStyle
+from backburner.store import Job, JobEvent, ProviderCall
+
+
+def _http_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.startswith(("https://", "http://")) or len(value) > 2000:
+        raise ValueError("must be an http(s) URL of at most 2000 characters")
+    return value
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=100, examples=["summarize_documents"])
+    payload: dict[str, Any] = Field(default_factory=dict)
+    callback_url: str | None = None
+    priority: int = Field(default=0, ge=-100, le=100)
+    run_at: AwareDatetime | None = None
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+    _check_url = field_validator("callback_url")(classmethod(lambda cls, v: _http_url(v)))
+
+
+class JobCreated(BaseModel):
+    job_id: str
+    status: str
+    estimated_completion_seconds: float | None
+    created_at: datetime
+    links: dict[str, str]
+
+
+class JobError(BaseModel):
+    kind: str | None
+    message: str | None
+
+
+class Usage(BaseModel):
+    model_calls: int
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+
+
+class JobView(BaseModel):
+    job_id: str
+    type: str
+    owner: str
+    status: str
+    substate: str | None
+    progress: float
+    progress_message: str | None
+    result: Any = None
+    error: JobError | None
+    error_message: str | None
+    attempts: int
+    max_attempts: int
+    retry_count: int
+    priority: int
+    callback_url: str | None
+    idempotency_key: str | None
+    cancel_requested: bool
+    created_at: datetime
+    updated_at: datetime
+    run_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    estimated_completion_seconds: float | None = None
+    usage: Usage | None = None
+
+    @classmethod
+    def of(
+        cls,
+        job: Job,
+        *,
+        with_result: bool = True,
+        eta: float | None = None,
+        usage: dict[str, int] | None = None,
+    ) -> JobView:
+        error = (
+            JobError(kind=job.error_kind, message=job.error_message)
+            if (job.error_kind or job.error_message)
+            else None
+        )
+        return cls(
+            job_id=job.id,
+            type=job.type,
+            owner=job.owner,
+            status=job.status.value,
+            substate=job.substate,
+            progress=job.progress,
+            progress_message=job.progress_message,
+            result=job.result if with_result else None,
+            error=error,
+            error_message=job.error_message,
+            attempts=job.attempts,
+            max_attempts=job.max_attempts,
+            retry_count=job.retry_count,
+            priority=job.priority,
+            callback_url=job.callback_url,
+            idempotency_key=job.idempotency_key,
+            cancel_requested=job.cancel_requested,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            run_at=job.run_at,
+            started_at=job.started_at,
+            completed_at=job.completed_at,
+            estimated_completion_seconds=eta,
+            usage=Usage(**usage) if usage else None,
+        )
+
+
+class JobList(BaseModel):
+    items: list[JobView]
+    next_cursor: str | None
+
+
+class EventView(BaseModel):
+    id: int
+    at: datetime
+    kind: str
+    from_status: str | None
+    to_status: str | None
+    attempt: int | None
+    message: str | None
+    data: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, event: JobEvent) -> EventView:
+        return cls(
+            id=event.id,
+            at=event.at,
+            kind=event.kind,
+            from_status=event.from_status,
+            to_status=event.to_status,
+            attempt=event.attempt,
+            message=event.message,
+            data=event.data,
+        )
+
+
+class EventList(BaseModel):
+    items: list[EventView]
+
+
+class ModelCallView(BaseModel):
+    key: str
+    provider: str
+    model: str
+    response_id: str
+    status: str
+    attempt: int
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    submitted_at: datetime
+    completed_at: datetime | None
+    error_message: str | None
+
+    @classmethod
+    def of(cls, call: ProviderCall) -> ModelCallView:
+        return cls(**{name: getattr(call, name) for name in cls.model_fields})
+
+
+class ModelCallList(BaseModel):
+    items: list[ModelCallView]
+
+
+class DocumentView(BaseModel):
+    document_id: str
+    filename: str
+    content_type: str
+    size_bytes: int
+    char_count: int
+    sha256: str
+    created_at: datetime
+    text: str | None = None
+
+
+class QuickSummaryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    document_id: str | None = None
+    text: str | None = Field(default=None, min_length=1)
+    summary_style: SummaryStyle = SummaryStyle.EXECUTIVE
+
+
+class QuickSummary(BaseModel):
+    summary: str
+    key_points: list[str]
+    characters: int
+    model: str
+    usage: dict[str, int]
+
+
+class BatchSummaryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    document_ids: list[str] = Field(min_length=1, max_length=200)
+    summary_style: SummaryStyle = SummaryStyle.EXECUTIVE
+    callback_url: str | None = None
+    priority: int = Field(default=0, ge=-100, le=100)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+    _check_url = field_validator("callback_url")(classmethod(lambda cls, v: _http_url(v)))
+
+
+class JobTypeView(BaseModel):
+    name: str
+    description: str
+    expected_duration_seconds: float
+    timeout_seconds: float
+    max_attempts: int
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+
+
+class JobTypeList(BaseModel):
+    items: list[JobTypeView]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,403 @@
+"""The `backburner` command: run the service and workers, manage the database and keys,
+and submit and follow jobs through the HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from backburner.config import Settings
+from backburner.logs import configure_logging
+from backburner.store import Database, Role, migrate
+from backburner.store import keys as keys_store
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@click.group()
+@click.version_option(package_name="backburner")
+def main() -> None:
+    """Backburner: long AI work, off the request path."""
+
+
+# --- Running -----------------------------------------------------------------------------------
+
+
+async def _bootstrap(settings: Settings) -> str | None:
+    """Migrate, and on first start create the admin key (returned once, never stored)."""
+    db = Database(settings.database_url)
+    try:
+        await migrate.upgrade(db)
+        if await keys_store.count_active_keys(db) > 0:
+            return None
+        _, secret = await keys_store.create_key(
+            db, owner="admin", role=Role.ADMIN, name="first-start admin key", now=_now()
+        )
+        return secret
+    finally:
+        await db.close()
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to listen on [127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port to listen on [8000].")
+@click.option("--no-worker", is_flag=True, help="Serve the API only (scaled-out mode).")
+@click.option(
+    "--workers-concurrency",
+    "concurrency",
+    type=int,
+    default=None,
+    help="Embedded worker's concurrent jobs.",
+)
+def serve(host: str | None, port: int | None, no_worker: bool, concurrency: int | None) -> None:
+    """Start the API and dashboard (and, unless --no-worker, a worker) in one process."""
+    import uvicorn
+
+    from backburner.api import create_app
+
+    settings = _settings(host=host, port=port, worker_concurrency=concurrency)
+    configure_logging(settings.log_level, settings.log_format)
+    admin_key = asyncio.run(_bootstrap(settings))
+    base = settings.public_url or f"http://{settings.host}:{settings.port}"
+    if admin_key:
+        click.echo(
+            f"\n  Backburner is starting at {base}/\n"
+            f"  Sign in:   {base}/?token={admin_key}\n"
+            f"  Admin key: {admin_key}\n"
+            "  (shown once; create more with `backburner keys create`)\n"
+        )
+    else:
+        click.echo(f"\n  Backburner is starting at {base}/  (sign in with your API key)\n")
+    app = create_app(settings, embed_worker=not no_worker, migrate_on_start=False)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
+    )
+
+
+@main.command()
+@click.option("--concurrency", type=int, default=None, help="Jobs run at once [16].")
+def worker(concurrency: int | None) -> None:
+    """Run a worker alone (scale out: many of these on one PostgreSQL)."""
+    settings = _settings(worker_concurrency=concurrency)
+    configure_logging(settings.log_level, settings.log_format)
+    asyncio.run(_run_worker(settings))
+
+
+async def _run_worker(settings: Settings) -> None:
+    from backburner.jobs import build_registry
+    from backburner.providers import OfflineProvider
+    from backburner.worker import Worker
+
+    db = Database(settings.database_url, pool_size=settings.database_pool_size)
+    provider = OfflineProvider(latency_s=settings.offline_latency_s)
+    try:
+        await db.start_listening()
+        if not await migrate.is_current(db):
+            raise click.ClickException(
+                "the database schema is not current: run `backburner db upgrade` first"
+            )
+        the_worker = Worker(db, build_registry(settings.plugins), provider, settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, the_worker.stop)
+        await the_worker.run()
+    finally:
+        await provider.aclose()
+        await db.close()
+
+
+# --- Database and keys ----------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to the newest revision."""
+    settings = _settings()
+
+    async def run() -> str | None:
+        database = Database(settings.database_url)
+        try:
+            await migrate.upgrade(database)
+            return await migrate.current_revision(database)
+        finally:
+            await database.close()
+
+    click.echo(f"database at revision {asyncio.run(run())}")
+
+
+@main.group()
+def keys() -> None:
+    """API keys."""
+
+
+@keys.command("create")
+@click.option("--owner", required=True, help="Who the key belongs to (jobs are theirs).")
+@click.option("--role", type=click.Choice([r.value for r in Role]), default=Role.MEMBER.value)
+@click.option("--name", default=None, help="A note to recognise the key by.")
+def keys_create(owner: str, role: str, name: str | None) -> None:
+    """Create a key; the key itself is printed alone on the last line (shown only once)."""
+    settings = _settings()
+
+    async def run() -> str:
+        database = Database(settings.database_url)
+        try:
+            await migrate.upgrade(database)
+            key, secret = await keys_store.create_key(
+                database, owner=owner, role=Role(role), name=name, now=_now()
+            )
+            click.echo(f"created {key.role.value} key {key.id} for owner {key.owner}")
+            return secret
+        finally:
+            await database.close()
+
+    click.echo(asyncio.run(run()))
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List keys (their prefixes, never the keys)."""
+    settings = _settings()
+
+    async def run() -> None:
+        database = Database(settings.database_url)
+        try:
+            for key in await keys_store.list_keys(database):
+                state = "revoked" if key.revoked_at else "active"
+                click.echo(
+                    f"{key.id}  {key.prefix}…  {key.owner:<20} {key.role.value:<7} "
+                    f"{state:<8} {key.name or ''}"
+                )
+        finally:
+            await database.close()
+
+    asyncio.run(run())
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key by its id."""
+    settings = _settings()
+
+    async def run() -> None:
+        database = Database(settings.database_url)
+        try:
+            await keys_store.revoke_key(database, key_id, now=_now())
+        finally:
+            await database.close()
+
+    try:
+        asyncio.run(run())
+    except Exception as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"revoked {key_id}")
+
+
+# --- Client commands -------------------------------------------------------------------------
+
+url_option = click.option(
+    "--url",
+    envvar="BACKBURNER_URL",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    help="The service's base URL.",
+)
+key_option = click.option(
+    "--api-key",
+    envvar="BACKBURNER_API_KEY",
+    required=True,
+    help="Your API key (or set BACKBURNER_API_KEY).",
+)
+
+
+def _client(url: str, api_key: str) -> Any:
+    from backburner.client import Client
+
+    return Client(url, api_key)
+
+
+def _fail_on_api_error(run: Any) -> Any:
+    from backburner.client import ApiError
+
+    try:
+        return run()
+    except ApiError as error:
+        problems = error.problem.get("errors") or []
+        lines = [f"{error.status}: {error.detail}"] + [
+            f"  {p.get('field')}: {p.get('message')}" for p in problems
+        ]
+        raise click.ClickException("\n".join(lines)) from None
+    except OSError as error:
+        raise click.ClickException(f"cannot reach the service: {error}") from None
+
+
+def _read_payload(payload: str) -> dict[str, Any]:
+    text = Path(payload[1:]).read_text() if payload.startswith("@") else payload
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise click.BadParameter(f"not valid JSON: {error}", param_hint="--payload") from None
+    if not isinstance(value, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--payload")
+    return value
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+@main.command()
+@click.argument("job_type")
+@click.option("--payload", default="{}", help="JSON object, or @file.json.")
+@click.option(
+    "--file",
+    "files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Upload a document and add its id to payload.document_ids (repeatable).",
+)
+@click.option("--priority", type=int, default=0)
+@click.option("--idempotency-key", default=None)
+@click.option("--wait", is_flag=True, help="Follow the job with a progress bar until it ends.")
+@url_option
+@key_option
+def submit(
+    job_type: str,
+    payload: str,
+    files: tuple[str, ...],
+    priority: int,
+    idempotency_key: str | None,
+    wait: bool,
+    url: str,
+    api_key: str,
+) -> None:
+    """Create a job (prints its id; with --wait, its result)."""
+    body = _read_payload(payload)
+    with _client(url, api_key) as client:
+        if files:
+            ids = [
+                _fail_on_api_error(lambda f=f: client.upload_document(f)).document_id for f in files
+            ]
+            body["document_ids"] = [*body.get("document_ids", []), *ids]
+        created = _fail_on_api_error(
+            lambda: client.create_job(
+                job_type, body, priority=priority, idempotency_key=idempotency_key
+            )
+        )
+        if not wait:
+            click.echo(created.job_id)
+            return
+        click.echo(
+            f"job {created.job_id} queued "
+            f"(estimated {created.estimated_completion_seconds or 0:.0f}s)",
+            err=True,
+        )
+        job = _follow(client, created.job_id)
+    _print_json(job.result if job.status == "succeeded" else job.model_dump(mode="json"))
+    sys.exit(0 if job.status == "succeeded" else 1)
+
+
+def _follow(client: Any, job_id: str) -> Any:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=None,
+        transient=False,
+    ) as bar:
+        task = bar.add_task("pending", total=1.0)
+
+        def update(job: Any) -> None:
+            label = job.status + (f" ({job.substate})" if job.substate else "")
+            if job.progress_message:
+                label += f": {job.progress_message}"
+            bar.update(task, completed=job.progress, description=label)
+
+        return _fail_on_api_error(lambda: client.wait(job_id, on_update=update))
+
+
+@main.command()
+@click.argument("job_id")
+@url_option
+@key_option
+def status(job_id: str, url: str, api_key: str) -> None:
+    """Show a job."""
+    with _client(url, api_key) as client:
+        _print_json(_fail_on_api_error(lambda: client.get_job(job_id)).model_dump(mode="json"))
+
+
+@main.group()
+def jobs() -> None:
+    """List jobs."""
+
+
+@jobs.command("ls")
+@click.option("--status", "status_", default=None)
+@click.option("--type", "job_type", default=None)
+@click.option("--limit", type=int, default=20, show_default=True)
+@url_option
+@key_option
+def jobs_ls(status_: str | None, job_type: str | None, limit: int, url: str, api_key: str) -> None:
+    """Your most recent jobs."""
+    with _client(url, api_key) as client:
+        page = _fail_on_api_error(
+            lambda: client.list_jobs(status=status_, type=job_type, limit=limit)
+        )
+    for job in page.items:
+        click.echo(
+            f"{job.job_id}  {job.type:<20} {job.status:<10} {job.progress:>4.0%}  "
+            f"{job.created_at:%Y-%m-%d %H:%M:%S}"
+        )
+
+
+@main.command()
+@click.argument("job_id")
+@url_option
+@key_option
+def cancel(job_id: str, url: str, api_key: str) -> None:
+    """Cancel a job."""
+    with _client(url, api_key) as client:
+        job = _fail_on_api_error(lambda: client.cancel_job(job_id))
+    click.echo(
+        f"{job.job_id} {job.status}" + (" (cancel requested)" if job.status == "running" else "")
+    )
+
+
+@main.command()
+@click.argument("job_id")
+@url_option
+@key_option
+def retry(job_id: str, url: str, api_key: str) -> None:
+    """Run a failed or canceled job again."""
+    with _client(url, api_key) as client:
+        job = _fail_on_api_error(lambda: client.retry_job(job_id))
+    click.echo(f"{job.job_id} {job.status}")
+
+
+if __name__ == "__main__":
+    main()

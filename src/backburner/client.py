@@ -1,0 +1,206 @@
+"""A small typed client for Backburner's HTTP API.
+
+from backburner.client import Client
+
+with Client("http://127.0.0.1:8000", api_key="bb_...") as bb:
+    job = bb.create_job("classify_leads", {"leads": [...], "labels": ["hot", "cold"]})
+    done = bb.wait(job.job_id)
+    print(done.status, done.result)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict
+
+TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+
+
+class ApiError(Exception):
+    """The API answered with an error (a problem+json body)."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        self.status = status
+        self.problem = problem
+        self.detail = str(problem.get("detail") or problem)
+        super().__init__(f"{status}: {self.detail}")
+
+
+class JobCreated(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    job_id: str
+    status: str
+    estimated_completion_seconds: float | None = None
+    created_at: datetime
+
+
+class Job(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    job_id: str
+    type: str
+    status: str
+    substate: str | None = None
+    progress: float = 0.0
+    progress_message: str | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    attempts: int = 0
+    created_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    estimated_completion_seconds: float | None = None
+
+    @property
+    def is_done(self) -> bool:
+        return self.status in TERMINAL
+
+
+class JobPage(BaseModel):
+    items: list[Job]
+    next_cursor: str | None
+
+
+class Document(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    document_id: str
+    filename: str
+    content_type: str
+    size_bytes: int
+    char_count: int
+
+
+class Client:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                problem = response.json()
+            except ValueError:
+                problem = {"detail": response.text}
+            raise ApiError(response.status_code, problem)
+        return response.json()
+
+    # --- Jobs --------------------------------------------------------------------------------
+
+    def create_job(
+        self,
+        type: str,
+        payload: dict[str, Any],
+        *,
+        callback_url: str | None = None,
+        priority: int = 0,
+        run_at: datetime | None = None,
+        idempotency_key: str | None = None,
+    ) -> JobCreated:
+        body: dict[str, Any] = {"type": type, "payload": payload, "priority": priority}
+        if callback_url:
+            body["callback_url"] = callback_url
+        if run_at:
+            body["run_at"] = run_at.isoformat()
+        if idempotency_key:
+            body["idempotency_key"] = idempotency_key
+        return JobCreated.model_validate(self._request("POST", "/api/jobs", json=body))
+
+    def get_job(self, job_id: str) -> Job:
+        return Job.model_validate(self._request("GET", f"/api/jobs/{job_id}"))
+
+    def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> JobPage:
+        params = {
+            k: v
+            for k, v in {"status": status, "type": type, "limit": limit, "cursor": cursor}.items()
+            if v is not None
+        }
+        return JobPage.model_validate(self._request("GET", "/api/jobs", params=params))
+
+    def iter_jobs(self, *, status: str | None = None, type: str | None = None) -> Iterator[Job]:
+        cursor: str | None = None
+        while True:
+            page = self.list_jobs(status=status, type=type, limit=200, cursor=cursor)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def cancel_job(self, job_id: str) -> Job:
+        return Job.model_validate(self._request("POST", f"/api/jobs/{job_id}/cancel"))
+
+    def retry_job(self, job_id: str) -> Job:
+        return Job.model_validate(self._request("POST", f"/api/jobs/{job_id}/retry"))
+
+    def job_events(self, job_id: str, *, after: int = 0) -> list[dict[str, Any]]:
+        body = self._request("GET", f"/api/jobs/{job_id}/events", params={"after": after})
+        items: list[dict[str, Any]] = body["items"]
+        return items
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,
+        poll: float = 0.5,
+        on_update: Callable[[Job], None] | None = None,
+    ) -> Job:
+        """Poll until the job ends (or `timeout` seconds pass: TimeoutError)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get_job(job_id)
+            if on_update is not None:
+                on_update(job)
+            if job.is_done:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job.status} after {timeout}s")
+            time.sleep(poll)
+
+    # --- Documents and types -----------------------------------------------------------------
+
+    def upload_document(self, path: str | Path) -> Document:
+        file = Path(path)
+        with file.open("rb") as handle:
+            body = self._request("POST", "/api/documents", files={"file": (file.name, handle)})
+        return Document.model_validate(body)
+
+    def job_types(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self._request("GET", "/api/job-types")["items"]
+        return items

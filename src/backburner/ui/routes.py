@@ -1,0 +1,100 @@
+"""Sign-in with an API key and the pages of the dashboard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from backburner.api.auth import SESSION_COOKIE, KeyCache, Principal, resolve_key
+from backburner.api.state import services
+from backburner.store import JobStatus
+from backburner.store import events as events_store
+from backburner.store import jobs as jobs_store
+from backburner.store import steps as steps_store
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+STATUS_LABELS = {
+    JobStatus.PENDING: "Queued / Waiting to start",
+    JobStatus.RUNNING: "Processing / In progress",
+    JobStatus.SUCCEEDED: "Completed",
+    JobStatus.FAILED: "Failed \u2013 Retry",
+    JobStatus.CANCELED: "Canceled",
+}
+
+
+async def page_principal(request: Request) -> Principal | None:
+    secret = request.cookies.get(SESSION_COOKIE)
+    if not secret:
+        return None
+    cache: KeyCache = request.app.state.key_cache
+    return await resolve_key(services(request), cache, secret)
+
+
+def sign_in_page(request: Request, message: str | None = None, status: int = 200) -> Response:
+    return templates.TemplateResponse(
+        request, "signin.html", {"message": message}, status_code=status
+    )
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home(request: Request, token: str | None = None) -> Response:
+    if token is not None:
+        principal = await resolve_key(services(request), request.app.state.key_cache, token)
+        if principal is None:
+            return sign_in_page(request, "That key is unknown or revoked.", 401)
+        # Move the key out of the URL (and the browser history) into an HttpOnly cookie.
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE,
+            token,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            max_age=7 * 24 * 3600,
+        )
+        return response
+    principal = await page_principal(request)
+    if principal is None:
+        return sign_in_page(request)
+    page = await jobs_store.list_jobs(
+        services(request).db, owner=principal.visible_owner(), limit=50
+    )
+    return templates.TemplateResponse(
+        request, "jobs.html", {"principal": principal, "jobs": page.jobs, "labels": STATUS_LABELS}
+    )
+
+
+@router.post("/signout")
+async def sign_out() -> Response:
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+async def job_page(job_id: str, request: Request) -> Response:
+    principal = await page_principal(request)
+    if principal is None:
+        return sign_in_page(request, status=401)
+    db = services(request).db
+    job = await jobs_store.get_job(db, job_id, owner=principal.visible_owner())
+    if job is None:
+        return templates.TemplateResponse(
+            request, "notfound.html", {"job_id": job_id}, status_code=404
+        )
+    return templates.TemplateResponse(
+        request,
+        "job.html",
+        {
+            "principal": principal,
+            "job": job,
+            "labels": STATUS_LABELS,
+            "events": await events_store.list_events(db, job.id),
+            "calls": await steps_store.list_calls(db, job.id),
+        },
+    )
