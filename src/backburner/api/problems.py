@@ -89,15 +89,17 @@ def install_problem_handlers(app: FastAPI) -> None:
         raw = list(error.errors())
         if any(e.get("type") == "json_invalid" for e in raw):
             message = next(e for e in raw if e.get("type") == "json_invalid")
+            position = message["loc"][-1]
+            at = f" at character {position}" if isinstance(position, int) else ""
             return problem(
                 400,
-                f"request body is not valid JSON: {message.get('msg')}",
+                f"request body is not valid JSON{at}: {message.get('msg')}",
                 title="Malformed JSON",
                 instance=request.url.path,
-                errors=field_errors(validation_problems([message])),
+                errors=field_errors([FieldProblem(("body",), "not valid JSON", "json_invalid")]),
             )
         problems = validation_problems(raw)
-        summary = "; ".join(f"{dotted(p.loc) or 'body'}: {p.message}" for p in problems[:3])
+        summary = "; ".join(f"{dotted(p.loc)}: {p.message}" for p in problems[:3])
         return problem(
             422,
             summary or "request is invalid",
