@@ -381,7 +381,7 @@ async def finish_jobs(
         .with_for_update()
     )
     async with db.write() as tx:
-        held = dict((await tx.conn.execute(held_q)).tuples().all())
+        held = {row[0]: row[1] for row in (await tx.conn.execute(held_q)).all()}
         applied = [o for o in outcomes if held.get(o.job_id) == o.attempt]
         if applied:
             await tx.conn.execute(_FINISH, [_finish_params(o, now) for o in applied])

@@ -19,7 +19,7 @@ OUTSTANDING_STATUSES = ("queued", "in_progress")
 async def load_steps(db: Database, job_id: str) -> dict[str, Any]:
     query = sa.select(job_steps.c.key, job_steps.c.value).where(job_steps.c.job_id == job_id)
     async with db.read() as conn:
-        return dict((await conn.execute(query)).tuples().all())
+        return {row[0]: row[1] for row in (await conn.execute(query)).all()}
 
 
 async def save_step(db: Database, job_id: str, key: str, value: Any, *, now: datetime) -> Any:

@@ -1,0 +1,288 @@
+"""The jobs table as a queue, on SQLite and PostgreSQL: enqueue, claim, lease, finish,
+reap, cancel, retry, idempotency, pagination. Every transition leaves one event."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from backburner.errors import Conflict, InvalidRequest, NotFound
+from backburner.store import Database, JobStatus, NewJob, Outcome
+from backburner.store import events as events_store
+from backburner.store import jobs as jobs_store
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def new_job(**overrides: object) -> NewJob:
+    values: dict[str, object] = {
+        "owner": "alice",
+        "type": "noop",
+        "payload": {},
+        "max_attempts": 3,
+        "timeout_seconds": 60,
+    }
+    values.update(overrides)
+    return NewJob(**values)  # type: ignore[arg-type]
+
+
+async def kinds(db: Database, job_id: str) -> list[str]:
+    return [e.kind for e in await events_store.list_events(db, job_id)]
+
+
+async def test_enqueue_writes_the_job_and_its_created_event(db: Database) -> None:
+    job, created = await jobs_store.insert_job(db, new_job(payload={"a": 1}), now=T0)
+    assert created
+    assert (job.status, job.attempts, job.payload, job.run_at) == (
+        JobStatus.PENDING,
+        0,
+        {"a": 1},
+        T0,
+    )
+    assert await kinds(db, job.id) == ["created"]
+
+
+async def test_claim_takes_highest_priority_then_oldest(db: Database) -> None:
+    low, _ = await jobs_store.insert_job(db, new_job(priority=-5), now=T0)
+    old, _ = await jobs_store.insert_job(db, new_job(), now=T0)
+    new, _ = await jobs_store.insert_job(db, new_job(), now=T0 + timedelta(seconds=1))
+    high, _ = await jobs_store.insert_job(db, new_job(priority=10), now=T0 + timedelta(seconds=2))
+    claimed = await jobs_store.claim_jobs(
+        db, worker_id="w", limit=3, lease_seconds=30, now=T0 + timedelta(seconds=3)
+    )
+    assert [j.id for j in claimed] == [high.id, old.id, new.id]
+    assert all(
+        j.status == JobStatus.RUNNING and j.attempts == 1 and j.lease_owner == "w" for j in claimed
+    )
+    assert await kinds(db, high.id) == ["created", "started"]
+    assert (await jobs_store.get_job(db, low.id)).status == JobStatus.PENDING  # type: ignore[union-attr]
+
+
+async def test_future_jobs_wait_for_their_time(db: Database) -> None:
+    later, _ = await jobs_store.insert_job(db, new_job(run_at=T0 + timedelta(minutes=5)), now=T0)
+    assert await jobs_store.claim_jobs(db, worker_id="w", limit=5, lease_seconds=30, now=T0) == []
+    assert await jobs_store.next_due_at(db) == later.run_at
+    claimed = await jobs_store.claim_jobs(
+        db, worker_id="w", limit=5, lease_seconds=30, now=T0 + timedelta(minutes=5)
+    )
+    assert [j.id for j in claimed] == [later.id]
+
+
+async def test_claims_only_the_types_the_worker_knows(db: Database) -> None:
+    await jobs_store.insert_job(db, new_job(type="other"), now=T0)
+    mine, _ = await jobs_store.insert_job(db, new_job(type="noop"), now=T0)
+    claimed = await jobs_store.claim_jobs(
+        db, worker_id="w", limit=5, lease_seconds=30, now=T0, types=["noop"]
+    )
+    assert [j.id for j in claimed] == [mine.id]
+
+
+async def test_concurrent_claimers_never_take_the_same_job(db_url: str, db: Database) -> None:
+    ids = {(await jobs_store.insert_job(db, new_job(), now=T0))[0].id for _ in range(60)}
+    others = [Database(db_url) for _ in range(3)]
+    try:
+
+        async def drain(database: Database, name: str) -> list[str]:
+            taken: list[str] = []
+            while batch := await jobs_store.claim_jobs(
+                database, worker_id=name, limit=7, lease_seconds=30, now=T0
+            ):
+                taken += [j.id for j in batch]
+            return taken
+
+        results = await asyncio.gather(*(drain(d, f"w{i}") for i, d in enumerate(others)))
+    finally:
+        for database in others:
+            await database.close()
+    everything = [job_id for taken in results for job_id in taken]
+    assert len(everything) == len(set(everything)) == 60
+    assert set(everything) == ids
+
+
+async def test_finish_records_the_outcome_once_and_only_for_the_lease_holder(db: Database) -> None:
+    job, _ = await jobs_store.insert_job(db, new_job(), now=T0)
+    (claimed,) = await jobs_store.claim_jobs(db, worker_id="w", limit=1, lease_seconds=30, now=T0)
+    done = Outcome(job.id, 1, JobStatus.SUCCEEDED, "succeeded", result={"x": 1})
+    assert await jobs_store.finish_jobs(db, worker_id="intruder", outcomes=[done], now=T0) == set()
+    assert await jobs_store.finish_jobs(db, worker_id="w", outcomes=[done], now=T0) == {job.id}
+    assert await jobs_store.finish_jobs(db, worker_id="w", outcomes=[done], now=T0) == set()
+    final = await jobs_store.get_job(db, job.id)
+    assert final is not None
+    assert (final.status, final.result, final.progress, final.lease_owner) == (
+        JobStatus.SUCCEEDED,
+        {"x": 1},
+        1.0,
+        None,
+    )
+    assert final.completed_at == T0
+    assert await kinds(db, job.id) == ["created", "started", "succeeded"]
+
+
+async def test_retry_outcome_requeues_with_delay_and_counts(db: Database) -> None:
+    job, _ = await jobs_store.insert_job(db, new_job(), now=T0)
+    await jobs_store.claim_jobs(db, worker_id="w", limit=1, lease_seconds=30, now=T0)
+    later = T0 + timedelta(seconds=10)
+    retry = Outcome(
+        job.id,
+        1,
+        JobStatus.PENDING,
+        "retry_scheduled",
+        error_kind="transient",
+        error_message="boom",
+        run_at=later,
+        count_as_retry=True,
+    )
+    await jobs_store.finish_jobs(db, worker_id="w", outcomes=[retry], now=T0)
+    pending = await jobs_store.get_job(db, job.id)
+    assert pending is not None
+    assert (pending.status, pending.run_at, pending.retry_count, pending.attempts) == (
+        JobStatus.PENDING,
+        later,
+        1,
+        1,
+    )
+    assert await jobs_store.claim_jobs(db, worker_id="w", limit=1, lease_seconds=30, now=T0) == []
+    (again,) = await jobs_store.claim_jobs(db, worker_id="w", limit=1, lease_seconds=30, now=later)
+    assert again.attempts == 2
+    events = await events_store.list_events(db, job.id)
+    assert [e.kind for e in events] == ["created", "started", "retry_scheduled", "started"]
+    assert events[2].message == "boom"
+    assert events[2].data == {"error_kind": "transient", "run_at": later.isoformat()}
+
+
+async def test_expired_leases_are_reaped_back_to_the_queue(db: Database) -> None:
+    job, _ = await jobs_store.insert_job(db, new_job(), now=T0)
+    await jobs_store.claim_jobs(db, worker_id="dead", limit=1, lease_seconds=5, now=T0)
+    assert await jobs_store.reap_expired_leases(db, now=T0 + timedelta(seconds=4)) == []
+    (reaped,) = await jobs_store.reap_expired_leases(db, now=T0 + timedelta(seconds=6))
+    assert (reaped.job_id, reaped.status, reaped.previous_worker) == (
+        job.id,
+        JobStatus.PENDING,
+        "dead",
+    )
+    back = await jobs_store.get_job(db, job.id)
+    assert back is not None
+    assert (back.status, back.lease_owner, back.retry_count, back.error_kind) == (
+        JobStatus.PENDING,
+        None,
+        1,
+        "lost",
+    )
+    assert (await kinds(db, job.id))[-1] == "lease_expired"
+
+
+async def test_reaping_the_last_attempt_fails_the_job(db: Database) -> None:
+    job, _ = await jobs_store.insert_job(db, new_job(max_attempts=1), now=T0)
+    await jobs_store.claim_jobs(db, worker_id="dead", limit=1, lease_seconds=5, now=T0)
+    (reaped,) = await jobs_store.reap_expired_leases(db, now=T0 + timedelta(seconds=6))
+    assert reaped.status == JobStatus.FAILED
+    failed = await jobs_store.get_job(db, job.id)
+    assert failed is not None and failed.error_kind == "lost"
+
+
+async def test_a_heartbeat_keeps_the_lease(db: Database) -> None:
+    job, _ = await jobs_store.insert_job(db, new_job(), now=T0)
+    await jobs_store.claim_jobs(db, worker_id="w", limit=1, lease_seconds=5, now=T0)
+    held = await jobs_store.extend_leases(
+        db, worker_id="w", lease_seconds=5, now=T0 + timedelta(seconds=4)
+    )
+    assert held == {job.id}
+    assert await jobs_store.reap_expired_leases(db, now=T0 + timedelta(seconds=8)) == []
+
+
+async def test_cancel_pending_is_immediate(db: Database) -> None:
+    job, _ = await jobs_store.insert_job(db, new_job(), now=T0)
+    canceled = await jobs_store.request_cancel(db, job.id, owner="alice", now=T0)
+    assert (canceled.status, canceled.completed_at) == (JobStatus.CANCELED, T0)
+    assert await kinds(db, job.id) == ["created", "canceled"]
+    assert await jobs_store.claim_jobs(db, worker_id="w", limit=1, lease_seconds=5, now=T0) == []
+
+
+async def test_cancel_running_flags_it_and_signals_workers(db: Database) -> None:
+    heard: list[str] = []
+    db.signals.subscribe("backburner_cancel", heard.append)
+    job, _ = await jobs_store.insert_job(db, new_job(), now=T0)
+    await jobs_store.claim_jobs(db, worker_id="w", limit=1, lease_seconds=5, now=T0)
+    flagged = await jobs_store.request_cancel(db, job.id, owner=None, now=T0)
+    assert (flagged.status, flagged.cancel_requested) == (JobStatus.RUNNING, True)
+    assert await jobs_store.cancel_requested_ids(db, worker_id="w") == {job.id}
+    deadline = asyncio.get_running_loop().time() + 5
+    while not heard and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+    assert heard == [job.id]
+
+
+async def test_cancel_of_an_ended_job_is_a_conflict_and_of_someone_elses_not_found(
+    db: Database,
+) -> None:
+    job, _ = await jobs_store.insert_job(db, new_job(), now=T0)
+    with pytest.raises(NotFound):
+        await jobs_store.request_cancel(db, job.id, owner="bob", now=T0)
+    await jobs_store.request_cancel(db, job.id, owner="alice", now=T0)
+    with pytest.raises(Conflict, match="already ended"):
+        await jobs_store.request_cancel(db, job.id, owner="alice", now=T0)
+    assert await kinds(db, job.id) == ["created", "canceled"]
+
+
+async def test_retry_brings_failed_and_canceled_jobs_back(db: Database) -> None:
+    job, _ = await jobs_store.insert_job(db, new_job(), now=T0)
+    with pytest.raises(Conflict, match="only failed or canceled"):
+        await jobs_store.retry_job(db, job.id, owner="alice", now=T0)
+    await jobs_store.request_cancel(db, job.id, owner="alice", now=T0)
+    again = await jobs_store.retry_job(db, job.id, owner="alice", now=T0 + timedelta(seconds=1))
+    assert (again.status, again.attempts, again.completed_at, again.error_kind) == (
+        JobStatus.PENDING,
+        0,
+        None,
+        None,
+    )
+    assert await kinds(db, job.id) == ["created", "canceled", "retried"]
+
+
+async def test_idempotency_key_returns_the_first_job(db: Database) -> None:
+    first, created = await jobs_store.insert_job(db, new_job(idempotency_key="k1"), now=T0)
+    again, created_again = await jobs_store.insert_job(db, new_job(idempotency_key="k1"), now=T0)
+    others, _ = await jobs_store.insert_job(db, new_job(owner="bob", idempotency_key="k1"), now=T0)
+    assert (created, created_again) == (True, False)
+    assert again.id == first.id
+    assert others.id != first.id  # keys are per owner
+
+
+async def test_racing_requests_with_one_key_make_one_job(db_url: str, db: Database) -> None:
+    databases = [Database(db_url) for _ in range(4)]
+    try:
+        results = await asyncio.gather(
+            *(jobs_store.insert_job(d, new_job(idempotency_key="race"), now=T0) for d in databases)
+        )
+    finally:
+        for database in databases:
+            await database.close()
+    assert len({job.id for job, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+
+
+async def test_keyset_pagination_walks_everything_newest_first(db: Database) -> None:
+    ids = [(await jobs_store.insert_job(db, new_job(), now=T0))[0].id for _ in range(7)]
+    await jobs_store.insert_job(db, new_job(owner="bob"), now=T0)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await jobs_store.list_jobs(db, owner="alice", limit=3, cursor=cursor)
+        seen += [job.id for job in page.jobs]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == sorted(ids, reverse=True)
+    with pytest.raises(InvalidRequest, match="cursor"):
+        await jobs_store.list_jobs(db, owner="alice", cursor="%%%not-base64")
+
+
+async def test_count_ahead_sees_priority_and_age(db: Database) -> None:
+    first, _ = await jobs_store.insert_job(db, new_job(), now=T0)
+    urgent, _ = await jobs_store.insert_job(db, new_job(priority=5), now=T0)
+    last, _ = await jobs_store.insert_job(db, new_job(), now=T0)
+    assert await jobs_store.count_ahead(db, job_id=first.id, priority=0, now=T0) == 1
+    assert await jobs_store.count_ahead(db, job_id=last.id, priority=0, now=T0) == 2
+    assert await jobs_store.count_ahead(db, job_id=urgent.id, priority=5, now=T0) == 0

@@ -1,0 +1,103 @@
+"""Job types used only by tests, loaded as a plugin module (`plugins=["tests.jobtypes"]`),
+the same way users add theirs."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from backburner.errors import InvalidInput
+from backburner.jobs import JobContext, JobRegistry, RetryPolicy
+from backburner.providers.base import ModelRequest
+
+FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.05, max_delay=0.2, jitter=0.0)
+
+
+class FlakyInput(BaseModel):
+    fail_times: int = 1
+    marker: str | None = None
+
+
+class Done(BaseModel):
+    ok: bool = True
+    attempt: int = 0
+    data: dict[str, object] = {}
+
+
+def _mark(marker: str | None, line: str) -> None:
+    if marker:
+        with Path(marker).open("a") as handle:
+            handle.write(line + "\n")
+
+
+async def flaky(ctx: JobContext, payload: FlakyInput) -> Done:
+    """Memoised first step, then fail with a transient error `fail_times` times."""
+
+    def expensive() -> int:
+        _mark(payload.marker, "expensive")
+        return 42
+
+    value = await ctx.step("expensive", expensive)
+    if ctx.attempt <= payload.fail_times:
+        raise ConnectionError(f"flaky failure on attempt {ctx.attempt}")
+    return Done(attempt=ctx.attempt, data={"value": value})
+
+
+class Empty(BaseModel):
+    pass
+
+
+async def broken(ctx: JobContext, payload: Empty) -> Done:
+    raise InvalidInput("this job can never succeed")
+
+
+class SleepInput(BaseModel):
+    seconds: float = 5.0
+
+
+async def slow(ctx: JobContext, payload: SleepInput) -> Done:
+    await asyncio.sleep(payload.seconds)
+    return Done()
+
+
+class StepsInput(BaseModel):
+    marker: str
+    steps: int = 3
+    step_seconds: float = 1.0
+
+
+async def stepper(ctx: JobContext, payload: StepsInput) -> Done:
+    """Steps that leave a trace in a file: 'start N' and 'end N' for each run of step N."""
+
+    async def run_step(number: int) -> int:
+        _mark(payload.marker, f"start {number}")
+        await asyncio.sleep(payload.step_seconds)
+        _mark(payload.marker, f"end {number}")
+        return number
+
+    total = 0
+    for number in range(1, payload.steps + 1):
+        total += await ctx.step(f"step-{number}", run_step, number)
+        await ctx.progress(number / payload.steps, f"step {number}")
+    return Done(attempt=ctx.attempt, data={"total": total})
+
+
+class AskInput(BaseModel):
+    text: str = "The sky is blue. Grass is green."
+
+
+async def ask_model(ctx: JobContext, payload: AskInput) -> Done:
+    """One model call; its response id is persisted before the wait."""
+    snapshot = await ctx.respond("ask", ModelRequest(model=ctx.model, input=payload.text))
+    return Done(attempt=ctx.attempt, data={"text": snapshot.output_text})
+
+
+def register(registry: JobRegistry) -> None:
+    registry.job_type("test_flaky", retry=FAST_RETRY, expected_duration=0.1)(flaky)
+    registry.job_type("test_broken", retry=FAST_RETRY)(broken)
+    registry.job_type("test_slow", retry=FAST_RETRY, timeout=0.5)(slow)
+    registry.job_type("test_slow_no_timeout", retry=FAST_RETRY, timeout=60)(slow)
+    registry.job_type("test_stepper", retry=FAST_RETRY, timeout=120)(stepper)
+    registry.job_type("test_ask_model", retry=FAST_RETRY, timeout=120)(ask_model)

@@ -1,0 +1,63 @@
+"""Job types are registered by decorator, entry point or plugin module."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel
+
+from backburner.jobs import JobContext, JobRegistry, build_registry
+
+
+class In(BaseModel):
+    x: int
+
+
+class Out(BaseModel):
+    y: int
+
+
+def test_decorator_reads_models_from_annotations() -> None:
+    registry = JobRegistry()
+
+    @registry.job_type("double", expected_duration=3, timeout=9)
+    async def double(ctx: JobContext, payload: In) -> Out:
+        """Double a number."""
+        return Out(y=payload.x * 2)
+
+    job_type = registry.get("double")
+    assert (job_type.input_model, job_type.output_model) == (In, Out)
+    described = job_type.describe()
+    assert described["description"] == "Double a number."
+    assert described["input_schema"]["properties"]["x"]["type"] == "integer"
+    assert (described["expected_duration_seconds"], described["timeout_seconds"]) == (3, 9)
+
+
+def test_handler_without_pydantic_annotations_is_refused() -> None:
+    registry = JobRegistry()
+    with pytest.raises(TypeError, match="pydantic model"):
+
+        @registry.job_type("bad")
+        async def bad(ctx: JobContext, payload: dict) -> Out:  # type: ignore[type-arg]
+            return Out(y=1)
+
+
+def test_a_name_is_registered_once() -> None:
+    registry = JobRegistry()
+
+    async def handler(ctx: JobContext, payload: In) -> Out:
+        return Out(y=1)
+
+    registry.job_type("once")(handler)
+    with pytest.raises(ValueError, match="twice"):
+        registry.job_type("once")(handler)
+
+
+def test_installed_entry_point_brings_the_builtin_types() -> None:
+    names = build_registry().names()
+    assert {"summarize_documents", "classify_leads", "generate_report", "noop"} <= set(names)
+
+
+def test_plugin_modules_add_their_types() -> None:
+    assert "test_flaky" in build_registry(["tests.jobtypes"]).names()
+    with pytest.raises(ImportError, match="register"):
+        build_registry(["tests.unit.test_registry"])

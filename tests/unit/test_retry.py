@@ -1,0 +1,108 @@
+"""Retry decisions and backoff are pure functions: no database, no clock."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from backburner.errors import (
+    ErrorInfo,
+    InvalidInput,
+    JobTimeout,
+    ProviderRejected,
+    ProviderUnavailable,
+    RateLimited,
+    Retry,
+)
+from backburner.jobs import RetryPolicy
+from backburner.worker.retry import backoff_delay, classify_error, decide_after_failure
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+POLICY = RetryPolicy(max_attempts=5, base_delay=2.0, max_delay=60.0, jitter=0.5)
+
+
+def test_backoff_doubles_per_attempt_and_is_capped() -> None:
+    no_jitter = [backoff_delay(a, POLICY, 0.0) for a in range(1, 8)]
+    assert no_jitter == [2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
+
+
+def test_jitter_only_shortens_and_by_at_most_its_fraction() -> None:
+    delays = [backoff_delay(3, POLICY, random.Random(seed).random()) for seed in range(200)]
+    assert all(4.0 <= d <= 8.0 for d in delays)
+    assert len({round(d, 3) for d in delays}) > 50  # actually spread out
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "retryable"),
+    [
+        (ConnectionError("reset"), "transient", True),
+        (TimeoutError(), "transient", True),
+        (ProviderUnavailable("502"), "provider_unavailable", True),
+        (RateLimited("slow down", retry_after=7), "rate_limited", True),
+        (ProviderRejected("401 bad key"), "provider_rejected", False),
+        (InvalidInput("bad"), "invalid_input", False),
+        (JobTimeout("too slow"), "timeout", False),
+        (KeyError("bug"), "error", True),
+    ],
+)
+def test_errors_are_classified_by_what_they_mean(
+    error: BaseException, kind: str, retryable: bool
+) -> None:
+    info = classify_error(error, POLICY)
+    assert (info.kind, info.retryable) == (kind, retryable)
+
+
+def test_policy_can_refuse_unknown_errors_and_retry_timeouts() -> None:
+    strict = RetryPolicy(retry_unknown_errors=False, retry_on_timeout=True)
+    assert not classify_error(KeyError("bug"), strict).retryable
+    assert classify_error(JobTimeout("slow"), strict).retryable
+
+
+def test_policy_can_name_extra_transient_errors() -> None:
+    class Hiccup(Exception):
+        pass
+
+    policy = RetryPolicy(retry_unknown_errors=False, retry_on=(Hiccup,))
+    assert classify_error(Hiccup("x"), policy).retryable
+
+
+def test_transient_error_is_retried_later() -> None:
+    decision = decide_after_failure(
+        ErrorInfo("transient", "x", True), 1, POLICY, NOW, random.Random(1)
+    )
+    assert decision.retry
+    assert decision.run_at is not None
+    assert NOW + timedelta(seconds=1) <= decision.run_at <= NOW + timedelta(seconds=2)
+
+
+def test_permanent_error_fails_at_once() -> None:
+    decision = decide_after_failure(ErrorInfo("invalid_input", "x", False), 1, POLICY, NOW)
+    assert not decision.retry
+    assert "not retryable" in decision.reason
+
+
+def test_no_retry_past_max_attempts() -> None:
+    decision = decide_after_failure(ErrorInfo("transient", "x", True), 5, POLICY, NOW)
+    assert not decision.retry
+    assert "5/5" in decision.reason
+
+
+def test_retry_after_is_never_undercut() -> None:
+    info = classify_error(RateLimited("429", retry_after=30.0), POLICY)
+    decision = decide_after_failure(info, 1, POLICY, NOW, random.Random(1))
+    assert decision.run_at == NOW + timedelta(seconds=30)
+
+
+def test_handler_can_ask_for_a_specific_delay() -> None:
+    info = classify_error(Retry("later", defer=12.5), POLICY)
+    decision = decide_after_failure(info, 1, POLICY, NOW, random.Random(3))
+    assert decision.run_at == NOW + timedelta(seconds=12.5)
+
+
+def test_policy_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="max_attempts"):
+        RetryPolicy(max_attempts=0)
+    with pytest.raises(ValueError, match="jitter"):
+        RetryPolicy(jitter=2)

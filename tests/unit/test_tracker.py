@@ -1,0 +1,84 @@
+"""The tracker waits on many responses with one polling loop (real offline provider)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from backburner.errors import ResponseLost
+from backburner.providers import ModelRequest, OfflineProvider
+from backburner.worker.tracker import ResponseTracker, next_poll_delay
+
+
+def test_poll_delay_grows_then_caps() -> None:
+    delays = [next_poll_delay(n, 0.25, 5.0) for n in range(12)]
+    assert delays[0] == 0.25
+    assert delays == sorted(delays)
+    assert delays[-1] == 5.0
+
+
+@contextlib.asynccontextmanager
+async def running(tracker: ResponseTracker):  # type: ignore[no-untyped-def]
+    task = asyncio.create_task(tracker.run())
+    try:
+        yield tracker
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_many_waiters_complete_with_few_polls() -> None:
+    provider = OfflineProvider(latency_s=0.3)
+    tracker = ResponseTracker(provider, initial_delay=0.05, max_delay=0.2)
+    async with running(tracker):
+        submitted = [
+            await provider.submit(ModelRequest(model="m", input=f"Text {i}.")) for i in range(200)
+        ]
+        results = await asyncio.wait_for(
+            asyncio.gather(*(tracker.wait(s.id) for s in submitted)), timeout=5
+        )
+    assert {r.status for r in results} == {"completed"}
+    # Backoff keeps polling to a handful per response, not a busy loop.
+    assert tracker.polls <= 200 * 6
+    assert tracker.outstanding == 0
+
+
+async def test_unknown_response_raises_to_the_waiter() -> None:
+    tracker = ResponseTracker(OfflineProvider(latency_s=0.1), initial_delay=0.01)
+    async with running(tracker):
+        with pytest.raises(ResponseLost):
+            await asyncio.wait_for(tracker.wait("resp_missing"), timeout=2)
+
+
+async def test_a_cancelled_waiter_stops_the_polling() -> None:
+    provider = OfflineProvider(latency_s=30)
+    tracker = ResponseTracker(provider, initial_delay=0.01, max_delay=0.02)
+    async with running(tracker):
+        submitted = await provider.submit(ModelRequest(model="m", input="Text."))
+        waiter = asyncio.create_task(tracker.wait(submitted.id))
+        await asyncio.sleep(0.1)
+        waiter.cancel()
+        await asyncio.sleep(0.05)
+        polls = tracker.polls
+        await asyncio.sleep(0.1)
+    assert tracker.outstanding == 0
+    assert tracker.polls == polls
+
+
+async def test_nudge_polls_at_once() -> None:
+    provider_time = [0.0]
+    provider = OfflineProvider(latency_s=1.0, clock=lambda: provider_time[0])
+    tracker = ResponseTracker(provider, initial_delay=30, max_delay=60)
+    async with running(tracker):
+        submitted = await provider.submit(ModelRequest(model="m", input="Text."))
+        waiter = asyncio.create_task(tracker.wait(submitted.id))
+        provider_time[0] = 5.0  # the response is done, but its first poll is 30 s away
+        await asyncio.sleep(0.1)
+        assert not waiter.done()
+        tracker.nudge(submitted.id)
+        result = await asyncio.wait_for(waiter, timeout=1)
+    assert result.status == "completed"
+    assert tracker.polls == 1
