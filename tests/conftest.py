@@ -160,9 +160,9 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-async def wait_for(condition, *, timeout: float = 10.0, interval: float = 0.02):  # type: ignore[no-untyped-def]
+async def wait_for(condition, *, within: float = 10.0, interval: float = 0.02):  # type: ignore[no-untyped-def]
     """Await `condition()` (sync or async) until it returns something truthy, or fail."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         value = condition()
         if asyncio.iscoroutine(value):
@@ -170,7 +170,7 @@ async def wait_for(condition, *, timeout: float = 10.0, interval: float = 0.02):
         if value:
             return value
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(interval)
 
 

@@ -12,6 +12,7 @@ from backburner.errors import Conflict, InvalidRequest, NotFound
 from backburner.store import Database, JobStatus, NewJob, Outcome
 from backburner.store import events as events_store
 from backburner.store import jobs as jobs_store
+from tests.conftest import wait_for
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -103,7 +104,7 @@ async def test_concurrent_claimers_never_take_the_same_job(db_url: str, db: Data
 
 async def test_finish_records_the_outcome_once_and_only_for_the_lease_holder(db: Database) -> None:
     job, _ = await jobs_store.insert_job(db, new_job(), now=T0)
-    (claimed,) = await jobs_store.claim_jobs(db, worker_id="w", limit=1, lease_seconds=30, now=T0)
+    (_claimed,) = await jobs_store.claim_jobs(db, worker_id="w", limit=1, lease_seconds=30, now=T0)
     done = Outcome(job.id, 1, JobStatus.SUCCEEDED, "succeeded", result={"x": 1})
     assert await jobs_store.finish_jobs(db, worker_id="intruder", outcomes=[done], now=T0) == set()
     assert await jobs_store.finish_jobs(db, worker_id="w", outcomes=[done], now=T0) == {job.id}
@@ -179,7 +180,8 @@ async def test_reaping_the_last_attempt_fails_the_job(db: Database) -> None:
     (reaped,) = await jobs_store.reap_expired_leases(db, now=T0 + timedelta(seconds=6))
     assert reaped.status == JobStatus.FAILED
     failed = await jobs_store.get_job(db, job.id)
-    assert failed is not None and failed.error_kind == "lost"
+    assert failed is not None
+    assert failed.error_kind == "lost"
 
 
 async def test_a_heartbeat_keeps_the_lease(db: Database) -> None:
@@ -208,9 +210,7 @@ async def test_cancel_running_flags_it_and_signals_workers(db: Database) -> None
     flagged = await jobs_store.request_cancel(db, job.id, owner=None, now=T0)
     assert (flagged.status, flagged.cancel_requested) == (JobStatus.RUNNING, True)
     assert await jobs_store.cancel_requested_ids(db, worker_id="w") == {job.id}
-    deadline = asyncio.get_running_loop().time() + 5
-    while not heard and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.01)
+    await wait_for(lambda: heard)
     assert heard == [job.id]
 
 

@@ -71,7 +71,8 @@ def test_pydantic_schema_with_refs_is_filled_and_valid() -> None:
         count: int
 
     out = Report.model_validate_json(answer(structured(Report.model_json_schema())).output_text)
-    assert out.summary and out.points
+    assert out.summary
+    assert out.points
     assert out.count == 4  # the first figure in the text, as an integer
 
 
