@@ -1,0 +1,302 @@
+"""The worker on real databases with the real offline provider: it runs jobs, retries
+transient failures from memoised steps, fails permanent ones at once, enforces timeouts,
+cancels, hands work back on shutdown, and is woken by push, not polling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backburner.config import Settings
+from backburner.jobs import build_registry
+from backburner.providers import OfflineProvider
+from backburner.store import Database, Job, JobStatus, NewJob
+from backburner.store import events as events_store
+from backburner.store import jobs as jobs_store
+from backburner.store import steps as steps_store
+from backburner.worker import Worker
+from tests.conftest import fast_settings, wait_for
+
+
+class Harness:
+    def __init__(self, db: Database, settings: Settings, provider: OfflineProvider) -> None:
+        self.db = db
+        self.settings = settings
+        self.provider = provider
+        self.registry = build_registry(settings.plugins)
+
+    async def enqueue(
+        self, job_type: str, payload: dict[str, Any] | None = None, **extra: Any
+    ) -> Job:
+        spec = self.registry.get(job_type)
+        job, _ = await jobs_store.insert_job(
+            self.db,
+            NewJob(
+                owner="alice",
+                type=job_type,
+                payload=payload or {},
+                max_attempts=spec.retry.max_attempts,
+                timeout_seconds=spec.timeout,
+                **extra,
+            ),
+            now=datetime.now(UTC),
+        )
+        return job
+
+    async def job(self, job_id: str) -> Job:
+        job = await jobs_store.get_job(self.db, job_id)
+        assert job is not None
+        return job
+
+    async def until(self, job_id: str, *statuses: JobStatus, within: float = 10) -> Job:
+        async def reached() -> Job | None:
+            job = await self.job(job_id)
+            return job if job.status in statuses else None
+
+        found: Job = await wait_for(reached, within=within)
+        return found
+
+    async def event_kinds(self, job_id: str) -> list[str]:
+        return [e.kind for e in await events_store.list_events(self.db, job_id)]
+
+    @contextlib.asynccontextmanager
+    async def worker(self, **overrides: Any) -> AsyncIterator[Worker]:
+        settings = self.settings.model_copy(update=overrides) if overrides else self.settings
+        worker = Worker(self.db, self.registry, self.provider, settings)
+        task = asyncio.create_task(worker.run())
+        await worker.started.wait()
+        try:
+            yield worker
+        finally:
+            worker.stop()
+            await asyncio.wait_for(task, timeout=15)
+
+
+@pytest.fixture
+def harness(db: Database, settings: Settings) -> Harness:
+    return Harness(db, settings, OfflineProvider(latency_s=settings.offline_latency_s))
+
+
+async def test_runs_a_job_to_success(harness: Harness) -> None:
+    job = await harness.enqueue("noop", {"echo": {"hello": "world"}})
+    async with harness.worker():
+        done = await harness.until(job.id, JobStatus.SUCCEEDED)
+    assert done.result == {"echo": {"hello": "world"}, "slept_seconds": 0.0}
+    assert (done.attempts, done.progress, done.lease_owner) == (1, 1.0, None)
+    assert await harness.event_kinds(job.id) == ["created", "started", "succeeded"]
+
+
+async def test_transient_failures_retry_with_steps_memoised(
+    harness: Harness, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker"
+    job = await harness.enqueue("test_flaky", {"fail_times": 2, "marker": str(marker)})
+    async with harness.worker():
+        done = await harness.until(job.id, JobStatus.SUCCEEDED)
+    assert done.attempts == 3
+    assert done.retry_count == 2
+    assert done.result == {"ok": True, "attempt": 3, "data": {"value": 42}}
+    assert marker.read_text().splitlines() == ["expensive"]  # ran once across 3 attempts
+    assert await harness.event_kinds(job.id) == [
+        "created",
+        "started",
+        "retry_scheduled",
+        "started",
+        "retry_scheduled",
+        "started",
+        "succeeded",
+    ]
+    events = await events_store.list_events(harness.db, job.id)
+    assert "ConnectionError: flaky failure on attempt 1" in (events[2].message or "")
+
+
+async def test_retries_stop_at_max_attempts(harness: Harness) -> None:
+    job = await harness.enqueue("test_flaky", {"fail_times": 5})
+    async with harness.worker():
+        failed = await harness.until(job.id, JobStatus.FAILED)
+    assert failed.attempts == 3
+    assert failed.error_kind == "transient"
+    assert "out of attempts (3/3)" in (failed.error_message or "")
+
+
+async def test_permanent_error_fails_at_once(harness: Harness) -> None:
+    job = await harness.enqueue("test_broken")
+    async with harness.worker():
+        failed = await harness.until(job.id, JobStatus.FAILED)
+    assert (failed.attempts, failed.error_kind) == (1, "invalid_input")
+    assert await harness.event_kinds(job.id) == ["created", "started", "failed"]
+
+
+async def test_timeout_stops_the_attempt_and_fails_the_job(harness: Harness) -> None:
+    job = await harness.enqueue("test_slow", {"seconds": 30})
+    started = time.monotonic()
+    async with harness.worker():
+        failed = await harness.until(job.id, JobStatus.FAILED)
+    assert time.monotonic() - started < 5
+    assert failed.error_kind == "timeout"
+    assert "0.5s limit" in (failed.error_message or "")
+
+
+async def test_payload_that_no_longer_fits_fails_as_invalid_input(harness: Harness) -> None:
+    job = await harness.enqueue("noop", {"sleep_seconds": "not a number"})
+    async with harness.worker():
+        failed = await harness.until(job.id, JobStatus.FAILED)
+    assert failed.error_kind == "invalid_input"
+
+
+async def test_cancel_of_a_running_job_stops_it_within_a_second(harness: Harness) -> None:
+    job = await harness.enqueue("test_slow_no_timeout", {"seconds": 60})
+    async with harness.worker():
+        await harness.until(job.id, JobStatus.RUNNING)
+        asked = time.monotonic()
+        await jobs_store.request_cancel(harness.db, job.id, owner=None, now=datetime.now(UTC))
+        canceled = await harness.until(job.id, JobStatus.CANCELED)
+        assert time.monotonic() - asked < 1.0
+    assert canceled.error_kind == "canceled"
+    assert await harness.event_kinds(job.id) == [
+        "created",
+        "started",
+        "cancel_requested",
+        "canceled",
+    ]
+
+
+async def test_cancel_while_waiting_on_the_model_cancels_the_response(
+    db: Database, db_url: str
+) -> None:
+    settings = fast_settings(db_url, offline_latency_s=60)
+    harness = Harness(db, settings, OfflineProvider(latency_s=60))
+    job = await harness.enqueue("test_ask_model")
+    async with harness.worker():
+        waiting = await wait_for(lambda: _substate(harness, job.id, "waiting_provider"))
+        assert waiting.status == JobStatus.RUNNING
+        await jobs_store.request_cancel(db, job.id, owner=None, now=datetime.now(UTC))
+        await harness.until(job.id, JobStatus.CANCELED)
+    assert harness.provider.cancelled == 1
+    (call,) = await steps_store.list_calls(db, job.id)
+    assert call.status == "cancelled"
+
+
+async def _substate(harness: Harness, job_id: str, substate: str) -> Job | None:
+    job = await harness.job(job_id)
+    return job if job.substate == substate else None
+
+
+async def test_waiting_jobs_hold_no_slot(db: Database, db_url: str) -> None:
+    settings = fast_settings(db_url, offline_latency_s=1.0)
+    harness = Harness(db, settings, OfflineProvider(latency_s=1.0))
+    jobs = [await harness.enqueue("test_ask_model") for _ in range(20)]
+    async with harness.worker(worker_concurrency=2) as worker:
+        # Twenty jobs wait on the model at once through a worker with two slots.
+        await wait_for(lambda: worker.tracker.outstanding == 20, within=5)
+        for job in jobs:
+            await harness.until(job.id, JobStatus.SUCCEEDED)
+    assert harness.provider.submitted == 20
+
+
+async def test_a_lost_response_is_submitted_again(db: Database, settings: Settings) -> None:
+    harness = Harness(db, settings, OfflineProvider(latency_s=0.05))
+    job = await harness.enqueue("test_ask_model")
+    # A response id persisted by a previous process whose engine is gone.
+    await jobs_store.claim_jobs(
+        db, worker_id="ghost", limit=1, lease_seconds=0.01, now=datetime.now(UTC)
+    )
+    await steps_store.record_submitted(
+        db,
+        job_id=job.id,
+        key="ask",
+        provider="offline",
+        model="m",
+        response_id="resp_gone",
+        status="queued",
+        attempt=1,
+        now=datetime.now(UTC),
+    )
+    async with harness.worker():
+        done = await harness.until(job.id, JobStatus.SUCCEEDED)
+    assert done.attempts == 2
+    assert harness.provider.submitted == 1
+    (call,) = await steps_store.list_calls(db, job.id)
+    assert (call.status, call.response_id != "resp_gone") == ("completed", True)
+
+
+async def test_shutdown_hands_running_jobs_back_without_counting_the_attempt(
+    harness: Harness,
+) -> None:
+    job = await harness.enqueue("test_slow_no_timeout", {"seconds": 60})
+    async with harness.worker(shutdown_grace_seconds=0.2):
+        await harness.until(job.id, JobStatus.RUNNING)
+    released = await harness.job(job.id)
+    assert (released.status, released.attempts, released.lease_owner) == (
+        JobStatus.PENDING,
+        0,
+        None,
+    )
+    assert (await harness.event_kinds(job.id))[-1] == "released"
+
+
+async def test_shutdown_lets_short_jobs_finish(harness: Harness) -> None:
+    job = await harness.enqueue("test_slow_no_timeout", {"seconds": 0.3})
+    async with harness.worker(shutdown_grace_seconds=5):
+        await harness.until(job.id, JobStatus.RUNNING)
+    assert (await harness.job(job.id)).status == JobStatus.SUCCEEDED
+
+
+async def test_an_idle_worker_is_woken_by_push_not_polling(harness: Harness) -> None:
+    # Idle polling every 30 s: only the wake-up signal can make pickup fast.
+    async with harness.worker(idle_poll_seconds=30):
+        await asyncio.sleep(0.2)  # let it go idle
+        created = time.monotonic()
+        job = await harness.enqueue("noop")
+        await harness.until(job.id, JobStatus.SUCCEEDED, within=5)
+        assert time.monotonic() - created < 1.0
+
+
+async def test_a_job_whose_worker_died_is_finished_by_another(harness: Harness) -> None:
+    job = await harness.enqueue("test_flaky", {"fail_times": 0})
+    # "dead" claims the job and is never heard from again.
+    await jobs_store.claim_jobs(
+        harness.db, worker_id="dead", limit=1, lease_seconds=0.3, now=datetime.now(UTC)
+    )
+    async with harness.worker():
+        done = await harness.until(job.id, JobStatus.SUCCEEDED)
+    assert done.attempts == 2
+    assert "lease_expired" in await harness.event_kinds(job.id)
+
+
+async def test_builtin_types_run_end_to_end(harness: Harness) -> None:
+    classify = await harness.enqueue(
+        "classify_leads",
+        {
+            "leads": [
+                {"id": str(i), "notes": "budget approved" if i % 2 else "not interested"}
+                for i in range(25)
+            ],
+            "labels": ["hot", "cold"],
+        },
+    )
+    report = await harness.enqueue("generate_report", {"user_id": "u_7", "period": "2026-10"})
+    async with harness.worker():
+        classified = await harness.until(classify.id, JobStatus.SUCCEEDED, JobStatus.FAILED)
+        reported = await harness.until(report.id, JobStatus.SUCCEEDED, JobStatus.FAILED)
+    assert classified.status == JobStatus.SUCCEEDED, classified.error_message
+    labels = {c["id"]: c["label"] for c in classified.result["classifications"]}
+    assert labels["1"] == "hot"
+    assert labels["2"] == "cold"
+    assert classified.result["label_counts"] == {"hot": 12, "cold": 13}
+    assert len(await steps_store.list_calls(harness.db, classify.id)) == 3  # batches of 10
+    assert reported.status == JobStatus.SUCCEEDED, reported.error_message
+    # Two background rounds: the tool call, then the answer after our tool output.
+    calls = await steps_store.list_calls(harness.db, report.id)
+    assert [c.key for c in calls] == ["narrative", "narrative/round/1"]
+    assert reported.result["transaction_count"] > 0
+    assert reported.result["total_spent"] == pytest.approx(
+        sum(c["amount"] for c in reported.result["by_category"])
+    )
