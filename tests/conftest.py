@@ -4,6 +4,7 @@ for fast lifecycles, the app over real ASGI, and API keys for three principals."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
@@ -174,16 +175,31 @@ async def wait_for(condition, *, within: float = 10.0, interval: float = 0.02): 
         await asyncio.sleep(interval)
 
 
-@pytest.fixture
-async def api(settings: Settings, keys: Keys) -> AsyncIterator[httpx.AsyncClient]:
-    """The whole service (API + embedded worker) over real ASGI, as alice by default."""
+@contextlib.asynccontextmanager
+async def serving(
+    settings: Settings, key: str, *, embed_worker: bool
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The service over real ASGI (lifespan included), calling as the owner of `key`."""
     from backburner.api import create_app
 
-    app = create_app(settings, embed_worker=True, migrate_on_start=False)
+    app = create_app(settings, embed_worker=embed_worker, migrate_on_start=False)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://test", headers=auth(keys.alice)
+            transport=transport, base_url="http://test", headers=auth(key)
         ) as client:
-            client.app = app  # type: ignore[attr-defined]
             yield client
+
+
+@pytest.fixture
+async def api(settings: Settings, keys: Keys) -> AsyncIterator[httpx.AsyncClient]:
+    """The whole service (API + embedded worker), as alice by default."""
+    async with serving(settings, keys.alice, embed_worker=True) as client:
+        yield client
+
+
+@pytest.fixture
+async def api_only(settings: Settings, keys: Keys) -> AsyncIterator[httpx.AsyncClient]:
+    """The API with no worker (jobs stay queued), as alice."""
+    async with serving(settings, keys.alice, embed_worker=False) as client:
+        yield client
