@@ -1,0 +1,166 @@
+"""Documents and summaries: upload .txt/.md/.pdf, size limits, the quick and batch paths,
+and the job page."""
+
+from __future__ import annotations
+
+import httpx
+from fpdf import FPDF
+
+from backburner.config import Settings
+from tests.conftest import Keys, auth, serving, wait_for
+from tests.e2e.test_api_jobs import assert_problem, until_done
+
+ARTICLE = (
+    "The city council approved a new budget for public transport on Monday. "
+    "Bus fares will fall by ten percent from March. "
+    "Three new tram lines are planned for the northern districts. "
+    "Critics say the plan does not address cycling safety. "
+    "The mayor promised a separate cycling plan before summer."
+)
+
+
+def make_pdf(text: str) -> bytes:
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("helvetica", size=11)
+    pdf.multi_cell(0, 6, text)
+    return bytes(pdf.output())
+
+
+async def upload(api: httpx.AsyncClient, name: str, data: bytes, **kw: object) -> httpx.Response:
+    return await api.post("/api/documents", files={"file": (name, data)}, **kw)  # type: ignore[arg-type]
+
+
+async def test_text_markdown_and_pdf_are_stored_with_their_text(api: httpx.AsyncClient) -> None:
+    txt = await upload(api, "note.txt", ARTICLE.encode())
+    md = await upload(api, "note.md", b"# Title\n\n" + ARTICLE.encode())
+    pdf = await upload(api, "report.pdf", make_pdf(ARTICLE))
+    assert [r.status_code for r in (txt, md, pdf)] == [201, 201, 201]
+    assert [r.json()["content_type"] for r in (txt, md, pdf)] == [
+        "text/plain",
+        "text/markdown",
+        "application/pdf",
+    ]
+    stored = (await api.get(f"/api/documents/{pdf.json()['document_id']}")).json()
+    assert "Bus fares will fall by ten percent" in " ".join(stored["text"].split())
+    assert stored["size_bytes"] > 0
+    meta = await api.get(f"/api/documents/{txt.json()['document_id']}?include_text=false")
+    assert meta.json()["text"] is None
+
+
+async def test_unsupported_broken_and_empty_files_are_refused(api: httpx.AsyncClient) -> None:
+    assert_problem(await upload(api, "photo.png", b"\x89PNG\r\n"), 415, "file")
+    assert_problem(await upload(api, "fake.pdf", b"not a pdf at all"), 422, "file")
+    assert_problem(await upload(api, "broken.pdf", b"%PDF-1.4 garbage"), 422, "file")
+    assert_problem(await upload(api, "empty.txt", b"   \n"), 422, "file")
+    assert_problem(await api.post("/api/documents"), 422, "file")
+
+
+async def test_oversize_document_is_a_413(settings: Settings, keys: Keys) -> None:
+    small = settings.model_copy(update={"max_document_bytes": 2048})
+    async with serving(small, keys.alice, embed_worker=False) as api:
+        assert_problem(await upload(api, "big.txt", b"word " * 1000), 413)
+        assert (await upload(api, "ok.txt", b"small enough")).status_code == 201
+
+
+async def test_documents_belong_to_their_owner(api: httpx.AsyncClient, keys: Keys) -> None:
+    doc_id = (await upload(api, "a.txt", ARTICLE.encode())).json()["document_id"]
+    assert_problem(await api.get(f"/api/documents/{doc_id}", headers=auth(keys.bob)), 404)
+    bob_job = await api.post(
+        "/api/jobs",
+        headers=auth(keys.bob),
+        json={"type": "summarize_documents", "payload": {"document_ids": [doc_id]}},
+    )
+    assert_problem(bob_job, 422, "payload.document_ids.0")
+    assert (await api.get(f"/api/documents/{doc_id}", headers=auth(keys.admin))).status_code == 200
+
+
+async def test_summarize_documents_chunks_long_input_and_reduces(api: httpx.AsyncClient) -> None:
+    # settings.summarize_chunk_chars is 2,000: this document needs several chunks.
+    long_text = "\n\n".join(f"Section {i}. " + ARTICLE for i in range(30))
+    first = (await upload(api, "long.txt", long_text.encode())).json()["document_id"]
+    second = (await upload(api, "short.md", ARTICLE.encode())).json()["document_id"]
+    created = await api.post(
+        "/api/summaries/batch", json={"document_ids": [first, second], "summary_style": "bullets"}
+    )
+    assert created.status_code == 201
+    job_id = created.json()["job_id"]
+    done = await until_done(api, job_id)
+    assert done["status"] == "succeeded", done
+    result = done["result"]
+    assert result["documents"] == 2
+    assert result["chunks"] >= 6  # ~10,000 characters in chunks of 2,000, plus one
+    assert result["characters"] == len(long_text) + len(ARTICLE)
+    assert result["summary"]
+    assert 1 <= len(result["key_points"]) <= 10
+    calls = (await api.get(f"/api/jobs/{job_id}/model-calls")).json()["items"]
+    call_keys = [c["key"] for c in calls]
+    assert sum(k.startswith("map/") for k in call_keys) == result["chunks"]
+    assert any(k.startswith("reduce/") for k in call_keys)
+    events = (await api.get(f"/api/jobs/{job_id}/events")).json()["items"]
+    assert any(e["kind"] == "progress" for e in events)
+
+
+async def test_quick_summary_answers_in_the_request(api: httpx.AsyncClient) -> None:
+    by_text = await api.post("/api/summaries/quick", json={"text": ARTICLE})
+    assert by_text.status_code == 200
+    body = by_text.json()
+    assert body["summary"]
+    assert body["key_points"]
+    assert body["characters"] == len(ARTICLE)
+    doc_id = (await upload(api, "a.txt", ARTICLE.encode())).json()["document_id"]
+    by_doc = await api.post(
+        "/api/summaries/quick", json={"document_id": doc_id, "summary_style": "detailed"}
+    )
+    assert by_doc.status_code == 200
+
+
+async def test_quick_summary_refuses_what_it_cannot_do(api: httpx.AsyncClient) -> None:
+    assert_problem(await api.post("/api/summaries/quick", json={}), 422, "document_id")
+    both = {"text": "x", "document_id": "y"}
+    assert_problem(await api.post("/api/summaries/quick", json=both), 422, "document_id")
+    assert_problem(await api.post("/api/summaries/quick", json={"document_id": "nope"}), 404)
+    long = await api.post("/api/summaries/quick", json={"text": "word " * 1000})
+    body = assert_problem(long, 422, "text")
+    assert "/api/summaries/batch" in body["detail"]
+    haiku = await api.post("/api/summaries/quick", json={"text": "x", "summary_style": "haiku"})
+    assert_problem(haiku, 422, "summary_style")
+
+
+async def test_batch_summary_validates_like_a_job(api: httpx.AsyncClient) -> None:
+    assert_problem(
+        await api.post("/api/summaries/batch", json={"document_ids": []}), 422, "document_ids"
+    )
+    missing = await api.post("/api/summaries/batch", json={"document_ids": ["nope"]})
+    assert_problem(missing, 422, "payload.document_ids.0")
+    assert (await api.get("/api/jobs")).json()["items"] == []
+
+
+async def _succeeded(api: httpx.AsyncClient, job_id: str) -> bool:
+    return bool((await api.get(f"/api/jobs/{job_id}")).json()["status"] == "succeeded")
+
+
+async def test_the_job_page_is_signed_in_with_the_token_link(
+    api: httpx.AsyncClient, keys: Keys
+) -> None:
+    job_id = (await api.post("/api/jobs", json={"type": "noop", "payload": {"echo": "hi"}})).json()[
+        "job_id"
+    ]
+    await wait_for(lambda: _succeeded(api, job_id))
+    # Like a browser: the token link sets a session cookie, later pages need no header.
+    no_header = {"Authorization": ""}
+    signed_in = await api.get(f"/?token={keys.alice}", follow_redirects=False)
+    assert signed_in.status_code == 303
+    assert signed_in.headers["location"] == "/"
+    assert "httponly" in signed_in.headers["set-cookie"].lower()
+    assert api.cookies.get("backburner_session")
+    page = await api.get(f"/jobs/{job_id}", headers=no_header)
+    assert page.status_code == 200
+    assert "Completed" in page.text
+    home = await api.get("/", headers=no_header)
+    assert job_id[:8] in home.text
+    api.cookies.clear()
+    assert "Sign in" in (await api.get("/", headers=no_header)).text
+    await api.get(f"/?token={keys.bob}", follow_redirects=False)
+    assert (await api.get(f"/jobs/{job_id}", headers=no_header)).status_code == 404
+    assert (await api.get("/?token=bb_wrong")).status_code == 401
