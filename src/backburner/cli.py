@@ -320,15 +320,16 @@ def submit(
 
 
 def _follow(client: Any, job_id: str) -> Any:
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    # Progress goes to stderr so stdout carries only the result (pipe it to jq).
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(),
-        console=None,
-        transient=False,
+        console=Console(stderr=True),
     ) as bar:
         task = bar.add_task("pending", total=1.0)
 

@@ -6,8 +6,11 @@ Settings are passed explicitly to the parts that need them; nothing below this m
 
 from __future__ import annotations
 
+import json
+from typing import Annotated
+
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./backburner.db"
 
@@ -35,7 +38,8 @@ class Settings(BaseSettings):
     idle_poll_seconds: float = Field(default=1.0, gt=0)
     cancel_check_seconds: float = Field(default=0.5, gt=0)
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
-    plugins: list[str] = Field(default_factory=list)
+    # Modules with a `register(registry)` function, e.g. BACKBURNER_PLUGINS=myapp.jobs,other
+    plugins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Offline engine (the default provider)
     offline_latency_s: float = Field(default=2.0, ge=0)
@@ -61,8 +65,10 @@ class Settings(BaseSettings):
     @field_validator("plugins", mode="before")
     @classmethod
     def _split_plugins(cls, value: object) -> object:
-        # A comma-separated env value is friendlier than JSON for a list of module names.
-        if isinstance(value, str) and not value.startswith("["):
+        # Env values come as text: a JSON list, or friendlier, comma-separated module names.
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 

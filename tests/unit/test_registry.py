@@ -61,3 +61,12 @@ def test_plugin_modules_add_their_types() -> None:
     assert "test_flaky" in build_registry(["tests.jobtypes"]).names()
     with pytest.raises(ImportError, match="register"):
         build_registry(["tests.unit.test_registry"])
+
+
+def test_plugins_setting_reads_a_comma_separated_env_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    from backburner.config import Settings
+
+    monkeypatch.setenv("BACKBURNER_PLUGINS", "tests.jobtypes, other.module")
+    assert Settings(_env_file=None).plugins == ["tests.jobtypes", "other.module"]  # type: ignore[call-arg]
+    monkeypatch.setenv("BACKBURNER_PLUGINS", '["a", "b"]')
+    assert Settings(_env_file=None).plugins == ["a", "b"]  # type: ignore[call-arg]

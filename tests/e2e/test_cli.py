@@ -1,0 +1,110 @@
+"""The two ways users start Backburner and the CLI they drive it with, as real processes."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.processes import (
+    child_env,
+    free_port,
+    run_cli,
+    started,
+    wait_until_serving,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def test_serve_prints_the_admin_link_and_the_cli_drives_jobs(db_url: str, tmp_path: Path) -> None:
+    if db_url.startswith("sqlite"):
+        db_url = f"sqlite:///{tmp_path}/fresh.db"  # first start on a brand-new file
+    port = free_port()
+    env = child_env(db_url)
+    log = tmp_path / "serve.log"
+    with started("serve", "--port", str(port), env=env, log=log) as server:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_serving(base, server, log)
+        output = log.read_text()
+        match = re.search(r"Sign in:\s+(\S+)\?token=(bb_\S+)", output)
+        if db_url.startswith("sqlite"):
+            assert match, output
+            assert match.group(1) == base + "/"
+        created = run_cli("keys", "create", "--owner", "carol", "--role", "member", env=env)
+        key = created.stdout.strip().splitlines()[-1]
+        assert key.startswith("bb_")
+        client_env = {**env, "BACKBURNER_URL": base, "BACKBURNER_API_KEY": key}
+
+        doc = tmp_path / "notes.txt"
+        doc.write_text(
+            "Revenue grew by a third. The team shipped two products. "
+            "Support tickets fell. Hiring slowed in autumn."
+        )
+        waited = run_cli(
+            "submit",
+            "summarize_documents",
+            "--file",
+            str(doc),
+            "--payload",
+            '{"summary_style": "bullets"}',
+            "--wait",
+            env=client_env,
+        )
+        result = json.loads(waited.stdout)
+        assert result["documents"] == 1
+        assert "Revenue grew by a third." in result["key_points"]
+
+        job_id = run_cli(
+            "submit", "test_slow_no_timeout", "--payload", '{"seconds": 30}', env=client_env
+        ).stdout.strip()
+        assert status_of(job_id, client_env, until="running") == "running"
+        listing = run_cli("jobs", "ls", env=client_env).stdout
+        assert job_id in listing
+        assert "summarize_documents" in listing
+        assert "cancel requested" in run_cli("cancel", job_id, env=client_env).stdout
+        assert status_of(job_id, client_env, until="canceled") == "canceled"
+        assert run_cli("retry", job_id, env=client_env).stdout.strip() == f"{job_id} pending"
+        assert status_of(job_id, client_env, until="running") == "running"
+        run_cli("cancel", job_id, env=client_env)
+
+        bad = run_cli("submit", "no_such_type", env=client_env, check=False)
+        assert bad.returncode != 0
+        assert "unknown job type" in bad.stderr
+        wrong_key = run_cli(
+            "status", job_id, env={**client_env, "BACKBURNER_API_KEY": "bb_x"}, check=False
+        )
+        assert wrong_key.returncode != 0
+        assert "401" in wrong_key.stderr
+
+
+def status_of(job_id: str, env: dict[str, str], *, until: str, within: float = 15) -> str:
+    """The job's status from `backburner status`, once it is `until` (or the deadline)."""
+    deadline = time.monotonic() + within
+    while True:
+        status = str(json.loads(run_cli("status", job_id, env=env).stdout)["status"])
+        if status == until or time.monotonic() > deadline:
+            return status
+        time.sleep(0.2)
+
+
+def test_db_upgrade_and_key_management(tmp_path: Path) -> None:
+    env = child_env(f"sqlite:///{tmp_path}/keys.db")
+    assert "revision 0001" in run_cli("db", "upgrade", env=env).stdout
+    created = run_cli(
+        "keys", "create", "--owner", "dave", "--role", "admin", "--name", "ops", env=env
+    )
+    assert created.stdout.strip().splitlines()[-1].startswith("bb_")
+    listing = run_cli("keys", "list", env=env).stdout
+    key_id = listing.split()[0]
+    assert "dave" in listing
+    assert "active" in listing
+    run_cli("keys", "revoke", key_id, env=env)
+    assert "revoked" in run_cli("keys", "list", env=env).stdout
+    again = run_cli("keys", "revoke", key_id, env=env, check=False)
+    assert again.returncode != 0
+    bad_role = run_cli("keys", "create", "--owner", "x", "--role", "root", env=env, check=False)
+    assert bad_role.returncode == 2
