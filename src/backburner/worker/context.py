@@ -108,12 +108,16 @@ class RunningJob:
         self._clock = clock
         self._steps: dict[str, Any] = {}
         self._calls: dict[str, ProviderCall] = {}
+        self._loaded = False
         self._last_progress: tuple[float, str | None, float] | None = None
 
-    async def load(self) -> None:
-        """Read what earlier attempts finished."""
-        self._steps = await steps_store.load_steps(self._db, self.job_id)
-        self._calls = await steps_store.load_calls(self._db, self.job_id)
+    async def _ensure_loaded(self) -> None:
+        """Read what earlier attempts finished, once, on first need: a handler that never
+        uses steps or model calls costs no query for them."""
+        if not self._loaded:
+            self._steps = await steps_store.load_steps(self._db, self.job_id)
+            self._calls = await steps_store.load_calls(self._db, self.job_id)
+            self._loaded = True
 
     @property
     def model(self) -> str:
@@ -125,6 +129,7 @@ class RunningJob:
     # --- Steps ---------------------------------------------------------------------------
 
     async def step(self, key: str, fn: Callable[..., Awaitable[T] | T], *args: Any) -> T:
+        await self._ensure_loaded()
         if key in self._steps:
             return cast(T, self._steps[key])
         value = fn(*args)
@@ -225,6 +230,7 @@ class RunningJob:
         return FunctionCallOutput(call_id=call.call_id, output=json.dumps(result))
 
     async def _call(self, key: str, request: ModelRequest) -> ResponseSnapshot:
+        await self._ensure_loaded()
         known = self._calls.get(key)
         if known is not None and known.status == "completed":
             return ResponseSnapshot.from_stored(known.response_id, "completed", known.output or {})

@@ -261,12 +261,6 @@ class Worker:
             slot=slot,
             clock=self.clock,
         )
-        try:
-            await context.load()
-        except Exception as error:
-            return outcomes.after_failure(
-                job, classify_error(error, job_type.retry), job_type.retry, self.clock()
-            )
         return await self._run_handler(attempt, job_type, context, payload)
 
     async def _run_handler(

@@ -1,0 +1,346 @@
+"""How fast is the queue? Enqueue through the API, no-op completion with one worker
+process, and pickup latency, on SQLite and PostgreSQL; PgQueuer on the same PostgreSQL
+database for comparison. Prints one table.
+
+    make bench-queue            # or: python bench/queue.py --jobs 10000
+
+Loopback only; every loop is bounded by --jobs and a timeout.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named like the standard library's `queue`, which asyncio imports: keep its
+# folder off the import path before anything else is imported.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import argparse
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import asyncpg
+import httpx
+import sqlalchemy as sa
+
+from backburner.store import Database, JobStatus, NewJob, Role, migrate
+from backburner.store import jobs as jobs_store
+from backburner.store import keys as keys_store
+from backburner.store.database import plain_postgres_dsn
+from backburner.store.schema import jobs as jobs_table
+
+
+def _support():  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_support", _HERE / "bench_support.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+describe, percentile = _support().describe, _support().percentile
+
+BACKBURNER = str(Path(sys.executable).parent / "backburner")
+POSTGRES = os.environ.get(
+    "BACKBURNER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def env_for(db_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKBURNER_")}
+    env.update(
+        {
+            "BACKBURNER_DATABASE_URL": db_url,
+            "BACKBURNER_LOG_LEVEL": "WARNING",
+            "BACKBURNER_LOG_FORMAT": "json",
+            "BACKBURNER_CLAIM_BATCH_SIZE": "100",
+            "BACKBURNER_AUTH_CACHE_SECONDS": "30",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def process(*args: str, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    child = subprocess.Popen(
+        [BACKBURNER, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        yield child
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+async def wait_http(url: str, within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            try:
+                if (await client.get(url)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+async def fresh_database(dialect: str, workdir: Path) -> str:
+    if dialect == "sqlite":
+        url = f"sqlite:///{workdir}/bench-{secrets.token_hex(3)}.db"
+    else:
+        name = f"backburner_bench_{secrets.token_hex(3)}"
+        conn = await asyncpg.connect(plain_postgres_dsn(POSTGRES))
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.close()
+        url = POSTGRES.rpartition("/")[0] + "/" + name
+    db = Database(url)
+    await migrate.upgrade(db)
+    await db.close()
+    return url
+
+
+async def drop_database(url: str) -> None:
+    if url.startswith("postgresql"):
+        name = url.rpartition("/")[2]
+        conn = await asyncpg.connect(plain_postgres_dsn(POSTGRES))
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+
+
+# --- Measurements ------------------------------------------------------------------------------
+
+
+async def enqueue_through_api(db_url: str, count: int, concurrency: int = 32) -> float:
+    """Jobs/s created by POST /api/jobs against `serve --no-worker` (real HTTP)."""
+    db = Database(db_url)
+    _, key = await keys_store.create_key(db, owner="bench", role=Role.MEMBER, now=datetime.now(UTC))
+    await db.close()
+    port = free_port()
+    with process("serve", "--no-worker", "--port", str(port), env=env_for(db_url)):
+        base = f"http://127.0.0.1:{port}"
+        await wait_http(f"{base}/healthz")
+        limits = httpx.Limits(max_connections=concurrency)
+        async with httpx.AsyncClient(
+            base_url=base, limits=limits, timeout=60, headers={"Authorization": f"Bearer {key}"}
+        ) as client:
+            await client.post("/api/jobs", json={"type": "noop"})  # warm up
+            remaining = iter(range(count))
+
+            async def sender() -> None:
+                for _ in remaining:
+                    response = await client.post("/api/jobs", json={"type": "noop"})
+                    response.raise_for_status()
+
+            started = time.perf_counter()
+            await asyncio.gather(*(sender() for _ in range(concurrency)))
+            return count / (time.perf_counter() - started)
+
+
+async def insert_noops(db: Database, count: int) -> None:
+    limit = asyncio.Semaphore(16 if db.dialect == "postgresql" else 1)
+    now = datetime.now(UTC)
+
+    async def one() -> None:
+        async with limit:
+            await jobs_store.insert_job(
+                db,
+                NewJob(owner="bench", type="noop", payload={}, max_attempts=3, timeout_seconds=60),
+                now=now,
+            )
+
+    await asyncio.gather(*(one() for _ in range(count)))
+
+
+async def count_status(db: Database, status: JobStatus) -> int:
+    query = sa.select(sa.func.count()).where(jobs_table.c.status == status.value)
+    async with db.read() as conn:
+        return int((await conn.execute(query)).scalar() or 0)
+
+
+async def completion_throughput(db_url: str, count: int) -> float:
+    """No-op jobs/s completed by one `backburner worker` process, from the first job
+    started to the last finished (process start-up excluded)."""
+    db = Database(db_url)
+    try:
+        await insert_noops(db, count)
+        with process("worker", "--concurrency", "200", env=env_for(db_url)):
+            deadline = time.monotonic() + 600
+            while await count_status(db, JobStatus.SUCCEEDED) < count:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("worker did not finish in time")
+                await asyncio.sleep(0.2)
+        query = sa.select(
+            sa.func.min(jobs_table.c.started_at), sa.func.max(jobs_table.c.completed_at)
+        )
+        async with db.read() as conn:
+            first, last = (await conn.execute(query)).one()
+        return count / (last - first).total_seconds()
+    finally:
+        await db.close()
+
+
+async def pickup_latency(db_url: str, samples: int) -> tuple[float, float]:
+    """Enqueue → handler start (ms) with an idle worker. PostgreSQL: a separate worker
+    process woken by NOTIFY. SQLite: the embedded worker of `serve`, enqueued over HTTP."""
+    db = Database(db_url)
+    latencies: list[float] = []
+    try:
+        if db.dialect == "postgresql":
+            with process("worker", env=env_for(db_url, BACKBURNER_IDLE_POLL_SECONDS="30")):
+                await asyncio.sleep(2)
+                for _ in range(samples):
+                    job, _ = await jobs_store.insert_job(
+                        db,
+                        NewJob(
+                            owner="bench",
+                            type="noop",
+                            payload={},
+                            max_attempts=1,
+                            timeout_seconds=60,
+                        ),
+                        now=datetime.now(UTC),
+                    )
+                    latencies.append(await _started_after(db, job.id))
+        else:
+            _, key = await keys_store.create_key(
+                db, owner="bench", role=Role.MEMBER, now=datetime.now(UTC)
+            )
+            port = free_port()
+            env = env_for(db_url, BACKBURNER_IDLE_POLL_SECONDS="30")
+            with process("serve", "--port", str(port), env=env):
+                base = f"http://127.0.0.1:{port}"
+                await wait_http(f"{base}/healthz")
+                async with httpx.AsyncClient(
+                    base_url=base, headers={"Authorization": f"Bearer {key}"}
+                ) as client:
+                    for _ in range(samples):
+                        job_id = (await client.post("/api/jobs", json={"type": "noop"})).json()[
+                            "job_id"
+                        ]
+                        latencies.append(await _started_after(db, job_id))
+    finally:
+        await db.close()
+    return percentile(latencies, 50), percentile(latencies, 99)
+
+
+async def _started_after(db: Database, job_id: str) -> float:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        job = await jobs_store.get_job(db, job_id)
+        if job is not None and job.started_at is not None:
+            await asyncio.sleep(0.01)  # space samples; the worker is idle again
+            return (job.started_at - job.created_at).total_seconds() * 1000
+        await asyncio.sleep(0.002)
+    raise RuntimeError("job was not picked up")
+
+
+async def pgqueuer_throughput(db_url: str, count: int) -> float:
+    """PgQueuer, its own enqueue and dequeue, a no-op entrypoint, same database."""
+    from pgqueuer import AsyncpgDriver, Queries, QueueManager
+    from pgqueuer.domain.types import QueueExecutionMode
+
+    dsn = plain_postgres_dsn(db_url)
+    conn = await asyncpg.connect(dsn)
+    await Queries(AsyncpgDriver(conn)).install()
+    queries = Queries(AsyncpgDriver(conn))
+    for start in range(0, count, 1000):
+        size = min(1000, count - start)
+        await queries.enqueue(["noop"] * size, [None] * size, [0] * size)
+    worker_conn = await asyncpg.connect(dsn)
+    manager = QueueManager(Queries(AsyncpgDriver(worker_conn)))
+    done = 0
+
+    @manager.entrypoint("noop")
+    async def noop(job: object) -> None:
+        nonlocal done
+        done += 1
+
+    started = time.perf_counter()
+    await asyncio.wait_for(
+        manager.run(batch_size=100, mode=QueueExecutionMode.drain, max_concurrent_tasks=200),
+        timeout=600,
+    )
+    elapsed = time.perf_counter() - started
+    await worker_conn.close()
+    await conn.close()
+    if done != count:
+        raise RuntimeError(f"PgQueuer ran {done} of {count} jobs")
+    return count / elapsed
+
+
+# --- Report --------------------------------------------------------------------------------------
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=10_000, help="jobs per throughput run")
+    parser.add_argument("--api-jobs", type=int, default=3_000, help="jobs enqueued via HTTP")
+    parser.add_argument("--samples", type=int, default=200, help="pickup latency samples")
+    parser.add_argument("--dialects", default="sqlite,postgresql")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for dialect in args.dialects.split(","):
+            urls = [await fresh_database(dialect, Path(workdir)) for _ in range(3)]
+            try:
+                enqueue = await enqueue_through_api(urls[0], args.api_jobs)
+                complete = await completion_throughput(urls[1], args.jobs)
+                p50, p99 = await pickup_latency(urls[2], args.samples)
+                versus = "n/a"
+                if dialect == "postgresql":
+                    theirs_url = await fresh_database(dialect, Path(workdir))
+                    try:
+                        theirs = await pgqueuer_throughput(theirs_url, args.jobs)
+                    finally:
+                        await drop_database(theirs_url)
+                    versus = f"{complete / theirs:.2f}x ({theirs:,.0f}/s)"
+                rows.append((dialect, enqueue, complete, p50, p99, versus))
+            finally:
+                for url in urls:
+                    await drop_database(url)
+    print(f"\nbench/queue.py — {describe()}")
+    print(
+        f"{args.jobs:,} no-op jobs per completion run, {args.api_jobs:,} via HTTP, "
+        f"{args.samples} pickup samples; one worker process\n"
+    )
+    header = (
+        "database",
+        "enqueue via API (jobs/s)",
+        "no-op completed (jobs/s)",
+        "pickup p50 (ms)",
+        "pickup p99 (ms)",
+        "vs PgQueuer (completed)",
+    )
+    print(" | ".join(header))
+    print(" | ".join("---" for _ in header))
+    for dialect, enqueue, complete, p50, p99, versus in rows:
+        print(f"{dialect} | {enqueue:,.0f} | {complete:,.0f} | {p50:.1f} | {p99:.1f} | {versus}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
