@@ -121,18 +121,26 @@ class Database:
         self.dialect: Dialect = dialect_of(url)
         self.signals = Signals()
         self._listener: PostgresListener | None = None
+        # Reads run in autocommit with no reset on return: one round trip per query
+        # instead of BEGIN, query, ROLLBACK. Every multi-statement change goes
+        # through write(), which is a real transaction.
+        self._read_engine = create_async_engine(
+            async_url(url),
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            isolation_level="AUTOCOMMIT",
+            pool_reset_on_return=None,
+        )
         if self.dialect == "sqlite":
             self._write_engine = create_async_engine(async_url(url), pool_size=1, max_overflow=0)
             event.listen(self._write_engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self._write_engine.sync_engine, "connect", _sqlite_manual_transactions)
             event.listen(self._write_engine.sync_engine, "begin", _sqlite_begin_immediate)
-            self._read_engine = create_async_engine(async_url(url), pool_size=pool_size)
             event.listen(self._read_engine.sync_engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_async_engine(
-                async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            self._write_engine = create_async_engine(
+                async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
             )
-            self._write_engine = self._read_engine = engine
         self._write_lock = asyncio.Lock()
 
     @property
@@ -150,8 +158,7 @@ class Database:
             await self._listener.stop()
             self._listener = None
         await self._write_engine.dispose()
-        if self._read_engine is not self._write_engine:
-            await self._read_engine.dispose()
+        await self._read_engine.dispose()
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[Tx]:
@@ -169,8 +176,19 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in autocommit: for reads, and for writes made of one statement."""
         async with self._read_engine.connect() as conn:
             yield conn
+
+    @contextlib.asynccontextmanager
+    async def asyncpg_connection(self) -> AsyncIterator[Any]:
+        """The driver's own connection (PostgreSQL, autocommit), for the statements that
+        pass whole batches as arrays."""
+        if self.dialect != "postgresql":
+            raise RuntimeError("asyncpg_connection is for PostgreSQL only")
+        async with self._read_engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            yield raw.driver_connection
 
 
 class PostgresListener:

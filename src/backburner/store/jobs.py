@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backburner.errors import Conflict, FieldProblem, InvalidRequest, NotFound
+from backburner.store import postgres
 from backburner.store.database import CHANNEL_CANCEL, CHANNEL_JOBS, Database
 from backburner.store.events import add_events, event_row
 from backburner.store.models import (
@@ -255,6 +256,15 @@ async def claim_jobs(
         )
         .returning(*jobs.c)
     )
+    if db.dialect == "postgresql":
+        args = postgres.claim_args(
+            worker_id=worker_id, limit=limit, lease_seconds=lease_seconds, now=now, types=types
+        )
+        async with db.asyncpg_connection() as conn:
+            records = await conn.fetch(postgres.CLAIM, *args)
+        claimed = [postgres.job_from_record(record) for record in records]
+        claimed.sort(key=lambda job: (-job.priority, job.run_at, job.id))
+        return claimed
     async with db.write() as tx:
         rows = (await tx.conn.execute(claim)).mappings().all()
         claimed = [Job.from_row(row) for row in rows]
@@ -376,6 +386,8 @@ async def finish_jobs(
     a job this worker no longer holds (its lease expired and it was reaped) is dropped."""
     if not outcomes:
         return set()
+    if db.dialect == "postgresql":
+        return await _finish_jobs_postgres(db, worker_id, outcomes, now)
     ids = [outcome.job_id for outcome in outcomes]
     held_q = (
         sa.select(jobs.c.id, jobs.c.attempts)
@@ -391,6 +403,16 @@ async def finish_jobs(
             if any(o.status == JobStatus.PENDING for o in applied):
                 await tx.signal(CHANNEL_JOBS)
     return {o.job_id for o in applied}
+
+
+async def _finish_jobs_postgres(
+    db: Database, worker_id: str, outcomes: Sequence[Outcome], now: datetime
+) -> set[str]:
+    async with db.asyncpg_connection() as conn:
+        records = await conn.fetch(postgres.FINISH, *postgres.finish_args(worker_id, outcomes, now))
+        if any(record["status"] == PENDING for record in records):
+            await conn.execute("SELECT pg_notify($1, '')", CHANNEL_JOBS)
+    return {record["id"] for record in records}
 
 
 # --- Progress --------------------------------------------------------------------------------
