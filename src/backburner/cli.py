@@ -97,7 +97,17 @@ def worker(concurrency: int | None) -> None:
     """Run a worker alone (scale out: many of these on one PostgreSQL)."""
     settings = _settings(worker_concurrency=concurrency)
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(_run_worker(settings))
+    with asyncio.Runner(loop_factory=_fast_event_loop()) as runner:
+        runner.run(_run_worker(settings))
+
+
+def _fast_event_loop() -> Any:
+    """uvloop's event loop where it is installed (it is, with uvicorn[standard])."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def _run_worker(settings: Settings) -> None:

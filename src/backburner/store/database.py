@@ -96,6 +96,15 @@ class Tx:
             self.pending_signals.append((channel, payload))
 
 
+def _connect_args(dialect: Dialect) -> dict[str, Any]:
+    if dialect != "postgresql":
+        return {}
+    # asyncpg prepares every statement; after five runs PostgreSQL may switch to a generic
+    # plan, which for the claim query scans and sorts the whole pending queue. Custom
+    # plans cost a little planning per query and keep queue queries on their index.
+    return {"server_settings": {"plan_cache_mode": "force_custom_plan"}}
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -130,6 +139,7 @@ class Database:
             max_overflow=pool_size,
             isolation_level="AUTOCOMMIT",
             pool_reset_on_return=None,
+            connect_args=_connect_args(self.dialect),
         )
         if self.dialect == "sqlite":
             self._write_engine = create_async_engine(async_url(url), pool_size=1, max_overflow=0)
@@ -139,7 +149,11 @@ class Database:
             event.listen(self._read_engine.sync_engine, "connect", _sqlite_pragmas)
         else:
             self._write_engine = create_async_engine(
-                async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
+                async_url(url),
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_recycle=1800,
+                connect_args=_connect_args(self.dialect),
             )
         self._write_lock = asyncio.Lock()
 

@@ -24,7 +24,7 @@ _COLUMNS = ", ".join(
 
 CLAIM = f"""
 WITH picked AS (
-    SELECT id FROM jobs
+    SELECT ctid FROM jobs
     WHERE status = 'pending' AND run_at <= $1 AND ($5::text[] IS NULL OR type = ANY($5))
     ORDER BY priority DESC, run_at, id
     LIMIT $2
@@ -33,9 +33,9 @@ WITH picked AS (
     UPDATE jobs SET status = 'running', substate = NULL, lease_owner = $3,
         lease_expires_at = $4, attempts = jobs.attempts + 1,
         started_at = COALESCE(jobs.started_at, $1), updated_at = $1
-    -- ANY(ARRAY(...)) makes the planner look rows up by primary key instead of
-    -- hashing the whole pending queue.
-    WHERE jobs.id = ANY(ARRAY(SELECT id FROM picked)) AND jobs.status = 'pending'
+    -- By ctid: a direct tuple lookup whatever the statistics say. The rows are locked
+    -- by this statement (FOR UPDATE above), so their ctids cannot change under us.
+    WHERE jobs.ctid = ANY(ARRAY(SELECT ctid FROM picked))
     RETURNING jobs.*
 ), events AS (
     INSERT INTO job_events (job_id, at, kind, from_status, to_status, attempt, data)

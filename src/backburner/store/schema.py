@@ -93,8 +93,20 @@ jobs = sa.Table(
     ),
     sa.Index("ix_jobs_owner_id", "owner", "id"),
     sa.Index("ix_jobs_status_id", "status", "id"),
-    sa.Index("ix_jobs_type_completed", "type", "status", "completed_at"),
-    sa.Index("ix_jobs_lease_owner", "lease_owner"),
+    # Only successful runs feed the ETA; partial, so claims never mistake it for a queue.
+    sa.Index(
+        "ix_jobs_type_completed",
+        "type",
+        "completed_at",
+        postgresql_where=sa.text("status = 'succeeded'"),
+        sqlite_where=sa.text("status = 'succeeded'"),
+    ),
+    sa.Index(
+        "ix_jobs_lease_owner",
+        "lease_owner",
+        postgresql_where=sa.text("status = 'running'"),
+        sqlite_where=sa.text("status = 'running'"),
+    ),
 )
 
 job_events = sa.Table(

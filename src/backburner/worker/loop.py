@@ -17,12 +17,11 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from pydantic import ValidationError
 
 from backburner.config import Settings
-from backburner.errors import ErrorInfo, JobTimeout, PermanentError
+from backburner.errors import ErrorInfo, PermanentError
 from backburner.jobs.registry import JobRegistry, JobType, RetryPolicy, UnknownJobTypeError
 from backburner.providers.base import Provider
 from backburner.store import CHANNEL_CANCEL, CHANNEL_JOBS, Database, Job, Outcome
@@ -46,15 +45,17 @@ def utcnow() -> datetime:
 @dataclass
 class _Attempt:
     job: Job
-    handler_task: asyncio.Task[Any] | None = None
+    task: asyncio.Task[None] | None = None
+    in_handler: bool = False
     stop_reason: str | None = None  # "canceled" | "shutdown" | "lease_lost"
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def stop(self, reason: str) -> None:
+        """Stop the handler; the attempt's task then records why it ended."""
         if self.stop_reason is None:
             self.stop_reason = reason
-        if self.handler_task is not None:
-            self.handler_task.cancel()
+        if self.in_handler and self.task is not None:
+            self.task.cancel()
 
 
 class Worker:
@@ -208,7 +209,7 @@ class Worker:
         self.slots.take()
         attempt = _Attempt(job)
         self.running[job.id] = attempt
-        attempts.create_task(self._run_attempt(attempt), name=f"job-{job.id}")
+        attempt.task = attempts.create_task(self._run_attempt(attempt), name=f"job-{job.id}")
 
     # --- Running one attempt ---------------------------------------------------------------
 
@@ -266,16 +267,25 @@ class Worker:
     async def _run_handler(
         self, attempt: _Attempt, job_type: JobType, context: RunningJob, payload: object
     ) -> Outcome | None:
+        """Run the handler in this attempt's own task, under the type's time limit."""
         job = attempt.job
-        handler: asyncio.Task[Any] = asyncio.create_task(job_type.handler(context, payload))
-        attempt.handler_task = handler
-        if attempt.stop_reason is not None:  # cancelled before the handler even started
-            handler.cancel()
-        done, _ = await asyncio.wait([handler], timeout=job.timeout_seconds)
-        if not done:
-            attempt.stop("timeout")
-            with contextlib.suppress(BaseException):
-                await handler
+        if attempt.stop_reason is not None:  # stopped before the handler even started
+            return await self._after_stop(attempt)
+        deadline = asyncio.timeout(job.timeout_seconds)
+        attempt.in_handler = True
+        try:
+            async with deadline:
+                value = await job_type.handler(context, payload)
+        except asyncio.CancelledError:
+            if attempt.stop_reason is None:
+                raise  # the worker itself is being torn down
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # handled: we stopped the handler on purpose
+            return await self._after_stop(attempt)
+        except TimeoutError as error:
+            if not deadline.expired():
+                return await self._after_error(job, job_type, error)
             await self._cancel_model_calls(job)
             info = ErrorInfo(
                 "timeout",
@@ -283,27 +293,12 @@ class Worker:
                 job_type.retry.retry_on_timeout,
             )
             return outcomes.after_failure(job, info, job_type.retry, self.clock())
-        if handler.cancelled():
-            return await self._after_stop(attempt)
-        error = handler.exception()
-        if error is not None:
-            info = classify_error(error, job_type.retry)
-            outcome = outcomes.after_failure(job, info, job_type.retry, self.clock())
-            if outcome.status.is_terminal:
-                await self._cancel_model_calls(job)
-            log.warning(
-                "job attempt failed",
-                extra={
-                    "job_id": job.id,
-                    "type": job.type,
-                    "attempt": job.attempts,
-                    "error_kind": info.kind,
-                    "error": info.message,
-                },
-            )
-            return outcome
+        except Exception as error:
+            return await self._after_error(job, job_type, error)
+        finally:
+            attempt.in_handler = False
         try:
-            result = job_type.output_model.model_validate(handler.result())
+            result = job_type.output_model.model_validate(value)
         except ValidationError as invalid:
             info = classify_error(
                 PermanentError(
@@ -314,18 +309,34 @@ class Worker:
             return outcomes.after_failure(job, info, job_type.retry, self.clock())
         return outcomes.succeeded(job, result.model_dump(mode="json"))
 
+    async def _after_error(self, job: Job, job_type: JobType, error: BaseException) -> Outcome:
+        """Retry later or fail, as the policy says for this error."""
+        info = classify_error(error, job_type.retry)
+        outcome = outcomes.after_failure(job, info, job_type.retry, self.clock())
+        if outcome.status.is_terminal:
+            await self._cancel_model_calls(job)
+        log.warning(
+            "job attempt failed",
+            extra={
+                "job_id": job.id,
+                "type": job.type,
+                "attempt": job.attempts,
+                "error_kind": info.kind,
+                "error": info.message,
+            },
+        )
+        return outcome
+
     async def _after_stop(self, attempt: _Attempt) -> Outcome | None:
+        """The outcome of a handler we stopped on purpose (None: it is not ours to write)."""
         job = attempt.job
         if attempt.stop_reason == "canceled":
             await self._cancel_model_calls(job)
             return outcomes.canceled(job)
         if attempt.stop_reason == "shutdown":
             return outcomes.released(job)
-        if attempt.stop_reason == "lease_lost":
-            log.warning("lease lost; another worker owns the job now", extra={"job_id": job.id})
-            return None
-        info = classify_error(JobTimeout("handler was cancelled"), RetryPolicy())
-        return outcomes.after_failure(job, info, RetryPolicy(), self.clock())
+        log.warning("lease lost; another worker owns the job now", extra={"job_id": job.id})
+        return None
 
     async def _cancel_model_calls(self, job: Job) -> None:
         """Stop paying for responses nobody will read."""
@@ -373,7 +384,7 @@ class Worker:
             self.db, worker_id=self.id, lease_seconds=self.settings.lease_seconds, now=self.clock()
         )
         for job_id, attempt in list(self.running.items()):
-            if job_id not in held and attempt.handler_task is not None:
+            if job_id not in held and attempt.in_handler:
                 attempt.stop("lease_lost")
 
     async def _reap(self) -> None:

@@ -19,6 +19,7 @@ depends_on = None
 
 PENDING = sa.text("status = 'pending'")
 RUNNING = sa.text("status = 'running'")
+SUCCEEDED = sa.text("status = 'succeeded'")
 HAS_KEY = sa.text("idempotency_key IS NOT NULL")
 
 
@@ -77,8 +78,20 @@ def upgrade() -> None:
     )
     op.create_index("ix_jobs_owner_id", "jobs", ["owner", "id"])
     op.create_index("ix_jobs_status_id", "jobs", ["status", "id"])
-    op.create_index("ix_jobs_type_completed", "jobs", ["type", "status", "completed_at"])
-    op.create_index("ix_jobs_lease_owner", "jobs", ["lease_owner"])
+    op.create_index(
+        "ix_jobs_type_completed",
+        "jobs",
+        ["type", "completed_at"],
+        postgresql_where=SUCCEEDED,
+        sqlite_where=SUCCEEDED,
+    )
+    op.create_index(
+        "ix_jobs_lease_owner",
+        "jobs",
+        ["lease_owner"],
+        postgresql_where=RUNNING,
+        sqlite_where=RUNNING,
+    )
 
     op.create_table(
         "job_events",
