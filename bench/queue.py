@@ -66,6 +66,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# Claim batch size and jobs in flight per worker: the same for Backburner and PgQueuer.
+BATCH = 100
+CONCURRENCY = 200
+
+
 def env_for(db_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BACKBURNER_")}
     env.update(
@@ -73,7 +78,7 @@ def env_for(db_url: str, **extra: str) -> dict[str, str]:
             "BACKBURNER_DATABASE_URL": db_url,
             "BACKBURNER_LOG_LEVEL": "WARNING",
             "BACKBURNER_LOG_FORMAT": "json",
-            "BACKBURNER_CLAIM_BATCH_SIZE": "100",
+            "BACKBURNER_CLAIM_BATCH_SIZE": str(BATCH),
             "BACKBURNER_AUTH_CACHE_SECONDS": "30",
         }
     )
@@ -188,7 +193,7 @@ async def completion_throughput(db_url: str, count: int) -> float:
     db = Database(db_url)
     try:
         await insert_noops(db, count)
-        with process("worker", "--concurrency", "200", env=env_for(db_url)):
+        with process("worker", "--concurrency", str(CONCURRENCY), env=env_for(db_url)):
             deadline = time.monotonic() + 600
             while await count_status(db, JobStatus.SUCCEEDED) < count:
                 if time.monotonic() > deadline:
@@ -282,7 +287,9 @@ async def pgqueuer_throughput(db_url: str, count: int) -> float:
 
     started = time.perf_counter()
     await asyncio.wait_for(
-        manager.run(batch_size=100, mode=QueueExecutionMode.drain, max_concurrent_tasks=200),
+        manager.run(
+            batch_size=BATCH, mode=QueueExecutionMode.drain, max_concurrent_tasks=CONCURRENCY
+        ),
         timeout=600,
     )
     elapsed = time.perf_counter() - started
@@ -297,12 +304,26 @@ async def pgqueuer_throughput(db_url: str, count: int) -> float:
 
 
 async def main() -> None:
+    global BATCH, CONCURRENCY
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs per throughput run")
     parser.add_argument("--api-jobs", type=int, default=3_000, help="jobs enqueued via HTTP")
     parser.add_argument("--samples", type=int, default=200, help="pickup latency samples")
     parser.add_argument("--dialects", default="sqlite,postgresql")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=BATCH,
+        help="claim batch size, the same for Backburner and PgQueuer",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=CONCURRENCY,
+        help="jobs in flight per worker, the same for both",
+    )
     args = parser.parse_args()
+    BATCH, CONCURRENCY = args.batch, args.concurrency
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         for dialect in args.dialects.split(","):
@@ -325,8 +346,9 @@ async def main() -> None:
                     await drop_database(url)
     print(f"\nbench/queue.py — {describe()}")
     print(
-        f"{args.jobs:,} no-op jobs per completion run, {args.api_jobs:,} via HTTP, "
-        f"{args.samples} pickup samples; one worker process\n"
+        f"{args.jobs:,} no-op jobs per completion run (one worker process; claim batch "
+        f"{BATCH} and concurrency {CONCURRENCY}, the same for PgQueuer); {args.api_jobs:,} "
+        f"jobs enqueued via HTTP; {args.samples} pickup samples\n"
     )
     header = (
         "database",

@@ -92,7 +92,7 @@ def serve(host: str | None, port: int | None, no_worker: bool, concurrency: int 
 
 
 @main.command()
-@click.option("--concurrency", type=int, default=None, help="Jobs run at once [16].")
+@click.option("--concurrency", type=int, default=None, help="Jobs run at once [100].")
 def worker(concurrency: int | None) -> None:
     """Run a worker alone (scale out: many of these on one PostgreSQL)."""
     settings = _settings(worker_concurrency=concurrency)

@@ -30,8 +30,8 @@ class Settings(BaseSettings):
     public_url: str | None = None
 
     # Worker
-    worker_concurrency: int = Field(default=16, ge=1)
-    claim_batch_size: int = Field(default=50, ge=1, le=1000)
+    worker_concurrency: int = Field(default=100, ge=1)
+    claim_batch_size: int = Field(default=100, ge=1, le=1000)
     lease_seconds: float = Field(default=30.0, gt=0)
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     reap_interval_seconds: float = Field(default=5.0, gt=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -285,3 +287,18 @@ async def test_health_and_readiness(api: httpx.AsyncClient) -> None:
 async def test_unknown_route_is_a_problem_too(api: httpx.AsyncClient) -> None:
     assert_problem(await api.get("/api/nothing-here"), 404)
     assert_problem(await api.delete("/api/jobs"), 405)
+
+
+async def test_an_unreachable_database_is_a_503_not_a_500(tmp_path: Path, keys: Keys) -> None:
+    from backburner.config import Settings
+    from tests.conftest import serving
+
+    gone = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=f"sqlite:///{tmp_path}/no/such/dir/db.sqlite",
+    )
+    async with serving(gone, keys.alice, embed_worker=False) as api:
+        response = await api.get("/api/jobs")
+        assert_problem(response, 503)
+        assert response.headers["retry-after"] == "5"
+        assert (await api.get("/readyz")).status_code == 503

@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backburner.errors import FieldProblem, RequestError
@@ -26,6 +28,7 @@ _TITLES = {
     415: "Unsupported media type",
     422: "Invalid request",
     500: "Internal server error",
+    503: "Service unavailable",
 }
 
 
@@ -114,6 +117,37 @@ def install_problem_handlers(app: FastAPI) -> None:
             str(error.detail),
             instance=request.url.path,
             headers=dict(error.headers) if error.headers else None,
+        )
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _database(request: Request, error: SQLAlchemyError) -> JSONResponse:
+        if isinstance(error, OperationalError | InterfaceError | PoolTimeoutError):
+            log.warning(
+                "database unavailable",
+                extra={"path": request.url.path, "error": type(error).__name__},
+            )
+            return problem(
+                503,
+                "the database is unavailable; try again shortly",
+                title="Service unavailable",
+                instance=request.url.path,
+                headers={"Retry-After": "5"},
+            )
+        log.exception("database error", extra={"path": request.url.path})
+        return problem(
+            500, "an unexpected error occurred; it has been logged", instance=request.url.path
+        )
+
+    @app.exception_handler(OSError)
+    async def _unreachable(request: Request, error: OSError) -> JSONResponse:
+        # asyncpg raises plain OSErrors (connection refused) before SQLAlchemy wraps them.
+        log.warning("database unreachable", extra={"path": request.url.path, "error": str(error)})
+        return problem(
+            503,
+            "the database is unavailable; try again shortly",
+            title="Service unavailable",
+            instance=request.url.path,
+            headers={"Retry-After": "5"},
         )
 
     @app.exception_handler(Exception)
