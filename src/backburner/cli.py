@@ -4,9 +4,11 @@ and submit and follow jobs through the HTTP API."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,15 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+@contextlib.asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[Database]:
+    database = Database(settings.database_url)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
 @click.group()
 @click.version_option(package_name="backburner")
 def main() -> None:
@@ -38,8 +49,7 @@ def main() -> None:
 
 async def _bootstrap(settings: Settings) -> str | None:
     """Migrate, and on first start create the admin key (returned once, never stored)."""
-    db = Database(settings.database_url)
-    try:
+    async with _database(settings) as db:
         await migrate.upgrade(db)
         if await keys_store.count_active_keys(db) > 0:
             return None
@@ -47,8 +57,6 @@ async def _bootstrap(settings: Settings) -> str | None:
             db, owner="admin", role=Role.ADMIN, name="first-start admin key", now=_now()
         )
         return secret
-    finally:
-        await db.close()
 
 
 @main.command()
@@ -147,12 +155,9 @@ def db_upgrade() -> None:
     settings = _settings()
 
     async def run() -> str | None:
-        database = Database(settings.database_url)
-        try:
+        async with _database(settings) as database:
             await migrate.upgrade(database)
             return await migrate.current_revision(database)
-        finally:
-            await database.close()
 
     click.echo(f"database at revision {asyncio.run(run())}")
 
@@ -171,16 +176,13 @@ def keys_create(owner: str, role: str, name: str | None) -> None:
     settings = _settings()
 
     async def run() -> str:
-        database = Database(settings.database_url)
-        try:
+        async with _database(settings) as database:
             await migrate.upgrade(database)
             key, secret = await keys_store.create_key(
                 database, owner=owner, role=Role(role), name=name, now=_now()
             )
             click.echo(f"created {key.role.value} key {key.id} for owner {key.owner}")
             return secret
-        finally:
-            await database.close()
 
     click.echo(asyncio.run(run()))
 
@@ -191,16 +193,13 @@ def keys_list() -> None:
     settings = _settings()
 
     async def run() -> None:
-        database = Database(settings.database_url)
-        try:
+        async with _database(settings) as database:
             for key in await keys_store.list_keys(database):
                 state = "revoked" if key.revoked_at else "active"
                 click.echo(
                     f"{key.id}  {key.prefix}…  {key.owner:<20} {key.role.value:<7} "
                     f"{state:<8} {key.name or ''}"
                 )
-        finally:
-            await database.close()
 
     asyncio.run(run())
 
@@ -212,11 +211,8 @@ def keys_revoke(key_id: str) -> None:
     settings = _settings()
 
     async def run() -> None:
-        database = Database(settings.database_url)
-        try:
+        async with _database(settings) as database:
             await keys_store.revoke_key(database, key_id, now=_now())
-        finally:
-            await database.close()
 
     try:
         asyncio.run(run())

@@ -119,20 +119,22 @@ def install_problem_handlers(app: FastAPI) -> None:
             headers=dict(error.headers) if error.headers else None,
         )
 
+    def unavailable(request: Request, error: BaseException) -> JSONResponse:
+        log.warning(
+            "database unavailable",
+            extra={"path": request.url.path, "error": f"{type(error).__name__}: {error}"},
+        )
+        return problem(
+            503,
+            "the database is unavailable; try again shortly",
+            instance=request.url.path,
+            headers={"Retry-After": "5"},
+        )
+
     @app.exception_handler(SQLAlchemyError)
     async def _database(request: Request, error: SQLAlchemyError) -> JSONResponse:
         if isinstance(error, OperationalError | InterfaceError | PoolTimeoutError):
-            log.warning(
-                "database unavailable",
-                extra={"path": request.url.path, "error": type(error).__name__},
-            )
-            return problem(
-                503,
-                "the database is unavailable; try again shortly",
-                title="Service unavailable",
-                instance=request.url.path,
-                headers={"Retry-After": "5"},
-            )
+            return unavailable(request, error)
         log.exception("database error", extra={"path": request.url.path})
         return problem(
             500, "an unexpected error occurred; it has been logged", instance=request.url.path
@@ -141,14 +143,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(OSError)
     async def _unreachable(request: Request, error: OSError) -> JSONResponse:
         # asyncpg raises plain OSErrors (connection refused) before SQLAlchemy wraps them.
-        log.warning("database unreachable", extra={"path": request.url.path, "error": str(error)})
-        return problem(
-            503,
-            "the database is unavailable; try again shortly",
-            title="Service unavailable",
-            instance=request.url.path,
-            headers={"Retry-After": "5"},
-        )
+        return unavailable(request, error)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
