@@ -58,6 +58,21 @@ def test_serve_prints_the_admin_link_and_the_cli_drives_jobs(db_url: str, tmp_pa
         assert result["documents"] == 1
         assert "Revenue grew by a third." in result["key_points"]
 
+        payload_file = tmp_path / "report.json"
+        payload_file.write_text('{"user_id": "u_9", "period": "2026-Q3"}')
+        report = run_cli(
+            "submit",
+            "generate_report",
+            "--payload",
+            f"@{payload_file}",
+            "--wait",
+            env=client_env,
+        )
+        assert json.loads(report.stdout)["period"] == "2026-Q3"
+        not_json = run_cli("submit", "noop", "--payload", "{nope", env=client_env, check=False)
+        assert not_json.returncode == 2
+        assert "not valid JSON" in not_json.stderr
+
         job_id = run_cli(
             "submit", "test_slow_no_timeout", "--payload", '{"seconds": 30}', env=client_env
         ).stdout.strip()
