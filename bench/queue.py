@@ -72,7 +72,7 @@ CONCURRENCY = 200
 
 
 def env_for(db_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKBURNER_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKBURNER_", "OPENAI_"))}
     env.update(
         {
             "BACKBURNER_DATABASE_URL": db_url,

@@ -131,6 +131,9 @@ def fast_settings(db_url: str, **overrides: object) -> Settings:
         "plugins": ["tests.jobtypes"],
         "summarize_chunk_chars": 2000,
         "classify_batch_size": 10,
+        # Never the ambient OpenAI account: tests use the offline engine or the emulator.
+        "openai_api_key": None,
+        "openai_base_url": None,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -120,11 +120,11 @@ def _fast_event_loop() -> Any:
 
 async def _run_worker(settings: Settings) -> None:
     from backburner.jobs import build_registry
-    from backburner.providers import OfflineProvider
+    from backburner.providers import build_provider
     from backburner.worker import Worker
 
     db = Database(settings.database_url, pool_size=settings.database_pool_size)
-    provider = OfflineProvider(latency_s=settings.offline_latency_s)
+    provider = build_provider(settings)
     try:
         await db.start_listening()
         if not await migrate.is_current(db):
@@ -139,6 +139,66 @@ async def _run_worker(settings: Settings) -> None:
     finally:
         await provider.aclose()
         await db.close()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8089, show_default=True)
+@click.option(
+    "--latency",
+    type=float,
+    default=None,
+    help="Seconds a background response takes [BACKBURNER_OFFLINE_LATENCY_S].",
+)
+@click.option("--latency-jitter", type=float, default=0.0, help="Up to this much more, at random.")
+@click.option("--share-429", type=float, default=0.0, help="Share of requests answered 429.")
+@click.option("--retry-after", type=float, default=1.0, help="The 429s' retry-after, seconds.")
+@click.option("--share-500", type=float, default=0.0, help="Share of requests answered 500.")
+@click.option("--share-failed", type=float, default=0.0, help="Share of responses that fail.")
+@click.option(
+    "--share-incomplete", type=float, default=0.0, help="Share of responses that end incomplete."
+)
+@click.option(
+    "--share-stuck", type=float, default=0.0, help="Share of responses that stay queued forever."
+)
+@click.option("--seed", type=int, default=None, help="Make the faults repeatable.")
+def emulator(
+    host: str,
+    port: int,
+    latency: float | None,
+    latency_jitter: float,
+    share_429: float,
+    retry_after: float,
+    share_500: float,
+    share_failed: float,
+    share_incomplete: float,
+    share_stuck: float,
+    seed: int | None,
+) -> None:
+    """Serve an emulator of OpenAI's Responses API (background mode) on the offline engine.
+
+    Point the SDK (or Backburner) at it: OPENAI_BASE_URL=http://HOST:PORT/v1 and any
+    OPENAI_API_KEY. Counters at /_emulator/stats.
+    """
+    import uvicorn
+
+    from backburner.providers.emulator import EmulatorConfig, create_emulator_app
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    config = EmulatorConfig(
+        latency_s=settings.offline_latency_s if latency is None else latency,
+        latency_jitter_s=latency_jitter,
+        share_429=share_429,
+        retry_after_s=retry_after,
+        share_500=share_500,
+        share_failed=share_failed,
+        share_incomplete=share_incomplete,
+        share_stuck=share_stuck,
+        seed=seed,
+    )
+    click.echo(f"Responses API emulator at http://{host}:{port}/v1 (latency {config.latency_s:g}s)")
+    uvicorn.run(create_emulator_app(config), host=host, port=port, log_config=None)
 
 
 # --- Database and keys ----------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./backburner.db"
@@ -43,6 +43,16 @@ class Settings(BaseSettings):
 
     # Offline engine (the default provider)
     offline_latency_s: float = Field(default=2.0, ge=0)
+
+    # OpenAI: the SDK's own variable names. With a key, model calls go to OpenAI (or to
+    # OPENAI_BASE_URL, e.g. `backburner emulator`); without one, to the offline engine.
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key")
+    )
+    openai_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url")
+    )
+    openai_timeout_seconds: float = Field(default=60.0, gt=0)
 
     # Provider tracking
     poll_initial_seconds: float = Field(default=0.25, gt=0)

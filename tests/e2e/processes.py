@@ -26,7 +26,7 @@ def free_port() -> int:
 
 
 def child_env(db_url: str, **settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKBURNER_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKBURNER_", "OPENAI_"))}
     env.update(
         {
             "PYTHONPATH": str(REPO),

@@ -128,3 +128,26 @@ def test_output_over_max_tokens_is_incomplete() -> None:
     result = answer(ModelRequest(model="m", input=TEXT, max_output_tokens=5))
     assert result.incomplete_reason == "max_output_tokens"
     assert result.usage.output_tokens == 5
+
+
+def test_strict_structured_outputs_only_for_schemas_openai_accepts() -> None:
+    from pydantic import ConfigDict
+
+    from backburner.jobs.types.classify import batch_schema
+    from backburner.jobs.types.report import narrative_schema
+    from backburner.providers.base import is_strict_compatible
+
+    class Closed(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        name: str
+        tags: list[str]
+
+    class Open(BaseModel):
+        name: str
+        note: str = ""
+
+    assert is_strict_compatible(Closed.model_json_schema())
+    assert not is_strict_compatible(Open.model_json_schema())
+    assert not is_strict_compatible(PartialSummary.model_json_schema())
+    assert is_strict_compatible(batch_schema(["a", "b"]))
+    assert is_strict_compatible(narrative_schema())

@@ -1,5 +1,6 @@
 """Model providers behind one protocol shaped like the Responses API in background mode."""
 
+from backburner.config import Settings
 from backburner.providers.base import (
     FunctionCall,
     FunctionCallOutput,
@@ -13,6 +14,20 @@ from backburner.providers.base import (
 )
 from backburner.providers.offline import OfflineProvider
 
+
+def build_provider(settings: Settings) -> Provider:
+    """OpenAI (or whatever OPENAI_BASE_URL names) with a key; the offline engine without."""
+    if settings.openai_api_key is not None:
+        from backburner.providers.openai import OpenAIProvider
+
+        return OpenAIProvider.connect(
+            api_key=settings.openai_api_key.get_secret_value(),
+            base_url=settings.openai_base_url,
+            timeout=settings.openai_timeout_seconds,
+        )
+    return OfflineProvider(latency_s=settings.offline_latency_s)
+
+
 __all__ = [
     "FunctionCall",
     "FunctionCallOutput",
@@ -24,4 +39,5 @@ __all__ = [
     "Provider",
     "ResponseSnapshot",
     "Usage",
+    "build_provider",
 ]

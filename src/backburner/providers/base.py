@@ -39,6 +39,29 @@ class JsonSchemaFormat(BaseModel):
     strict: bool = True
 
 
+def is_strict_compatible(schema: dict[str, Any]) -> bool:
+    """Whether OpenAI's strict structured outputs accept `schema`: every object closes its
+    properties (`additionalProperties: false`) and requires all of them."""
+    defs = schema.get("$defs", {})
+
+    def check(node: Any) -> bool:
+        if isinstance(node, list):
+            return all(check(item) for item in node)
+        if not isinstance(node, dict):
+            return True
+        if "$ref" in node:
+            return True  # the definitions are checked once, below
+        if node.get("type") == "object" or "properties" in node:
+            properties = node.get("properties", {})
+            if node.get("additionalProperties") is not False:
+                return False
+            if set(node.get("required", [])) != set(properties):
+                return False
+        return all(check(value) for key, value in node.items() if key != "$defs")
+
+    return check(schema) and all(check(definition) for definition in defs.values())
+
+
 class InputMessage(BaseModel):
     type: Literal["message"] = "message"
     role: Literal["user", "system", "developer", "assistant"] = "user"

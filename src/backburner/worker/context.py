@@ -40,6 +40,7 @@ from backburner.providers.base import (
     Provider,
     ResponseSnapshot,
     Usage,
+    is_strict_compatible,
 )
 from backburner.store import Database, Document, Job, ProviderCall
 from backburner.store import documents as documents_store
@@ -178,11 +179,13 @@ class RunningJob:
         tools: dict[str, ToolFunction] | None = None,
     ) -> M:
         if request.text_format is None:
+            schema = output_model.model_json_schema()
             request = request.model_copy(
                 update={
                     "text_format": JsonSchemaFormat(
                         name=output_model.__name__,
-                        json_schema=output_model.model_json_schema(),
+                        json_schema=schema,
+                        strict=is_strict_compatible(schema),
                     )
                 }
             )

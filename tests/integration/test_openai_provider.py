@@ -1,0 +1,263 @@
+"""The real `openai` SDK against our emulator over real HTTP: background lifecycle, cancel,
+terminal statuses, tool rounds, structured output, 429 with retry-after, 5xx, bad keys."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from backburner.errors import ProviderRejected, ProviderUnavailable, RateLimited, ResponseLost
+from backburner.jobs import build_registry
+from backburner.providers import ModelRequest
+from backburner.providers.emulator import EmulatorConfig, create_emulator_app
+from backburner.providers.openai import OpenAIProvider
+from backburner.store import Database, JobStatus, NewJob
+from backburner.store import jobs as jobs_store
+from backburner.store import steps as steps_store
+from backburner.worker import Worker
+from tests.conftest import fast_settings, wait_for
+from tests.servers import serve_on_loopback
+
+Emulator = Callable[..., contextlib.AbstractAsyncContextManager[tuple[OpenAIProvider, str]]]
+
+
+@contextlib.asynccontextmanager
+async def emulated(**config: Any) -> AsyncIterator[tuple[OpenAIProvider, str]]:
+    """An emulator on loopback and a provider (real SDK) pointed at it."""
+    app = create_emulator_app(EmulatorConfig(**{"latency_s": 0.1, "seed": 7, **config}))
+    async with serve_on_loopback(app) as base:
+        provider = OpenAIProvider.connect(api_key="sk-test", base_url=f"{base}/v1", timeout=10)
+        try:
+            yield provider, base
+        finally:
+            await provider.aclose()
+
+
+async def stats(base: str) -> dict[str, Any]:
+    async with httpx.AsyncClient() as client:
+        body: dict[str, Any] = (await client.get(f"{base}/_emulator/stats")).json()
+        return body
+
+
+async def until_terminal(provider: OpenAIProvider, response_id: str):  # type: ignore[no-untyped-def]
+    async def ended():  # type: ignore[no-untyped-def]
+        snapshot = await provider.retrieve(response_id)
+        return snapshot if snapshot.is_terminal else None
+
+    return await wait_for(ended, within=10)
+
+
+async def test_background_lifecycle_through_the_sdk() -> None:
+    async with emulated() as (provider, base):
+        request = ModelRequest(
+            model="gpt-4.1-mini",
+            input="The sky is blue. Grass is green.",
+            metadata={"backburner_job_id": "j1"},
+        )
+        submitted = await provider.submit(request)
+        assert submitted.status in ("queued", "in_progress")
+        assert submitted.id.startswith("resp_")
+        done = await until_terminal(provider, submitted.id)
+        counters = await stats(base)
+    assert done.status == "completed"
+    assert "The sky is blue." in done.output_text
+    assert done.usage is not None
+    assert done.usage.input_tokens > 0
+    assert counters["responses_created"] == 1
+    assert counters["responses_retrieved"] >= 1
+
+
+async def test_cancel_stops_a_background_response_and_is_harmless_after() -> None:
+    async with emulated(latency_s=30) as (provider, base):
+        submitted = await provider.submit(ModelRequest(model="m", input="Text."))
+        cancelled = await provider.cancel(submitted.id)
+        again = await provider.cancel(submitted.id)
+        counters = await stats(base)
+    assert (cancelled.status, again.status) == ("cancelled", "cancelled")
+    assert counters["responses_cancelled"] == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "status"), [("share_failed", "failed"), ("share_incomplete", "incomplete")]
+)
+async def test_terminal_statuses_come_through(fault: str, status: str) -> None:
+    async with emulated(**{fault: 1.0}) as (provider, _):
+        submitted = await provider.submit(ModelRequest(model="m", input="Text."))
+        done = await until_terminal(provider, submitted.id)
+    assert done.status == status
+    if status == "failed":
+        assert done.error_message
+    else:
+        assert done.incomplete_reason == "max_output_tokens"
+
+
+async def test_429_carries_retry_after_and_5xx_is_unavailable() -> None:
+    async with emulated(share_429=1.0, retry_after_s=7) as (provider, _):
+        with pytest.raises(RateLimited) as limited:
+            await provider.submit(ModelRequest(model="m", input="x"))
+    assert limited.value.retry_after == 7
+    async with emulated(share_500=1.0) as (provider, _):
+        with pytest.raises(ProviderUnavailable, match="500"):
+            await provider.submit(ModelRequest(model="m", input="x"))
+
+
+async def test_unknown_ids_bad_requests_and_bad_keys() -> None:
+    async with emulated() as (provider, base):
+        with pytest.raises(ResponseLost):
+            await provider.retrieve("resp_unknown")
+        with pytest.raises(ProviderRejected, match=r"404.*not found"):
+            await provider.submit(
+                ModelRequest(model="m", input="x", previous_response_id="resp_unknown")
+            )
+        async with httpx.AsyncClient() as client:
+            keyless = await client.post(f"{base}/v1/responses", json={"model": "m", "input": "x"})
+    assert keyless.status_code == 401
+    assert keyless.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_auth_errors_are_permanent_and_rate_limits_carry_their_delay() -> None:
+    from backburner.providers.openai import provider_error
+
+    request = httpx.Request("POST", "http://127.0.0.1/v1/responses")
+    denied = openai.AuthenticationError(
+        "bad key", response=httpx.Response(401, request=request), body=None
+    )
+    assert isinstance(provider_error(denied), ProviderRejected)
+    limited = openai.RateLimitError(
+        "slow",
+        response=httpx.Response(429, request=request, headers={"retry-after-ms": "1500"}),
+        body=None,
+    )
+    error = provider_error(limited)
+    assert isinstance(error, RateLimited)
+    assert error.retry_after == 1.5
+
+
+async def test_sdk_errors_parse_like_openai_error_bodies() -> None:
+    async with emulated() as (_, base), httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{base}/v1/responses", json={"input": "x"}, headers={"Authorization": "Bearer sk"}
+        )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "model"
+
+
+async def test_jobs_run_on_the_openai_provider_without_paying_twice(
+    db: Database, db_url: str
+) -> None:
+    settings = fast_settings(db_url)
+    registry = build_registry(settings.plugins)
+    async with emulated() as (provider, base):
+        worker = Worker(db, registry, provider, settings)
+        task = asyncio.create_task(worker.run())
+        await worker.started.wait()
+        try:
+            payloads = {
+                "test_ask_model": {},
+                "classify_leads": {
+                    "labels": ["hot", "cold"],
+                    "leads": [
+                        {"id": str(i), "notes": "budget approved" if i % 2 else "not interested"}
+                        for i in range(15)
+                    ],
+                },
+                "generate_report": {"user_id": "u_3", "period": "2026-09"},
+            }
+            jobs = {}
+            for job_type, payload in payloads.items():
+                spec = registry.get(job_type)
+                job, _ = await jobs_store.insert_job(
+                    db,
+                    NewJob(
+                        owner="alice",
+                        type=job_type,
+                        payload=payload,
+                        max_attempts=spec.retry.max_attempts,
+                        timeout_seconds=spec.timeout,
+                    ),
+                    now=datetime.now(UTC),
+                )
+                jobs[job_type] = job.id
+            for job_id in jobs.values():
+
+                async def done(job_id: str = job_id):  # type: ignore[no-untyped-def]
+                    job = await jobs_store.get_job(db, job_id)
+                    return job if job is not None and job.status.is_terminal else None
+
+                finished = await wait_for(done, within=20)
+                assert finished.status == JobStatus.SUCCEEDED, finished.error_message
+        finally:
+            worker.stop()
+            await task
+        counters = await stats(base)
+    calls = [call for job_id in jobs.values() for call in await steps_store.list_calls(db, job_id)]
+    # Every model call is one background response, created exactly once.
+    assert counters["responses_created"] == len(calls) == 1 + 2 + 2
+    report_calls = await steps_store.list_calls(db, jobs["generate_report"])
+    assert [c.key for c in report_calls] == ["narrative", "narrative/round/1"]
+    assert all(c.status == "completed" and c.input_tokens > 0 for c in calls)
+
+
+async def test_a_429_becomes_a_retry_after_the_servers_delay(db: Database, db_url: str) -> None:
+    settings = fast_settings(db_url)
+    registry = build_registry(settings.plugins)
+    async with emulated(share_429=1.0, retry_after_s=30) as (provider, _):
+        worker = Worker(db, registry, provider, settings)
+        task = asyncio.create_task(worker.run())
+        await worker.started.wait()
+        try:
+            job, _ = await jobs_store.insert_job(
+                db,
+                NewJob(
+                    owner="alice",
+                    type="test_ask_model",
+                    payload={},
+                    max_attempts=3,
+                    timeout_seconds=60,
+                ),
+                now=datetime.now(UTC),
+            )
+
+            async def retry_scheduled():  # type: ignore[no-untyped-def]
+                current = await jobs_store.get_job(db, job.id)
+                return current if current and current.retry_count == 1 else None
+
+            pending = await wait_for(retry_scheduled, within=10)
+        finally:
+            worker.stop()
+            await task
+    assert pending.status == JobStatus.PENDING
+    assert pending.error_kind == "rate_limited"
+    assert (pending.run_at - datetime.now(UTC)).total_seconds() > 25
+
+
+def test_request_kwargs_follow_the_sdk_shapes() -> None:
+    from backburner.providers.base import FunctionCallOutput, FunctionTool, JsonSchemaFormat
+    from backburner.providers.openai import request_kwargs
+
+    kwargs = request_kwargs(
+        ModelRequest(
+            model="m",
+            instructions="Be brief.",
+            input=[FunctionCallOutput(call_id="c1", output=json.dumps({"a": 1}))],
+            previous_response_id="resp_1",
+            metadata={"backburner_job_id": "j"},
+            tools=[FunctionTool(name="f", parameters={"type": "object", "properties": {}})],
+            text_format=JsonSchemaFormat(name="out", json_schema={"type": "object"}),
+        )
+    )
+    assert kwargs["input"] == [
+        {"type": "function_call_output", "call_id": "c1", "output": '{"a": 1}'}
+    ]
+    assert kwargs["tools"][0]["type"] == "function"
+    assert kwargs["text"]["format"]["type"] == "json_schema"
+    assert kwargs["store"] is True
+    assert kwargs["previous_response_id"] == "resp_1"
