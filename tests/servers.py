@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator
 import uvicorn
 from starlette.types import ASGIApp
 
+from backburner.providers.embedded import GuestServer
+
 
 @contextlib.asynccontextmanager
 async def serve_on_loopback(app: ASGIApp) -> AsyncIterator[str]:
     """Run `app` on 127.0.0.1 (port 0: the OS picks) and give its base URL."""
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off")
-    server = uvicorn.Server(config)
+    server = GuestServer(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

@@ -120,24 +120,26 @@ def _fast_event_loop() -> Any:
 
 async def _run_worker(settings: Settings) -> None:
     from backburner.jobs import build_registry
-    from backburner.providers import build_provider
+    from backburner.providers import start_provider
     from backburner.worker import Worker
 
     db = Database(settings.database_url, pool_size=settings.database_pool_size)
-    provider = build_provider(settings)
     try:
         await db.start_listening()
         if not await migrate.is_current(db):
             raise click.ClickException(
                 "the database schema is not current: run `backburner db upgrade` first"
             )
-        the_worker = Worker(db, build_registry(settings.plugins), provider, settings)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, the_worker.stop)
-        await the_worker.run()
+        provider = await start_provider(settings)
+        try:
+            the_worker = Worker(db, build_registry(settings.plugins), provider, settings)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, the_worker.stop)
+            await the_worker.run()
+        finally:
+            await provider.aclose()
     finally:
-        await provider.aclose()
         await db.close()
 
 
@@ -198,7 +200,9 @@ def emulator(
         seed=seed,
     )
     click.echo(f"Responses API emulator at http://{host}:{port}/v1 (latency {config.latency_s:g}s)")
-    uvicorn.run(create_emulator_app(config), host=host, port=port, log_config=None)
+    uvicorn.run(
+        create_emulator_app(config), host=host, port=port, log_config=None, access_log=False
+    )
 
 
 # --- Database and keys ----------------------------------------------------------------------

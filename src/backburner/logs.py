@@ -60,3 +60,6 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     root.setLevel(level.upper())
     # Access logs per request are noise at INFO for a job service; keep warnings.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # The SDK's HTTP client logs every request at INFO: one line per poll of every job.
+    for noisy in ("httpx", "httpcore", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -8,13 +8,17 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
+import sqlalchemy as sa
 
 from backburner.store import Database, Job, JobStatus, NewJob
 from backburner.store import events as events_store
 from backburner.store import jobs as jobs_store
+from backburner.store.schema import jobs as jobs_table
+from backburner.store.schema import provider_calls
 from tests.conftest import wait_for
-from tests.e2e.processes import child_env, started
+from tests.e2e.processes import child_env, free_port, started
 
 pytestmark = pytest.mark.slow
 
@@ -84,3 +88,66 @@ async def test_sigterm_drains_then_hands_back_long_jobs(
     assert handed_back.lease_owner is None
     kinds = [e.kind for e in await events_store.list_events(db, long.id)]
     assert kinds[-1] == "released"
+
+
+async def test_sigkill_while_200_jobs_wait_on_the_model_pays_for_nothing_twice(
+    db: Database, db_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    emulator_url = f"http://127.0.0.1:{port}"
+    env = {
+        **child_env(db_url),
+        "OPENAI_BASE_URL": f"{emulator_url}/v1",
+        "OPENAI_API_KEY": "sk-test",
+    }
+    with started(
+        "emulator", "--port", str(port), "--latency", "4", env=env, log=tmp_path / "emulator.log"
+    ) as emulator:
+        await wait_for(lambda: _emulator_stats(emulator_url), within=20)
+        jobs = [
+            await enqueue(db, "test_ask_model", {"text": f"Fact number {i}. It is true."})
+            for i in range(200)
+        ]
+        with started("worker", env=env, log=tmp_path / "a.log") as first:
+            # Every job has submitted its call and persisted the response id.
+            await wait_for(lambda: _persisted_calls(db, 200), within=30)
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=10)
+        killed_at = await _emulator_stats(emulator_url)
+        with started("worker", env=env, log=tmp_path / "b.log"):
+            await wait_for(lambda: _count_status(db, JobStatus.SUCCEEDED, 200), within=60)
+        after = await _emulator_stats(emulator_url)
+        assert emulator.poll() is None
+    assert killed_at is not None
+    assert after is not None
+    # The restarted worker waited on the persisted ids: not one response created again.
+    assert killed_at["responses_created"] == after["responses_created"] == 200
+    for job in jobs[:3]:
+        done = await jobs_store.get_job(db, job.id)
+        assert done is not None
+        assert done.attempts == 2
+        assert "Fact number" in str(done.result)
+
+
+async def _emulator_stats(base: str) -> dict[str, int] | None:
+    try:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"{base}/_emulator/stats", timeout=2)
+    except httpx.HTTPError:
+        return None
+    found: dict[str, int] = response.json()
+    return found
+
+
+async def _persisted_calls(db: Database, count: int) -> bool:
+    async with db.read() as conn:
+        found = (
+            await conn.execute(sa.select(sa.func.count()).select_from(provider_calls))
+        ).scalar()
+    return found == count
+
+
+async def _count_status(db: Database, status: JobStatus, count: int) -> bool:
+    query = sa.select(sa.func.count()).where(jobs_table.c.status == status.value)
+    async with db.read() as conn:
+        return (await conn.execute(query)).scalar() == count

@@ -106,3 +106,10 @@ def test_policy_rejects_nonsense() -> None:
         RetryPolicy(max_attempts=0)
     with pytest.raises(ValueError, match="jitter"):
         RetryPolicy(jitter=2)
+
+
+def test_only_jobs_running_before_a_renewal_can_be_judged_lost() -> None:
+    from backburner.worker.loop import lost_leases
+
+    # "b" was reaped by another worker; "c" was claimed while the renewal ran.
+    assert lost_leases({"a": 1, "b": 2}, held={"a", "c"}) == ["b"]

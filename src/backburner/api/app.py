@@ -18,7 +18,7 @@ from backburner.api.routes import documents, jobs, meta, summaries
 from backburner.api.state import Services
 from backburner.config import Settings
 from backburner.jobs.registry import JobRegistry, build_registry
-from backburner.providers import build_provider
+from backburner.providers import start_provider
 from backburner.providers.base import Provider
 from backburner.store import Database, migrate
 from backburner.ui import routes as ui_routes
@@ -45,7 +45,7 @@ def create_app(
         await db.start_listening()
         if migrate_on_start:
             await migrate.upgrade(db)
-        model_provider = provider or build_provider(settings)
+        model_provider = provider or await start_provider(settings)
         job_registry = registry or build_registry(settings.plugins)
         app.state.services = Services(settings, db, job_registry, model_provider)
         app.state.key_cache = KeyCache(settings.auth_cache_seconds)

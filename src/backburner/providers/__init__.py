@@ -15,17 +15,20 @@ from backburner.providers.base import (
 from backburner.providers.offline import OfflineProvider
 
 
-def build_provider(settings: Settings) -> Provider:
-    """OpenAI (or whatever OPENAI_BASE_URL names) with a key; the offline engine without."""
-    if settings.openai_api_key is not None:
-        from backburner.providers.openai import OpenAIProvider
+async def start_provider(settings: Settings) -> Provider:
+    """OpenAI (or whatever OPENAI_BASE_URL names) with a key; without one, the emulator in
+    this process, reached through the same OpenAI provider. Close it with `aclose()`."""
+    from backburner.providers.openai import OpenAIProvider
 
+    if settings.openai_api_key is not None:
         return OpenAIProvider.connect(
             api_key=settings.openai_api_key.get_secret_value(),
             base_url=settings.openai_base_url,
             timeout=settings.openai_timeout_seconds,
         )
-    return OfflineProvider(latency_s=settings.offline_latency_s)
+    from backburner.providers.embedded import EmbeddedEmulatorProvider
+
+    return await EmbeddedEmulatorProvider.start(latency_s=settings.offline_latency_s)
 
 
 __all__ = [
@@ -39,5 +42,5 @@ __all__ = [
     "Provider",
     "ResponseSnapshot",
     "Usage",
-    "build_provider",
+    "start_provider",
 ]

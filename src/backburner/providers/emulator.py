@@ -52,6 +52,8 @@ class EmulatorConfig(BaseModel):
     share_incomplete: float = Field(default=0.0, ge=0, le=1)
     share_stuck: float = Field(default=0.0, ge=0, le=1)
     seed: int | None = None
+    # When set, only this key is accepted (the embedded emulator is for its own process).
+    api_key: str | None = None
 
 
 @dataclass
@@ -250,6 +252,8 @@ def create_emulator_app(
 
     def authorised(request: Request) -> bool:
         header = request.headers.get("authorization", "")
+        if state.config.api_key is not None:
+            return secrets.compare_digest(header, f"Bearer {state.config.api_key}")
         return header.startswith("Bearer ") and len(header) > len("Bearer ")
 
     def unauthorised() -> JSONResponse:

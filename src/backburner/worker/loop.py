@@ -14,7 +14,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -40,6 +40,11 @@ log = logging.getLogger(__name__)
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def lost_leases(running_before: Mapping[str, object], held: set[str]) -> list[str]:
+    """Jobs this worker was running when it renewed its leases but no longer holds."""
+    return [job_id for job_id in running_before if job_id not in held]
 
 
 @dataclass
@@ -380,11 +385,15 @@ class Worker:
                 log.exception("worker housekeeping failed", extra={"action": action.__name__})
 
     async def _heartbeat(self) -> None:
+        # Judge only jobs claimed before this renewal began: a claim that commits while the
+        # renewal runs is invisible to it, and its jobs are ours, not lost.
+        running_before = dict(self.running)
         held = await jobs_store.extend_leases(
             self.db, worker_id=self.id, lease_seconds=self.settings.lease_seconds, now=self.clock()
         )
-        for job_id, attempt in list(self.running.items()):
-            if job_id not in held and attempt.in_handler:
+        for job_id in lost_leases(running_before, held):
+            attempt = self.running.get(job_id)
+            if attempt is not None and attempt.in_handler:
                 attempt.stop("lease_lost")
 
     async def _reap(self) -> None:
