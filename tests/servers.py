@@ -13,9 +13,11 @@ from backburner.providers.embedded import GuestServer
 
 
 @contextlib.asynccontextmanager
-async def serve_on_loopback(app: ASGIApp) -> AsyncIterator[str]:
+async def serve_on_loopback(app: ASGIApp, *, lifespan: bool = False) -> AsyncIterator[str]:
     """Run `app` on 127.0.0.1 (port 0: the OS picks) and give its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_config=None, lifespan="on" if lifespan else "off"
+    )
     server = GuestServer(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -164,6 +164,14 @@ async def _run_worker(settings: Settings) -> None:
     "--share-stuck", type=float, default=0.0, help="Share of responses that stay queued forever."
 )
 @click.option("--seed", type=int, default=None, help="Make the faults repeatable.")
+@click.option("--webhook-url", default=None, help="Send signed response.* webhooks here.")
+@click.option("--webhook-secret", default=None, help="whsec_... secret to sign them with.")
+@click.option(
+    "--share-webhook-lost",
+    type=float,
+    default=0.0,
+    help="Share of webhooks never sent (polling must notice).",
+)
 def emulator(
     host: str,
     port: int,
@@ -176,6 +184,9 @@ def emulator(
     share_incomplete: float,
     share_stuck: float,
     seed: int | None,
+    webhook_url: str | None,
+    webhook_secret: str | None,
+    share_webhook_lost: float,
 ) -> None:
     """Serve an emulator of OpenAI's Responses API (background mode) on the offline engine.
 
@@ -198,7 +209,12 @@ def emulator(
         share_incomplete=share_incomplete,
         share_stuck=share_stuck,
         seed=seed,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+        share_webhook_lost=share_webhook_lost,
     )
+    if (webhook_url is None) != (webhook_secret is None):
+        raise click.UsageError("--webhook-url and --webhook-secret go together")
     click.echo(f"Responses API emulator at http://{host}:{port}/v1 (latency {config.latency_s:g}s)")
     uvicorn.run(
         create_emulator_app(config), host=host, port=port, log_config=None, access_log=False

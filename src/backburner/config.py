@@ -53,6 +53,12 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url")
     )
     openai_timeout_seconds: float = Field(default=60.0, gt=0)
+    # With a secret, POST /webhooks/openai accepts OpenAI's signed response.* events and
+    # wakes the job at once; polling stays as the safety net.
+    openai_webhook_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OPENAI_WEBHOOK_SECRET", "openai_webhook_secret"),
+    )
 
     # Provider tracking
     poll_initial_seconds: float = Field(default=0.25, gt=0)

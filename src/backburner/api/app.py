@@ -14,7 +14,7 @@ from backburner.api.auth import KeyCache
 from backburner.api.estimates import EtaEstimator
 from backburner.api.limits import BodySizeLimit
 from backburner.api.problems import install_problem_handlers
-from backburner.api.routes import documents, jobs, meta, summaries
+from backburner.api.routes import documents, jobs, meta, summaries, webhooks
 from backburner.api.state import Services
 from backburner.config import Settings
 from backburner.jobs.registry import JobRegistry, build_registry
@@ -73,7 +73,15 @@ def create_app(
         lifespan=lifespan,
     )
     install_problem_handlers(app)
-    for router in (jobs.router, documents.router, summaries.router, meta.router, ui_routes.router):
+    routers = (
+        jobs.router,
+        documents.router,
+        summaries.router,
+        meta.router,
+        webhooks.router,
+        ui_routes.router,
+    )
+    for router in routers:
         app.include_router(router)
 
     def limit_for(path: str) -> int:

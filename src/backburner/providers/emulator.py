@@ -13,6 +13,10 @@ Run it with `backburner emulator --port 8089`; point the SDK at it with
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import random
 import secrets
@@ -22,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from pydantic import BaseModel, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -54,6 +59,11 @@ class EmulatorConfig(BaseModel):
     seed: int | None = None
     # When set, only this key is accepted (the embedded emulator is for its own process).
     api_key: str | None = None
+    # Signed `response.*` webhooks (Standard Webhooks) to this URL when responses end.
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    share_webhook_lost: float = Field(default=0.0, ge=0, le=1)
+    webhook_attempts: int = Field(default=4, ge=1)
 
 
 @dataclass
@@ -76,6 +86,74 @@ class EmulatorState:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.config.seed)
+        self.deliveries: set[asyncio.Task[None]] = set()
+
+    def schedule_webhook(self, response_id: str, delay: float) -> None:
+        """Send the response's terminal event after `delay` seconds, if webhooks are on."""
+        if self.config.webhook_url is None or self.config.webhook_secret is None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def launch() -> None:
+            task = loop.create_task(self._deliver(response_id))
+            self.deliveries.add(task)
+            task.add_done_callback(self.deliveries.discard)
+
+        loop.call_later(max(0.0, delay), launch)
+
+    async def _deliver(self, response_id: str) -> None:
+        stored = self.responses[response_id]
+        status = _status(stored, self.clock())
+        if status not in TERMINAL:
+            return
+        if self.rng.random() < self.config.share_webhook_lost:
+            self.stats["webhooks_lost"] += 1
+            return
+        assert self.config.webhook_url is not None
+        assert self.config.webhook_secret is not None
+        event_id = "evt_" + secrets.token_hex(16)
+        body = json.dumps(
+            {
+                "id": event_id,
+                "object": "event",
+                "type": f"response.{status}",
+                "created_at": int(self.clock()),
+                "data": {"id": response_id},
+            }
+        )
+        delay = 0.5
+        async with httpx.AsyncClient(timeout=10, follow_redirects=False) as client:
+            for attempt in range(1, self.config.webhook_attempts + 1):
+                timestamp = int(time.time())
+                headers = {
+                    "content-type": "application/json",
+                    "webhook-id": event_id,
+                    "webhook-timestamp": str(timestamp),
+                    "webhook-signature": sign_webhook(
+                        self.config.webhook_secret, event_id, timestamp, body
+                    ),
+                }
+                try:
+                    response = await client.post(
+                        self.config.webhook_url, content=body, headers=headers
+                    )
+                    if response.is_success:
+                        self.stats["webhooks_sent"] += 1
+                        return
+                except httpx.HTTPError:
+                    pass
+                self.stats["webhook_retries"] += 1
+                if attempt < self.config.webhook_attempts:
+                    await asyncio.sleep(delay)
+                    delay *= 2
+        self.stats["webhooks_failed"] += 1
+
+
+def sign_webhook(secret: str, webhook_id: str, timestamp: int, body: str) -> str:
+    """A Standard Webhooks `webhook-signature` value (what OpenAI sends)."""
+    key = base64.b64decode(secret[6:]) if secret.startswith("whsec_") else secret.encode()
+    mac = hmac.new(key, f"{webhook_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
 
 
 def _error(
@@ -340,6 +418,8 @@ def create_emulator_app(
         response_id = "resp_" + secrets.token_hex(24)
         state.responses[response_id] = stored
         state.stats["responses_created"] += 1
+        if background and stored.fate != "stuck":
+            state.schedule_webhook(response_id, stored.ready_at - now)
         return JSONResponse(render(response_id, stored, now))
 
     async def retrieve(request: Request) -> JSONResponse:
@@ -375,6 +455,7 @@ def create_emulator_app(
         if _status(stored, state.clock()) not in TERMINAL:
             stored.cancelled = True
             state.stats["responses_cancelled"] += 1
+            state.schedule_webhook(response_id, 0)
         return JSONResponse(render(response_id, stored, state.clock()))
 
     async def stats(request: Request) -> JSONResponse:
@@ -386,6 +467,10 @@ def create_emulator_app(
                 "responses_cancelled": state.stats["responses_cancelled"],
                 "rate_limited": state.stats["rate_limited"],
                 "server_errors": state.stats["server_errors"],
+                "webhooks_sent": state.stats["webhooks_sent"],
+                "webhooks_lost": state.stats["webhooks_lost"],
+                "webhooks_failed": state.stats["webhooks_failed"],
+                "webhook_retries": state.stats["webhook_retries"],
                 "by_status": dict(by_status),
             }
         )

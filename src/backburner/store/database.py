@@ -29,6 +29,7 @@ SignalCallback = Callable[[str], None]
 # Channel names are part of the wire between processes; keep them stable.
 CHANNEL_JOBS = "backburner_jobs"
 CHANNEL_CANCEL = "backburner_cancel"
+CHANNEL_RESPONSES = "backburner_responses"
 
 
 def dialect_of(url: str) -> Dialect:
@@ -244,7 +245,7 @@ class PostgresListener:
             lost = asyncio.Event()
             conn.add_termination_listener(lambda _c, lost=lost: lost.set())
             try:
-                for channel in (CHANNEL_JOBS, CHANNEL_CANCEL):
+                for channel in (CHANNEL_JOBS, CHANNEL_CANCEL, CHANNEL_RESPONSES):
                     await conn.add_listener(channel, self._on_notify)
                 self._connected.set()
                 if not first:

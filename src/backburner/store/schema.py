@@ -195,3 +195,12 @@ workers = sa.Table(
     sa.Column("heartbeat_at", UtcDateTime(), nullable=False),
     sa.Column("stopped_at", UtcDateTime()),
 )
+
+webhook_receipts = sa.Table(
+    "webhook_receipts",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("received_at", UtcDateTime(), nullable=False),
+    sa.Column("event_type", sa.String(100), nullable=False),
+    sa.Index("ix_webhook_receipts_received", "received_at"),
+)

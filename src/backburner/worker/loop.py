@@ -24,7 +24,7 @@ from backburner.config import Settings
 from backburner.errors import ErrorInfo, PermanentError
 from backburner.jobs.registry import JobRegistry, JobType, RetryPolicy, UnknownJobTypeError
 from backburner.providers.base import Provider
-from backburner.store import CHANNEL_CANCEL, CHANNEL_JOBS, Database, Job, Outcome
+from backburner.store import CHANNEL_CANCEL, CHANNEL_JOBS, CHANNEL_RESPONSES, Database, Job, Outcome
 from backburner.store import jobs as jobs_store
 from backburner.store import steps as steps_store
 from backburner.store import workers as workers_store
@@ -112,6 +112,8 @@ class Worker:
         unsubscribe = [
             self.db.signals.subscribe(CHANNEL_JOBS, lambda _payload: self._wake.set()),
             self.db.signals.subscribe(CHANNEL_CANCEL, self._on_cancel_signal),
+            # A provider webhook said this response changed: poll it now, not on backoff.
+            self.db.signals.subscribe(CHANNEL_RESPONSES, self.tracker.nudge),
         ]
         log.info("worker started", extra={"worker_id": self.id, "concurrency": self.slots.capacity})
         try:

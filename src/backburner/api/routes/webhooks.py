@@ -1,0 +1,74 @@
+"""/webhooks/openai: OpenAI's signed notices that a background response ended.
+
+Authorised by its signature (Standard Webhooks, verified with the SDK's own helper against
+the raw body), not by an API key. A verified `response.*` event wakes the worker waiting on
+that response; a redelivery of the same `webhook-id` is acknowledged and ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import openai
+from fastapi import APIRouter, Request
+
+from backburner.api.state import ServicesDep
+from backburner.errors import FieldProblem, InvalidRequest, NotFound, RequestError
+from backburner.store import webhooks as webhooks_store
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["webhooks"])
+
+RESPONSE_EVENTS = frozenset(
+    {"response.completed", "response.failed", "response.cancelled", "response.incomplete"}
+)
+
+
+class BadSignature(RequestError):
+    status = 400
+    title = "Invalid webhook signature"
+    kind = "invalid_signature"
+
+
+def _verifier(secret: str) -> openai.OpenAI:
+    # Verification is local (HMAC of the raw body); the client never sends a request.
+    return openai.OpenAI(api_key="webhook-verification-only", webhook_secret=secret)
+
+
+@router.post("/webhooks/openai", status_code=200, include_in_schema=True)
+async def openai_webhook(request: Request, svc: ServicesDep) -> dict[str, Any]:
+    """Receive `response.completed|failed|cancelled|incomplete` from OpenAI."""
+    secret = svc.settings.openai_webhook_secret
+    if secret is None:
+        raise NotFound("OpenAI webhooks are not enabled here (set OPENAI_WEBHOOK_SECRET)")
+    payload = await request.body()
+    hooks = _verifier(secret.get_secret_value()).webhooks
+    try:
+        hooks.verify_signature(payload, request.headers)
+    except (openai.InvalidWebhookSignatureError, ValueError) as error:
+        # ValueError: a signature header is missing; just as unverifiable.
+        log.warning("rejected an OpenAI webhook", extra={"reason": str(error)})
+        raise BadSignature(f"the webhook could not be verified: {error}") from None
+    try:
+        event = hooks.unwrap(payload, request.headers)
+    except ValueError as error:
+        raise InvalidRequest(
+            "the webhook body is not an event we can read",
+            errors=[FieldProblem(("body",), str(error))],
+        ) from None
+    if event.type not in RESPONSE_EVENTS:
+        return {"received": True, "ignored": event.type}
+    response_id = event.data.id  # type: ignore[union-attr]
+    fresh = await webhooks_store.record_response_event(
+        svc.db,
+        webhook_id=request.headers["webhook-id"],
+        event_type=event.type,
+        response_id=response_id,
+        now=svc.clock(),
+    )
+    log.info(
+        "OpenAI webhook",
+        extra={"event": event.type, "response_id": response_id, "duplicate": not fresh},
+    )
+    return {"received": True, "duplicate": not fresh}
