@@ -13,7 +13,7 @@ from backburner.providers.embedded import GuestServer
 
 
 @contextlib.asynccontextmanager
-async def serve_on_loopback(app: ASGIApp, *, lifespan: bool = False) -> AsyncIterator[str]:
+async def serve_on_loopback(app: ASGIApp, *, lifespan: bool = True) -> AsyncIterator[str]:
     """Run `app` on 127.0.0.1 (port 0: the OS picks) and give its base URL."""
     config = uvicorn.Config(
         app, host="127.0.0.1", port=0, log_config=None, lifespan="on" if lifespan else "off"

@@ -52,7 +52,7 @@ class EmbeddedEmulatorProvider(OpenAIProvider):
             port=0,
             log_level="warning",
             log_config=None,
-            lifespan="off",
+            lifespan="on",
             access_log=False,
         )
         server = GuestServer(config)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -22,7 +23,7 @@ import random
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +88,20 @@ class EmulatorState:
     def __post_init__(self) -> None:
         self.rng = random.Random(self.config.seed)
         self.deliveries: set[asyncio.Task[None]] = set()
+        self._client: httpx.AsyncClient | None = None
+
+    def webhook_client(self) -> httpx.AsyncClient:
+        # One client for every delivery: building one costs an SSL context (tens of ms),
+        # which a burst of completions would otherwise pay hundreds of times over.
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=10, follow_redirects=False)
+        return self._client
+
+    async def aclose(self) -> None:
+        for task in list(self.deliveries):
+            task.cancel()
+        if self._client is not None:
+            await self._client.aclose()
 
     def schedule_webhook(self, response_id: str, delay: float) -> None:
         """Send the response's terminal event after `delay` seconds, if webhooks are on."""
@@ -103,6 +118,11 @@ class EmulatorState:
 
     async def _deliver(self, response_id: str) -> None:
         stored = self.responses[response_id]
+        # The timer runs on the loop's monotonic clock, readiness on the wall clock: if the
+        # timer fired a hair early, wait out the rest rather than drop the event.
+        early = stored.ready_at - self.clock()
+        if early > 0 and not stored.cancelled:
+            await asyncio.sleep(early)
         status = _status(stored, self.clock())
         if status not in TERMINAL:
             return
@@ -122,30 +142,28 @@ class EmulatorState:
             }
         )
         delay = 0.5
-        async with httpx.AsyncClient(timeout=10, follow_redirects=False) as client:
-            for attempt in range(1, self.config.webhook_attempts + 1):
-                timestamp = int(time.time())
-                headers = {
-                    "content-type": "application/json",
-                    "webhook-id": event_id,
-                    "webhook-timestamp": str(timestamp),
-                    "webhook-signature": sign_webhook(
-                        self.config.webhook_secret, event_id, timestamp, body
-                    ),
-                }
-                try:
-                    response = await client.post(
-                        self.config.webhook_url, content=body, headers=headers
-                    )
-                    if response.is_success:
-                        self.stats["webhooks_sent"] += 1
-                        return
-                except httpx.HTTPError:
-                    pass
-                self.stats["webhook_retries"] += 1
-                if attempt < self.config.webhook_attempts:
-                    await asyncio.sleep(delay)
-                    delay *= 2
+        client = self.webhook_client()
+        for attempt in range(1, self.config.webhook_attempts + 1):
+            timestamp = int(time.time())
+            headers = {
+                "content-type": "application/json",
+                "webhook-id": event_id,
+                "webhook-timestamp": str(timestamp),
+                "webhook-signature": sign_webhook(
+                    self.config.webhook_secret, event_id, timestamp, body
+                ),
+            }
+            try:
+                response = await client.post(self.config.webhook_url, content=body, headers=headers)
+                if response.is_success:
+                    self.stats["webhooks_sent"] += 1
+                    return
+            except httpx.HTTPError:
+                pass
+            self.stats["webhook_retries"] += 1
+            if attempt < self.config.webhook_attempts:
+                await asyncio.sleep(delay)
+                delay *= 2
         self.stats["webhooks_failed"] += 1
 
 
@@ -475,13 +493,19 @@ def create_emulator_app(
             }
         )
 
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        await state.aclose()
+
     app = Starlette(
+        lifespan=lifespan,
         routes=[
             Route("/v1/responses", create, methods=["POST"]),
             Route("/v1/responses/{response_id}", retrieve, methods=["GET"]),
             Route("/v1/responses/{response_id}/cancel", cancel, methods=["POST"]),
             Route("/_emulator/stats", stats, methods=["GET"]),
-        ]
+        ],
     )
     app.state.emulator = state
     return app

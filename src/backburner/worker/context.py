@@ -110,6 +110,8 @@ class RunningJob:
         self._steps: dict[str, Any] = {}
         self._calls: dict[str, ProviderCall] = {}
         self._loaded = False
+        # Keys this attempt called: enough to find a tool loop's final round.
+        self._keys_called: set[str] = set()
         self._last_progress: tuple[float, str | None, float] | None = None
 
     async def _ensure_loaded(self) -> None:
@@ -213,7 +215,7 @@ class RunningJob:
             ) from error
 
     def _final_key(self, key: str) -> str:
-        rounds = [k for k in self._calls if k.startswith(f"{key}/round/")]
+        rounds = [k for k in {*self._calls, *self._keys_called} if k.startswith(f"{key}/round/")]
         return max(rounds, key=lambda k: int(k.rsplit("/", 1)[1]), default=key)
 
     async def _run_tool(
@@ -234,6 +236,7 @@ class RunningJob:
 
     async def _call(self, key: str, request: ModelRequest) -> ResponseSnapshot:
         await self._ensure_loaded()
+        self._keys_called.add(key)
         known = self._calls.get(key)
         if known is not None and known.status == "completed":
             return ResponseSnapshot.from_stored(known.response_id, "completed", known.output or {})
@@ -275,15 +278,12 @@ class RunningJob:
             attempt=self.attempt,
             now=self._clock(),
         )
-        self._calls[key] = await self._reload_call(key)
+        self._keys_called.add(key)
         log.info(
             "model call submitted",
             extra={"job_id": self.job_id, "response_id": snapshot.id, "key": key},
         )
         return snapshot
-
-    async def _reload_call(self, key: str) -> ProviderCall:
-        return (await steps_store.load_calls(self._db, self.job_id))[key]
 
     async def _wait(self, response_id: str) -> ResponseSnapshot:
         async with self._slot.released():
@@ -303,8 +303,6 @@ class RunningJob:
             attempt=self.attempt,
             now=self._clock(),
         )
-        if key in self._calls:
-            self._calls[key] = await self._reload_call(key)
 
     # --- Progress and data --------------------------------------------------------------------
 

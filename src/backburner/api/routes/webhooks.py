@@ -7,6 +7,7 @@ that response; a redelivery of the same `webhook-id` is acknowledged and ignored
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -31,8 +32,10 @@ class BadSignature(RequestError):
     kind = "invalid_signature"
 
 
+@functools.lru_cache(maxsize=4)
 def _verifier(secret: str) -> openai.OpenAI:
-    # Verification is local (HMAC of the raw body); the client never sends a request.
+    # Verification is local (HMAC of the raw body); the client never sends a request. It
+    # is built once: a client costs an SSL context, too much to pay per webhook.
     return openai.OpenAI(api_key="webhook-verification-only", webhook_secret=secret)
 
 

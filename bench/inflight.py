@@ -1,0 +1,277 @@
+"""What does waiting cost? One worker process, N jobs each waiting on a background response
+(emulator latency L seconds): peak RSS, CPU seconds while everything waits, provider requests
+per second spent on polling, and completion → job-succeeded latency, once noticed by polling
+and once by webhooks. Prints one table.
+
+    python bench/inflight.py                       # 10,000 jobs, 60 s latency
+    python bench/inflight.py --jobs 2000 --latency 20
+
+Everything runs on loopback: a PostgreSQL database made for the run, `backburner emulator`,
+`backburner worker`, and (webhook run) `backburner serve --no-worker` receiving the webhooks.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+# bench/queue.py is named like the standard library's `queue` (asyncio imports it): keep
+# this folder off the import path before anything else is imported.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import argparse
+import asyncio
+import base64
+import importlib.util
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import httpx
+import sqlalchemy as sa
+
+from backburner.store import Database, JobStatus, NewJob, migrate
+from backburner.store.database import plain_postgres_dsn
+from backburner.store.schema import jobs as jobs_table
+from backburner.store.schema import provider_calls
+
+_spec = importlib.util.spec_from_file_location("bench_support", _HERE / "bench_support.py")
+assert _spec is not None
+assert _spec.loader is not None
+_support = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_support)
+describe, percentile = _support.describe, _support.percentile
+
+BACKBURNER = str(Path(sys.executable).parent / "backburner")
+POSTGRES = os.environ.get(
+    "BACKBURNER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def process(*args: str, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    child = subprocess.Popen(
+        [BACKBURNER, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        yield child
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def wait_http(url: str, within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            try:
+                if (await client.get(url)).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+async def fresh_database() -> str:
+    name = f"backburner_inflight_{secrets.token_hex(3)}"
+    conn = await asyncpg.connect(plain_postgres_dsn(POSTGRES))
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    url = POSTGRES.rpartition("/")[0] + "/" + name
+    db = Database(url)
+    await migrate.upgrade(db)
+    await db.close()
+    return url
+
+
+async def drop_database(url: str) -> None:
+    conn = await asyncpg.connect(plain_postgres_dsn(POSTGRES))
+    await conn.execute(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)')
+    await conn.close()
+
+
+async def count(db: Database, query: sa.Select[tuple[int]]) -> int:
+    async with db.read() as conn:
+        return int((await conn.execute(query)).scalar() or 0)
+
+
+async def enqueue(db: Database, jobs: int) -> None:
+    rows = [
+        NewJob(
+            owner="bench",
+            type="classify_leads",
+            max_attempts=3,
+            timeout_seconds=3600,
+            payload={
+                "labels": ["hot", "cold"],
+                "leads": [{"id": "1", "notes": f"lead {i}: budget approved"}],
+            },
+        )
+        for i in range(jobs)
+    ]
+    limit = asyncio.Semaphore(16)
+    from backburner.store import jobs as jobs_store
+
+    async def one(new: NewJob) -> None:
+        async with limit:
+            await jobs_store.insert_job(db, new, now=datetime.now(UTC))
+
+    await asyncio.gather(*(one(new) for new in rows))
+
+
+async def run(mode: str, jobs: int, latency: float) -> dict[str, Any]:
+    url = await fresh_database()
+    db = Database(url)
+    emulator_port, api_port = free_port(), free_port()
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("BACKBURNER_", "OPENAI_"))}
+    env = {
+        **base,
+        "BACKBURNER_DATABASE_URL": url,
+        "BACKBURNER_LOG_LEVEL": "WARNING",
+        "BACKBURNER_LOG_FORMAT": "json",
+        "BACKBURNER_CLAIM_BATCH_SIZE": "250",
+        "OPENAI_API_KEY": "sk-bench",
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{emulator_port}/v1",
+    }
+    emulator_args = ["emulator", "--port", str(emulator_port), "--latency", str(latency)]
+    if mode == "webhooks":
+        # Webhooks notice completion; polling is only the safety net, so it can be rare.
+        env["BACKBURNER_POLL_MAX_SECONDS"] = "30"
+        env["OPENAI_WEBHOOK_SECRET"] = secret
+        emulator_args += [
+            "--webhook-url",
+            f"http://127.0.0.1:{api_port}/webhooks/openai",
+            "--webhook-secret",
+            secret,
+        ]
+    try:
+        await enqueue(db, jobs)
+        with (
+            process(*emulator_args, env=env),
+            process("serve", "--no-worker", "--port", str(api_port), env=env),
+        ):
+            await wait_http(f"http://127.0.0.1:{emulator_port}/_emulator/stats")
+            await wait_http(f"http://127.0.0.1:{api_port}/healthz")
+            with process("worker", "--concurrency", "100", env=env) as worker:
+                submitted = sa.select(sa.func.count()).select_from(provider_calls)
+                deadline = time.monotonic() + 600
+                while await count(db, submitted) < jobs:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("not every job submitted its call")
+                    await asyncio.sleep(0.2)
+                # Everything waits now: measure the waiting, well before the first completion.
+                window = max(1.0, latency * 0.5)
+                stats_url = f"http://127.0.0.1:{emulator_port}/_emulator/stats"
+                async with httpx.AsyncClient() as client:
+                    polls_before = (await client.get(stats_url)).json()["responses_retrieved"]
+                    cpu_before = cpu_seconds(worker.pid)
+                    await asyncio.sleep(window)
+                    cpu_after = cpu_seconds(worker.pid)
+                    polls_after = (await client.get(stats_url)).json()["responses_retrieved"]
+                done = sa.select(sa.func.count()).where(
+                    jobs_table.c.status == JobStatus.SUCCEEDED.value
+                )
+                deadline = time.monotonic() + latency + 600
+                while await count(db, done) < jobs:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("jobs did not all finish")
+                    await asyncio.sleep(0.5)
+                rss = peak_rss_mib(worker.pid)
+                async with httpx.AsyncClient() as client:
+                    final = (await client.get(stats_url)).json()
+                webhooks = f"{final['webhooks_sent']} sent, {final['webhooks_failed']} failed"
+        lag = await completion_lag(db, latency)
+    finally:
+        await db.close()
+        await drop_database(url)
+    return {
+        "rss": rss,
+        "cpu": cpu_after - cpu_before,
+        "window": window,
+        "polls_per_s": (polls_after - polls_before) / window,
+        "p50": percentile(lag, 50),
+        "p99": percentile(lag, 99),
+        "webhooks": webhooks,
+    }
+
+
+async def completion_lag(db: Database, latency: float) -> list[float]:
+    """Seconds from the response completing (submitted + latency) to the job succeeding.
+    `submitted_at` is stamped just after the emulator accepted the call, so this reads a few
+    milliseconds low."""
+    query = sa.select(provider_calls.c.submitted_at, jobs_table.c.completed_at).join(
+        jobs_table, jobs_table.c.id == provider_calls.c.job_id
+    )
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).all()
+    ready = timedelta(seconds=latency)
+    return [
+        (completed - (submitted + ready)).total_seconds() * 1000 for submitted, completed in rows
+    ]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--latency", type=float, default=60.0)
+    parser.add_argument("--modes", default="polling,webhooks")
+    args = parser.parse_args()
+    results = {mode: await run(mode, args.jobs, args.latency) for mode in args.modes.split(",")}
+    print(f"\nbench/inflight.py — {describe()}")
+    print(
+        f"{args.jobs:,} jobs, each one background response of {args.latency:g} s, "
+        "one `backburner worker` process (PostgreSQL, emulator on loopback)\n"
+    )
+    header = (
+        "completion noticed by",
+        "peak RSS (MiB)",
+        "CPU while waiting (s per s)",
+        "polling requests/s",
+        "completion → succeeded p50 (ms)",
+        "p99 (ms)",
+        "webhooks",
+    )
+    print(" | ".join(header))
+    print(" | ".join("---" for _ in header))
+    for mode, r in results.items():
+        print(
+            f"{mode} | {r['rss']:.0f} | {r['cpu'] / r['window']:.2f} | "
+            f"{r['polls_per_s']:,.0f} | {r['p50']:,.0f} | {r['p99']:,.0f} | {r['webhooks']}"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
