@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     # Provider tracking
     poll_initial_seconds: float = Field(default=0.25, gt=0)
     poll_max_seconds: float = Field(default=5.0, gt=0)
+    poll_budget_per_second: float = Field(default=100.0, gt=0)
 
     # Job types
     summarize_chunk_chars: int = Field(default=12_000, ge=500)

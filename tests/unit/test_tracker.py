@@ -82,3 +82,24 @@ async def test_nudge_polls_at_once() -> None:
         result = await asyncio.wait_for(waiter, timeout=1)
     assert result.status == "completed"
     assert tracker.polls == 1
+
+
+async def test_scheduled_polls_keep_to_the_budget_but_nudges_do_not_wait() -> None:
+    provider = OfflineProvider(latency_s=30)
+    tracker = ResponseTracker(provider, initial_delay=0.01, max_delay=0.05, polls_per_second=20)
+    async with running(tracker):
+        submitted = [
+            await provider.submit(ModelRequest(model="m", input=f"Text {i}.")) for i in range(50)
+        ]
+        waiters = [asyncio.create_task(tracker.wait(s.id)) for s in submitted]
+        await asyncio.sleep(1.0)
+        paced = tracker.polls
+        # A webhook-like nudge for a response that is in fact finished now.
+        await provider.cancel(submitted[0].id)
+        tracker.nudge(submitted[0].id)
+        cancelled = await asyncio.wait_for(waiters[0], timeout=0.5)
+        for waiter in waiters[1:]:
+            waiter.cancel()
+    # 50 responses due every 50 ms would be ~1,000 polls in a second; the budget is 20/s.
+    assert 15 <= paced <= 25
+    assert cancelled.status == "cancelled"

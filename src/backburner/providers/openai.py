@@ -8,6 +8,7 @@ ProviderUnavailable, other 4xx → ProviderRejected, an unknown response id → 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -140,22 +141,32 @@ def provider_error(error: openai.OpenAIError, *, retrieving: bool = False) -> Pr
 class OpenAIProvider:
     name = "openai"
 
-    def __init__(self, client: openai.AsyncOpenAI) -> None:
+    def __init__(self, client: openai.AsyncOpenAI, *, max_in_flight: int = 16) -> None:
         self._client = client
+        # Thousands of jobs may submit or poll at once; a bounded number of requests in
+        # flight keeps the HTTP pool small (its cost per request grows with its size).
+        self._in_flight = asyncio.Semaphore(max_in_flight)
 
     @classmethod
     def connect(
-        cls, *, api_key: str, base_url: str | None = None, timeout: float = 60.0
+        cls,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        max_in_flight: int = 16,
     ) -> OpenAIProvider:
-        return cls(
-            openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
+        client = openai.AsyncOpenAI(
+            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0
         )
+        return cls(client, max_in_flight=max_in_flight)
 
     async def _call(self, call: Awaitable[T], *, retrieving: bool = False) -> T:
-        try:
-            return await call
-        except openai.OpenAIError as error:
-            raise provider_error(error, retrieving=retrieving) from error
+        async with self._in_flight:
+            try:
+                return await call
+            except openai.OpenAIError as error:
+                raise provider_error(error, retrieving=retrieving) from error
 
     async def submit(self, request: ModelRequest) -> ResponseSnapshot:
         response = await self._call(

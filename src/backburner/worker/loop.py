@@ -84,6 +84,7 @@ class Worker:
             provider,
             initial_delay=settings.poll_initial_seconds,
             max_delay=settings.poll_max_seconds,
+            polls_per_second=settings.poll_budget_per_second,
         )
         self.slots = Slots(concurrency or settings.worker_concurrency)
         self.running: dict[str, _Attempt] = {}

@@ -13,6 +13,7 @@ import contextlib
 import heapq
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -33,6 +34,7 @@ class _Waiting:
     polls: int = 0
     due: float = 0.0
     waiters: int = 1
+    nudged: bool = False
 
 
 @dataclass(order=True)
@@ -49,6 +51,7 @@ class ResponseTracker:
         initial_delay: float = 0.25,
         max_delay: float = 5.0,
         max_concurrent_polls: int = 32,
+        polls_per_second: float | None = 100.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._provider = provider
@@ -57,8 +60,14 @@ class ResponseTracker:
         self._clock = clock
         self._waiting: dict[str, _Waiting] = {}
         self._schedule: list[_Due] = []
+        # Nudged responses (a webhook said they changed) are polled before anything due.
+        self._urgent: deque[str] = deque()
         self._wake = asyncio.Event()
         self._poll_slots = asyncio.Semaphore(max_concurrent_polls)
+        # Scheduled polls are paced to this budget: with thousands of responses waiting,
+        # each is polled less often instead of the provider being flooded.
+        self._poll_interval = 1.0 / polls_per_second if polls_per_second else 0.0
+        self._next_launch = 0.0
         self.polls = 0
 
     @property
@@ -85,29 +94,51 @@ class ResponseTracker:
                 self._waiting.pop(response_id, None)
 
     def nudge(self, response_id: str) -> None:
-        """Poll this response at once (a webhook or the provider said it changed)."""
+        """Poll this response at once, ahead of the paced schedule (a webhook or the
+        provider said it changed)."""
         entry = self._waiting.get(response_id)
-        if entry is not None:
-            entry.due = self._clock()
-            self._push(entry)
+        if entry is None:
+            return
+        if entry.due == float("inf"):
+            entry.nudged = True  # a poll is in flight; it may predate the change
+            return
+        self._urgent.append(response_id)
+        self._wake.set()
 
     async def run(self) -> None:
         """Poll due responses until cancelled."""
         async with asyncio.TaskGroup() as group:
             while True:
-                delay = self._until_next_due()
-                if delay > 0:
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                entry = self._next_urgent() or await self._next_scheduled()
+                if entry is None:
                     continue
-                due = heapq.heappop(self._schedule)
-                entry = self._waiting.get(due.response_id)
-                if entry is None or entry.due != due.at:
-                    continue  # finished, or rescheduled since this slot was queued
                 entry.due = float("inf")
+                entry.nudged = False
                 await self._poll_slots.acquire()
                 group.create_task(self._poll(entry))
+
+    def _next_urgent(self) -> _Waiting | None:
+        while self._urgent:
+            entry = self._waiting.get(self._urgent.popleft())
+            if entry is not None and entry.due != float("inf"):
+                return entry
+        return None
+
+    async def _next_scheduled(self) -> _Waiting | None:
+        """The next due response once the budget allows, or None after a wake-up."""
+        now = self._clock()
+        wait = max(self._until_next_due(), self._next_launch - now)
+        if wait > 0:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            return None
+        due = heapq.heappop(self._schedule)
+        entry = self._waiting.get(due.response_id)
+        if entry is None or entry.due != due.at:
+            return None  # finished, or rescheduled since this slot was queued
+        self._next_launch = max(now, self._next_launch) + self._poll_interval
+        return entry
 
     def _until_next_due(self) -> float:
         if not self._schedule:
@@ -131,9 +162,15 @@ class ResponseTracker:
             self._finish(entry, snapshot=snapshot)
             return
         entry.polls += 1
+        if entry.response_id not in self._waiting:
+            return
+        if entry.nudged:  # the change came while this poll was out: look again now
+            entry.due = self._clock()
+            self._urgent.append(entry.response_id)
+            self._wake.set()
+            return
         entry.due = self._clock() + next_poll_delay(entry.polls, self._initial, self._max)
-        if entry.response_id in self._waiting:
-            self._push(entry)
+        self._push(entry)
 
     def _finish(
         self,
