@@ -128,3 +128,50 @@ def finish_args(worker_id: str, outcomes: Sequence[Outcome], now: datetime) -> t
         for column, value in zip(columns, row, strict=True):
             column.append(value)
     return (*columns, now, worker_id)
+
+
+# A model call submitted: upsert the call, mark the job waiting, write the event.
+RECORD_SUBMITTED = """
+WITH call AS (
+    INSERT INTO provider_calls (job_id, key, provider, model, response_id, status, attempt,
+                                output, error_message, submitted_at, completed_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, NULL)
+    ON CONFLICT (job_id, key) DO UPDATE SET
+        provider = EXCLUDED.provider, model = EXCLUDED.model,
+        response_id = EXCLUDED.response_id, status = EXCLUDED.status,
+        attempt = EXCLUDED.attempt, output = NULL, error_message = NULL,
+        submitted_at = EXCLUDED.submitted_at, completed_at = NULL
+    RETURNING job_id
+), job AS (
+    UPDATE jobs SET substate = 'waiting_provider', updated_at = $8
+    WHERE id = $1 AND status = 'running'
+)
+INSERT INTO job_events (job_id, at, kind, attempt, data)
+SELECT job_id, $8, 'model_call_submitted', $7,
+       jsonb_build_object('key', $2::text, 'response_id', $5::text, 'model', $4::text)
+FROM call
+"""
+
+# A model call ended: record it, stop waiting if nothing else is outstanding, write the
+# event. The statement sees the rows as they were before it, hence `key <> $2`.
+RECORD_FINISHED = """
+WITH call AS (
+    UPDATE provider_calls SET status = $3, output = $4::jsonb, error_message = $5,
+        completed_at = $6, input_tokens = $7, cached_tokens = $8, output_tokens = $9,
+        reasoning_tokens = $10
+    WHERE job_id = $1 AND key = $2
+    RETURNING job_id, response_id
+), job AS (
+    UPDATE jobs SET substate = NULL, updated_at = $6
+    WHERE id = $1 AND substate = 'waiting_provider'
+      AND NOT EXISTS (
+          SELECT 1 FROM provider_calls
+          WHERE job_id = $1 AND key <> $2 AND status IN ('queued', 'in_progress'))
+)
+INSERT INTO job_events (job_id, at, kind, attempt, message, data)
+SELECT $1, $6, 'model_call_finished', $11, $5,
+       jsonb_build_object('key', $2::text, 'status', $3::text, 'response_id', response_id,
+                          'input_tokens', $7::int, 'cached_tokens', $8::int,
+                          'output_tokens', $9::int, 'reasoning_tokens', $10::int)
+FROM call
+"""

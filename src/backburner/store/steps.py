@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from backburner.store import postgres
 from backburner.store.database import Database
 from backburner.store.events import add_events, event_row
 from backburner.store.models import SUBSTATE_WAITING_PROVIDER, JobStatus, ProviderCall
@@ -71,6 +73,20 @@ async def record_submitted(
 ) -> None:
     """Persist a response id the provider accepted, before anyone waits on it. A key that
     had a failed call before is overwritten: that call is over and this one replaces it."""
+    if db.dialect == "postgresql":
+        async with db.asyncpg_connection() as conn:
+            await conn.execute(
+                postgres.RECORD_SUBMITTED,
+                job_id,
+                key,
+                provider,
+                model,
+                response_id,
+                status,
+                attempt,
+                now,
+            )
+        return
     values = {
         "provider": provider,
         "model": model,
@@ -124,6 +140,23 @@ async def record_finished(
     now: datetime,
 ) -> None:
     """Record how a model call ended; the job stops waiting once none is outstanding."""
+    if db.dialect == "postgresql":
+        async with db.asyncpg_connection() as conn:
+            await conn.execute(
+                postgres.RECORD_FINISHED,
+                job_id,
+                key,
+                status,
+                None if output is None else json.dumps(output),
+                error_message,
+                now,
+                usage.get("input_tokens", 0),
+                usage.get("cached_tokens", 0),
+                usage.get("output_tokens", 0),
+                usage.get("reasoning_tokens", 0),
+                attempt,
+            )
+        return
     async with db.write() as tx:
         row = (
             await tx.conn.execute(
