@@ -195,7 +195,8 @@ async def run(mode: str, jobs: int, latency: float) -> dict[str, Any]:
                 # Everything waits now: measure the waiting, well before the first completion.
                 window = max(1.0, latency * 0.5)
                 stats_url = f"http://127.0.0.1:{emulator_port}/_emulator/stats"
-                async with httpx.AsyncClient() as client:
+                # The emulator is busy under this load: give its counters time to answer.
+                async with httpx.AsyncClient(timeout=60) as client:
                     polls_before = (await client.get(stats_url)).json()["responses_retrieved"]
                     cpu_before = cpu_seconds(worker.pid)
                     await asyncio.sleep(window)
@@ -210,7 +211,7 @@ async def run(mode: str, jobs: int, latency: float) -> dict[str, Any]:
                         raise RuntimeError("jobs did not all finish")
                     await asyncio.sleep(0.5)
                 rss = peak_rss_mib(worker.pid)
-                async with httpx.AsyncClient() as client:
+                async with httpx.AsyncClient(timeout=60) as client:
                     final = (await client.get(stats_url)).json()
                 webhooks = f"{final['webhooks_sent']} sent, {final['webhooks_failed']} failed"
         lag = await completion_lag(db, latency)

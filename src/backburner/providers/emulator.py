@@ -89,6 +89,9 @@ class EmulatorState:
         self.rng = random.Random(self.config.seed)
         self.deliveries: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
+        # Bursts of completions queue here, not inside the HTTP pool, whose bookkeeping
+        # per request grows with the number of requests waiting in it.
+        self._sending = asyncio.Semaphore(32)
 
     def webhook_client(self) -> httpx.AsyncClient:
         # One client for every delivery: building one costs an SSL context (tens of ms),
@@ -154,7 +157,10 @@ class EmulatorState:
                 ),
             }
             try:
-                response = await client.post(self.config.webhook_url, content=body, headers=headers)
+                async with self._sending:
+                    response = await client.post(
+                        self.config.webhook_url, content=body, headers=headers
+                    )
                 if response.is_success:
                     self.stats["webhooks_sent"] += 1
                     return
