@@ -1,11 +1,25 @@
-"""What machine a benchmark ran on, printed above its table."""
+"""What the benchmarks share: the machine they ran on, percentiles, and running
+Backburner's processes and databases on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
+import secrets
+import signal
+import socket
 import sqlite3
 import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import asyncpg
+import httpx
 
 
 def describe() -> str:
@@ -33,3 +47,79 @@ def percentile(values: list[float], q: float) -> float:
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+# --- Running Backburner's processes and databases on loopback ----------------------------------
+
+BACKBURNER = str(Path(sys.executable).parent / "backburner")
+POSTGRES = os.environ.get(
+    "BACKBURNER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without any Backburner or OpenAI settings of the caller's."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("BACKBURNER_", "OPENAI_"))}
+
+
+@contextmanager
+def process(*args: str, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """`backburner ARGS` as a child; SIGTERM (then SIGKILL) when the block ends."""
+    child = subprocess.Popen(
+        [BACKBURNER, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        yield child
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+async def wait_http(url: str, within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            try:
+                if (await client.get(url)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+async def fresh_database(dialect: str, workdir: Path) -> str:
+    """A new, migrated database of that dialect, for one measurement."""
+    from backburner.store import Database, migrate
+    from backburner.store.database import plain_postgres_dsn
+
+    if dialect == "sqlite":
+        url = f"sqlite:///{workdir}/bench-{secrets.token_hex(3)}.db"
+    else:
+        name = f"backburner_bench_{secrets.token_hex(3)}"
+        conn = await asyncpg.connect(plain_postgres_dsn(POSTGRES))
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.close()
+        url = POSTGRES.rpartition("/")[0] + "/" + name
+    db = Database(url)
+    await migrate.upgrade(db)
+    await db.close()
+    return url
+
+
+async def drop_database(url: str) -> None:
+    from backburner.store.database import plain_postgres_dsn
+
+    if url.startswith("postgresql"):
+        conn = await asyncpg.connect(plain_postgres_dsn(POSTGRES))
+        await conn.execute(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)')
+        await conn.close()

@@ -16,67 +16,37 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# bench/queue.py is named like the standard library's `queue` (asyncio imports it): keep
-# this folder off the import path before anything else is imported.
+# bench/queue.py is named like the standard library's `queue`: this folder goes last on
+# the import path, so the standard library wins and `bench_support` is still found.
 _HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
 import argparse
 import asyncio
 import base64
-import importlib.util
 import os
 import secrets
-import signal
-import socket
-import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import httpx
 import sqlalchemy as sa
+from bench_support import (
+    clean_env,
+    describe,
+    drop_database,
+    free_port,
+    fresh_database,
+    percentile,
+    process,
+    wait_http,
+)
 
-from backburner.store import Database, JobStatus, NewJob, migrate
-from backburner.store.database import plain_postgres_dsn
+from backburner.store import Database, JobStatus, NewJob
 from backburner.store.schema import jobs as jobs_table
 from backburner.store.schema import provider_calls
 
-_spec = importlib.util.spec_from_file_location("bench_support", _HERE / "bench_support.py")
-assert _spec is not None
-assert _spec.loader is not None
-_support = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_support)
-describe, percentile = _support.describe, _support.percentile
-
-BACKBURNER = str(Path(sys.executable).parent / "backburner")
-POSTGRES = os.environ.get(
-    "BACKBURNER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def process(*args: str, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    child = subprocess.Popen(
-        [BACKBURNER, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        yield child
-    finally:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            child.kill()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -89,37 +59,6 @@ def peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-async def wait_http(url: str, within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            try:
-                if (await client.get(url)).status_code < 500:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
-
-
-async def fresh_database() -> str:
-    name = f"backburner_inflight_{secrets.token_hex(3)}"
-    conn = await asyncpg.connect(plain_postgres_dsn(POSTGRES))
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    url = POSTGRES.rpartition("/")[0] + "/" + name
-    db = Database(url)
-    await migrate.upgrade(db)
-    await db.close()
-    return url
-
-
-async def drop_database(url: str) -> None:
-    conn = await asyncpg.connect(plain_postgres_dsn(POSTGRES))
-    await conn.execute(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)')
-    await conn.close()
 
 
 async def count(db: Database, query: sa.Select[tuple[int]]) -> int:
@@ -152,11 +91,11 @@ async def enqueue(db: Database, jobs: int) -> None:
 
 
 async def run(mode: str, jobs: int, latency: float) -> dict[str, Any]:
-    url = await fresh_database()
+    url = await fresh_database("postgresql", Path("."))
     db = Database(url)
     emulator_port, api_port = free_port(), free_port()
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("BACKBURNER_", "OPENAI_"))}
+    base = clean_env()
     env = {
         **base,
         "BACKBURNER_DATABASE_URL": url,

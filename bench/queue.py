@@ -12,59 +12,36 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# This file is named like the standard library's `queue`, which asyncio imports: keep its
-# folder off the import path before anything else is imported.
+# bench/queue.py is named like the standard library's `queue`: this folder goes last on
+# the import path, so the standard library wins and `bench_support` is still found.
 _HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
 import argparse
 import asyncio
-import os
-import secrets
-import signal
-import socket
-import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import asyncpg
 import httpx
 import sqlalchemy as sa
+from bench_support import (
+    clean_env,
+    describe,
+    drop_database,
+    free_port,
+    fresh_database,
+    percentile,
+    process,
+    wait_http,
+)
 
-from backburner.store import Database, JobStatus, NewJob, Role, migrate
+from backburner.store import Database, JobStatus, NewJob, Role
 from backburner.store import jobs as jobs_store
 from backburner.store import keys as keys_store
 from backburner.store.database import plain_postgres_dsn
 from backburner.store.schema import jobs as jobs_table
-
-
-def _support():  # type: ignore[no-untyped-def]
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_support", _HERE / "bench_support.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-describe, percentile = _support().describe, _support().percentile
-
-BACKBURNER = str(Path(sys.executable).parent / "backburner")
-POSTGRES = os.environ.get(
-    "BACKBURNER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 # Claim batch size and jobs in flight per worker: the same for Backburner and PgQueuer.
 BATCH = 100
@@ -72,7 +49,7 @@ CONCURRENCY = 200
 
 
 def env_for(db_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKBURNER_", "OPENAI_"))}
+    env = clean_env()
     env.update(
         {
             "BACKBURNER_DATABASE_URL": db_url,
@@ -84,57 +61,6 @@ def env_for(db_url: str, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
-
-
-@contextmanager
-def process(*args: str, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    child = subprocess.Popen(
-        [BACKBURNER, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        yield child
-    finally:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-
-
-async def wait_http(url: str, within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            try:
-                if (await client.get(url)).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
-
-
-async def fresh_database(dialect: str, workdir: Path) -> str:
-    if dialect == "sqlite":
-        url = f"sqlite:///{workdir}/bench-{secrets.token_hex(3)}.db"
-    else:
-        name = f"backburner_bench_{secrets.token_hex(3)}"
-        conn = await asyncpg.connect(plain_postgres_dsn(POSTGRES))
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        await conn.close()
-        url = POSTGRES.rpartition("/")[0] + "/" + name
-    db = Database(url)
-    await migrate.upgrade(db)
-    await db.close()
-    return url
-
-
-async def drop_database(url: str) -> None:
-    if url.startswith("postgresql"):
-        name = url.rpartition("/")[2]
-        conn = await asyncpg.connect(plain_postgres_dsn(POSTGRES))
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
 
 
 # --- Measurements ------------------------------------------------------------------------------
