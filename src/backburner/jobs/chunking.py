@@ -14,10 +14,16 @@ def chunk_text(text: str, max_chars: int) -> list[str]:
     if max_chars < 1:
         raise ValueError("max_chars must be positive")
     pieces = [p for p in _split_to_fit(text.strip(), max_chars) if p]
+    return _pack(pieces, max_chars, "\n\n")
+
+
+def _pack(pieces: list[str], max_chars: int, separator: str) -> list[str]:
+    """Join consecutive pieces (each at most `max_chars`) greedily into chunks that stay
+    within `max_chars`."""
     chunks: list[str] = []
     current = ""
     for piece in pieces:
-        candidate = f"{current}\n\n{piece}" if current else piece
+        candidate = f"{current}{separator}{piece}" if current else piece
         if len(candidate) <= max_chars:
             current = candidate
         else:
@@ -39,24 +45,13 @@ def _split_to_fit(text: str, max_chars: int) -> list[str]:
 
 
 def _split_words(text: str, max_chars: int) -> list[str]:
-    out: list[str] = []
-    current = ""
-    for word in text.split():
-        while len(word) > max_chars:  # a "word" longer than a chunk: cut it hard
-            if current:
-                out.append(current)
-                current = ""
-            out.append(word[:max_chars])
-            word = word[max_chars:]
-        candidate = f"{current} {word}" if current else word
-        if len(candidate) <= max_chars:
-            current = candidate
-        else:
-            out.append(current)
-            current = word
-    if current:
-        out.append(current)
-    return out
+    # A "word" longer than a chunk is cut hard into chunk-sized parts.
+    parts = [
+        word[start : start + max_chars]
+        for word in text.split()
+        for start in range(0, len(word), max_chars)
+    ]
+    return _pack(parts, max_chars, " ")
 
 
 def group_by_size(texts: list[str], max_chars: int, separator: str = "\n\n") -> list[list[str]]:
