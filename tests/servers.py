@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
+import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
 from backburner.providers.embedded import GuestServer
+from backburner.providers.emulator import EmulatorConfig, create_emulator_app
+from backburner.providers.openai import OpenAIProvider
 
 
 @contextlib.asynccontextmanager
@@ -30,3 +34,21 @@ async def serve_on_loopback(app: ASGIApp, *, lifespan: bool = True) -> AsyncIter
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=10)
+
+
+@contextlib.asynccontextmanager
+async def emulated(**config: Any) -> AsyncIterator[tuple[OpenAIProvider, str]]:
+    """An emulator on loopback and a provider (the real SDK) pointed at it."""
+    app = create_emulator_app(EmulatorConfig(**{"latency_s": 0.1, "seed": 7, **config}))
+    async with serve_on_loopback(app) as base:
+        provider = OpenAIProvider.connect(api_key="sk-test", base_url=f"{base}/v1", timeout=10)
+        try:
+            yield provider, base
+        finally:
+            await provider.aclose()
+
+
+async def emulator_stats(base: str) -> dict[str, Any]:
+    async with httpx.AsyncClient() as client:
+        body: dict[str, Any] = (await client.get(f"{base}/_emulator/stats")).json()
+        return body

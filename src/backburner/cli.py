@@ -8,7 +8,7 @@ import contextlib
 import json
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from backburner.config import Settings
 from backburner.logs import configure_logging
 from backburner.store import Database, Role, migrate
 from backburner.store import keys as keys_store
+from backburner.store import usage as usage_store
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -163,6 +164,8 @@ async def _run_worker(settings: Settings) -> None:
 @click.option(
     "--share-stuck", type=float, default=0.0, help="Share of responses that stay queued forever."
 )
+@click.option("--rpm-limit", type=int, default=None, help="Requests per minute it accepts.")
+@click.option("--tpm-limit", type=int, default=None, help="Tokens per minute it accepts.")
 @click.option("--seed", type=int, default=None, help="Make the faults repeatable.")
 @click.option("--webhook-url", default=None, help="Send signed response.* webhooks here.")
 @click.option("--webhook-secret", default=None, help="whsec_... secret to sign them with.")
@@ -183,6 +186,8 @@ def emulator(
     share_failed: float,
     share_incomplete: float,
     share_stuck: float,
+    rpm_limit: int | None,
+    tpm_limit: int | None,
     seed: int | None,
     webhook_url: str | None,
     webhook_secret: str | None,
@@ -208,6 +213,8 @@ def emulator(
         share_failed=share_failed,
         share_incomplete=share_incomplete,
         share_stuck=share_stuck,
+        rpm_limit=rpm_limit,
+        tpm_limit=tpm_limit,
         seed=seed,
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,
@@ -299,6 +306,100 @@ def keys_revoke(key_id: str) -> None:
     except Exception as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"revoked {key_id}")
+
+
+@main.group()
+def owners() -> None:
+    """Per-owner limits (running jobs, monthly budget) and what owners spend."""
+
+
+def _limit_value(kind: type[int] | type[float]) -> Callable[[Any, Any, Any], Any]:
+    def parse(_ctx: Any, _param: Any, value: str | None) -> Any:
+        if value is None or value == "none":
+            return value
+        try:
+            number = kind(value)
+        except ValueError:
+            raise click.BadParameter(
+                f"a number, or 'none' to remove the limit: {value!r}"
+            ) from None
+        if number < 0 or (kind is int and number < 1):
+            raise click.BadParameter("must be positive")
+        return number
+
+    return parse
+
+
+@owners.command("set")
+@click.argument("owner")
+@click.option(
+    "--max-running",
+    callback=_limit_value(int),
+    help="Jobs the owner may have running at once ('none': the default applies).",
+)
+@click.option(
+    "--budget-usd",
+    callback=_limit_value(float),
+    help="USD per calendar month (UTC) for model calls ('none': the default applies).",
+)
+def owners_set(owner: str, max_running: Any, budget_usd: Any) -> None:
+    """Set an owner's own limits; options left out keep their current value."""
+    settings = _settings()
+
+    async def run() -> usage_store.OwnerLimits:
+        async with _database(settings) as database:
+            current = await usage_store.get_limits(database, owner)
+            running = current.max_running if current else None
+            budget = current.monthly_budget_usd if current else None
+            return await usage_store.set_limits(
+                database,
+                owner,
+                max_running=running if max_running is None else _none_or(max_running),
+                monthly_budget_usd=budget if budget_usd is None else _none_or(budget_usd),
+                now=_now(),
+            )
+
+    limits = asyncio.run(run())
+    click.echo(
+        f"{owner}: max running {_shown(limits.max_running)}, "
+        f"monthly budget {_shown(limits.monthly_budget_usd, '$')}"
+    )
+
+
+def _none_or(value: Any) -> Any:
+    return None if value == "none" else value
+
+
+def _shown(value: float | None, unit: str = "") -> str:
+    return "default" if value is None else f"{unit}{value:g}"
+
+
+@owners.command("ls")
+def owners_ls() -> None:
+    """Owners with limits of their own, and every owner's spend this month."""
+    settings = _settings()
+
+    async def run() -> None:
+        async with _database(settings) as database:
+            month = usage_store.month_of(_now())
+            limits = {item.owner: item for item in await usage_store.list_limits(database)}
+            spend = await usage_store.spend_by_owner(database, month)
+            click.echo(
+                f"{'OWNER':<24} {'MAX RUNNING':>11} {'BUDGET/MONTH':>12} {'SPENT ' + month:>15}"
+            )
+            for owner in sorted(set(limits) | set(spend)):
+                own = limits.get(owner)
+                click.echo(
+                    f"{owner:<24} {_shown(own.max_running if own else None):>11} "
+                    f"{_shown(own.monthly_budget_usd if own else None, '$'):>12} "
+                    f"{'$' + format(spend.get(owner, 0.0), '.4f'):>15}"
+                )
+            defaults = settings.owner_max_running, settings.owner_monthly_budget_usd
+            click.echo(
+                f"defaults: max running {_shown(defaults[0])}, budget {_shown(defaults[1], '$')}"
+            )
+
+    asyncio.run(run())
 
 
 # --- Client commands -------------------------------------------------------------------------

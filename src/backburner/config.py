@@ -70,6 +70,26 @@ class Settings(BaseSettings):
     classify_batch_size: int = Field(default=25, ge=1, le=500)
     max_parallel_model_calls: int = Field(default=8, ge=1)
     model: str = "gpt-4.1-mini"
+    # Per job type, e.g. {"classify_leads": "gpt-4.1-nano"}; other types use `model`.
+    models: dict[str, str] = Field(default_factory=dict)
+
+    # Cost. Prices are USD per 1M tokens by model (or "model@service_tier"), merged over
+    # the built-in table: {"my-model": {"input": 1.0, "cached_input": 0.25, "output": 4.0}}.
+    prices: dict[str, dict[str, float]] = Field(default_factory=dict)
+    # OpenAI's discounts for background completion windows (share of the standard price).
+    window_discounts: dict[str, float] = Field(default_factory=lambda: {"2h": 0.30, "8h": 0.40})
+    # Discounted windows a job with a deadline may use; empty: always "soonest".
+    completion_windows: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["2h", "8h"])
+    # Sent as `service_tier` on every model call (e.g. "flex"); unset: the API's default.
+    service_tier: str | None = None
+
+    # Limits. Requests and tokens per minute by model ("*" for any other), one budget for
+    # every worker: {"gpt-4.1-mini": {"rpm": 500, "tpm": 200000}}.
+    rate_limits: dict[str, dict[str, int]] = Field(default_factory=dict)
+    # Jobs one owner may have running at once, and USD per calendar month (UTC) it may
+    # spend on model calls; per-owner values (`backburner owners set`) override these.
+    owner_max_running: int | None = Field(default=None, ge=1)
+    owner_monthly_budget_usd: float | None = Field(default=None, ge=0)
 
     # API limits
     max_request_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
@@ -79,15 +99,35 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = Field(default="auto", pattern="^(auto|json|text)$")
 
-    @field_validator("plugins", mode="before")
+    @field_validator("plugins", "completion_windows", mode="before")
     @classmethod
-    def _split_plugins(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         # Env values come as text: a JSON list, or friendlier, comma-separated module names.
         if isinstance(value, str):
             if value.lstrip().startswith("["):
                 return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("completion_windows")
+    @classmethod
+    def _known_windows(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - {"2h", "8h"})
+        if unknown:
+            raise ValueError(f"unknown completion windows {unknown}; choose from 2h, 8h")
+        return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _known_limits(cls, value: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+        for model, limits in value.items():
+            unknown = sorted(set(limits) - {"rpm", "tpm"})
+            if unknown or any(v < 1 for v in limits.values()):
+                raise ValueError(f"rate_limits[{model!r}]: give rpm and/or tpm, each >= 1")
+        return value
+
+    def model_for(self, job_type: str) -> str:
+        return self.models.get(job_type, self.model)
 
     @property
     def is_sqlite(self) -> bool:

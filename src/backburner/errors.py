@@ -64,6 +64,12 @@ class LeaseLost(JobError):
     retryable = True
 
 
+class BudgetExhausted(PermanentError):
+    """The owner's model-call budget for this month is spent; no new model call starts."""
+
+    kind = "budget_exhausted"
+
+
 class ProviderError(JobError):
     """A model call failed."""
 

@@ -55,10 +55,27 @@ async def test_get_shows_the_job_with_usage_of_its_model_calls(api: httpx.AsyncC
     assert done["status"] == "succeeded"
     assert done["usage"]["model_calls"] == 1
     assert done["usage"]["input_tokens"] > 0
+    assert done["usage"]["cost_usd"] > 0
+    assert done["usage"]["saved_usd"] == 0  # no deadline: the standard window
+    assert done["deadline_at"] is None
     assert done["estimated_completion_seconds"] is None
     calls = (await api.get(f"/api/jobs/{job_id}/model-calls")).json()["items"]
     assert calls[0]["response_id"].startswith("resp_")
     assert calls[0]["status"] == "completed"
+    assert calls[0]["completion_window"] == "soonest"
+    assert calls[0]["cost_usd"] == done["usage"]["cost_usd"]
+
+
+async def test_a_deadline_takes_a_discounted_window_and_shows_the_saving(
+    api: httpx.AsyncClient,
+) -> None:
+    created = await create(api, {"type": "test_ask_model", "deadline_seconds": 9 * 3600})
+    done = await until_done(api, created.json()["job_id"])
+    assert done["status"] == "succeeded"
+    assert done["deadline_at"]
+    usage = done["usage"]
+    assert usage["saved_usd"] == pytest.approx(usage["list_cost_usd"] * 0.4)
+    assert usage["cost_usd"] == pytest.approx(usage["list_cost_usd"] * 0.6)
 
 
 async def test_idempotency_key_in_header_or_body_returns_the_same_job(
@@ -108,6 +125,8 @@ async def test_an_idempotency_key_reused_for_another_request_is_refused(
         ({"type": "noop", "run_at": "2026-01-01T00:00:00"}, "run_at"),
         ({"type": "noop", "callback_url": "ftp://x"}, "callback_url"),
         ({"type": "noop", "unknown_field": 1}, "unknown_field"),
+        ({"type": "noop", "deadline_seconds": 0}, "deadline_seconds"),
+        ({"type": "noop", "deadline_seconds": 8 * 86400}, "deadline_seconds"),
         ({"payload": {}}, "type"),
     ],
 )
@@ -145,6 +164,10 @@ async def test_every_endpoint_needs_a_valid_key(api: httpx.AsyncClient) -> None:
         ("GET", "/api/documents/x"),
         ("POST", "/api/summaries/quick"),
         ("POST", "/api/summaries/batch"),
+        ("GET", "/api/usage"),
+        ("GET", "/api/owners/alice/limits"),
+        ("PUT", "/api/owners/alice/limits"),
+        ("GET", "/api/rate-limits"),
     ]:
         missing = await api.request(method, path, headers={"Authorization": ""})
         assert_problem(missing, 401)

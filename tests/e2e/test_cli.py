@@ -125,3 +125,22 @@ def test_db_upgrade_and_key_management(tmp_path: Path) -> None:
     assert again.returncode != 0
     bad_role = run_cli("keys", "create", "--owner", "x", "--role", "root", env=env, check=False)
     assert bad_role.returncode == 2
+
+
+def test_owner_limits_are_set_listed_and_cleared(tmp_path: Path) -> None:
+    env = child_env(f"sqlite:///{tmp_path}/owners.db")
+    run_cli("db", "upgrade", env=env)
+    set_both = run_cli("owners", "set", "erin", "--max-running", "3", "--budget-usd", "25", env=env)
+    assert "erin: max running 3, monthly budget $25" in set_both.stdout
+    # Options left out keep their value; 'none' hands the limit back to the default.
+    partial = run_cli("owners", "set", "erin", "--max-running", "none", env=env)
+    assert "erin: max running default, monthly budget $25" in partial.stdout
+    listing = run_cli("owners", "ls", env=env).stdout
+    assert "erin" in listing
+    assert "$25" in listing
+    assert "defaults: max running default, budget default" in listing
+    for bad in (["--max-running", "0"], ["--budget-usd", "lots"], ["--max-running", "-2"]):
+        refused = run_cli("owners", "set", "erin", *bad, env=env, check=False)
+        assert refused.returncode == 2, refused.stdout
+    run_cli("owners", "set", "erin", "--budget-usd", "none", env=env)
+    assert "erin" not in run_cli("owners", "ls", env=env).stdout

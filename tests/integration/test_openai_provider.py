@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 import openai
@@ -17,34 +16,16 @@ import pytest
 from backburner.errors import ProviderRejected, ProviderUnavailable, RateLimited, ResponseLost
 from backburner.jobs import build_registry
 from backburner.providers import ModelRequest
-from backburner.providers.emulator import EmulatorConfig, create_emulator_app
 from backburner.providers.openai import OpenAIProvider
 from backburner.store import Database, JobStatus, NewJob
 from backburner.store import jobs as jobs_store
 from backburner.store import steps as steps_store
 from backburner.worker import Worker
 from tests.conftest import fast_settings, wait_for
-from tests.servers import serve_on_loopback
+from tests.servers import emulated
+from tests.servers import emulator_stats as stats
 
 Emulator = Callable[..., contextlib.AbstractAsyncContextManager[tuple[OpenAIProvider, str]]]
-
-
-@contextlib.asynccontextmanager
-async def emulated(**config: Any) -> AsyncIterator[tuple[OpenAIProvider, str]]:
-    """An emulator on loopback and a provider (real SDK) pointed at it."""
-    app = create_emulator_app(EmulatorConfig(**{"latency_s": 0.1, "seed": 7, **config}))
-    async with serve_on_loopback(app) as base:
-        provider = OpenAIProvider.connect(api_key="sk-test", base_url=f"{base}/v1", timeout=10)
-        try:
-            yield provider, base
-        finally:
-            await provider.aclose()
-
-
-async def stats(base: str) -> dict[str, Any]:
-    async with httpx.AsyncClient() as client:
-        body: dict[str, Any] = (await client.get(f"{base}/_emulator/stats")).json()
-        return body
 
 
 async def until_terminal(provider: OpenAIProvider, response_id: str):  # type: ignore[no-untyped-def]
@@ -260,4 +241,70 @@ def test_request_kwargs_follow_the_sdk_shapes() -> None:
     assert kwargs["tools"][0]["type"] == "function"
     assert kwargs["text"]["format"]["type"] == "json_schema"
     assert kwargs["store"] is True
+    assert kwargs["background"] is True
     assert kwargs["previous_response_id"] == "resp_1"
+    assert "background_options" not in kwargs
+    windowed = ModelRequest(model="m", input="x", completion_window="8h", service_tier="flex")
+    assert request_kwargs(windowed)["background_options"] == {"completion_window": "8h"}
+    assert request_kwargs(windowed)["service_tier"] == "flex"
+    # Windows belong to background execution only.
+    assert "background_options" not in request_kwargs(windowed, background=False)
+
+
+async def test_the_emulator_enforces_its_own_requests_and_tokens_per_minute() -> None:
+    async with emulated(rpm_limit=2) as (provider, base):
+        for _ in range(2):
+            await provider.submit(ModelRequest(model="m", input="x"))
+        with pytest.raises(RateLimited) as limited:
+            await provider.submit(ModelRequest(model="m", input="x"))
+        counters = await stats(base)
+    assert limited.value.retry_after is not None
+    assert 55 <= limited.value.retry_after <= 60
+    assert (counters["responses_created"], counters["rate_limited"]) == (2, 1)
+    async with emulated(tpm_limit=3_000) as (provider, _):
+        await provider.submit(ModelRequest(model="m", input="x" * 4_000, max_output_tokens=1_000))
+        with pytest.raises(RateLimited):
+            await provider.submit(
+                ModelRequest(model="m", input="x" * 4_000, max_output_tokens=1_000)
+            )
+        # A small request still fits what is left of the minute.
+        await provider.submit(ModelRequest(model="m", input="x", max_output_tokens=10))
+
+
+async def test_completion_windows_reach_the_api_and_bad_ones_are_refused() -> None:
+    async with emulated() as (provider, base):
+        for window in ("soonest", "2h", "8h"):
+            await provider.submit(ModelRequest(model="m", input="x", completion_window=window))
+        counters = await stats(base)
+        async with httpx.AsyncClient(headers={"Authorization": "Bearer sk-test"}) as client:
+            bad_window = await client.post(
+                f"{base}/v1/responses",
+                json={
+                    "model": "m",
+                    "input": "x",
+                    "background": True,
+                    "background_options": {"completion_window": "24h"},
+                },
+            )
+            not_background = await client.post(
+                f"{base}/v1/responses",
+                json={
+                    "model": "m",
+                    "input": "x",
+                    "background_options": {"completion_window": "2h"},
+                },
+            )
+            with_flex = await client.post(
+                f"{base}/v1/responses",
+                json={
+                    "model": "m",
+                    "input": "x",
+                    "background": True,
+                    "service_tier": "flex",
+                    "background_options": {"completion_window": "8h"},
+                },
+            )
+    assert counters["completion_windows"] == {"soonest": 1, "2h": 1, "8h": 1}
+    for refused in (bad_window, not_background, with_flex):
+        assert refused.status_code == 400
+        assert refused.json()["error"]["param"] == "background_options.completion_window"

@@ -14,7 +14,7 @@ from backburner.api.auth import KeyCache
 from backburner.api.estimates import EtaEstimator
 from backburner.api.limits import BodySizeLimit
 from backburner.api.problems import install_problem_handlers
-from backburner.api.routes import documents, jobs, meta, summaries, webhooks
+from backburner.api.routes import documents, jobs, meta, summaries, usage, webhooks
 from backburner.api.state import Services
 from backburner.config import Settings
 from backburner.jobs.registry import JobRegistry, build_registry
@@ -79,6 +79,7 @@ def create_app(
         summaries.router,
         meta.router,
         webhooks.router,
+        usage.router,
         ui_routes.router,
     )
     for router in routers:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 
@@ -28,6 +29,7 @@ def request_fingerprint(create: JobCreate, payload: dict[str, object]) -> str:
             "callback_url": create.callback_url,
             "priority": create.priority,
             "run_at": create.run_at.isoformat() if create.run_at else None,
+            "deadline_seconds": create.deadline_seconds,
         },
         sort_keys=True,
         separators=(",", ":"),
@@ -90,6 +92,23 @@ async def validated_payload(
     return dumped
 
 
+def deadline_of(create: JobCreate, job_type: JobType, now: datetime) -> datetime | None:
+    """When the result is due: the request's deadline, else the type's default, counted
+    from when the job may start."""
+    seconds = create.deadline_seconds or job_type.default_deadline
+    if seconds is None:
+        return None
+    return (create.run_at or now) + timedelta(seconds=seconds)
+
+
+def attempt_timeout(job_type: JobType, start: datetime, deadline: datetime | None) -> float:
+    """A job that may wait hours for a discounted model window must not time out first:
+    its attempts may run until the deadline when that is later than the type's timeout."""
+    if deadline is None:
+        return job_type.timeout
+    return max(job_type.timeout, (deadline - start).total_seconds())
+
+
 async def enqueue(
     svc: Services, principal: Principal, create: JobCreate, header_key: str | None
 ) -> tuple[Job, bool]:
@@ -98,6 +117,8 @@ async def enqueue(
     job_type = job_type_of(svc, create.type)
     payload = await validated_payload(svc, job_type, create, principal.owner)
     fingerprint = request_fingerprint(create, payload)
+    now = svc.clock()
+    deadline = deadline_of(create, job_type, now)
     job, created = await jobs_store.insert_job(
         svc.db,
         NewJob(
@@ -105,14 +126,15 @@ async def enqueue(
             type=job_type.name,
             payload=payload,
             max_attempts=job_type.retry.max_attempts,
-            timeout_seconds=job_type.timeout,
+            timeout_seconds=attempt_timeout(job_type, create.run_at or now, deadline),
             priority=create.priority,
             run_at=create.run_at,
             callback_url=create.callback_url,
             idempotency_key=key,
             request_hash=fingerprint,
+            deadline_at=deadline,
         ),
-        now=svc.clock(),
+        now=now,
     )
     if not created and job.request_hash != fingerprint:
         raise InvalidRequest(

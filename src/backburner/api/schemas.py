@@ -28,6 +28,9 @@ class JobCreate(BaseModel):
     priority: int = Field(default=0, ge=-100, le=100)
     run_at: AwareDatetime | None = None
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    # How long the caller can wait for the result; model calls may then use OpenAI's
+    # discounted 2h/8h completion windows. Up to 7 days.
+    deadline_seconds: float | None = Field(default=None, gt=0, le=7 * 86400)
 
     _check_url = field_validator("callback_url")(classmethod(lambda cls, v: _http_url(v)))
 
@@ -51,6 +54,18 @@ class Usage(BaseModel):
     cached_tokens: int
     output_tokens: int
     reasoning_tokens: int
+    # Estimated from the price table; None when a model used is not in it.
+    cost_usd: float | None = None
+    # What the same tokens cost at the standard price, and what the deadline's
+    # discounted completion windows saved.
+    list_cost_usd: float | None = None
+    saved_usd: float | None = None
+
+    @classmethod
+    def of(cls, totals: dict[str, Any]) -> Usage:
+        cost, list_cost = totals.get("cost_usd"), totals.get("list_cost_usd")
+        saved = None if cost is None or list_cost is None else round(list_cost - cost, 9)
+        return cls(**totals, saved_usd=saved)
 
 
 class JobView(BaseModel):
@@ -76,6 +91,7 @@ class JobView(BaseModel):
     run_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
+    deadline_at: datetime | None = None
     estimated_completion_seconds: float | None = None
     usage: Usage | None = None
 
@@ -86,7 +102,7 @@ class JobView(BaseModel):
         *,
         with_result: bool = True,
         eta: float | None = None,
-        usage: dict[str, int] | None = None,
+        usage: dict[str, Any] | None = None,
     ) -> JobView:
         error = (
             JobError(kind=job.error_kind, message=job.error_message)
@@ -116,8 +132,9 @@ class JobView(BaseModel):
             run_at=job.run_at,
             started_at=job.started_at,
             completed_at=job.completed_at,
+            deadline_at=job.deadline_at,
             estimated_completion_seconds=eta,
-            usage=Usage(**usage) if usage else None,
+            usage=Usage.of(usage) if usage else None,
         )
 
 
@@ -168,6 +185,9 @@ class ModelCallView(BaseModel):
     submitted_at: datetime
     completed_at: datetime | None
     error_message: str | None
+    completion_window: str | None
+    service_tier: str | None
+    cost_usd: float | None
 
     @classmethod
     def of(cls, call: ProviderCall) -> ModelCallView:
@@ -213,6 +233,9 @@ class BatchSummaryRequest(BaseModel):
     callback_url: str | None = None
     priority: int = Field(default=0, ge=-100, le=100)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    # How long the caller can wait for the result; model calls may then use OpenAI's
+    # discounted 2h/8h completion windows. Up to 7 days.
+    deadline_seconds: float | None = Field(default=None, gt=0, le=7 * 86400)
 
     _check_url = field_validator("callback_url")(classmethod(lambda cls, v: _http_url(v)))
 

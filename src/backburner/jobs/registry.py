@@ -64,6 +64,12 @@ class JobType:
     expected_duration: float = 60.0
     timeout: float = 3600.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Seconds a caller can usually wait for this type's result (None: as soon as possible);
+    # a job's own `deadline_seconds` overrides it.
+    default_deadline: float | None = None
+    # Model calls on the longest chain one after another (map then reduce: 2), so a
+    # deadline is shared out between them when choosing completion windows.
+    sequential_model_calls: int = 1
     # Document ids a payload refers to, so the API can check them before enqueueing.
     referenced_documents: Callable[[Any], list[str]] | None = None
 
@@ -74,6 +80,7 @@ class JobType:
             "expected_duration_seconds": self.expected_duration,
             "timeout_seconds": self.timeout,
             "max_attempts": self.retry.max_attempts,
+            "default_deadline_seconds": self.default_deadline,
             "input_schema": self.input_model.model_json_schema(),
             "output_schema": self.output_model.model_json_schema(),
         }
@@ -102,6 +109,8 @@ class JobRegistry:
         timeout: float = 3600.0,
         retry: RetryPolicy | None = None,
         referenced_documents: Callable[[Any], list[str]] | None = None,
+        default_deadline: float | None = None,
+        sequential_model_calls: int = 1,
     ) -> Callable[[H], H]:
         """Register an `async def handler(ctx, payload: In) -> Out` as a job type."""
 
@@ -118,6 +127,8 @@ class JobRegistry:
                     timeout=timeout,
                     retry=retry or RetryPolicy(),
                     referenced_documents=referenced_documents,
+                    default_deadline=default_deadline,
+                    sequential_model_calls=sequential_model_calls,
                 )
             )
             return handler

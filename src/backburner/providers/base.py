@@ -88,11 +88,22 @@ class ModelRequest(BaseModel):
     previous_response_id: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     max_output_tokens: int | None = None
+    # Background execution window: "soonest", or the discounted "2h" / "8h".
+    completion_window: Literal["soonest", "2h", "8h"] | None = None
+    service_tier: str | None = None
 
     def input_items(self) -> list[InputItem]:
         if isinstance(self.input, str):
             return [InputMessage(content=self.input)]
         return list(self.input)
+
+    def text_chars(self) -> int:
+        """Characters of text the request sends, for estimating its tokens."""
+        items = self.input_items()
+        sent = sum(
+            len(item.content if isinstance(item, InputMessage) else item.output) for item in items
+        )
+        return sent + len(self.instructions or "")
 
 
 class Usage(BaseModel):

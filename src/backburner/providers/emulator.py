@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import hashlib
 import hmac
 import json
+import math
 import random
 import secrets
 import time
@@ -44,6 +46,9 @@ from backburner.providers.base import (
 from backburner.providers.offline_engine import EngineAnswer, answer
 
 TERMINAL = frozenset({"completed", "failed", "cancelled", "incomplete"})
+COMPLETION_WINDOWS = ("soonest", "2h", "8h")
+STANDARD_TIERS = (None, "auto", "default")
+RATE_WINDOW_S = 60.0
 
 
 class EmulatorConfig(BaseModel):
@@ -57,6 +62,10 @@ class EmulatorConfig(BaseModel):
     share_failed: float = Field(default=0.0, ge=0, le=1)
     share_incomplete: float = Field(default=0.0, ge=0, le=1)
     share_stuck: float = Field(default=0.0, ge=0, le=1)
+    # A limit of its own, like an OpenAI project's: requests and tokens per rolling minute
+    # on `create`, answered with 429 + `retry-after` and the `x-ratelimit-*` headers.
+    rpm_limit: int | None = Field(default=None, ge=1)
+    tpm_limit: int | None = Field(default=None, ge=1)
     seed: int | None = None
     # When set, only this key is accepted (the embedded emulator is for its own process).
     api_key: str | None = None
@@ -92,6 +101,39 @@ class EmulatorState:
         # Bursts of completions queue here, not inside the HTTP pool, whose bookkeeping
         # per request grows with the number of requests waiting in it.
         self._sending = asyncio.Semaphore(32)
+        # (time, tokens) of each create in the last rolling minute, for the rate limit.
+        self.recent: collections.deque[tuple[float, int]] = collections.deque()
+
+    def rate_check(self, tokens: int) -> tuple[float | None, dict[str, str]]:
+        """Whether a create of `tokens` fits the limits now: (None, headers) if it does and
+        is counted, else (seconds until it would fit, headers)."""
+        now = self.clock()
+        while self.recent and self.recent[0][0] <= now - RATE_WINDOW_S:
+            self.recent.popleft()
+        rpm, tpm = self.config.rpm_limit, self.config.tpm_limit
+        used_tokens = sum(t for _, t in self.recent)
+        wait = 0.0
+        if rpm is not None and len(self.recent) >= rpm:
+            wait = self.recent[len(self.recent) - rpm][0] + RATE_WINDOW_S - now
+        if tpm is not None and used_tokens + tokens > tpm and self.recent:
+            excess, freed_at = used_tokens + tokens - tpm, self.recent[-1][0]
+            for at, spent in self.recent:
+                excess -= spent
+                if excess <= 0:
+                    freed_at = at
+                    break
+            wait = max(wait, freed_at + RATE_WINDOW_S - now)
+        if wait <= 0:
+            self.recent.append((now, tokens))
+            used_tokens += tokens
+        headers: dict[str, str] = {}
+        if rpm is not None:
+            headers["x-ratelimit-limit-requests"] = str(rpm)
+            headers["x-ratelimit-remaining-requests"] = str(max(0, rpm - len(self.recent)))
+        if tpm is not None:
+            headers["x-ratelimit-limit-tokens"] = str(tpm)
+            headers["x-ratelimit-remaining-tokens"] = str(max(0, tpm - used_tokens))
+        return (wait if wait > 0 else None), headers
 
     def webhook_client(self) -> httpx.AsyncClient:
         # One client for every delivery: building one costs an SSL context (tens of ms),
@@ -191,6 +233,43 @@ def _error(
 ) -> JSONResponse:
     body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _refuse_options(body: dict[str, Any]) -> JSONResponse | None:
+    """The 400 the API gives for background options it does not accept, if any."""
+    options = body.get("background_options")
+    if options is None:
+        return None
+    window = options.get("completion_window", "soonest") if isinstance(options, dict) else None
+    if window not in COMPLETION_WINDOWS:
+        return _error(
+            400,
+            f"Invalid value for 'background_options.completion_window': {window!r}.",
+            "invalid_request_error",
+            param="background_options.completion_window",
+            code="invalid_value",
+        )
+    discounted = window != "soonest"
+    if discounted and (
+        not body.get("background")
+        or body.get("stream")
+        or body.get("service_tier") not in STANDARD_TIERS
+    ):
+        return _error(
+            400,
+            f"The '{window}' completion window requires background=true, standard "
+            "processing and no streaming.",
+            "invalid_request_error",
+            param="background_options.completion_window",
+        )
+    return None
+
+
+def _estimated_tokens(body: dict[str, Any]) -> int:
+    """Tokens a create counts against the limit: its text (about 4 characters a token)
+    plus the output it may produce, as OpenAI's own limiter counts `max_output_tokens`."""
+    text = _text_of(body.get("input")) + (body.get("instructions") or "")
+    return len(text) // 4 + 1 + int(body.get("max_output_tokens") or 0)
 
 
 def _request_from_body(body: dict[str, Any], state: EmulatorState) -> ModelRequest:
@@ -409,9 +488,26 @@ def create_emulator_app(
             return _error(
                 400, "Background mode requires store=true.", "invalid_request_error", param="store"
             )
+        refused = _refuse_options(body)
+        if refused is not None:
+            return refused
         injected = fault("your request")
         if injected is not None:
             return injected
+        wait, limit_headers = state.rate_check(_estimated_tokens(body))
+        if wait is not None:
+            state.stats["rate_limited"] += 1
+            return _error(
+                429,
+                "Rate limit reached for requests or tokens per minute (emulated limit).",
+                "requests",
+                code="rate_limit_exceeded",
+                headers={
+                    **limit_headers,
+                    "retry-after": f"{math.ceil(wait):d}",
+                    "retry-after-ms": str(math.ceil(wait * 1000)),
+                },
+            )
         try:
             model_request = _request_from_body(body, state)
         except LookupError as missing:
@@ -442,9 +538,11 @@ def create_emulator_app(
         response_id = "resp_" + secrets.token_hex(24)
         state.responses[response_id] = stored
         state.stats["responses_created"] += 1
+        window = (body.get("background_options") or {}).get("completion_window", "soonest")
+        state.stats[f"window_{window}"] += 1
         if background and stored.fate != "stuck":
             state.schedule_webhook(response_id, stored.ready_at - now)
-        return JSONResponse(render(response_id, stored, now))
+        return JSONResponse(render(response_id, stored, now), headers=limit_headers)
 
     async def retrieve(request: Request) -> JSONResponse:
         if not authorised(request):
@@ -495,6 +593,9 @@ def create_emulator_app(
                 "webhooks_lost": state.stats["webhooks_lost"],
                 "webhooks_failed": state.stats["webhooks_failed"],
                 "webhook_retries": state.stats["webhook_retries"],
+                "completion_windows": {
+                    window: state.stats[f"window_{window}"] for window in COMPLETION_WINDOWS
+                },
                 "by_status": dict(by_status),
             }
         )

@@ -33,7 +33,7 @@ from backburner.providers.base import (
 T = TypeVar("T")
 
 
-def request_kwargs(request: ModelRequest) -> dict[str, Any]:
+def request_kwargs(request: ModelRequest, *, background: bool = True) -> dict[str, Any]:
     """The `responses.create` arguments for one of our requests."""
     kwargs: dict[str, Any] = {
         "model": request.model,
@@ -46,7 +46,12 @@ def request_kwargs(request: ModelRequest) -> dict[str, Any]:
             for item in request.input
         ],
         "store": True,
+        "background": background,
     }
+    if background and request.completion_window is not None:
+        kwargs["background_options"] = {"completion_window": request.completion_window}
+    if request.service_tier is not None:
+        kwargs["service_tier"] = request.service_tier
     if request.metadata:
         kwargs["metadata"] = request.metadata
     if request.instructions:
@@ -169,9 +174,7 @@ class OpenAIProvider:
                 raise provider_error(error, retrieving=retrieving) from error
 
     async def submit(self, request: ModelRequest) -> ResponseSnapshot:
-        response = await self._call(
-            self._client.responses.create(**request_kwargs(request), background=True)
-        )
+        response = await self._call(self._client.responses.create(**request_kwargs(request)))
         return snapshot_of(response)
 
     async def retrieve(self, response_id: str) -> ResponseSnapshot:
@@ -184,7 +187,7 @@ class OpenAIProvider:
 
     async def complete(self, request: ModelRequest) -> ResponseSnapshot:
         response = await self._call(
-            self._client.responses.create(**request_kwargs(request), background=False)
+            self._client.responses.create(**request_kwargs(request, background=False))
         )
         return snapshot_of(response)
 

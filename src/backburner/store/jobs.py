@@ -30,7 +30,7 @@ from backburner.store.models import (
     Outcome,
     new_id,
 )
-from backburner.store.schema import jobs, workers
+from backburner.store.schema import jobs, owner_limits, workers
 
 PENDING = JobStatus.PENDING.value
 RUNNING = JobStatus.RUNNING.value
@@ -64,6 +64,7 @@ async def insert_job(db: Database, new: NewJob, *, now: datetime) -> tuple[Job, 
                 "timeout_seconds": new.timeout_seconds,
                 "idempotency_key": new.idempotency_key,
                 "request_hash": new.request_hash,
+                "deadline_at": new.deadline_at,
             }
             row = (
                 (await tx.conn.execute(sa.insert(jobs).values(values).returning(*jobs.c)))
@@ -218,6 +219,19 @@ async def live_capacity(
 # --- Claim and lease ----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class OwnerCaps:
+    """Per-owner limits on running jobs: `default` for every owner (None: no limit), and
+    whether any owner has a limit of its own (rows in `owner_limits`)."""
+
+    default: int | None = None
+    per_owner: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.default is not None or self.per_owner
+
+
 async def claim_jobs(
     db: Database,
     *,
@@ -226,21 +240,29 @@ async def claim_jobs(
     lease_seconds: float,
     now: datetime,
     types: Sequence[str] | None = None,
+    caps: OwnerCaps | None = None,
 ) -> list[Job]:
     """Take up to `limit` runnable jobs, highest priority first, for this worker.
 
     PostgreSQL: `FOR UPDATE SKIP LOCKED`, so concurrent workers never wait on or take the
     same row. SQLite: the single writer lock makes the select-then-update atomic.
+    With owner caps in force, an owner at its limit is skipped (its jobs wait, others'
+    go ahead) and a batch takes no more of an owner's jobs than it has room for. The cap
+    is exact on SQLite; on PostgreSQL two workers claiming at the same instant may each
+    fill the same room once, so it can be passed by at most one batch.
     """
-    picked = (
-        sa.select(jobs.c.id)
-        .where(jobs.c.status == PENDING, jobs.c.run_at <= now)
-        .order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    if types:
-        picked = picked.where(jobs.c.type.in_(list(types)))
+    if caps is not None and caps.active:
+        picked = _fair_pick(now, limit, types, caps)
+    else:
+        picked = (
+            sa.select(jobs.c.id)
+            .where(jobs.c.status == PENDING, jobs.c.run_at <= now)
+            .order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        if types:
+            picked = picked.where(jobs.c.type.in_(list(types)))
     picked_cte = picked.cte("picked")
     claim = (
         sa.update(jobs)
@@ -256,7 +278,7 @@ async def claim_jobs(
         )
         .returning(*jobs.c)
     )
-    if db.dialect == "postgresql":
+    if db.dialect == "postgresql" and not (caps is not None and caps.active):
         args = postgres.claim_args(
             worker_id=worker_id, limit=limit, lease_seconds=lease_seconds, now=now, types=types
         )
@@ -285,6 +307,75 @@ async def claim_jobs(
         )
     claimed.sort(key=lambda job: (-job.priority, job.run_at, job.id))
     return claimed
+
+
+def _fair_pick(
+    now: datetime, limit: int, types: Sequence[str] | None, caps: OwnerCaps
+) -> sa.Select[tuple[str]]:
+    """The ids to claim when owners have running-job caps: room per owner is its cap less
+    what it has running; owners without room are skipped while scanning the queue."""
+    no_limit = 2**31 - 1
+    default = sa.literal(caps.default, sa.Integer) if caps.default is not None else sa.null()
+    busy = (
+        sa.select(jobs.c.owner, sa.func.count().label("n"))
+        .where(jobs.c.status == RUNNING)
+        .group_by(jobs.c.owner)
+        .cte("busy")
+    )
+    owners = sa.union(sa.select(busy.c.owner), sa.select(owner_limits.c.owner)).subquery()
+    room = (
+        sa.select(
+            owners.c.owner,
+            (
+                sa.func.coalesce(owner_limits.c.max_running, default)
+                - sa.func.coalesce(busy.c.n, 0)
+            ).label("room"),
+        )
+        .select_from(
+            owners.outerjoin(busy, busy.c.owner == owners.c.owner).outerjoin(
+                owner_limits, owner_limits.c.owner == owners.c.owner
+            )
+        )
+        .cte("room")
+    )
+    candidates = (
+        sa.select(jobs.c.id, jobs.c.owner, jobs.c.priority, jobs.c.run_at)
+        .where(
+            jobs.c.status == PENDING,
+            jobs.c.run_at <= now,
+            jobs.c.owner.not_in(sa.select(room.c.owner).where(room.c.room <= 0)),
+        )
+        .order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=jobs)
+    )
+    if types:
+        candidates = candidates.where(jobs.c.type.in_(list(types)))
+    listed = candidates.cte("candidates")
+    ranked = sa.select(
+        listed.c.id,
+        listed.c.owner,
+        sa.func.row_number()
+        .over(
+            partition_by=listed.c.owner,
+            order_by=(listed.c.priority.desc(), listed.c.run_at, listed.c.id),
+        )
+        .label("rank"),
+    ).subquery()
+    return (
+        sa.select(ranked.c.id)
+        .select_from(ranked.outerjoin(room, room.c.owner == ranked.c.owner))
+        .where(ranked.c.rank <= sa.func.coalesce(room.c.room, default, no_limit))
+    )
+
+
+async def has_owner_caps(db: Database) -> bool:
+    """Whether any owner has a running-job cap of its own."""
+    query = sa.select(
+        sa.select(owner_limits.c.owner).where(owner_limits.c.max_running.is_not(None)).exists()
+    )
+    async with db.read() as conn:
+        return bool((await conn.execute(query)).scalar())
 
 
 async def extend_leases(

@@ -76,6 +76,7 @@ class Job:
     progress_message: str | None
     idempotency_key: str | None
     request_hash: str | None
+    deadline_at: datetime | None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Job:
@@ -98,6 +99,7 @@ class NewJob:
     callback_url: str | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
+    deadline_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,10 @@ class ProviderCall:
     reasoning_tokens: int
     submitted_at: datetime
     completed_at: datetime | None
+    completion_window: str | None
+    service_tier: str | None
+    cost_usd: float | None
+    list_cost_usd: float | None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> ProviderCall:

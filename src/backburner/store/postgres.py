@@ -134,13 +134,16 @@ def finish_args(worker_id: str, outcomes: Sequence[Outcome], now: datetime) -> t
 RECORD_SUBMITTED = """
 WITH call AS (
     INSERT INTO provider_calls (job_id, key, provider, model, response_id, status, attempt,
-                                output, error_message, submitted_at, completed_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, NULL)
+                                output, error_message, submitted_at, completed_at,
+                                completion_window, service_tier)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, NULL, $9, $10)
     ON CONFLICT (job_id, key) DO UPDATE SET
         provider = EXCLUDED.provider, model = EXCLUDED.model,
         response_id = EXCLUDED.response_id, status = EXCLUDED.status,
         attempt = EXCLUDED.attempt, output = NULL, error_message = NULL,
-        submitted_at = EXCLUDED.submitted_at, completed_at = NULL
+        submitted_at = EXCLUDED.submitted_at, completed_at = NULL,
+        completion_window = EXCLUDED.completion_window,
+        service_tier = EXCLUDED.service_tier
     RETURNING job_id
 ), job AS (
     UPDATE jobs SET substate = 'waiting_provider', updated_at = $8
@@ -148,17 +151,25 @@ WITH call AS (
 )
 INSERT INTO job_events (job_id, at, kind, attempt, data)
 SELECT job_id, $8, 'model_call_submitted', $7,
-       jsonb_build_object('key', $2::text, 'response_id', $5::text, 'model', $4::text)
+       jsonb_build_object('key', $2::text, 'response_id', $5::text, 'model', $4::text,
+                          'completion_window', $9::text)
 FROM call
 """
 
-# A model call ended: record it, stop waiting if nothing else is outstanding, write the
-# event. The statement sees the rows as they were before it, hence `key <> $2`.
+# A model call ended: record it, stop waiting if nothing else is outstanding, add its cost
+# to the owner's month, write the event. Tokens and cost add up over every response a key
+# had (a failed call was paid for too). The statement sees the rows as they were before
+# it, hence `key <> $2`.
 RECORD_FINISHED = """
 WITH call AS (
     UPDATE provider_calls SET status = $3, output = $4::jsonb, error_message = $5,
-        completed_at = $6, input_tokens = $7, cached_tokens = $8, output_tokens = $9,
-        reasoning_tokens = $10
+        completed_at = $6, input_tokens = input_tokens + $7,
+        cached_tokens = cached_tokens + $8, output_tokens = output_tokens + $9,
+        reasoning_tokens = reasoning_tokens + $10,
+        cost_usd = CASE WHEN $12::float8 IS NULL THEN cost_usd
+                        ELSE COALESCE(cost_usd, 0) + $12::float8 END,
+        list_cost_usd = CASE WHEN $13::float8 IS NULL THEN list_cost_usd
+                             ELSE COALESCE(list_cost_usd, 0) + $13::float8 END
     WHERE job_id = $1 AND key = $2
     RETURNING job_id, response_id
 ), job AS (
@@ -167,11 +178,17 @@ WITH call AS (
       AND NOT EXISTS (
           SELECT 1 FROM provider_calls
           WHERE job_id = $1 AND key <> $2 AND status IN ('queued', 'in_progress'))
+), spend AS (
+    INSERT INTO owner_spend (owner, month, spent_usd)
+    SELECT $14::text, $15::text, $12::float8 FROM call WHERE $12::float8 > 0
+    ON CONFLICT (owner, month) DO UPDATE
+        SET spent_usd = owner_spend.spent_usd + EXCLUDED.spent_usd
 )
 INSERT INTO job_events (job_id, at, kind, attempt, message, data)
 SELECT $1, $6, 'model_call_finished', $11, $5,
        jsonb_build_object('key', $2::text, 'status', $3::text, 'response_id', response_id,
                           'input_tokens', $7::int, 'cached_tokens', $8::int,
-                          'output_tokens', $9::int, 'reasoning_tokens', $10::int)
+                          'output_tokens', $9::int, 'reasoning_tokens', $10::int,
+                          'cost_usd', $12::float8)
 FROM call
 """

@@ -69,6 +69,8 @@ jobs = sa.Table(
     sa.Column("progress_message", sa.Text()),
     sa.Column("idempotency_key", sa.String(200)),
     sa.Column("request_hash", sa.String(64)),
+    # When the caller needs the result by; lets model calls take discounted windows.
+    sa.Column("deadline_at", UtcDateTime()),
     sa.Index(
         "ix_jobs_pending_queue",
         sa.text("priority DESC"),
@@ -152,6 +154,12 @@ provider_calls = sa.Table(
     sa.Column("reasoning_tokens", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("submitted_at", UtcDateTime(), nullable=False),
     sa.Column("completed_at", UtcDateTime()),
+    sa.Column("completion_window", sa.String(10)),
+    sa.Column("service_tier", sa.String(20)),
+    # What the tokens cost at the window's price, and at the standard ("soonest") price;
+    # NULL when the model is not in the price table.
+    sa.Column("cost_usd", sa.Float()),
+    sa.Column("list_cost_usd", sa.Float()),
     sa.UniqueConstraint("job_id", "key", name="uq_provider_calls_job_key"),
     sa.Index("ix_provider_calls_response", "response_id"),
 )
@@ -203,4 +211,34 @@ webhook_receipts = sa.Table(
     sa.Column("received_at", UtcDateTime(), nullable=False),
     sa.Column("event_type", sa.String(100), nullable=False),
     sa.Index("ix_webhook_receipts_received", "received_at"),
+)
+
+owner_limits = sa.Table(
+    "owner_limits",
+    metadata,
+    sa.Column("owner", sa.String(200), primary_key=True),
+    # NULL: the settings' default applies (no limit unless one is set there).
+    sa.Column("max_running", sa.Integer()),
+    sa.Column("monthly_budget_usd", sa.Float()),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+owner_spend = sa.Table(
+    "owner_spend",
+    metadata,
+    sa.Column("owner", sa.String(200), primary_key=True),
+    sa.Column("month", sa.String(7), primary_key=True),  # YYYY-MM, UTC
+    sa.Column("spent_usd", sa.Float(), nullable=False, server_default="0"),
+)
+
+# One token bucket per provider+model, shared by every worker through the database.
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("requests", sa.Float(), nullable=False),
+    sa.Column("tokens", sa.Float(), nullable=False),
+    sa.Column("scale", sa.Float(), nullable=False, server_default="1"),
+    sa.Column("blocked_until", UtcDateTime()),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
 )

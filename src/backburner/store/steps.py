@@ -14,6 +14,7 @@ from backburner.store.database import Database
 from backburner.store.events import add_events, event_row
 from backburner.store.models import SUBSTATE_WAITING_PROVIDER, JobStatus, ProviderCall
 from backburner.store.schema import job_steps, jobs, provider_calls
+from backburner.store.usage import add_spend, month_of
 
 OUTSTANDING_STATUSES = ("queued", "in_progress")
 
@@ -70,9 +71,12 @@ async def record_submitted(
     status: str,
     attempt: int,
     now: datetime,
+    completion_window: str | None = None,
+    service_tier: str | None = None,
 ) -> None:
     """Persist a response id the provider accepted, before anyone waits on it. A key that
-    had a failed call before is overwritten: that call is over and this one replaces it."""
+    had a failed call before is overwritten: that call is over and this one replaces it
+    (its tokens and cost stay counted)."""
     if db.dialect == "postgresql":
         async with db.asyncpg_connection() as conn:
             await conn.execute(
@@ -85,6 +89,8 @@ async def record_submitted(
                 status,
                 attempt,
                 now,
+                completion_window,
+                service_tier,
             )
         return
     values = {
@@ -97,6 +103,8 @@ async def record_submitted(
         "error_message": None,
         "submitted_at": now,
         "completed_at": None,
+        "completion_window": completion_window,
+        "service_tier": service_tier,
     }
     async with db.write() as tx:
         updated = await tx.conn.execute(
@@ -121,7 +129,12 @@ async def record_submitted(
                     "model_call_submitted",
                     now,
                     attempt=attempt,
-                    data={"key": key, "response_id": response_id, "model": model},
+                    data={
+                        "key": key,
+                        "response_id": response_id,
+                        "model": model,
+                        "completion_window": completion_window,
+                    },
                 )
             ],
         )
@@ -138,8 +151,14 @@ async def record_finished(
     usage: dict[str, int],
     attempt: int,
     now: datetime,
+    owner: str,
+    cost: tuple[float, float] | None = None,
 ) -> None:
-    """Record how a model call ended; the job stops waiting once none is outstanding."""
+    """Record how a model call ended; the job stops waiting once none is outstanding.
+    `cost` (USD paid, USD at the standard price) is added to the call and to the owner's
+    month in the same transaction."""
+    cost_usd, list_cost_usd = cost if cost is not None else (None, None)
+    month = month_of(now)
     if db.dialect == "postgresql":
         async with db.asyncpg_connection() as conn:
             await conn.execute(
@@ -155,33 +174,37 @@ async def record_finished(
                 usage.get("output_tokens", 0),
                 usage.get("reasoning_tokens", 0),
                 attempt,
+                cost_usd,
+                list_cost_usd,
+                owner,
+                month,
             )
         return
+    c = provider_calls.c
+    added = {
+        name: getattr(c, name) + usage.get(name, 0)
+        for name in ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
+    }
+    if cost_usd is not None and list_cost_usd is not None:
+        added["cost_usd"] = sa.func.coalesce(c.cost_usd, 0.0) + cost_usd
+        added["list_cost_usd"] = sa.func.coalesce(c.list_cost_usd, 0.0) + list_cost_usd
     async with db.write() as tx:
         row = (
             await tx.conn.execute(
                 sa.update(provider_calls)
-                .where(provider_calls.c.job_id == job_id, provider_calls.c.key == key)
+                .where(c.job_id == job_id, c.key == key)
                 .values(
                     status=status,
                     output=output,
                     error_message=error_message,
                     completed_at=now,
-                    input_tokens=usage.get("input_tokens", 0),
-                    cached_tokens=usage.get("cached_tokens", 0),
-                    output_tokens=usage.get("output_tokens", 0),
-                    reasoning_tokens=usage.get("reasoning_tokens", 0),
+                    **added,
                 )
-                .returning(provider_calls.c.response_id)
+                .returning(c.response_id)
             )
         ).first()
         still_waiting = (
-            sa.select(provider_calls.c.id)
-            .where(
-                provider_calls.c.job_id == job_id,
-                provider_calls.c.status.in_(OUTSTANDING_STATUSES),
-            )
-            .exists()
+            sa.select(c.id).where(c.job_id == job_id, c.status.in_(OUTSTANDING_STATUSES)).exists()
         )
         await tx.conn.execute(
             sa.update(jobs)
@@ -192,6 +215,8 @@ async def record_finished(
             )
             .values(substate=None, updated_at=now)
         )
+        if row is not None and cost_usd:
+            await add_spend(tx.conn, owner, month, cost_usd)
         await add_events(
             tx.conn,
             [
@@ -206,35 +231,32 @@ async def record_finished(
                         "status": status,
                         "response_id": row[0] if row else None,
                         **usage,
+                        "cost_usd": cost_usd,
                     },
                 )
             ],
         )
 
 
-async def outstanding_response_ids(db: Database, job_id: str) -> list[str]:
-    query = sa.select(provider_calls.c.response_id).where(
-        provider_calls.c.job_id == job_id,
-        provider_calls.c.status.in_(OUTSTANDING_STATUSES),
-    )
-    async with db.read() as conn:
-        return list((await conn.execute(query)).scalars().all())
-
-
-async def usage_totals(db: Database, job_id: str) -> dict[str, int]:
+async def usage_totals(db: Database, job_id: str) -> dict[str, Any]:
+    c = provider_calls.c
     query = sa.select(
         sa.func.count(),
-        sa.func.coalesce(sa.func.sum(provider_calls.c.input_tokens), 0),
-        sa.func.coalesce(sa.func.sum(provider_calls.c.cached_tokens), 0),
-        sa.func.coalesce(sa.func.sum(provider_calls.c.output_tokens), 0),
-        sa.func.coalesce(sa.func.sum(provider_calls.c.reasoning_tokens), 0),
-    ).where(provider_calls.c.job_id == job_id)
+        sa.func.coalesce(sa.func.sum(c.input_tokens), 0),
+        sa.func.coalesce(sa.func.sum(c.cached_tokens), 0),
+        sa.func.coalesce(sa.func.sum(c.output_tokens), 0),
+        sa.func.coalesce(sa.func.sum(c.reasoning_tokens), 0),
+        sa.func.sum(c.cost_usd),
+        sa.func.sum(c.list_cost_usd),
+    ).where(c.job_id == job_id)
     async with db.read() as conn:
-        calls, inp, cached, out, reasoning = (await conn.execute(query)).one()
+        calls, inp, cached, out, reasoning, cost, list_cost = (await conn.execute(query)).one()
     return {
         "model_calls": int(calls),
         "input_tokens": int(inp),
         "cached_tokens": int(cached),
         "output_tokens": int(out),
         "reasoning_tokens": int(reasoning),
+        "cost_usd": None if cost is None else float(cost),
+        "list_cost_usd": None if list_cost is None else float(list_cost),
     }

@@ -7,6 +7,7 @@ store and waits again on submitted responses instead of paying for them twice.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import json
@@ -25,6 +26,7 @@ from backburner.errors import (
     InvalidModelOutput,
     LeaseLost,
     PermanentError,
+    RateLimited,
     ResponseCancelled,
     ResponseFailed,
     ResponseIncomplete,
@@ -46,6 +48,7 @@ from backburner.store import Database, Document, Job, ProviderCall
 from backburner.store import documents as documents_store
 from backburner.store import jobs as jobs_store
 from backburner.store import steps as steps_store
+from backburner.worker.spending import CallTerms, Spending
 from backburner.worker.tracker import ResponseTracker
 
 log = logging.getLogger(__name__)
@@ -96,10 +99,18 @@ class RunningJob:
         worker_id: str,
         slot: SlotHolder,
         clock: Callable[[], datetime],
+        spending: Spending,
+        sequential_calls: int = 1,
     ) -> None:
         self.job_id = job.id
         self.owner = job.owner
+        self.type = job.type
         self.attempt = job.attempts
+        self._deadline_at = job.deadline_at
+        self._spending = spending
+        self._sequential_calls = sequential_calls
+        # Tokens estimated for the calls this attempt placed, to correct the rate budget.
+        self._estimates: dict[str, int] = {}
         self._db = db
         self._provider = provider
         self._tracker = tracker
@@ -124,7 +135,7 @@ class RunningJob:
 
     @property
     def model(self) -> str:
-        return self._settings.model
+        return self._settings.model_for(self.type)
 
     def setting(self, name: str) -> Any:
         return getattr(self._settings, name)
@@ -208,6 +219,7 @@ class RunningJob:
                 usage={},
                 attempt=self.attempt,
                 now=self._clock(),
+                owner=self.owner,
             )
             raise InvalidModelOutput(
                 f"model output for {key!r} does not match {output_model.__name__}: "
@@ -242,6 +254,7 @@ class RunningJob:
             return ResponseSnapshot.from_stored(known.response_id, "completed", known.output or {})
         snapshot: ResponseSnapshot | None = None
         if known is not None and known.status in OUTSTANDING:
+            terms = CallTerms(known.model, known.completion_window, known.service_tier)
             try:
                 snapshot = await self._wait(known.response_id)
             except ResponseLost:
@@ -250,14 +263,18 @@ class RunningJob:
                     extra={"job_id": self.job_id, "response_id": known.response_id, "key": key},
                 )
         if snapshot is None:
-            snapshot = await self._submit(key, request)
+            snapshot, terms = await self._submit(key, request)
             if not snapshot.is_terminal:
                 snapshot = await self._wait(snapshot.id)
-        await self._record_end(key, snapshot)
+        await self._record_end(key, snapshot, terms)
         return ensure_completed(snapshot)
 
-    async def _submit(self, key: str, request: ModelRequest) -> ResponseSnapshot:
-        tagged = request.model_copy(
+    async def _submit(self, key: str, request: ModelRequest) -> tuple[ResponseSnapshot, CallTerms]:
+        """Place the call: within the owner's budget and the shared rate limit, in the
+        cheapest completion window the deadline allows; persist its id before returning."""
+        await self._spending.check_budget(self.owner)
+        placed = self._spending.placed(request, self._deadline_at, self._sequential_calls)
+        tagged = placed.model_copy(
             update={
                 "metadata": {
                     **request.metadata,
@@ -266,7 +283,15 @@ class RunningJob:
                 }
             }
         )
-        snapshot = await self._provider.submit(tagged)
+        estimate = self._spending.estimate(tagged)
+        await self._spending.take_rate_budget(tagged, estimate, self._wait_for_budget)
+        try:
+            snapshot = await self._provider.submit(tagged)
+        except RateLimited as limited:
+            await self._spending.throttled(request.model, limited.retry_after)
+            raise
+        self._estimates[key] = estimate
+        terms = CallTerms(request.model, placed.completion_window, placed.service_tier)
         await steps_store.record_submitted(
             self._db,
             job_id=self.job_id,
@@ -277,21 +302,35 @@ class RunningJob:
             status=snapshot.status,
             attempt=self.attempt,
             now=self._clock(),
+            completion_window=terms.completion_window,
+            service_tier=terms.service_tier,
         )
         self._keys_called.add(key)
         log.info(
             "model call submitted",
-            extra={"job_id": self.job_id, "response_id": snapshot.id, "key": key},
+            extra={
+                "job_id": self.job_id,
+                "response_id": snapshot.id,
+                "key": key,
+                "completion_window": terms.completion_window,
+            },
         )
-        return snapshot
+        return snapshot, terms
 
     async def _wait(self, response_id: str) -> ResponseSnapshot:
         async with self._slot.released():
             return await self._tracker.wait(response_id)
 
-    async def _record_end(self, key: str, snapshot: ResponseSnapshot) -> None:
+    async def _wait_for_budget(self, seconds: float) -> None:
+        async with self._slot.released():
+            await asyncio.sleep(seconds)
+
+    async def _record_end(self, key: str, snapshot: ResponseSnapshot, terms: CallTerms) -> None:
         usage = (snapshot.usage or Usage()).as_counts()
         message = snapshot.error_message or snapshot.incomplete_reason
+        estimate = self._estimates.pop(key, None)
+        if estimate is not None:
+            await self._spending.settle(terms.model, estimate, snapshot.usage)
         await steps_store.record_finished(
             self._db,
             job_id=self.job_id,
@@ -302,6 +341,8 @@ class RunningJob:
             usage=usage,
             attempt=self.attempt,
             now=self._clock(),
+            owner=self.owner,
+            cost=self._spending.cost(terms, snapshot.usage),
         )
 
     # --- Progress and data --------------------------------------------------------------------

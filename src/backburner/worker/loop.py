@@ -32,6 +32,7 @@ from backburner.worker import outcomes
 from backburner.worker.context import RunningJob, SlotHolder
 from backburner.worker.retry import classify_error
 from backburner.worker.slots import Slots
+from backburner.worker.spending import CallTerms, Spending
 from backburner.worker.tracker import ResponseTracker
 from backburner.worker.writer import OutcomeWriter
 
@@ -86,6 +87,8 @@ class Worker:
             max_delay=settings.poll_max_seconds,
             polls_per_second=settings.poll_budget_per_second,
         )
+        self.spending = Spending(db, settings, clock, provider.name)
+        self._caps = jobs_store.OwnerCaps(default=settings.owner_max_running)
         self.slots = Slots(concurrency or settings.worker_concurrency)
         self.running: dict[str, _Attempt] = {}
         self._writer = OutcomeWriter(db, self.id, clock)
@@ -110,6 +113,7 @@ class Worker:
             concurrency=self.slots.capacity,
             now=self.clock(),
         )
+        await self._refresh_owner_caps()
         unsubscribe = [
             self.db.signals.subscribe(CHANNEL_JOBS, lambda _payload: self._wake.set()),
             self.db.signals.subscribe(CHANNEL_CANCEL, self._on_cancel_signal),
@@ -181,6 +185,7 @@ class Worker:
                     lease_seconds=self.settings.lease_seconds,
                     now=self.clock(),
                     types=self.registry.names(),
+                    caps=self._caps,
                 )
                 failures = 0
             except Exception:
@@ -269,6 +274,8 @@ class Worker:
             worker_id=self.id,
             slot=slot,
             clock=self.clock,
+            spending=self.spending,
+            sequential_calls=job_type.sequential_model_calls,
         )
         return await self._run_handler(attempt, job_type, context, payload)
 
@@ -349,35 +356,44 @@ class Worker:
     async def _cancel_model_calls(self, job: Job) -> None:
         """Stop paying for responses nobody will read."""
         try:
-            response_ids = await steps_store.outstanding_response_ids(self.db, job.id)
+            calls = await steps_store.load_calls(self.db, job.id)
         except Exception:
             log.exception("listing outstanding responses failed", extra={"job_id": job.id})
             return
-        for response_id in response_ids:
+        for key, call in calls.items():
+            if call.status not in steps_store.OUTSTANDING_STATUSES:
+                continue
             try:
-                snapshot = await self.provider.cancel(response_id)
+                snapshot = await self.provider.cancel(call.response_id)
+                terms = CallTerms(call.model, call.completion_window, call.service_tier)
                 await steps_store.record_finished(
                     self.db,
                     job_id=job.id,
-                    key=await self._key_of(job.id, response_id),
+                    key=key,
                     status=snapshot.status,
                     output=None,
                     error_message="job ended",
                     usage=(snapshot.usage.as_counts() if snapshot.usage else {}),
                     attempt=job.attempts,
                     now=self.clock(),
+                    owner=job.owner,
+                    # A cancelled response is billed for what it produced before it stopped.
+                    cost=self.spending.cost(terms, snapshot.usage),
                 )
             except Exception as error:
                 log.warning(
                     "cancelling a response failed",
-                    extra={"job_id": job.id, "response_id": response_id, "error": str(error)},
+                    extra={"job_id": job.id, "response_id": call.response_id, "error": str(error)},
                 )
 
-    async def _key_of(self, job_id: str, response_id: str) -> str:
-        calls = await steps_store.load_calls(self.db, job_id)
-        return next(key for key, call in calls.items() if call.response_id == response_id)
-
     # --- Housekeeping -------------------------------------------------------------------------
+
+    async def _refresh_owner_caps(self) -> None:
+        """Notice owner caps set while we run (`backburner owners set`), every reap round."""
+        self._caps = jobs_store.OwnerCaps(
+            default=self.settings.owner_max_running,
+            per_owner=await jobs_store.has_owner_caps(self.db),
+        )
 
     async def _every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
         while True:
@@ -400,6 +416,7 @@ class Worker:
                 attempt.stop("lease_lost")
 
     async def _reap(self) -> None:
+        await self._refresh_owner_caps()
         reaped = await jobs_store.reap_expired_leases(self.db, now=self.clock())
         for item in reaped:
             log.warning(

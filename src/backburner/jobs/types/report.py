@@ -173,4 +173,5 @@ def register(registry: JobRegistry) -> None:
         expected_duration=15.0,
         timeout=1800.0,
         retry=RetryPolicy(max_attempts=5),
+        sequential_model_calls=2,  # the tool call, then the answer
     )(generate_report)

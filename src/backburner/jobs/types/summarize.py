@@ -128,4 +128,5 @@ def register(registry: JobRegistry) -> None:
         timeout=3600.0,
         retry=RetryPolicy(max_attempts=5),
         referenced_documents=lambda payload: list(payload.document_ids),
+        sequential_model_calls=2,  # map, then reduce
     )(summarize_documents)

@@ -1,0 +1,69 @@
+"""The shared rate-limit buckets: read, change and write one atomically.
+
+PostgreSQL locks the bucket's row (`FOR UPDATE`) for the read-change-write, so workers on
+many machines take turns; SQLite's single writer does the same within one database file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from backburner.store.database import Database
+from backburner.store.schema import rate_limits
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Bucket:
+    key: str
+    requests: float
+    tokens: float
+    scale: float
+    blocked_until: datetime | None
+    updated_at: datetime
+
+
+async def update(db: Database, key: str, change: Callable[[Bucket | None], tuple[Bucket, T]]) -> T:
+    """Apply `change` to the bucket (None if it does not exist yet) and store the result."""
+    async with db.write() as tx:
+        query = sa.select(rate_limits).where(rate_limits.c.key == key)
+        if db.dialect == "postgresql":
+            query = query.with_for_update()
+        row = (await tx.conn.execute(query)).mappings().first()
+        bucket, answer = change(Bucket(**row) if row else None)
+        values = {
+            "requests": bucket.requests,
+            "tokens": bucket.tokens,
+            "scale": bucket.scale,
+            "blocked_until": bucket.blocked_until,
+            "updated_at": bucket.updated_at,
+        }
+        if row is None:
+            insert = sa.insert(rate_limits).values(key=key, **values)
+            if db.dialect == "postgresql":
+                # Two workers may create the bucket at once; the second one's take is lost
+                # to the first's full bucket, which errs on the side of one extra call.
+                insert = pg_insert(rate_limits).values(key=key, **values).on_conflict_do_nothing()
+            await tx.conn.execute(insert)
+        else:
+            await tx.conn.execute(
+                sa.update(rate_limits).where(rate_limits.c.key == key).values(**values)
+            )
+        return answer
+
+
+async def list_buckets(db: Database) -> list[Bucket]:
+    async with db.read() as conn:
+        rows = (
+            (await conn.execute(sa.select(rate_limits).order_by(rate_limits.c.key)))
+            .mappings()
+            .all()
+        )
+    return [Bucket(**row) for row in rows]

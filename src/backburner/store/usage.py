@@ -1,0 +1,156 @@
+"""What owners spend on model calls, the limits they run under, and usage reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from backburner.store.database import Database
+from backburner.store.schema import jobs, owner_limits, owner_spend, provider_calls
+
+
+@dataclass(frozen=True)
+class OwnerLimits:
+    owner: str
+    max_running: int | None
+    monthly_budget_usd: float | None
+
+
+@dataclass(frozen=True)
+class UsageLine:
+    """Model calls and their cost for one owner, job type and model."""
+
+    owner: str
+    type: str
+    model: str
+    model_calls: int
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cost_usd: float
+    list_cost_usd: float
+    unpriced_calls: int
+
+
+def month_of(moment: datetime) -> str:
+    return moment.strftime("%Y-%m")
+
+
+async def get_limits(db: Database, owner: str) -> OwnerLimits | None:
+    query = sa.select(owner_limits).where(owner_limits.c.owner == owner)
+    async with db.read() as conn:
+        row = (await conn.execute(query)).mappings().first()
+    return _limits(row) if row else None
+
+
+async def list_limits(db: Database) -> list[OwnerLimits]:
+    query = sa.select(owner_limits).order_by(owner_limits.c.owner)
+    async with db.read() as conn:
+        return [_limits(row) for row in (await conn.execute(query)).mappings().all()]
+
+
+def _limits(row: sa.RowMapping) -> OwnerLimits:
+    return OwnerLimits(row["owner"], row["max_running"], row["monthly_budget_usd"])
+
+
+async def set_limits(
+    db: Database,
+    owner: str,
+    *,
+    max_running: int | None,
+    monthly_budget_usd: float | None,
+    now: datetime,
+) -> OwnerLimits:
+    """Set (or, with both None, clear) an owner's own limits."""
+    async with db.write() as tx:
+        await tx.conn.execute(sa.delete(owner_limits).where(owner_limits.c.owner == owner))
+        if max_running is not None or monthly_budget_usd is not None:
+            await tx.conn.execute(
+                sa.insert(owner_limits).values(
+                    owner=owner,
+                    max_running=max_running,
+                    monthly_budget_usd=monthly_budget_usd,
+                    updated_at=now,
+                )
+            )
+    return OwnerLimits(owner, max_running, monthly_budget_usd)
+
+
+async def spent(db: Database, owner: str, month: str) -> float:
+    query = sa.select(owner_spend.c.spent_usd).where(
+        owner_spend.c.owner == owner, owner_spend.c.month == month
+    )
+    async with db.read() as conn:
+        return float((await conn.execute(query)).scalar() or 0.0)
+
+
+async def spend_by_owner(db: Database, month: str) -> dict[str, float]:
+    query = sa.select(owner_spend.c.owner, owner_spend.c.spent_usd).where(
+        owner_spend.c.month == month
+    )
+    async with db.read() as conn:
+        return {row[0]: float(row[1]) for row in (await conn.execute(query)).all()}
+
+
+async def add_spend(conn: AsyncConnection, owner: str, month: str, usd: float) -> None:
+    """Add to an owner's month, inside the caller's transaction (the one that records the
+    call), so spend and calls never disagree."""
+    updated = await conn.execute(
+        sa.update(owner_spend)
+        .where(owner_spend.c.owner == owner, owner_spend.c.month == month)
+        .values(spent_usd=owner_spend.c.spent_usd + usd)
+    )
+    if updated.rowcount == 0:
+        await conn.execute(sa.insert(owner_spend).values(owner=owner, month=month, spent_usd=usd))
+
+
+async def usage_report(
+    db: Database, *, owner: str | None = None, since: datetime | None = None
+) -> list[UsageLine]:
+    """Tokens and cost of model calls by owner, job type and model (calls submitted since
+    `since`, of `owner` if given)."""
+    c = provider_calls.c
+    query = (
+        sa.select(
+            jobs.c.owner,
+            jobs.c.type,
+            c.model,
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(c.input_tokens), 0),
+            sa.func.coalesce(sa.func.sum(c.cached_tokens), 0),
+            sa.func.coalesce(sa.func.sum(c.output_tokens), 0),
+            sa.func.coalesce(sa.func.sum(c.reasoning_tokens), 0),
+            sa.func.coalesce(sa.func.sum(c.cost_usd), 0.0),
+            sa.func.coalesce(sa.func.sum(c.list_cost_usd), 0.0),
+            sa.func.count().filter(c.cost_usd.is_(None), c.completed_at.is_not(None)),
+        )
+        .select_from(provider_calls.join(jobs, jobs.c.id == c.job_id))
+        .group_by(jobs.c.owner, jobs.c.type, c.model)
+        .order_by(jobs.c.owner, jobs.c.type, c.model)
+    )
+    if owner is not None:
+        query = query.where(jobs.c.owner == owner)
+    if since is not None:
+        query = query.where(c.submitted_at >= since)
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).all()
+    return [
+        UsageLine(
+            owner=row[0],
+            type=row[1],
+            model=row[2],
+            model_calls=int(row[3]),
+            input_tokens=int(row[4]),
+            cached_tokens=int(row[5]),
+            output_tokens=int(row[6]),
+            reasoning_tokens=int(row[7]),
+            cost_usd=float(row[8]),
+            list_cost_usd=float(row[9]),
+            unpriced_calls=int(row[10]),
+        )
+        for row in rows
+    ]

@@ -1,0 +1,196 @@
+"""One requests- and tokens-per-minute budget per provider+model, shared by every worker.
+
+A token bucket per limit, kept in the database (`rate_limits`), so every worker process
+and machine draws from the same budget. Before a model call a worker takes one request
+and the call's estimated tokens; after it, the estimate is corrected from `usage`. The
+budget breathes: a 429 halves it and blocks the model for the server's `retry-after`
+(every worker sees the block at once); each success gives back 5% of the full budget
+(additive increase, multiplicative decrease, as TCP does with a congested link).
+
+The decisions are plain functions of a `Bucket`; `RateLimiter` does the I/O. (The design
+places the limiter with the providers; its state lives in the store, which providers may
+not import, so it sits here with the worker, which may import both.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from backburner.store import Database
+from backburner.store import ratelimits as ratelimits_store
+from backburner.store.ratelimits import Bucket
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MIN_SCALE = 0.05
+RECOVERY_STEP = 0.05
+DEFAULT_BLOCK_SECONDS = 1.0
+MAX_WAIT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    rpm: int | None
+    tpm: int | None
+
+
+def limits_for(configured: Mapping[str, Mapping[str, int]], model: str) -> Limits | None:
+    """The model's configured limits (or the "*" entry's); None: the model is unlimited."""
+    entry = configured.get(model) or configured.get("*")
+    if not entry:
+        return None
+    return Limits(rpm=entry.get("rpm"), tpm=entry.get("tpm"))
+
+
+def refilled(bucket: Bucket, limits: Limits, now: datetime) -> Bucket:
+    """The bucket after the time since its last update has refilled it."""
+    elapsed = max(0.0, (now - bucket.updated_at).total_seconds())
+    requests, tokens = bucket.requests, bucket.tokens
+    if limits.rpm is not None:
+        full = limits.rpm * bucket.scale
+        requests = min(full, requests + elapsed * full / 60)
+    if limits.tpm is not None:
+        full = limits.tpm * bucket.scale
+        tokens = min(full, tokens + elapsed * full / 60)
+    return replace(bucket, requests=requests, tokens=tokens, updated_at=now)
+
+
+def full_bucket(key: str, limits: Limits, now: datetime) -> Bucket:
+    return Bucket(
+        key=key,
+        requests=float(limits.rpm or 0),
+        tokens=float(limits.tpm or 0),
+        scale=1.0,
+        blocked_until=None,
+        updated_at=now,
+    )
+
+
+def take(bucket: Bucket, limits: Limits, tokens: int, now: datetime) -> tuple[Bucket, float]:
+    """Take one request and `tokens` from a refilled bucket: (bucket after, 0.0), or
+    (bucket unchanged, seconds until the call would fit)."""
+    if bucket.blocked_until is not None and bucket.blocked_until > now:
+        return bucket, (bucket.blocked_until - now).total_seconds()
+    wait = 0.0
+    if limits.rpm is not None and bucket.requests < 1:
+        wait = (1 - bucket.requests) * 60 / (limits.rpm * bucket.scale)
+    if limits.tpm is not None:
+        # A call larger than the whole (shrunk) budget waits for a full bucket, not forever.
+        needed = min(float(tokens), limits.tpm * bucket.scale)
+        if bucket.tokens < needed:
+            wait = max(wait, (needed - bucket.tokens) * 60 / (limits.tpm * bucket.scale))
+    if wait > 0:
+        return bucket, wait
+    return (
+        replace(
+            bucket,
+            requests=bucket.requests - (1 if limits.rpm is not None else 0),
+            tokens=bucket.tokens - (tokens if limits.tpm is not None else 0),
+        ),
+        0.0,
+    )
+
+
+def settled(bucket: Bucket, limits: Limits, extra_tokens: int) -> Bucket:
+    """After a call succeeded: charge what it used beyond the estimate (or refund what it
+    did not), and let the budget grow back a step toward its configured size."""
+    scale = min(1.0, bucket.scale + RECOVERY_STEP)
+    tokens = bucket.tokens
+    if limits.tpm is not None:
+        # A refund (the call used less than estimated) never fills past the budget.
+        tokens = min(limits.tpm * scale, tokens - extra_tokens)
+    return replace(bucket, tokens=tokens, scale=scale)
+
+
+def throttled(bucket: Bucket, retry_after: float | None, now: datetime) -> Bucket:
+    """After a 429: halve the budget, empty it, and block until the server's retry-after."""
+    scale = max(MIN_SCALE, bucket.scale / 2)
+    block = retry_after if retry_after is not None else DEFAULT_BLOCK_SECONDS
+    return replace(
+        bucket,
+        requests=min(bucket.requests, 0.0),
+        tokens=min(bucket.tokens, 0.0),
+        scale=scale,
+        blocked_until=now + timedelta(seconds=block),
+    )
+
+
+class RateLimiter:
+    """The worker's side of the shared budget."""
+
+    def __init__(
+        self,
+        db: Database,
+        configured: Mapping[str, Mapping[str, int]],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._db = db
+        self._configured = configured
+        self._clock = clock
+
+    def limits(self, model: str) -> Limits | None:
+        return limits_for(self._configured, model)
+
+    async def acquire(
+        self,
+        provider: str,
+        model: str,
+        tokens: int,
+        *,
+        waiting: Callable[[float], Awaitable[None]] | None = None,
+    ) -> float:
+        """Wait until the budget allows one call of `tokens`; returns seconds waited.
+        `waiting(seconds)` does the waiting (e.g. with the worker slot given back)."""
+        limits = self.limits(model)
+        if limits is None:
+            return 0.0
+        key = f"{provider}:{model}"
+        waited = 0.0
+        while True:
+            wait = await self._apply(key, limits, lambda b, now: take(b, limits, tokens, now))
+            if wait <= 0:
+                return waited
+            wait = min(wait, MAX_WAIT_SECONDS)
+            log.info("rate limit: waiting", extra={"model": model, "seconds": round(wait, 3)})
+            await (waiting or asyncio.sleep)(wait)
+            waited += wait
+
+    async def settle(self, provider: str, model: str, estimated: int, used: int) -> None:
+        limits = self.limits(model)
+        if limits is not None:
+            await self._apply(
+                f"{provider}:{model}",
+                limits,
+                lambda b, _now: (settled(b, limits, used - estimated), None),
+            )
+
+    async def throttle(self, provider: str, model: str, retry_after: float | None) -> None:
+        limits = self.limits(model)
+        if limits is None:
+            return
+        log.warning(
+            "provider rate limit hit; shrinking the shared budget",
+            extra={"model": model, "retry_after": retry_after},
+        )
+        await self._apply(
+            f"{provider}:{model}",
+            limits,
+            lambda b, now: (throttled(b, retry_after, now), None),
+        )
+
+    async def _apply(
+        self, key: str, limits: Limits, change: Callable[[Bucket, datetime], tuple[Bucket, T]]
+    ) -> T:
+        """Refill the bucket (creating it full), then change it, in one transaction."""
+        now = self._clock()
+
+        def refill_then_change(bucket: Bucket | None) -> tuple[Bucket, T]:
+            return change(refilled(bucket or full_bucket(key, limits, now), limits, now), now)
+
+        return await ratelimits_store.update(self._db, key, refill_then_change)

@@ -1,0 +1,246 @@
+"""Cost, deadlines, budgets, owner caps and the shared rate limit, with the real SDK
+against the emulator over HTTP and a real worker on each database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from backburner.config import Settings
+from backburner.jobs import build_registry
+from backburner.providers.base import Usage
+from backburner.providers.openai import OpenAIProvider
+from backburner.providers.pricing import DEFAULT_PRICES, cost_of
+from backburner.store import Database, Job, JobStatus, NewJob
+from backburner.store import jobs as jobs_store
+from backburner.store import ratelimits as ratelimits_store
+from backburner.store import steps as steps_store
+from backburner.store import usage as usage_store
+from backburner.worker import Worker
+from backburner.worker.ratelimit import RateLimiter
+from tests.conftest import fast_settings, wait_for
+from tests.servers import emulated, emulator_stats
+
+
+@contextlib.asynccontextmanager
+async def worker_on(
+    db: Database, settings: Settings, provider: OpenAIProvider
+) -> AsyncIterator[Worker]:
+    worker = Worker(db, build_registry(settings.plugins), provider, settings)
+    task = asyncio.create_task(worker.run())
+    await worker.started.wait()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        await task
+
+
+async def submit(
+    db: Database,
+    job_type: str = "test_ask_model",
+    payload: dict[str, Any] | None = None,
+    *,
+    owner: str = "alice",
+    deadline_hours: float | None = None,
+) -> Job:
+    now = datetime.now(UTC)
+    deadline = now + timedelta(hours=deadline_hours) if deadline_hours else None
+    job, _ = await jobs_store.insert_job(
+        db,
+        NewJob(
+            owner=owner,
+            type=job_type,
+            payload=payload or {},
+            max_attempts=3,
+            timeout_seconds=max(120.0, (deadline_hours or 0) * 3600),
+            deadline_at=deadline,
+        ),
+        now=now,
+    )
+    return job
+
+
+async def finished(db: Database, job_id: str, within: float = 20) -> Job:
+    async def ended() -> Job | None:
+        job = await jobs_store.get_job(db, job_id)
+        return job if job is not None and job.status.is_terminal else None
+
+    result: Job = await wait_for(ended, within=within)
+    return result
+
+
+async def test_each_call_is_priced_and_the_job_and_owner_add_up(db: Database, db_url: str) -> None:
+    settings = fast_settings(db_url)
+    async with emulated() as (provider, _), worker_on(db, settings, provider):
+        jobs = [await submit(db) for _ in range(3)]
+        done = [await finished(db, job.id) for job in jobs]
+    assert all(job.status == JobStatus.SUCCEEDED for job in done)
+    calls = [call for job in jobs for call in await steps_store.list_calls(db, job.id)]
+    price = DEFAULT_PRICES[settings.model]
+    for call in calls:
+        usage = Usage(
+            input_tokens=call.input_tokens,
+            cached_tokens=call.cached_tokens,
+            output_tokens=call.output_tokens,
+        )
+        expected = cost_of(usage, price, "soonest", settings.window_discounts)
+        assert call.completion_window == "soonest"
+        assert call.cost_usd == pytest.approx(expected.usd)
+        assert call.cost_usd is not None
+        assert call.cost_usd > 0
+    totals = await steps_store.usage_totals(db, jobs[0].id)
+    assert totals["cost_usd"] == pytest.approx(calls[0].cost_usd)
+    month = usage_store.month_of(datetime.now(UTC))
+    spent = await usage_store.spent(db, "alice", month)
+    assert spent == pytest.approx(sum(call.cost_usd or 0 for call in calls))
+    report = await usage_store.usage_report(db, owner="alice")
+    assert [(line.type, line.model_calls) for line in report] == [("test_ask_model", 3)]
+    assert report[0].cost_usd == pytest.approx(spent)
+
+
+async def test_unpriced_models_report_no_cost_rather_than_a_wrong_one(
+    db: Database, db_url: str
+) -> None:
+    settings = fast_settings(db_url, model="house-model-7")
+    async with emulated() as (provider, _), worker_on(db, settings, provider):
+        job = await finished(db, (await submit(db)).id)
+    assert job.status == JobStatus.SUCCEEDED
+    (call,) = await steps_store.list_calls(db, job.id)
+    assert call.input_tokens > 0
+    assert call.cost_usd is None
+    assert (await usage_store.usage_report(db))[0].unpriced_calls == 1
+
+
+@pytest.mark.parametrize(("deadline_hours", "window"), [(None, "soonest"), (3, "2h"), (12, "8h")])
+async def test_a_deadline_buys_the_cheapest_window_that_meets_it(
+    db: Database, db_url: str, deadline_hours: float | None, window: str
+) -> None:
+    settings = fast_settings(db_url)
+    async with emulated() as (provider, base), worker_on(db, settings, provider):
+        job = await finished(db, (await submit(db, deadline_hours=deadline_hours)).id)
+        counters = await emulator_stats(base)
+    assert job.status == JobStatus.SUCCEEDED
+    assert counters["completion_windows"][window] == 1
+    (call,) = await steps_store.list_calls(db, job.id)
+    assert call.completion_window == window
+    assert call.cost_usd is not None
+    assert call.list_cost_usd is not None
+    discount = settings.window_discounts.get(window, 0.0)
+    assert call.cost_usd == pytest.approx(call.list_cost_usd * (1 - discount))
+
+
+async def test_a_spent_budget_stops_new_model_calls(db: Database, db_url: str) -> None:
+    settings = fast_settings(db_url)
+    await usage_store.set_limits(
+        db, "alice", max_running=None, monthly_budget_usd=1e-9, now=datetime.now(UTC)
+    )
+    async with emulated() as (provider, base), worker_on(db, settings, provider):
+        first = await finished(db, (await submit(db)).id)
+        second = await finished(db, (await submit(db)).id)
+        other = await finished(db, (await submit(db, owner="bob")).id)
+        counters = await emulator_stats(base)
+    # The first call started inside the budget; it spent it, so the second never starts.
+    assert first.status == JobStatus.SUCCEEDED
+    assert second.status == JobStatus.FAILED
+    assert second.error_kind == "budget_exhausted"
+    assert second.error_message is not None
+    assert "budget" in second.error_message
+    assert second.attempts == 1  # a spent budget is not worth retrying
+    assert other.status == JobStatus.SUCCEEDED  # bob has no budget of his own
+    assert counters["responses_created"] == 2
+    assert await steps_store.list_calls(db, second.id) == []
+
+
+async def test_an_owner_at_its_cap_waits_while_others_go_ahead(db: Database, db_url: str) -> None:
+    settings = fast_settings(db_url, owner_max_running=2, worker_concurrency=20)
+    async with emulated() as (provider, _), worker_on(db, settings, provider):
+        greedy = [
+            await submit(db, "test_slow_no_timeout", {"seconds": 0.6}, owner="greedy")
+            for _ in range(6)
+        ]
+        polite = await submit(db, "test_slow_no_timeout", {"seconds": 0.1}, owner="polite")
+        peak = 0
+        while True:
+            states = [await jobs_store.get_job(db, job.id) for job in greedy]
+            running = sum(1 for job in states if job and job.status == JobStatus.RUNNING)
+            peak = max(peak, running)
+            if all(job and job.status.is_terminal for job in states):
+                break
+            await asyncio.sleep(0.02)
+        polite_done = await finished(db, polite.id)
+    ends = sorted(job.completed_at for job in states if job and job.completed_at)
+    assert peak == 2
+    # polite's job did not queue behind greedy's six: it ended before the last of them.
+    assert polite_done.completed_at is not None
+    assert polite_done.completed_at < ends[-1]
+
+
+async def test_the_rate_budget_is_shared_by_every_worker(db: Database) -> None:
+    configured = {"gpt-4.1-mini": {"rpm": 2}}
+    first = RateLimiter(db, configured, lambda: datetime.now(UTC))
+    second = RateLimiter(db, configured, lambda: datetime.now(UTC))
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+        raise asyncio.CancelledError  # stop here; the wait it asked for is what we check
+
+    assert await first.acquire("openai", "gpt-4.1-mini", 10) == 0
+    assert await second.acquire("openai", "gpt-4.1-mini", 10) == 0
+    with pytest.raises(asyncio.CancelledError):
+        await first.acquire("openai", "gpt-4.1-mini", 10, waiting=record)
+    assert waits
+    assert 25 < waits[0] <= 30
+    # Another model has its own budget; an unconfigured one has none.
+    assert await second.acquire("openai", "gpt-4.1", 10) == 0
+
+
+async def test_a_429_shrinks_the_shared_budget_and_blocks_for_retry_after(
+    db: Database, db_url: str
+) -> None:
+    # We were told 100 a minute; the provider really allows 2.
+    settings = fast_settings(db_url, rate_limits={"*": {"rpm": 100}})
+    async with emulated(rpm_limit=2) as (provider, base), worker_on(db, settings, provider):
+        jobs = [await submit(db) for _ in range(3)]
+
+        async def throttled() -> list[ratelimits_store.Bucket]:
+            buckets = await ratelimits_store.list_buckets(db)
+            return [b for b in buckets if b.scale < 1 and b.blocked_until is not None]
+
+        (bucket,) = await wait_for(throttled, within=10)
+        counters = await emulator_stats(base)
+    assert bucket.key == "openai:gpt-4.1-mini"
+    assert bucket.scale == 0.5
+    assert bucket.blocked_until is not None
+    assert bucket.blocked_until > datetime.now(UTC) + timedelta(seconds=30)
+    assert counters["rate_limited"] >= 1
+    assert counters["responses_created"] == 2
+    retried = [await jobs_store.get_job(db, job.id) for job in jobs]
+    assert any(job and job.error_kind == "rate_limited" for job in retried)
+
+
+async def test_within_its_configured_limit_the_provider_never_answers_429(
+    db: Database, db_url: str
+) -> None:
+    settings = fast_settings(db_url, rate_limits={"*": {"rpm": 3}})
+    async with emulated(rpm_limit=3) as (provider, base), worker_on(db, settings, provider):
+        jobs = [await submit(db) for _ in range(4)]
+        done = [await finished(db, job.id) for job in jobs[:3]]
+
+        async def waiting_on_budget() -> bool:
+            job = await jobs_store.get_job(db, jobs[3].id)
+            return job is not None and job.status == JobStatus.RUNNING
+
+        await wait_for(waiting_on_budget)
+        await asyncio.sleep(0.3)
+        counters = await emulator_stats(base)
+    assert all(job.status == JobStatus.SUCCEEDED for job in done)
+    # The fourth waits its turn (about 20 s) instead of drawing a 429.
+    assert counters["responses_created"] == 3
+    assert counters["rate_limited"] == 0

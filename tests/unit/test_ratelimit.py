@@ -1,0 +1,96 @@
+"""The shared rate limiter's decisions: a token bucket that shrinks on 429 and grows back."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from backburner.worker.ratelimit import (
+    MIN_SCALE,
+    Limits,
+    full_bucket,
+    limits_for,
+    refilled,
+    settled,
+    take,
+    throttled,
+)
+
+T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+LIMITS = Limits(rpm=60, tpm=6_000)
+
+
+def later(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def test_limits_come_from_the_model_or_the_wildcard() -> None:
+    configured = {"gpt-4.1": {"rpm": 10}, "*": {"tpm": 100}}
+    assert limits_for(configured, "gpt-4.1") == Limits(rpm=10, tpm=None)
+    assert limits_for(configured, "other") == Limits(rpm=None, tpm=100)
+    assert limits_for({}, "gpt-4.1") is None
+
+
+def test_a_full_bucket_grants_until_empty_then_says_how_long_to_wait() -> None:
+    bucket = full_bucket("k", Limits(rpm=2, tpm=None), T0)
+    bucket, wait = take(bucket, Limits(rpm=2, tpm=None), 10, T0)
+    assert wait == 0
+    bucket, wait = take(bucket, Limits(rpm=2, tpm=None), 10, T0)
+    assert wait == 0
+    unchanged, wait = take(bucket, Limits(rpm=2, tpm=None), 10, T0)
+    assert unchanged == bucket
+    assert wait == pytest.approx(30.0)  # 2 per minute: one request every 30 s
+
+
+def test_tokens_limit_waits_for_enough_tokens() -> None:
+    bucket = full_bucket("k", LIMITS, T0)
+    bucket, wait = take(bucket, LIMITS, 5_000, T0)
+    assert wait == 0
+    _, wait = take(bucket, LIMITS, 3_000, T0)
+    # 1,000 left, 2,000 more needed at 100 tokens/s.
+    assert wait == pytest.approx(20.0)
+    refill = refilled(bucket, LIMITS, later(20))
+    _, wait = take(refill, LIMITS, 3_000, later(20))
+    assert wait == 0
+
+
+def test_a_call_bigger_than_the_budget_waits_for_a_full_bucket_not_forever() -> None:
+    bucket, _ = take(full_bucket("k", LIMITS, T0), LIMITS, 6_000, T0)
+    _, wait = take(bucket, LIMITS, 50_000, T0)
+    assert wait == pytest.approx(60.0)
+
+
+def test_refill_never_exceeds_the_scaled_budget() -> None:
+    bucket = full_bucket("k", LIMITS, T0)
+    assert refilled(bucket, LIMITS, later(3_600)).requests == 60
+    half = throttled(bucket, None, T0)
+    assert refilled(half, LIMITS, later(3_600)).requests == pytest.approx(30)
+
+
+def test_a_429_halves_the_budget_and_blocks_for_retry_after() -> None:
+    bucket = full_bucket("k", LIMITS, T0)
+    hit = throttled(bucket, 7.0, T0)
+    assert hit.scale == 0.5
+    assert hit.blocked_until == later(7)
+    assert hit.requests <= 0
+    _, wait = take(refilled(hit, LIMITS, later(1)), LIMITS, 1, later(1))
+    assert wait == pytest.approx(6.0)
+    for _ in range(20):
+        hit = throttled(hit, None, T0)
+    assert hit.scale == MIN_SCALE
+
+
+def test_success_charges_the_real_tokens_and_grows_the_budget_back() -> None:
+    bucket = throttled(full_bucket("k", LIMITS, T0), None, T0)
+    after = settled(bucket, LIMITS, extra_tokens=250)
+    assert after.tokens == bucket.tokens - 250
+    assert after.scale == pytest.approx(0.55)
+    refund = settled(bucket, LIMITS, extra_tokens=-100)
+    assert refund.tokens == bucket.tokens + 100
+    for _ in range(30):
+        after = settled(after, LIMITS, 0)
+    assert after.scale == 1.0
+    # A refund on a full bucket does not lift it past the budget.
+    full = full_bucket("k", LIMITS, T0)
+    assert settled(full, LIMITS, extra_tokens=-500).tokens == 6_000
