@@ -9,11 +9,11 @@ ProviderUnavailable, other 4xx → ProviderRejected, an unknown response id → 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import openai
-from openai.types.responses import Response
 
 from backburner.errors import (
     ProviderError,
@@ -22,6 +22,10 @@ from backburner.errors import (
     RateLimited,
     ResponseLost,
 )
+
+if TYPE_CHECKING:  # the raw-response type the SDK's `with_raw_response` methods return
+    from openai._legacy_response import LegacyAPIResponse
+
 from backburner.providers.base import (
     FunctionCall,
     FunctionCallOutput,
@@ -29,8 +33,6 @@ from backburner.providers.base import (
     ResponseSnapshot,
     Usage,
 )
-
-T = TypeVar("T")
 
 
 def request_kwargs(request: ModelRequest, *, background: bool = True) -> dict[str, Any]:
@@ -84,33 +86,44 @@ def request_kwargs(request: ModelRequest, *, background: bool = True) -> dict[st
     return kwargs
 
 
-def snapshot_of(response: Response) -> ResponseSnapshot:
-    """Our view of an SDK Response."""
+def snapshot_of(body: dict[str, Any]) -> ResponseSnapshot:
+    """Our view of a Responses API object, read from its JSON. We read the raw body rather
+    than the SDK's typed `Response`: building that model costs more CPU than the rest of a
+    poll, and a worker with thousands of responses waiting polls a lot."""
+    output = body.get("output") or []
     calls = [
-        FunctionCall(call_id=item.call_id, name=item.name, arguments=item.arguments)
-        for item in response.output
-        if item.type == "function_call"
+        FunctionCall(call_id=item["call_id"], name=item["name"], arguments=item["arguments"])
+        for item in output
+        if item.get("type") == "function_call"
     ]
+    # What the SDK's `response.output_text` joins: the text parts of message items.
+    text = "".join(
+        part.get("text", "")
+        for item in output
+        if item.get("type") == "message"
+        for part in item.get("content") or []
+        if part.get("type") == "output_text"
+    )
     usage = None
-    if response.usage is not None:
-        u = response.usage
+    if body.get("usage"):
+        u = body["usage"]
         usage = Usage(
-            input_tokens=u.input_tokens,
-            cached_tokens=getattr(u.input_tokens_details, "cached_tokens", 0) or 0,
-            output_tokens=u.output_tokens,
-            reasoning_tokens=getattr(u.output_tokens_details, "reasoning_tokens", 0) or 0,
+            input_tokens=u.get("input_tokens") or 0,
+            cached_tokens=(u.get("input_tokens_details") or {}).get("cached_tokens") or 0,
+            output_tokens=u.get("output_tokens") or 0,
+            reasoning_tokens=(u.get("output_tokens_details") or {}).get("reasoning_tokens") or 0,
         )
+    error = body.get("error") or {}
+    incomplete = body.get("incomplete_details") or {}
     return ResponseSnapshot(
-        id=response.id,
-        status=response.status or "queued",
-        output_text=response.output_text if response.output else "",
+        id=body["id"],
+        status=body.get("status") or "queued",
+        output_text=text,
         function_calls=calls,
         usage=usage,
-        error_code=response.error.code if response.error else None,
-        error_message=response.error.message if response.error else None,
-        incomplete_reason=response.incomplete_details.reason
-        if response.incomplete_details
-        else None,
+        error_code=error.get("code"),
+        error_message=error.get("message"),
+        incomplete_reason=incomplete.get("reason"),
     )
 
 
@@ -148,6 +161,7 @@ class OpenAIProvider:
 
     def __init__(self, client: openai.AsyncOpenAI, *, max_in_flight: int = 16) -> None:
         self._client = client
+        self._raw = client.responses.with_raw_response
         # Thousands of jobs may submit or poll at once; a bounded number of requests in
         # flight keeps the HTTP pool small (its cost per request grows with its size).
         self._in_flight = asyncio.Semaphore(max_in_flight)
@@ -166,30 +180,30 @@ class OpenAIProvider:
         )
         return cls(client, max_in_flight=max_in_flight)
 
-    async def _call(self, call: Awaitable[T], *, retrieving: bool = False) -> T:
+    async def _call(
+        self, call: Awaitable[LegacyAPIResponse[Any]], *, retrieving: bool = False
+    ) -> ResponseSnapshot:
         async with self._in_flight:
             try:
-                return await call
+                raw = await call
             except openai.OpenAIError as error:
                 raise provider_error(error, retrieving=retrieving) from error
+        try:
+            return snapshot_of(json.loads(raw.content))
+        except (ValueError, KeyError, TypeError) as error:
+            raise ProviderUnavailable(f"OpenAI answered something unreadable: {error}") from error
 
     async def submit(self, request: ModelRequest) -> ResponseSnapshot:
-        response = await self._call(self._client.responses.create(**request_kwargs(request)))
-        return snapshot_of(response)
+        return await self._call(self._raw.create(**request_kwargs(request)))
 
     async def retrieve(self, response_id: str) -> ResponseSnapshot:
-        response = await self._call(self._client.responses.retrieve(response_id), retrieving=True)
-        return snapshot_of(response)
+        return await self._call(self._raw.retrieve(response_id), retrieving=True)
 
     async def cancel(self, response_id: str) -> ResponseSnapshot:
-        response = await self._call(self._client.responses.cancel(response_id), retrieving=True)
-        return snapshot_of(response)
+        return await self._call(self._raw.cancel(response_id), retrieving=True)
 
     async def complete(self, request: ModelRequest) -> ResponseSnapshot:
-        response = await self._call(
-            self._client.responses.create(**request_kwargs(request, background=False))
-        )
-        return snapshot_of(response)
+        return await self._call(self._raw.create(**request_kwargs(request, background=False)))
 
     async def aclose(self) -> None:
         await self._client.close()

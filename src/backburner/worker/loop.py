@@ -64,6 +64,15 @@ class _Attempt:
             self.task.cancel()
 
 
+def first_poll_delay(settings: Settings) -> float:
+    """With OpenAI webhooks configured they announce completions and polling is only the
+    safety net, so a response is first polled after the longest gap, not the shortest:
+    thousands of waiting responses then cost a trickle of polls, not a storm."""
+    if settings.openai_webhook_secret is not None:
+        return max(settings.poll_initial_seconds, settings.poll_max_seconds)
+    return settings.poll_initial_seconds
+
+
 class Worker:
     def __init__(
         self,
@@ -83,7 +92,7 @@ class Worker:
         self.id = f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
         self.tracker = ResponseTracker(
             provider,
-            initial_delay=settings.poll_initial_seconds,
+            initial_delay=first_poll_delay(settings),
             max_delay=settings.poll_max_seconds,
             polls_per_second=settings.poll_budget_per_second,
         )

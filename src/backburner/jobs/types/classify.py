@@ -122,7 +122,8 @@ async def classify_leads(ctx: JobContext, payload: ClassifyInput) -> ClassifyOut
             answer = await ctx.respond_json(f"batch/{index}", request, BatchAnswer)
         check_batch(answer, leads, payload.labels)
         done += 1
-        await ctx.progress(done / len(batches), f"batch {done} of {len(batches)}")
+        if done < len(batches):  # the last batch's progress is the job's success
+            await ctx.progress(done / len(batches), f"batch {done} of {len(batches)}")
         return answer
 
     answers = await asyncio.gather(*(classify_batch(i, b) for i, b in enumerate(batches)))
