@@ -17,10 +17,12 @@ from backburner.providers.openai import OpenAIProvider
 
 
 @contextlib.asynccontextmanager
-async def serve_on_loopback(app: ASGIApp, *, lifespan: bool = True) -> AsyncIterator[str]:
+async def serve_on_loopback(
+    app: ASGIApp, *, lifespan: bool = True, port: int = 0
+) -> AsyncIterator[str]:
     """Run `app` on 127.0.0.1 (port 0: the OS picks) and give its base URL."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_config=None, lifespan="on" if lifespan else "off"
+        app, host="127.0.0.1", port=port, log_config=None, lifespan="on" if lifespan else "off"
     )
     server = GuestServer(config)
     task = asyncio.create_task(server.serve())

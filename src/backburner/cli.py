@@ -110,6 +110,35 @@ def worker(concurrency: int | None) -> None:
         runner.run(_run_worker(settings))
 
 
+@main.command()
+def dispatcher() -> None:
+    """Deliver notifications only (webhooks, e-mail, Slack, Teams); `serve` and `worker`
+    run one each already, this adds delivery capacity without running jobs."""
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    with asyncio.Runner(loop_factory=_fast_event_loop()) as runner:
+        runner.run(_run_dispatcher(settings))
+
+
+async def _run_dispatcher(settings: Settings) -> None:
+    from backburner.notify import Dispatcher
+
+    db = Database(settings.database_url, pool_size=settings.database_pool_size)
+    try:
+        await db.start_listening()
+        if not await migrate.is_current(db):
+            raise click.ClickException(
+                "the database schema is not current: run `backburner db upgrade` first"
+            )
+        the_dispatcher = Dispatcher(db, settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, the_dispatcher.stop)
+        await the_dispatcher.run()
+    finally:
+        await db.close()
+
+
 def _fast_event_loop() -> Any:
     """uvloop's event loop where it is installed (it is, with uvicorn[standard])."""
     try:

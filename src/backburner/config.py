@@ -96,10 +96,34 @@ class Settings(BaseSettings):
     max_document_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     auth_cache_seconds: float = Field(default=5.0, ge=0)
 
+    # Notifications (webhooks, e-mail, Slack, Teams) and their delivery.
+    notify_dispatcher: bool = True  # run a dispatcher in `serve` and `worker`
+    notify_concurrency: int = Field(default=64, ge=1)
+    notify_retry_hours: float = Field(default=24.0, gt=0)
+    notify_retry_base_seconds: float = Field(default=5.0, gt=0)
+    # A delivery a dispatcher claimed is sent again by another after this long without a
+    # result (its dispatcher died mid-send).
+    notify_lease_seconds: float = Field(default=60.0, gt=0)
+    notify_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    notify_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Results larger than this (bytes of JSON) are linked, not inlined, in notifications.
+    notify_result_inline_bytes: int = Field(default=64 * 1024, ge=0)
+    webhook_secret_overlap_hours: float = Field(default=24.0, ge=0)
+    # Hosts or CIDRs let through the SSRF guard (e.g. 127.0.0.1,localhost); off by default.
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    webhook_allow_http: bool = False
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    smtp_tls: bool = False  # implicit TLS (port 465)
+    smtp_from: str = "backburner@localhost"
+
     log_level: str = "INFO"
     log_format: str = Field(default="auto", pattern="^(auto|json|text)$")
 
-    @field_validator("plugins", "completion_windows", mode="before")
+    @field_validator("plugins", "completion_windows", "webhook_allowed_hosts", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         # Env values come as text: a JSON list, or friendlier, comma-separated module names.

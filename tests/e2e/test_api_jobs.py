@@ -168,6 +168,15 @@ async def test_every_endpoint_needs_a_valid_key(api: httpx.AsyncClient) -> None:
         ("GET", "/api/owners/alice/limits"),
         ("PUT", "/api/owners/alice/limits"),
         ("GET", "/api/rate-limits"),
+        ("GET", "/api/jobs/x/deliveries"),
+        ("POST", "/api/deliveries/x/redeliver"),
+        ("GET", "/api/webhooks/secret"),
+        ("POST", "/api/webhooks/secret/rotate"),
+        ("GET", "/api/webhook-endpoints"),
+        ("POST", "/api/webhook-endpoints"),
+        ("DELETE", "/api/webhook-endpoints/x"),
+        ("GET", "/api/notifications/channels"),
+        ("PUT", "/api/notifications/channels"),
     ]:
         missing = await api.request(method, path, headers={"Authorization": ""})
         assert_problem(missing, 401)

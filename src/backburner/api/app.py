@@ -13,11 +13,21 @@ from fastapi import FastAPI
 from backburner.api.auth import KeyCache
 from backburner.api.estimates import EtaEstimator
 from backburner.api.limits import BodySizeLimit
+from backburner.api.live import EventHub
 from backburner.api.problems import install_problem_handlers
-from backburner.api.routes import documents, jobs, meta, summaries, usage, webhooks
+from backburner.api.routes import (
+    documents,
+    jobs,
+    meta,
+    notifications,
+    summaries,
+    usage,
+    webhooks,
+)
 from backburner.api.state import Services
 from backburner.config import Settings
 from backburner.jobs.registry import JobRegistry, build_registry
+from backburner.notify import Dispatcher
 from backburner.providers import start_provider
 from backburner.providers.base import Provider
 from backburner.store import Database, migrate
@@ -50,6 +60,8 @@ def create_app(
         app.state.services = Services(settings, db, job_registry, model_provider)
         app.state.key_cache = KeyCache(settings.auth_cache_seconds)
         app.state.eta = EtaEstimator(db)
+        app.state.event_hub = EventHub(db)
+        await app.state.event_hub.start()
         worker: Worker | None = None
         worker_task: asyncio.Task[None] | None = None
         if embed_worker:
@@ -57,12 +69,23 @@ def create_app(
             app.state.worker = worker
             worker_task = asyncio.create_task(worker.run(), name="embedded-worker")
             await _until_started(worker, worker_task)
+        dispatcher: Dispatcher | None = None
+        dispatcher_task: asyncio.Task[None] | None = None
+        if not embed_worker and settings.notify_dispatcher:
+            # An API-only process delivers notifications too (the embedded worker has its
+            # own dispatcher): with many of them, deliveries spread over all.
+            dispatcher = Dispatcher(db, settings)
+            dispatcher_task = asyncio.create_task(dispatcher.run(), name="notifications")
         try:
             yield
         finally:
+            if dispatcher is not None and dispatcher_task is not None:
+                dispatcher.stop()
+                await dispatcher_task
             if worker is not None and worker_task is not None:
                 worker.stop()
                 await worker_task
+            await app.state.event_hub.stop()
             await model_provider.aclose()
             await db.close()
 
@@ -80,6 +103,7 @@ def create_app(
         meta.router,
         webhooks.router,
         usage.router,
+        notifications.router,
         ui_routes.router,
     )
     for router in routers:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 from datetime import datetime, timedelta
 
@@ -14,6 +15,7 @@ from backburner.api.schemas import JobCreate
 from backburner.api.state import Services
 from backburner.errors import FieldProblem, InvalidRequest
 from backburner.jobs.registry import JobType, UnknownJobTypeError
+from backburner.notify.ssrf import Allowed, UnsafeTarget, check_scheme, is_public
 from backburner.store import Job, NewJob
 from backburner.store import documents as documents_store
 from backburner.store import jobs as jobs_store
@@ -30,6 +32,7 @@ def request_fingerprint(create: JobCreate, payload: dict[str, object]) -> str:
             "priority": create.priority,
             "run_at": create.run_at.isoformat() if create.run_at else None,
             "deadline_seconds": create.deadline_seconds,
+            "notify": create.notify.model_dump() if create.notify else None,
         },
         sort_keys=True,
         separators=(",", ":"),
@@ -92,6 +95,24 @@ async def validated_payload(
     return dumped
 
 
+def check_callable(svc: Services, url: str, field: tuple[str, ...]) -> None:
+    """Refuse at once a URL the dispatcher would refuse (scheme, credentials, a non-public
+    address written in it); host names are checked again when resolved at delivery."""
+    allowed = Allowed.parse(
+        svc.settings.webhook_allowed_hosts, allow_http=svc.settings.webhook_allow_http
+    )
+    try:
+        _scheme, host, _port = check_scheme(url, allowed)
+        literal = ipaddress.ip_address(host.strip("[]"))
+    except UnsafeTarget as refused:
+        raise InvalidRequest(str(refused), errors=[FieldProblem(field, str(refused))]) from None
+    except ValueError:
+        return  # a name, not an address: resolved and checked when delivering
+    if not is_public(literal) and not allowed.lets_through(host, literal):
+        problem = f"{literal} is not a public address"
+        raise InvalidRequest(problem, errors=[FieldProblem(field, problem)])
+
+
 def deadline_of(create: JobCreate, job_type: JobType, now: datetime) -> datetime | None:
     """When the result is due: the request's deadline, else the type's default, counted
     from when the job may start."""
@@ -115,6 +136,8 @@ async def enqueue(
     """Queue the job (or find the one this idempotency key already made)."""
     key = idempotency_key_of(create, header_key)
     job_type = job_type_of(svc, create.type)
+    if create.callback_url is not None:
+        check_callable(svc, create.callback_url, ("body", "callback_url"))
     payload = await validated_payload(svc, job_type, create, principal.owner)
     fingerprint = request_fingerprint(create, payload)
     now = svc.clock()
@@ -133,6 +156,7 @@ async def enqueue(
             idempotency_key=key,
             request_hash=fingerprint,
             deadline_at=deadline,
+            notify=create.notify.model_dump(exclude_defaults=True) if create.notify else None,
         ),
         now=now,
     )

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+)
 
 from backburner.jobs.types.summarize import SummaryStyle
 from backburner.store import Job, JobEvent, ProviderCall
@@ -17,6 +25,30 @@ def _http_url(value: str | None) -> str | None:
     if not value.startswith(("https://", "http://")) or len(value) > 2000:
         raise ValueError("must be an http(s) URL of at most 2000 characters")
     return value
+
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _email(value: str) -> str:
+    if not EMAIL.match(value) or len(value) > 254:
+        raise ValueError("not an e-mail address")
+    return value
+
+
+EmailAddress = Annotated[str, AfterValidator(_email)]
+
+
+class NotifyWishes(BaseModel):
+    """Who hears of this job's end, besides its callback_url, the owner's endpoints and the
+    owner's default channels: these e-mail addresses, and Slack or Teams (through the
+    owner's incoming-webhook URLs, set with PUT /api/notifications/channels)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: list[EmailAddress] | None = Field(default=None, max_length=20)
+    slack: bool = False
+    teams: bool = False
 
 
 class JobCreate(BaseModel):
@@ -31,6 +63,7 @@ class JobCreate(BaseModel):
     # How long the caller can wait for the result; model calls may then use OpenAI's
     # discounted 2h/8h completion windows. Up to 7 days.
     deadline_seconds: float | None = Field(default=None, gt=0, le=7 * 86400)
+    notify: NotifyWishes | None = None
 
     _check_url = field_validator("callback_url")(classmethod(lambda cls, v: _http_url(v)))
 
@@ -236,6 +269,7 @@ class BatchSummaryRequest(BaseModel):
     # How long the caller can wait for the result; model calls may then use OpenAI's
     # discounted 2h/8h completion windows. Up to 7 days.
     deadline_seconds: float | None = Field(default=None, gt=0, le=7 * 86400)
+    notify: NotifyWishes | None = None
 
     _check_url = field_validator("callback_url")(classmethod(lambda cls, v: _http_url(v)))
 

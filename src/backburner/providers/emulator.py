@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import collections
 import contextlib
 import hashlib
 import hmac
@@ -48,7 +47,6 @@ from backburner.providers.offline_engine import EngineAnswer, answer
 TERMINAL = frozenset({"completed", "failed", "cancelled", "incomplete"})
 COMPLETION_WINDOWS = ("soonest", "2h", "8h")
 STANDARD_TIERS = (None, "auto", "default")
-RATE_WINDOW_S = 60.0
 
 
 class EmulatorConfig(BaseModel):
@@ -62,8 +60,9 @@ class EmulatorConfig(BaseModel):
     share_failed: float = Field(default=0.0, ge=0, le=1)
     share_incomplete: float = Field(default=0.0, ge=0, le=1)
     share_stuck: float = Field(default=0.0, ge=0, le=1)
-    # A limit of its own, like an OpenAI project's: requests and tokens per rolling minute
-    # on `create`, answered with 429 + `retry-after` and the `x-ratelimit-*` headers.
+    # A limit of its own, like an OpenAI project's: requests and tokens per minute
+    # (replenished continuously) on `create`, answered with 429 + `retry-after` and the
+    # `x-ratelimit-*` headers.
     rpm_limit: int | None = Field(default=None, ge=1)
     tpm_limit: int | None = Field(default=None, ge=1)
     seed: int | None = None
@@ -101,38 +100,40 @@ class EmulatorState:
         # Bursts of completions queue here, not inside the HTTP pool, whose bookkeeping
         # per request grows with the number of requests waiting in it.
         self._sending = asyncio.Semaphore(32)
-        # (time, tokens) of each create in the last rolling minute, for the rate limit.
-        self.recent: collections.deque[tuple[float, int]] = collections.deque()
+        # What is left of the per-minute limits (they start full).
+        self.requests_left = float(self.config.rpm_limit or 0)
+        self.tokens_left = float(self.config.tpm_limit or 0)
+        self.rate_updated = self.clock()
 
     def rate_check(self, tokens: int) -> tuple[float | None, dict[str, str]]:
         """Whether a create of `tokens` fits the limits now: (None, headers) if it does and
-        is counted, else (seconds until it would fit, headers)."""
+        is counted, else (seconds until it would fit, headers). Like OpenAI's, the limits
+        replenish continuously (a per-minute limit of N refills N/60 every second), so a
+        full minute's worth can go at once and then a steady trickle."""
         now = self.clock()
-        while self.recent and self.recent[0][0] <= now - RATE_WINDOW_S:
-            self.recent.popleft()
+        elapsed = max(0.0, now - self.rate_updated)
+        self.rate_updated = now
         rpm, tpm = self.config.rpm_limit, self.config.tpm_limit
-        used_tokens = sum(t for _, t in self.recent)
         wait = 0.0
-        if rpm is not None and len(self.recent) >= rpm:
-            wait = self.recent[len(self.recent) - rpm][0] + RATE_WINDOW_S - now
-        if tpm is not None and used_tokens + tokens > tpm and self.recent:
-            excess, freed_at = used_tokens + tokens - tpm, self.recent[-1][0]
-            for at, spent in self.recent:
-                excess -= spent
-                if excess <= 0:
-                    freed_at = at
-                    break
-            wait = max(wait, freed_at + RATE_WINDOW_S - now)
+        if rpm is not None:
+            self.requests_left = min(float(rpm), self.requests_left + elapsed * rpm / 60)
+            if self.requests_left < 1:
+                wait = (1 - self.requests_left) * 60 / rpm
+        if tpm is not None:
+            self.tokens_left = min(float(tpm), self.tokens_left + elapsed * tpm / 60)
+            needed = min(float(tokens), float(tpm))
+            if self.tokens_left < needed:
+                wait = max(wait, (needed - self.tokens_left) * 60 / tpm)
         if wait <= 0:
-            self.recent.append((now, tokens))
-            used_tokens += tokens
+            self.requests_left -= 1
+            self.tokens_left -= tokens
         headers: dict[str, str] = {}
         if rpm is not None:
             headers["x-ratelimit-limit-requests"] = str(rpm)
-            headers["x-ratelimit-remaining-requests"] = str(max(0, rpm - len(self.recent)))
+            headers["x-ratelimit-remaining-requests"] = str(max(0, int(self.requests_left)))
         if tpm is not None:
             headers["x-ratelimit-limit-tokens"] = str(tpm)
-            headers["x-ratelimit-remaining-tokens"] = str(max(0, tpm - used_tokens))
+            headers["x-ratelimit-remaining-tokens"] = str(max(0, int(self.tokens_left)))
         return (wait if wait > 0 else None), headers
 
     def webhook_client(self) -> httpx.AsyncClient:

@@ -1,7 +1,13 @@
 """The store owns every table and every SQL statement. Other rooms call its named
 functions (`claim_jobs`, `finish_jobs`, ...) and never build queries themselves."""
 
-from backburner.store.database import CHANNEL_CANCEL, CHANNEL_JOBS, CHANNEL_RESPONSES, Database
+from backburner.store.database import (
+    CHANNEL_CANCEL,
+    CHANNEL_JOBS,
+    CHANNEL_OUTBOX,
+    CHANNEL_RESPONSES,
+    Database,
+)
 from backburner.store.models import (
     SUBSTATE_WAITING_PROVIDER,
     TERMINAL_STATUSES,
@@ -21,6 +27,7 @@ from backburner.store.models import (
 __all__ = [
     "CHANNEL_CANCEL",
     "CHANNEL_JOBS",
+    "CHANNEL_OUTBOX",
     "CHANNEL_RESPONSES",
     "SUBSTATE_WAITING_PROVIDER",
     "TERMINAL_STATUSES",

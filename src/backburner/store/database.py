@@ -30,6 +30,7 @@ SignalCallback = Callable[[str], None]
 CHANNEL_JOBS = "backburner_jobs"
 CHANNEL_CANCEL = "backburner_cancel"
 CHANNEL_RESPONSES = "backburner_responses"
+CHANNEL_OUTBOX = "backburner_outbox"
 
 
 def dialect_of(url: str) -> Dialect:
@@ -245,7 +246,7 @@ class PostgresListener:
             lost = asyncio.Event()
             conn.add_termination_listener(lambda _c, lost=lost: lost.set())
             try:
-                for channel in (CHANNEL_JOBS, CHANNEL_CANCEL, CHANNEL_RESPONSES):
+                for channel in (CHANNEL_JOBS, CHANNEL_CANCEL, CHANNEL_RESPONSES, CHANNEL_OUTBOX):
                     await conn.add_listener(channel, self._on_notify)
                 self._connected.set()
                 if not first:

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backburner.store.database import Database
 from backburner.store.models import JobEvent
-from backburner.store.schema import job_events
+from backburner.store.schema import job_events, jobs
 
 
 def event_row(
@@ -53,3 +53,40 @@ async def list_events(
     async with db.read() as conn:
         rows = (await conn.execute(query)).mappings().all()
     return [JobEvent.from_row(row) for row in rows]
+
+
+async def events_since(
+    db: Database,
+    *,
+    after_id: int,
+    owner: str | None = None,
+    job_id: str | None = None,
+    limit: int = 1000,
+) -> list[tuple[JobEvent, str, str, str, float]]:
+    """Events after `after_id` across jobs (of `owner`, or of one job), oldest first, each
+    with its job's owner, type, current status and progress: what a live stream sends."""
+    query = (
+        sa.select(job_events, jobs.c.owner, jobs.c.type, jobs.c.status, jobs.c.progress)
+        .join(jobs, jobs.c.id == job_events.c.job_id)
+        .where(job_events.c.id > after_id)
+        .order_by(job_events.c.id)
+        .limit(limit)
+    )
+    if owner is not None:
+        query = query.where(jobs.c.owner == owner)
+    if job_id is not None:
+        query = query.where(job_events.c.job_id == job_id)
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    found = []
+    for row in rows:
+        values = dict(row)
+        extra = (values.pop("owner"), values.pop("type"), values.pop("status"))
+        progress = float(values.pop("progress"))
+        found.append((JobEvent.from_row(values), *extra, progress))
+    return found
+
+
+async def latest_event_id(db: Database) -> int:
+    async with db.read() as conn:
+        return int((await conn.execute(sa.select(sa.func.max(job_events.c.id)))).scalar() or 0)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backburner.errors import Conflict, FieldProblem, InvalidRequest, NotFound
 from backburner.store import postgres
-from backburner.store.database import CHANNEL_CANCEL, CHANNEL_JOBS, Database
+from backburner.store.database import CHANNEL_CANCEL, CHANNEL_JOBS, CHANNEL_OUTBOX, Database
 from backburner.store.events import add_events, event_row
 from backburner.store.models import (
     TERMINAL_STATUSES,
@@ -30,6 +30,7 @@ from backburner.store.models import (
     Outcome,
     new_id,
 )
+from backburner.store.notify import owe_notifications
 from backburner.store.schema import jobs, owner_limits, workers
 
 PENDING = JobStatus.PENDING.value
@@ -65,6 +66,7 @@ async def insert_job(db: Database, new: NewJob, *, now: datetime) -> tuple[Job, 
                 "idempotency_key": new.idempotency_key,
                 "request_hash": new.request_hash,
                 "deadline_at": new.deadline_at,
+                "notify": new.notify,
             }
             row = (
                 (await tx.conn.execute(sa.insert(jobs).values(values).returning(*jobs.c)))
@@ -493,6 +495,9 @@ async def finish_jobs(
             await add_events(tx.conn, [_finish_event(o, now) for o in applied])
             if any(o.status == JobStatus.PENDING for o in applied):
                 await tx.signal(CHANNEL_JOBS)
+            ended = [o.job_id for o in applied if o.status in TERMINAL_STATUSES]
+            if await owe_notifications(tx.conn, ended, now):
+                await tx.signal(CHANNEL_OUTBOX)
     return {o.job_id for o in applied}
 
 
@@ -503,6 +508,8 @@ async def _finish_jobs_postgres(
         records = await conn.fetch(postgres.FINISH, *postgres.finish_args(worker_id, outcomes, now))
         if any(record["status"] == PENDING for record in records):
             await conn.execute("SELECT pg_notify($1, '')", CHANNEL_JOBS)
+        if records and records[0]["owed"]:
+            await conn.execute("SELECT pg_notify($1, '')", CHANNEL_OUTBOX)
     return {record["id"] for record in records}
 
 
@@ -594,6 +601,10 @@ async def request_cancel(db: Database, job_id: str, *, owner: str | None, now: d
         )
         row = (await tx.conn.execute(update)).mappings().one()
         await add_events(tx.conn, [event])
+        if row["status"] == JobStatus.CANCELED.value and await owe_notifications(
+            tx.conn, [job_id], now
+        ):
+            await tx.signal(CHANNEL_OUTBOX)
     return Job.from_row(row)
 
 
@@ -684,6 +695,9 @@ async def reap_expired_leases(db: Database, *, now: datetime, limit: int = 500) 
         await add_events(tx.conn, events)
         if any(r.status == JobStatus.PENDING for r in reaped):
             await tx.signal(CHANNEL_JOBS)
+        ended = [r.job_id for r in reaped if r.status in TERMINAL_STATUSES]
+        if await owe_notifications(tx.conn, ended, now):
+            await tx.signal(CHANNEL_OUTBOX)
     return reaped
 
 

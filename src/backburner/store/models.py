@@ -77,6 +77,7 @@ class Job:
     idempotency_key: str | None
     request_hash: str | None
     deadline_at: datetime | None
+    notify: dict[str, Any] | None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Job:
@@ -100,6 +101,7 @@ class NewJob:
     idempotency_key: str | None = None
     request_hash: str | None = None
     deadline_at: datetime | None = None
+    notify: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 from backburner.store.models import TERMINAL_STATUSES, Job, JobStatus, Outcome
 from backburner.store.schema import jobs
 
-_JSON_COLUMNS = {"payload", "result"}
+_JSON_COLUMNS = {"payload", "result", "notify"}
 # Every column, JSON ones as text: we decode them, whatever codecs the driver has.
 _COLUMNS = ", ".join(
     f"j.{c.name}::text AS {c.name}" if c.name in _JSON_COLUMNS else f"j.{c.name}" for c in jobs.c
@@ -66,13 +66,25 @@ WITH outcome AS (
     FROM outcome AS o
     WHERE jobs.id = o.id AND jobs.lease_owner = $13 AND jobs.status = 'running'
       AND jobs.attempts = o.attempt
-    RETURNING jobs.id, o.status, o.attempt, o.error_message, o.event, o.event_data
+    RETURNING jobs.id, jobs.owner, jobs.callback_url, jobs.notify, o.status, o.attempt,
+              o.error_message, o.event, o.event_data
 ), events AS (
     INSERT INTO job_events (job_id, at, kind, from_status, to_status, attempt, message, data)
     SELECT id, $12, event, 'running', status, attempt, error_message, event_data::jsonb
     FROM done
+), owed AS (
+    -- The outbox rows of jobs that ended and may owe notifications (as
+    -- notify.owes_notification decides on the portable path).
+    INSERT INTO notifications (job_id, owner, event_type, created_at)
+    SELECT d.id, d.owner, 'job.' || d.status, $12 FROM done AS d
+    WHERE d.status IN ('succeeded', 'failed', 'canceled')
+      AND (d.callback_url IS NOT NULL OR d.notify IS NOT NULL
+           OR EXISTS (SELECT 1 FROM webhook_endpoints AS e
+                      WHERE e.owner = d.owner AND e.enabled)
+           OR EXISTS (SELECT 1 FROM owner_channels AS c WHERE c.owner = d.owner))
+    RETURNING 1
 )
-SELECT id, status FROM done
+SELECT id, status, (SELECT count(*) FROM owed) AS owed FROM done
 """
 
 

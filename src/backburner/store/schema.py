@@ -71,6 +71,8 @@ jobs = sa.Table(
     sa.Column("request_hash", sa.String(64)),
     # When the caller needs the result by; lets model calls take discounted windows.
     sa.Column("deadline_at", UtcDateTime()),
+    # Per-job notification wishes: {"email": [...], "slack": true, "teams": true}.
+    sa.Column("notify", Json()),
     sa.Index(
         "ix_jobs_pending_queue",
         sa.text("priority DESC"),
@@ -240,5 +242,112 @@ rate_limits = sa.Table(
     sa.Column("tokens", sa.Float(), nullable=False),
     sa.Column("scale", sa.Float(), nullable=False, server_default="1"),
     sa.Column("blocked_until", UtcDateTime()),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# --- Notifications ------------------------------------------------------------------------
+# The outbox: one row per job that reached a terminal state and may owe notifications,
+# written in the transaction that wrote the state. The dispatcher expands each into the
+# deliveries it owes (webhook, email, Slack, Teams) and marks it expanded.
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(36), nullable=False),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("event_type", sa.String(40), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("expanded_at", UtcDateTime()),
+    sa.Index(
+        "ix_notifications_unexpanded",
+        "id",
+        postgresql_where=sa.text("expanded_at IS NULL"),
+        sqlite_where=sa.text("expanded_at IS NULL"),
+    ),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("notification_id", BigId),
+    sa.Column("job_id", sa.String(36), nullable=False),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("channel", sa.String(20), nullable=False),  # webhook | email | slack | teams
+    sa.Column("target", sa.Text(), nullable=False),  # URL or e-mail address
+    sa.Column("endpoint_id", sa.String(36)),
+    sa.Column("event_type", sa.String(40), nullable=False),
+    # Stable across attempts and redeliveries: receivers drop duplicates by it.
+    sa.Column("event_id", sa.String(64), nullable=False),
+    sa.Column("payload", Json(), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # pending | succeeded | failed
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UtcDateTime(), nullable=False),
+    sa.Column("give_up_at", UtcDateTime(), nullable=False),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_expires_at", UtcDateTime()),
+    sa.Column("last_status_code", sa.Integer()),
+    sa.Column("last_error", sa.Text()),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("delivered_at", UtcDateTime()),
+    sa.UniqueConstraint("notification_id", "channel", "target", name="uq_deliveries_target"),
+    sa.Index(
+        "ix_deliveries_due",
+        "next_attempt_at",
+        postgresql_where=sa.text("status = 'pending'"),
+        sqlite_where=sa.text("status = 'pending'"),
+    ),
+    sa.Index("ix_deliveries_job", "job_id", "created_at"),
+)
+
+delivery_attempts = sa.Table(
+    "delivery_attempts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", sa.String(36), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("status_code", sa.Integer()),
+    sa.Column("latency_ms", sa.Float(), nullable=False),
+    sa.Column("error", sa.Text()),
+    sa.Column("response_excerpt", sa.Text()),
+    sa.Index("ix_delivery_attempts_delivery", "delivery_id", "id"),
+)
+
+webhook_secrets = sa.Table(
+    "webhook_secrets",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("secret", sa.String(100), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    # Set when rotated out: the old secret still signs until then.
+    sa.Column("expires_at", UtcDateTime()),
+    sa.Index("ix_webhook_secrets_owner", "owner", "id"),
+)
+
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("url", sa.Text(), nullable=False),
+    sa.Column("event_types", Json(), nullable=False),
+    sa.Column("enabled", sa.Boolean(), nullable=False, server_default=sa.true()),
+    sa.Column("disabled_reason", sa.Text()),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_webhook_endpoints_owner", "owner"),
+)
+
+# An owner's default channels: where `notify: {email: true, slack: true}` sends.
+owner_channels = sa.Table(
+    "owner_channels",
+    metadata,
+    sa.Column("owner", sa.String(200), primary_key=True),
+    sa.Column("emails", Json(), nullable=False),
+    sa.Column("slack_webhook_url", sa.Text()),
+    sa.Column("teams_webhook_url", sa.Text()),
+    # Event types the defaults apply to for every job (not only jobs that ask).
+    sa.Column("event_types", Json(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
 )

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from backburner.config import Settings
 from backburner.errors import ErrorInfo, PermanentError
 from backburner.jobs.registry import JobRegistry, JobType, RetryPolicy, UnknownJobTypeError
+from backburner.notify import Dispatcher
 from backburner.providers.base import Provider
 from backburner.store import CHANNEL_CANCEL, CHANNEL_JOBS, CHANNEL_RESPONSES, Database, Job, Outcome
 from backburner.store import jobs as jobs_store
@@ -97,6 +98,8 @@ class Worker:
             polls_per_second=settings.poll_budget_per_second,
         )
         self.spending = Spending(db, settings, clock, provider.name)
+        # Notifications owed by finished jobs go out from every worker process.
+        self.dispatcher = Dispatcher(db, settings) if settings.notify_dispatcher else None
         self._caps = jobs_store.OwnerCaps(default=settings.owner_max_running)
         self.slots = Slots(concurrency or settings.worker_concurrency)
         self.running: dict[str, _Attempt] = {}
@@ -147,12 +150,26 @@ class Worker:
                         name="cancels",
                     ),
                 ]
+                notifying = (
+                    services.create_task(self.dispatcher.run(), name="notifications")
+                    if self.dispatcher is not None
+                    else None
+                )
                 async with asyncio.TaskGroup() as attempts:
                     self.started.set()
                     await self._claim_until_stopped(attempts)
                     await self._drain()
                 for task in background:
                     task.cancel()
+                if notifying is not None and self.dispatcher is not None:
+                    # Stopped, not cancelled: a transaction cut off mid-way could leave
+                    # SQLite's write lock held; the dispatcher ends its round and returns.
+                    self.dispatcher.stop()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            asyncio.shield(notifying), self.settings.shutdown_grace_seconds
+                        )
+                    notifying.cancel()
         finally:
             for undo in unsubscribe:
                 undo()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
 
+from backburner.api import live
 from backburner.api.auth import CurrentPrincipal, Principal
 from backburner.api.enqueue import enqueue
 from backburner.api.estimates import EtaEstimator
@@ -134,18 +136,45 @@ async def retry_job(job_id: str, svc: ServicesDep, principal: CurrentPrincipal) 
     return JobView.of(job)
 
 
-@router.get("/{job_id}/events", response_model=EventList)
+@router.get(
+    "/{job_id}/events",
+    response_model=EventList,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
 async def job_events(
     job_id: str,
+    request: Request,
     svc: ServicesDep,
     principal: CurrentPrincipal,
     after: int = Query(default=0, ge=0, description="Only events after this event id"),
     limit: int = Query(default=500, ge=1, le=5000),
-) -> EventList:
-    """The job's timeline: every state change, attempt, model call and progress report."""
+    stream: bool = Query(default=False, description="Server-Sent Events, live"),
+    last_event_id: Annotated[int | None, Header(ge=0)] = None,
+) -> Any:
+    """The job's timeline: every state change, attempt, model call and progress report.
+    With `stream=1`, the same as Server-Sent Events, live (resume with Last-Event-ID)."""
     job = await owned_job(svc, principal, job_id)
+    if stream:
+        return live_response(request, owner=None, job_id=job.id, after=last_event_id or after)
     events = await events_store.list_events(svc.db, job.id, after_id=after, limit=limit)
     return EventList(items=[EventView.of(event) for event in events])
+
+
+def live_response(
+    request: Request, *, owner: str | None, job_id: str | None, after: int
+) -> StreamingResponse:
+    frames = live.stream(
+        request.app.state.event_hub,
+        owner=owner,
+        job_id=job_id,
+        last_event_id=after,
+        is_disconnected=request.is_disconnected,
+    )
+    return StreamingResponse(
+        frames,
+        media_type="text/event-stream",
+        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+    )
 
 
 @router.get("/{job_id}/model-calls", response_model=ModelCallList)

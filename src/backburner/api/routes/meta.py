@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from backburner.api.auth import CurrentPrincipal
+from backburner.api.routes.jobs import live_response
 from backburner.api.schemas import Health, JobTypeList, JobTypeView
 from backburner.api.state import ServicesDep
 from backburner.errors import NotFound
+from backburner.store import events as events_store
 from backburner.store import migrate
 
 router = APIRouter(tags=["meta"])
@@ -25,6 +29,21 @@ async def get_job_type(name: str, svc: ServicesDep, _principal: CurrentPrincipal
     if name not in svc.registry:
         raise NotFound(f"no job type {name!r}")
     return JobTypeView(**svc.registry.get(name).describe())
+
+
+@router.get("/api/events", responses={200: {"content": {"text/event-stream": {}}}})
+async def events(
+    request: Request,
+    principal: CurrentPrincipal,
+    last_event_id: Annotated[int | None, Header(ge=0)] = None,
+    after: Annotated[int | None, Query(ge=0)] = None,
+) -> StreamingResponse:
+    """Server-Sent Events: every change to the caller's jobs (admins: everyone's), live.
+    Reconnect with `Last-Event-ID` (or `?after=`) and nothing in between is missed."""
+    start = last_event_id if last_event_id is not None else after
+    if start is None:
+        start = await events_store.latest_event_id(request.app.state.services.db)
+    return live_response(request, owner=principal.visible_owner(), job_id=None, after=start)
 
 
 @router.get("/healthz", response_model=Health)

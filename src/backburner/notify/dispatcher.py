@@ -1,0 +1,253 @@
+"""The dispatcher: expands the outbox into deliveries and delivers them, at least once.
+
+Many may run (one per `serve` and `worker` process): claims are leased and `SKIP LOCKED`,
+so each delivery is sent by one dispatcher at a time, and again by another if that one
+dies mid-send. Sends run concurrently (bounded); their results are written in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+
+import aiosmtplib
+import httpx
+
+from backburner.config import Settings
+from backburner.notify import messages, policy, signing
+from backburner.notify.ssrf import Allowed, UnsafeTarget, resolve_target
+from backburner.store import CHANNEL_OUTBOX, Database, Job
+from backburner.store import notify as notify_store
+from backburner.store.notify import Attempt, AttemptResult, Delivery, Endpoint, OwnerChannels
+
+log = logging.getLogger(__name__)
+
+EXCERPT_BYTES = 2048
+USER_AGENT = "Backburner-Webhooks/1.0"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Dispatcher:
+    def __init__(
+        self, db: Database, settings: Settings, *, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+        self.id = f"{socket.gethostname()[:40]}-{os.getpid()}-d{secrets.token_hex(3)}"
+        self.allowed = Allowed.parse(
+            settings.webhook_allowed_hosts, allow_http=settings.webhook_allow_http
+        )
+        base = settings.public_url or f"http://{settings.host}:{settings.port}"
+        self.links = messages.Links(base.rstrip("/"))
+        self.retry_for = timedelta(hours=settings.notify_retry_hours)
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._sending = asyncio.Semaphore(settings.notify_concurrency)
+        self._client: httpx.AsyncClient | None = None
+        self.sent = 0
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    def wake(self, _payload: str = "") -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        unsubscribe = self.db.signals.subscribe(CHANNEL_OUTBOX, self.wake)
+        timeout = httpx.Timeout(
+            self.settings.notify_timeout_seconds,
+            connect=self.settings.notify_connect_timeout_seconds,
+        )
+        self._client = httpx.AsyncClient(
+            timeout=timeout,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=self.settings.notify_concurrency),
+            headers={"user-agent": USER_AGENT},
+        )
+        try:
+            while not self._stopping.is_set():
+                try:
+                    busy = await self.run_once()
+                except Exception:
+                    log.exception("notification dispatch failed; trying again shortly")
+                    busy = False
+                if not busy:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                    self._wake.clear()
+        finally:
+            unsubscribe()
+            await self._client.aclose()
+
+    async def run_once(self) -> bool:
+        """Expand what is owed and send what is due; whether there was work."""
+        if not await notify_store.has_work(self.db, now=self.clock()):
+            return False  # one cheap read, no write transaction, when idle
+        expanded = await notify_store.expand_notifications(
+            self.db, now=self.clock(), retry_for=self.retry_for, owed=self._owed
+        )
+        claimed = await notify_store.claim_deliveries(
+            self.db,
+            dispatcher_id=self.id,
+            limit=max(1, self.settings.notify_concurrency * 2),
+            lease_seconds=self.settings.notify_lease_seconds,
+            now=self.clock(),
+        )
+        if claimed:
+            signing_secrets = await self._signing_secrets(
+                {d.owner for d in claimed if d.channel == "webhook"}
+            )
+            results = await asyncio.gather(
+                *(self._attempt(d, signing_secrets.get(d.owner, [])) for d in claimed)
+            )
+            await notify_store.record_attempts(
+                self.db, dispatcher_id=self.id, results=results, now=self.clock()
+            )
+            self.sent += sum(1 for r in results if r.status == "succeeded")
+        return bool(expanded or claimed)
+
+    async def _signing_secrets(self, owners: set[str]) -> dict[str, list[str]]:
+        found = await notify_store.signing_secrets(self.db, owners, self.clock())
+        for owner in owners - set(found):
+            # First webhook of an owner who never asked for its secret: make it now; the
+            # owner reads it with GET /api/webhooks/secret.
+            made = await notify_store.current_secret(
+                self.db, owner, now=self.clock(), make=signing.new_secret
+            )
+            found[owner] = [made]
+        return found
+
+    def _owed(
+        self,
+        job: Job,
+        event_type: str,
+        event_id: str,
+        channels: OwnerChannels | None,
+        endpoints: list[Endpoint],
+    ) -> list[notify_store.OwedDelivery]:
+        return messages.owed_deliveries(
+            job,
+            event_type,
+            event_id,
+            channels,
+            endpoints,
+            links=self.links,
+            inline_limit=self.settings.notify_result_inline_bytes,
+        )
+
+    async def _attempt(self, delivery: Delivery, owner_secrets: list[str]) -> AttemptResult:
+        async with self._sending:
+            started = time.monotonic()
+            at = self.clock()
+            code: int | None = None
+            excerpt: str | None = None
+            error: str | None = None
+            try:
+                if delivery.channel == "email":
+                    await self._send_email(delivery)
+                    ok = True
+                else:
+                    code, excerpt = await self._post(delivery, owner_secrets)
+                    ok = 200 <= code < 300
+                    if not ok:
+                        error = f"HTTP {code}"
+            except UnsafeTarget as refused:
+                ok, error = False, f"refused: {refused}"
+            except (httpx.HTTPError, aiosmtplib.SMTPException, OSError) as failure:
+                ok, error = False, f"{type(failure).__name__}: {failure}"[:500]
+            latency_ms = (time.monotonic() - started) * 1000
+        gone = code == 410 or (error or "").startswith("refused:")
+        status, next_at = policy.next_step(
+            ok=ok,
+            gone=gone,
+            attempts=delivery.attempts,
+            now=self.clock(),
+            give_up_at=delivery.give_up_at,
+            base=self.settings.notify_retry_base_seconds,
+        )
+        if status != "succeeded":
+            log.info(
+                "notification not delivered",
+                extra={
+                    "job_id": delivery.job_id,
+                    "delivery_id": delivery.id,
+                    "channel": delivery.channel,
+                    "error": error,
+                    "next": status,
+                },
+            )
+        return AttemptResult(
+            Attempt(delivery.id, at, code, latency_ms, error, excerpt),
+            status,
+            next_at,
+            disable_endpoint=code == 410 and delivery.endpoint_id is not None,
+        )
+
+    async def _post(self, delivery: Delivery, owner_secrets: list[str]) -> tuple[int, str]:
+        assert self._client is not None
+        target = await resolve_target(delivery.target, self.allowed)
+        body = json.dumps(delivery.payload, separators=(",", ":")).encode()
+        headers = {"content-type": "application/json", "host": target.host}
+        if delivery.channel == "webhook":
+            headers |= signing.headers(owner_secrets, delivery.event_id, int(time.time()), body)
+        request = self._client.build_request(
+            "POST",
+            target.pinned_url,
+            content=body,
+            headers=headers,
+            extensions={"sni_hostname": target.host.split(":")[0].strip("[]")},
+        )
+        response = await self._client.send(request, stream=True)
+        try:
+            excerpt = await _read_capped(response, EXCERPT_BYTES)
+        finally:
+            await response.aclose()
+        return response.status_code, excerpt
+
+    async def _send_email(self, delivery: Delivery) -> None:
+        settings = self.settings
+        if settings.smtp_host is None:
+            raise aiosmtplib.SMTPException("no SMTP server configured (BACKBURNER_SMTP_HOST)")
+        payload: dict[str, Any] = delivery.payload
+        message = EmailMessage()
+        message["From"] = settings.smtp_from
+        message["To"] = payload["to"]
+        message["Subject"] = payload["subject"]
+        message["Message-ID"] = f"<{delivery.event_id}.{delivery.id}@backburner>"
+        message.set_content(payload["text"])
+        message.add_alternative(payload["html"], subtype="html")
+        await aiosmtplib.send(
+            message,
+            hostname=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+            start_tls=settings.smtp_starttls and not settings.smtp_tls,
+            use_tls=settings.smtp_tls,
+            timeout=settings.notify_timeout_seconds,
+        )
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> str:
+    """At most `limit` bytes of the body: a receiver cannot make us read a flood."""
+    data = bytearray()
+    async for chunk in response.aiter_raw():
+        data.extend(chunk)
+        if len(data) >= limit:
+            break
+    return bytes(data[:limit]).decode("utf-8", errors="replace")
