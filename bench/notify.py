@@ -1,7 +1,8 @@
 """How fast are finished jobs announced? N jobs finish (through the worker's own finish
 statement, so each writes its outbox row), each owed one webhook; one `backburner dispatcher`
 process delivers them to a local receiver. Prints deliveries per second and p50/p99 from
-the job's completion to the receiver's receipt.
+the job's completion to the receiver's receipt, for jobs finishing all at once (a backlog:
+latency is mostly waiting in line) and at steady rates.
 
     python bench/notify.py                 # 10,000 jobs on PostgreSQL
     python bench/notify.py --jobs 2000 --dialect sqlite
@@ -22,6 +23,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(
 import argparse
 import asyncio
 import json
+import os
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -71,8 +73,11 @@ class Receipts:
             writer.close()
 
 
-async def finish_all(db: Database, jobs: int, callback: str) -> dict[str, float]:
-    """Enqueue, claim and finish `jobs` jobs; returns each job's completion time."""
+async def finish_all(
+    db: Database, jobs: int, callback: str, rate: float | None
+) -> dict[str, float]:
+    """Enqueue and claim `jobs` jobs, then finish them: all at once (`rate` None) or at
+    `rate` jobs per second. Returns each job's completion time."""
     now = datetime.now(UTC)
     limit = asyncio.Semaphore(16)
 
@@ -85,35 +90,43 @@ async def finish_all(db: Database, jobs: int, callback: str) -> dict[str, float]
                     type="noop",
                     payload={},
                     max_attempts=1,
-                    timeout_seconds=60,
+                    timeout_seconds=600,
                     callback_url=callback,
                 ),
                 now=now,
             )
 
     await asyncio.gather(*(one() for _ in range(jobs)))
-    done: dict[str, float] = {}
-    while len(done) < jobs:
+    running = []
+    while len(running) < jobs:
         claimed = await jobs_store.claim_jobs(
-            db, worker_id="bench", limit=500, lease_seconds=300, now=datetime.now(UTC)
+            db, worker_id="bench", limit=1000, lease_seconds=600, now=datetime.now(UTC)
         )
         if not claimed:
             break
+        running += claimed
+    batch = 500 if rate is None else max(1, int(rate / 20))
+    done: dict[str, float] = {}
+    started = time.monotonic()
+    for first in range(0, len(running), batch):
+        chunk = running[first : first + batch]
+        if rate is not None:
+            await asyncio.sleep(max(0.0, started + first / rate - time.monotonic()))
         finished_at = datetime.now(UTC)
         await jobs_store.finish_jobs(
             db,
             worker_id="bench",
             outcomes=[
                 Outcome(j.id, j.attempts, JobStatus.SUCCEEDED, "succeeded", result={"n": 1})
-                for j in claimed
+                for j in chunk
             ],
             now=finished_at,
         )
-        done.update((j.id, finished_at.timestamp()) for j in claimed)
+        done.update((j.id, finished_at.timestamp()) for j in chunk)
     return done
 
 
-async def run(dialect: str, jobs: int) -> dict[str, float]:
+async def run(dialect: str, jobs: int, rate: float | None) -> dict[str, float]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-notify-"))
     url = await fresh_database(dialect, workdir)
     db = Database(url)
@@ -127,11 +140,12 @@ async def run(dialect: str, jobs: int) -> dict[str, float]:
         "BACKBURNER_LOG_LEVEL": "WARNING",
         "BACKBURNER_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
         "BACKBURNER_WEBHOOK_ALLOW_HTTP": "1",
+        "BACKBURNER_NOTIFY_CONCURRENCY": os.environ.get("NOTIFY_CONCURRENCY", "64"),
     }
     try:
         with process("dispatcher", env=env):
             await asyncio.sleep(3)  # the dispatcher is up and idle
-            completed = await finish_all(db, jobs, f"http://127.0.0.1:{port}/hook")
+            completed = await finish_all(db, jobs, f"http://127.0.0.1:{port}/hook", rate)
             await asyncio.wait_for(receipts.all_in.wait(), timeout=600)
     finally:
         server.close()
@@ -151,19 +165,29 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--dialect", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument(
+        "--rates",
+        default="burst,500,1000",
+        help="how fast jobs finish: 'burst' (all at once) and/or jobs per second",
+    )
     args = parser.parse_args()
-    result = await run(args.dialect, args.jobs)
+    rows = []
+    for rate in args.rates.split(","):
+        per_second = None if rate == "burst" else float(rate)
+        rows.append((rate, await run(args.dialect, args.jobs, per_second)))
     print(f"\nbench/notify.py — {describe()}")
     print(
         f"{args.jobs:,} finished jobs each owed one signed webhook, one `backburner dispatcher` "
         f"process, {args.dialect}, receiver on loopback\n"
     )
-    print("deliveries/s | completion → receipt p50 (ms) | p99 (ms) | copies received")
-    print("--- | --- | --- | ---")
-    print(
-        f"{result['per_second']:,.0f} | {result['p50']:,.0f} | {result['p99']:,.0f} | "
-        f"{result['copies']:,.0f}"
-    )
+    print("jobs finish | deliveries/s | completion → receipt p50 (ms) | p99 (ms) | copies received")
+    print("--- | --- | --- | --- | ---")
+    for rate, result in rows:
+        shown = "all at once" if rate == "burst" else f"{float(rate):,.0f}/s"
+        print(
+            f"{shown} | {result['per_second']:,.0f} | {result['p50']:,.0f} | "
+            f"{result['p99']:,.0f} | {result['copies']:,.0f}"
+        )
 
 
 if __name__ == "__main__":

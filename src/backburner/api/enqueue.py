@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 from datetime import datetime, timedelta
 
@@ -15,7 +14,7 @@ from backburner.api.schemas import JobCreate
 from backburner.api.state import Services
 from backburner.errors import FieldProblem, InvalidRequest
 from backburner.jobs.registry import JobType, UnknownJobTypeError
-from backburner.notify.ssrf import Allowed, UnsafeTarget, check_scheme, is_public
+from backburner.notify.ssrf import Allowed, UnsafeTarget, check_url
 from backburner.store import Job, NewJob
 from backburner.store import documents as documents_store
 from backburner.store import jobs as jobs_store
@@ -102,15 +101,9 @@ def check_callable(svc: Services, url: str, field: tuple[str, ...]) -> None:
         svc.settings.webhook_allowed_hosts, allow_http=svc.settings.webhook_allow_http
     )
     try:
-        _scheme, host, _port = check_scheme(url, allowed)
-        literal = ipaddress.ip_address(host.strip("[]"))
+        check_url(url, allowed)
     except UnsafeTarget as refused:
         raise InvalidRequest(str(refused), errors=[FieldProblem(field, str(refused))]) from None
-    except ValueError:
-        return  # a name, not an address: resolved and checked when delivering
-    if not is_public(literal) and not allowed.lets_through(host, literal):
-        problem = f"{literal} is not a public address"
-        raise InvalidRequest(problem, errors=[FieldProblem(field, problem)])
 
 
 def deadline_of(create: JobCreate, job_type: JobType, now: datetime) -> datetime | None:

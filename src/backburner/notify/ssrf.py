@@ -3,8 +3,8 @@
 Only https (http when the operator allows it); the host is resolved once and every address
 must be public (not private, loopback, link-local — which includes cloud metadata at
 169.254.169.254 —, multicast, reserved or unspecified) unless the host or the address is
-allow-listed (`BACKBURNER_WEBHOOK_ALLOWED_HOSTS`). The request then goes to the checked
-address (with the original Host header and TLS server name), so a DNS answer that changes
+allow-listed (`BACKBURNER_WEBHOOK_ALLOWED_HOSTS`). The connection is made to the checked
+address (aiohttp keeps the Host header and TLS server name), so a DNS answer that changes
 between check and connect (rebinding) cannot redirect it. Redirects are never followed.
 """
 
@@ -15,7 +15,9 @@ import ipaddress
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -50,16 +52,6 @@ class Allowed:
         return host in self.hosts or any(address in network for network in self.networks)
 
 
-@dataclass(frozen=True)
-class Target:
-    """A checked URL: connect to `pinned_url`, sending `host` as Host and TLS name."""
-
-    url: str
-    pinned_url: str
-    host: str
-    address: str
-
-
 def is_public(address: IpAddress) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return is_public(address.ipv4_mapped)
@@ -81,35 +73,62 @@ def check_scheme(url: str, allowed: Allowed) -> tuple[str, str, int]:
     return parts.scheme, parts.hostname.lower().rstrip("."), port
 
 
-async def resolve_target(url: str, allowed: Allowed) -> Target:
-    """Resolve and check `url`; raises UnsafeTarget when it may not be called."""
+def check_url(url: str, allowed: Allowed) -> tuple[str, int]:
+    """(host, port) of a URL whose text may be called: scheme, credentials, and an address
+    written in it. Names are checked when resolved (`checked_addresses`)."""
     _scheme, host, port = check_scheme(url, allowed)
     try:
-        literal: IpAddress | None = ipaddress.ip_address(host.strip("[]"))
+        literal = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        literal = None
-    if literal is not None:
-        addresses = [literal]
-    else:
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror as error:
-            raise Unresolvable(f"cannot resolve {host}: {error.strerror}") from None
-        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+        return host, port
+    if not is_public(literal) and not allowed.lets_through(host, literal):
+        raise UnsafeTarget(f"{literal} is not a public address")
+    return host, port
+
+
+async def checked_addresses(host: str, port: int, allowed: Allowed) -> list[IpAddress]:
+    """Resolve `host`; every address must be public (or allow-listed), else UnsafeTarget."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise Unresolvable(f"cannot resolve {host}: {error.strerror}") from None
+    addresses = list(
+        dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos)
+    )
     if not addresses:
-        raise UnsafeTarget(f"{host} has no address")
+        raise Unresolvable(f"{host} has no address")
     for address in addresses:
         if not is_public(address) and not allowed.lets_through(host, address):
             raise UnsafeTarget(
                 f"{host} resolves to {address}, a non-public address "
                 "(allow it with BACKBURNER_WEBHOOK_ALLOWED_HOSTS)"
             )
-    chosen = addresses[0]
-    parts = urlsplit(url)
-    shown = f"[{chosen}]" if chosen.version == 6 else str(chosen)
-    netloc = f"{shown}:{parts.port}" if parts.port else shown
-    pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
-    return Target(
-        url=url, pinned_url=pinned, host=parts.netloc.rsplit("@", 1)[-1], address=str(chosen)
-    )
+    return addresses
+
+
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver, checking what it resolves: the connection is made to the very
+    addresses that were checked, so DNS rebinding cannot redirect it. (aiohttp does not
+    resolve IP literals; `check_url` covers those before the request.)"""
+
+    def __init__(self, allowed: Allowed) -> None:
+        self._allowed = allowed
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            {
+                "hostname": host,
+                "host": str(address),
+                "port": port,
+                "family": socket.AF_INET6 if address.version == 6 else socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+            for address in await checked_addresses(host, port, self._allowed)
+        ]
+
+    async def close(self) -> None:
+        return None

@@ -245,17 +245,18 @@ async def _endpoints_of(conn: AsyncConnection, owners: set[str]) -> dict[str, li
 # --- Deliveries -------------------------------------------------------------------------------
 
 
-async def has_work(db: Database, *, now: datetime) -> bool:
-    """Whether anything waits to be expanded or sent (a read, for idle dispatchers)."""
+async def has_work(db: Database, *, now: datetime) -> tuple[bool, bool]:
+    """Whether anything waits to be expanded, and to be sent (a read, for idle dispatchers)."""
     unexpanded = sa.select(notifications.c.id).where(notifications.c.expanded_at.is_(None))
     due = sa.select(deliveries.c.id).where(
         deliveries.c.status == "pending",
         deliveries.c.next_attempt_at <= now,
         sa.or_(deliveries.c.lease_expires_at.is_(None), deliveries.c.lease_expires_at < now),
     )
-    query = sa.select(sa.or_(unexpanded.exists(), due.exists()))
+    query = sa.select(unexpanded.exists(), due.exists())
     async with db.read() as conn:
-        return bool((await conn.execute(query)).scalar())
+        waiting, sendable = (await conn.execute(query)).one()
+    return bool(waiting), bool(sendable)
 
 
 async def claim_deliveries(
