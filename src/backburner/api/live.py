@@ -78,14 +78,20 @@ class EventHub:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._subscribers: set[_Subscriber] = set()
-        self._cursor = 0
+        self._cursor: int | None = None
         self._seen: OrderedDict[int, None] = OrderedDict()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
     async def start(self) -> None:
-        self._cursor = await events_store.latest_event_id(self.db)
+        # No query here: the service starts (and answers 503) while the database is down.
         self._task = asyncio.create_task(self._run(), name="event-hub")
+
+    async def ready(self) -> None:
+        """Fix the hub's starting point before the first stream subscribes: from here on
+        the hub reads every event, and a stream's backfill covers what came before."""
+        if self._cursor is None:
+            self._cursor = await events_store.latest_event_id(self.db)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -114,6 +120,8 @@ class EventHub:
             await asyncio.sleep(POLL_SECONDS)
 
     async def _read(self) -> None:
+        if self._cursor is None:
+            return
         while True:
             rows = await events_store.events_since(
                 self.db, after_id=max(0, self._cursor - LATE_WINDOW), limit=2000
@@ -160,6 +168,7 @@ async def stream(
             job_id is None or event.job_id == job_id
         )
 
+    await hub.ready()
     with hub.subscribe(wants) as queue:
         backfilled: set[int] = set()
         yield "retry: 2000\n\n"

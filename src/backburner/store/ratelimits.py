@@ -30,32 +30,42 @@ class Bucket:
     updated_at: datetime
 
 
-async def update(db: Database, key: str, change: Callable[[Bucket | None], tuple[Bucket, T]]) -> T:
-    """Apply `change` to the bucket (None if it does not exist yet) and store the result."""
+async def update(
+    db: Database, key: str, initial: Bucket, change: Callable[[Bucket], tuple[Bucket, T]]
+) -> T:
+    """Apply `change` to the bucket (created as `initial` if it does not exist yet) and
+    store the result. The row is created before it is locked, so two workers meeting a new
+    bucket at once take turns on it instead of each starting from a full one."""
+    fresh = {
+        "requests": initial.requests,
+        "tokens": initial.tokens,
+        "scale": initial.scale,
+        "blocked_until": initial.blocked_until,
+        "updated_at": initial.updated_at,
+    }
     async with db.write() as tx:
+        create: sa.Insert = (
+            pg_insert(rate_limits).values(key=key, **fresh).on_conflict_do_nothing()
+            if db.dialect == "postgresql"
+            else sa.insert(rate_limits).values(key=key, **fresh).prefix_with("OR IGNORE")
+        )
+        await tx.conn.execute(create)
         query = sa.select(rate_limits).where(rate_limits.c.key == key)
         if db.dialect == "postgresql":
             query = query.with_for_update()
-        row = (await tx.conn.execute(query)).mappings().first()
-        bucket, answer = change(Bucket(**row) if row else None)
-        values = {
-            "requests": bucket.requests,
-            "tokens": bucket.tokens,
-            "scale": bucket.scale,
-            "blocked_until": bucket.blocked_until,
-            "updated_at": bucket.updated_at,
-        }
-        if row is None:
-            insert = sa.insert(rate_limits).values(key=key, **values)
-            if db.dialect == "postgresql":
-                # Two workers may create the bucket at once; the second one's take is lost
-                # to the first's full bucket, which errs on the side of one extra call.
-                insert = pg_insert(rate_limits).values(key=key, **values).on_conflict_do_nothing()
-            await tx.conn.execute(insert)
-        else:
-            await tx.conn.execute(
-                sa.update(rate_limits).where(rate_limits.c.key == key).values(**values)
+        row = (await tx.conn.execute(query)).mappings().one()
+        bucket, answer = change(Bucket(**row))
+        await tx.conn.execute(
+            sa.update(rate_limits)
+            .where(rate_limits.c.key == key)
+            .values(
+                requests=bucket.requests,
+                tokens=bucket.tokens,
+                scale=bucket.scale,
+                blocked_until=bucket.blocked_until,
+                updated_at=bucket.updated_at,
             )
+        )
         return answer
 
 

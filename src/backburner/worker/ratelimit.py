@@ -190,7 +190,9 @@ class RateLimiter:
         """Refill the bucket (creating it full), then change it, in one transaction."""
         now = self._clock()
 
-        def refill_then_change(bucket: Bucket | None) -> tuple[Bucket, T]:
-            return change(refilled(bucket or full_bucket(key, limits, now), limits, now), now)
+        def refill_then_change(bucket: Bucket) -> tuple[Bucket, T]:
+            return change(refilled(bucket, limits, now), now)
 
-        return await ratelimits_store.update(self._db, key, refill_then_change)
+        return await ratelimits_store.update(
+            self._db, key, full_bucket(key, limits, now), refill_then_change
+        )
