@@ -153,6 +153,8 @@ async def run(mode: str, jobs: int, latency: float) -> dict[str, Any]:
                 async with httpx.AsyncClient(timeout=60) as client:
                     final = (await client.get(stats_url)).json()
                 webhooks = f"{final['webhooks_sent']} sent, {final['webhooks_failed']} failed"
+                if final.get("webhook_attempt_failures"):
+                    print("webhook attempts failed:", final["webhook_attempt_failures"])
         lag = await completion_lag(db, latency)
     finally:
         await db.close()

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 from pydantic import BaseModel, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -96,7 +96,9 @@ class EmulatorState:
     def __post_init__(self) -> None:
         self.rng = random.Random(self.config.seed)
         self.deliveries: set[asyncio.Task[None]] = set()
-        self._client: httpx.AsyncClient | None = None
+        # Why webhook attempts failed ("HTTP 500", "TimeoutError", ...), for diagnosis.
+        self.attempt_failures: Counter[str] = Counter()
+        self._client: aiohttp.ClientSession | None = None
         # Bursts of completions queue here, not inside the HTTP pool, whose bookkeeping
         # per request grows with the number of requests waiting in it.
         self._sending = asyncio.Semaphore(32)
@@ -136,18 +138,18 @@ class EmulatorState:
             headers["x-ratelimit-remaining-tokens"] = str(max(0, int(self.tokens_left)))
         return (wait if wait > 0 else None), headers
 
-    def webhook_client(self) -> httpx.AsyncClient:
-        # One client for every delivery: building one costs an SSL context (tens of ms),
-        # which a burst of completions would otherwise pay hundreds of times over.
+    def webhook_client(self) -> aiohttp.ClientSession:
+        # One session for every delivery (building one per request costs an SSL context),
+        # on aiohttp: with bursts of completions its pool costs far less per request.
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=10, follow_redirects=False)
+            self._client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         return self._client
 
     async def aclose(self) -> None:
         for task in list(self.deliveries):
             task.cancel()
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
 
     def schedule_webhook(self, response_id: str, delay: float) -> None:
         """Send the response's terminal event after `delay` seconds, if webhooks are on."""
@@ -166,9 +168,13 @@ class EmulatorState:
         stored = self.responses[response_id]
         # The timer runs on the loop's monotonic clock, readiness on the wall clock: if the
         # timer fired a hair early, wait out the rest rather than drop the event.
-        early = stored.ready_at - self.clock()
-        if early > 0 and not stored.cancelled:
-            await asyncio.sleep(early)
+        # asyncio's timers may also wake a hair before the wall clock says so: keep waiting
+        # until it does (returning here instead lost the event).
+        for _ in range(10):
+            early = stored.ready_at - self.clock()
+            if early <= 0 or stored.cancelled:
+                break
+            await asyncio.sleep(early + 0.001)
         status = _status(stored, self.clock())
         if status not in TERMINAL:
             return
@@ -200,15 +206,22 @@ class EmulatorState:
                 ),
             }
             try:
-                async with self._sending:
-                    response = await client.post(
-                        self.config.webhook_url, content=body, headers=headers
-                    )
-                if response.is_success:
+                async with (
+                    self._sending,
+                    client.post(
+                        self.config.webhook_url,
+                        data=body,
+                        headers=headers,
+                        allow_redirects=False,
+                    ) as response,
+                ):
+                    delivered = 200 <= response.status < 300
+                if delivered:
                     self.stats["webhooks_sent"] += 1
                     return
-            except httpx.HTTPError:
-                pass
+                self.attempt_failures[f"HTTP {response.status}"] += 1
+            except (aiohttp.ClientError, TimeoutError) as error:
+                self.attempt_failures[type(error).__name__] += 1
             self.stats["webhook_retries"] += 1
             if attempt < self.config.webhook_attempts:
                 await asyncio.sleep(delay)
@@ -594,6 +607,7 @@ def create_emulator_app(
                 "webhooks_lost": state.stats["webhooks_lost"],
                 "webhooks_failed": state.stats["webhooks_failed"],
                 "webhook_retries": state.stats["webhook_retries"],
+                "webhook_attempt_failures": dict(state.attempt_failures),
                 "completion_windows": {
                     window: state.stats[f"window_{window}"] for window in COMPLETION_WINDOWS
                 },
