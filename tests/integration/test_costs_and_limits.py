@@ -248,3 +248,20 @@ async def test_within_its_configured_limit_the_provider_never_answers_429(
     # The fourth waits its turn (about 20 s) instead of drawing a 429.
     assert counters["responses_created"] == 3
     assert counters["rate_limited"] == 0
+
+
+async def test_a_job_type_can_have_its_own_model_and_is_priced_by_it(
+    db: Database, db_url: str
+) -> None:
+    settings = fast_settings(db_url, models={"test_ask_model": "gpt-4.1-nano"})
+    async with emulated() as (provider, _), worker_on(db, settings, provider):
+        job = await finished(db, (await submit(db)).id)
+        other = await finished(
+            db, (await submit(db, "generate_report", {"user_id": "u_1", "period": "2026-09"})).id
+        )
+    (call,) = await steps_store.list_calls(db, job.id)
+    assert call.model == "gpt-4.1-nano"
+    usage = Usage(input_tokens=call.input_tokens, output_tokens=call.output_tokens)
+    nano = cost_of(usage, DEFAULT_PRICES["gpt-4.1-nano"], "soonest", settings.window_discounts)
+    assert call.cost_usd == pytest.approx(nano.usd)
+    assert {c.model for c in await steps_store.list_calls(db, other.id)} == {settings.model}

@@ -19,6 +19,7 @@ from backburner.api.routes import (
     documents,
     jobs,
     meta,
+    metrics,
     notifications,
     summaries,
     usage,
@@ -104,6 +105,7 @@ def create_app(
         webhooks.router,
         usage.router,
         notifications.router,
+        metrics.router,
         ui_routes.router,
     )
     for router in routers:

@@ -1,0 +1,212 @@
+"""Cluster-wide figures for monitoring, read from the tables every process writes, so any
+API process's /metrics tells the whole story (workers need no port of their own)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from backburner.store.database import Database
+from backburner.store.schema import deliveries, jobs, provider_calls, rate_limits, workers
+
+TERMINAL = ("succeeded", "failed", "canceled")
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Cumulative bucket counts (`le` upper bounds, +Inf last), the count and the sum."""
+
+    buckets: list[tuple[float, int]]
+    count: int
+    total: float
+
+
+@dataclass
+class Stats:
+    jobs_by_state: dict[tuple[str, str], int] = field(default_factory=dict)
+    created: dict[str, int] = field(default_factory=dict)
+    finished: dict[tuple[str, str], int] = field(default_factory=dict)
+    retries: dict[str, int] = field(default_factory=dict)
+    queue_depth: dict[str, int] = field(default_factory=dict)
+    waiting_provider: int = 0
+    durations: dict[str, Histogram] = field(default_factory=dict)
+    queue_latency: dict[str, Histogram] = field(default_factory=dict)
+    provider_calls: dict[tuple[str, str], int] = field(default_factory=dict)
+    tokens: dict[tuple[str, str], int] = field(default_factory=dict)
+    cost_usd: dict[str, float] = field(default_factory=dict)
+    provider_latency: dict[str, Histogram] = field(default_factory=dict)
+    deliveries: dict[tuple[str, str], int] = field(default_factory=dict)
+    delivery_attempts: dict[str, int] = field(default_factory=dict)
+    workers_alive: int = 0
+    heartbeat_age: dict[str, float] = field(default_factory=dict)
+    rate_limit_scale: dict[str, float] = field(default_factory=dict)
+    rate_limit_blocked: dict[str, float] = field(default_factory=dict)
+
+
+def _seconds_between(
+    later: sa.ColumnElement[datetime], earlier: sa.ColumnElement[datetime], dialect: str
+) -> sa.ColumnElement[float]:
+    if dialect == "postgresql":
+        return sa.cast(sa.func.extract("epoch", later - earlier), sa.Float)
+    return (sa.func.julianday(later) - sa.func.julianday(earlier)) * 86400.0
+
+
+async def _histograms(
+    conn: AsyncConnection,
+    key: sa.ColumnElement[str],
+    seconds: sa.ColumnElement[float],
+    where: Sequence[sa.ColumnElement[bool]],
+    bounds: Sequence[float],
+    table: sa.Table,
+) -> dict[str, Histogram]:
+    """One aggregate query: per key, how many values fall at or under each bound."""
+    columns = [
+        sa.func.sum(sa.case((seconds <= bound, 1), else_=0)).label(f"b{i}")
+        for i, bound in enumerate(bounds)
+    ]
+    query = (
+        sa.select(
+            key.label("k"),
+            sa.func.count().label("n"),
+            sa.func.coalesce(sa.func.sum(seconds), 0.0).label("s"),
+            *columns,
+        )
+        .select_from(table)
+        .where(*where)
+        .group_by(key)
+    )
+    found: dict[str, Histogram] = {}
+    for row in (await conn.execute(query)).mappings().all():
+        buckets = [(bound, int(row[f"b{i}"] or 0)) for i, bound in enumerate(bounds)]
+        buckets.append((float("inf"), int(row["n"])))
+        found[row["k"]] = Histogram(buckets, int(row["n"]), float(row["s"] or 0.0))
+    return found
+
+
+async def collect(
+    db: Database,
+    *,
+    now: datetime,
+    duration_bounds: Sequence[float],
+    latency_bounds: Sequence[float],
+    heartbeat_timeout: float,
+) -> Stats:
+    stats = Stats()
+    j, c = jobs.c, provider_calls.c
+    dialect = db.dialect
+    async with db.read() as conn:
+        for job_type, status, substate, count in (
+            await conn.execute(
+                sa.select(j.type, j.status, j.substate, sa.func.count()).group_by(
+                    j.type, j.status, j.substate
+                )
+            )
+        ).all():
+            state = "waiting_provider" if substate == "waiting_provider" else status
+            key = (job_type, state)
+            stats.jobs_by_state[key] = stats.jobs_by_state.get(key, 0) + int(count)
+            stats.created[job_type] = stats.created.get(job_type, 0) + int(count)
+            if status in TERMINAL:
+                stats.finished[(job_type, status)] = int(count)
+            if substate == "waiting_provider":
+                stats.waiting_provider += int(count)
+        stats.retries = {
+            t: int(n)
+            for t, n in (
+                await conn.execute(sa.select(j.type, sa.func.sum(j.retry_count)).group_by(j.type))
+            ).all()
+        }
+        stats.queue_depth = {
+            t: int(n)
+            for t, n in (
+                await conn.execute(
+                    sa.select(j.type, sa.func.count())
+                    .where(j.status == "pending", j.run_at <= now)
+                    .group_by(j.type)
+                )
+            ).all()
+        }
+        stats.durations = await _histograms(
+            conn,
+            j.type,
+            _seconds_between(j.completed_at, j.started_at, dialect),
+            [j.status.in_(TERMINAL), j.started_at.is_not(None)],
+            duration_bounds,
+            jobs,
+        )
+        stats.queue_latency = await _histograms(
+            conn,
+            j.type,
+            _seconds_between(j.started_at, j.created_at, dialect),
+            [j.started_at.is_not(None)],
+            latency_bounds,
+            jobs,
+        )
+        for model, status, count, inp, cached, out, reasoning, cost in (
+            await conn.execute(
+                sa.select(
+                    c.model,
+                    c.status,
+                    sa.func.count(),
+                    sa.func.coalesce(sa.func.sum(c.input_tokens), 0),
+                    sa.func.coalesce(sa.func.sum(c.cached_tokens), 0),
+                    sa.func.coalesce(sa.func.sum(c.output_tokens), 0),
+                    sa.func.coalesce(sa.func.sum(c.reasoning_tokens), 0),
+                    sa.func.coalesce(sa.func.sum(c.cost_usd), 0.0),
+                ).group_by(c.model, c.status)
+            )
+        ).all():
+            stats.provider_calls[(model, status)] = int(count)
+            for kind, value in (
+                ("input", inp),
+                ("cached", cached),
+                ("output", out),
+                ("reasoning", reasoning),
+            ):
+                stats.tokens[(model, kind)] = stats.tokens.get((model, kind), 0) + int(value)
+            stats.cost_usd[model] = stats.cost_usd.get(model, 0.0) + float(cost)
+        stats.provider_latency = await _histograms(
+            conn,
+            c.model,
+            _seconds_between(c.completed_at, c.submitted_at, dialect),
+            [c.completed_at.is_not(None)],
+            latency_bounds,
+            provider_calls,
+        )
+        d = deliveries.c
+        for channel, status, count, attempts in (
+            await conn.execute(
+                sa.select(d.channel, d.status, sa.func.count(), sa.func.sum(d.attempts)).group_by(
+                    d.channel, d.status
+                )
+            )
+        ).all():
+            stats.deliveries[(channel, status)] = int(count)
+            stats.delivery_attempts[channel] = stats.delivery_attempts.get(channel, 0) + int(
+                attempts or 0
+            )
+        for worker_id, beat in (
+            await conn.execute(
+                sa.select(workers.c.id, workers.c.heartbeat_at).where(
+                    workers.c.stopped_at.is_(None)
+                )
+            )
+        ).all():
+            age = (now - beat).total_seconds()
+            if age <= heartbeat_timeout:
+                stats.workers_alive += 1
+                stats.heartbeat_age[worker_id] = max(0.0, age)
+        for key, scale, blocked in (
+            await conn.execute(
+                sa.select(rate_limits.c.key, rate_limits.c.scale, rate_limits.c.blocked_until)
+            )
+        ).all():
+            stats.rate_limit_scale[key] = float(scale)
+            stats.rate_limit_blocked[key] = (
+                max(0.0, (blocked - now).total_seconds()) if blocked is not None else 0.0
+            )
+    return stats
