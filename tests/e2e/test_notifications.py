@@ -375,3 +375,23 @@ async def test_channel_and_notify_bodies_are_checked(service: httpx.AsyncClient)
     ]:
         assert_problem(await service.put("/api/notifications/channels", json=body), 422, field)
     assert (await service.get("/api/jobs")).json()["items"] == []
+
+
+async def test_jobs_nobody_listens_to_write_no_outbox_rows(
+    service: httpx.AsyncClient, db: Database
+) -> None:
+    import sqlalchemy as sa
+
+    from backburner.store.schema import notifications
+
+    quiet = (await create(service, {"type": "noop"})).json()
+    await until_done(service, quiet["job_id"])
+    async with receiving(Receiver()) as receiver:
+        loud = (
+            await create(service, {"type": "noop", "callback_url": f"{receiver.base}/cb"})
+        ).json()
+        await settled(service, loud["job_id"])
+    query = sa.select(notifications.c.job_id)
+    async with db.read() as conn:
+        owed = set((await conn.execute(query)).scalars().all())
+    assert owed == {loud["job_id"]}

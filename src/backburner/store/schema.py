@@ -31,8 +31,10 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def Json() -> sa.types.TypeEngine[Any]:
-    return sa.JSON().with_variant(JSONB(), "postgresql")
+def Json(*, none_as_null: bool = False) -> sa.types.TypeEngine[Any]:
+    return sa.JSON(none_as_null=none_as_null).with_variant(
+        JSONB(none_as_null=none_as_null), "postgresql"
+    )
 
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -71,8 +73,9 @@ jobs = sa.Table(
     sa.Column("request_hash", sa.String(64)),
     # When the caller needs the result by; lets model calls take discounted windows.
     sa.Column("deadline_at", UtcDateTime()),
-    # Per-job notification wishes: {"email": [...], "slack": true, "teams": true}.
-    sa.Column("notify", Json()),
+    # Per-job notification wishes: {"email": [...], "slack": true, "teams": true}; SQL NULL
+    # (not JSON null) when there are none, so "owes a notification" stays a cheap test.
+    sa.Column("notify", Json(none_as_null=True)),
     sa.Index(
         "ix_jobs_pending_queue",
         sa.text("priority DESC"),
