@@ -9,7 +9,7 @@ PORT ?= 8000
 BACKBURNER_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 export BACKBURNER_TEST_POSTGRES_URL
 
-.PHONY: run test lint typecheck unit bench-queue clean
+.PHONY: run test lint typecheck tools unit bench-queue clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -36,7 +36,14 @@ lint: $(VENV)/.dev-installed
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
-test: lint typecheck
+# Test tools from Debian packages: promtool (checks docs/alerts.yml).
+tools:
+	@command -v promtool >/dev/null || { \
+	  echo "installing promtool (Debian package prometheus)"; \
+	  apt-get install -y --no-install-recommends prometheus >/dev/null 2>&1 || \
+	  echo "promtool is missing and could not be installed: apt-get install prometheus"; }
+
+test: lint typecheck tools
 	$(BIN)/pytest
 
 unit: $(VENV)/.dev-installed
