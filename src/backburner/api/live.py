@@ -81,7 +81,7 @@ class EventHub:
         self._cursor: int | None = None
         self._seen: OrderedDict[int, None] = OrderedDict()
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._starting = asyncio.Lock()
 
     async def start(self) -> None:
         # No query here: the service starts (and answers 503) while the database is down.
@@ -90,8 +90,9 @@ class EventHub:
     async def ready(self) -> None:
         """Fix the hub's starting point before the first stream subscribes: from here on
         the hub reads every event, and a stream's backfill covers what came before."""
-        if self._cursor is None:
-            self._cursor = await events_store.latest_event_id(self.db)
+        async with self._starting:  # two first streams must not move the start twice
+            if self._cursor is None:
+                self._cursor = await events_store.latest_event_id(self.db)
 
     async def stop(self) -> None:
         if self._task is not None:
