@@ -45,6 +45,9 @@ class KeyCache:
             return None
         return entry[0]
 
+    def forget(self, secret: str) -> None:
+        self._entries.pop(secret, None)
+
     def put(self, secret: str, principal: Principal) -> None:
         if len(self._entries) > 10_000:
             self._entries.clear()
@@ -52,6 +55,7 @@ class KeyCache:
 
 
 def bearer_token(request: Request) -> str | None:
+    """The API key of the `Authorization` header, or the dashboard's session token."""
     header = request.headers.get("authorization")
     if header:
         scheme, _, token = header.partition(" ")
@@ -62,10 +66,14 @@ def bearer_token(request: Request) -> str | None:
 
 
 async def resolve_key(svc: Services, cache: KeyCache, secret: str) -> Principal | None:
+    """Who an API key, or a dashboard session token, belongs to (None: nobody now)."""
     cached = cache.get(secret)
     if cached is not None:
         return cached
-    key = await keys_store.find_active_key(svc.db, secret)
+    if secret.startswith(keys_store.SESSION_PREFIX):
+        key = await keys_store.find_session_key(svc.db, secret, now=svc.clock())
+    else:
+        key = await keys_store.find_active_key(svc.db, secret)
     if key is None:
         return None
     principal = Principal(owner=key.owner, role=key.role, key_id=key.id)

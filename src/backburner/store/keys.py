@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
 from backburner.errors import NotFound
 from backburner.store.database import Database
 from backburner.store.models import ApiKey, Role, new_id
-from backburner.store.schema import api_keys
+from backburner.store.schema import api_keys, sessions
 
 KEY_PREFIX = "bb_"
 
@@ -79,3 +79,39 @@ async def revoke_key(db: Database, key_id: str, *, now: datetime) -> None:
         )
         if result.rowcount == 0:
             raise NotFound(f"no active key {key_id}")
+
+
+SESSION_PREFIX = "bbs_"
+
+
+async def create_session(db: Database, key_id: str, *, now: datetime, ttl: timedelta) -> str:
+    """A new dashboard session for a key; returns its token (only the hash is stored)."""
+    token = SESSION_PREFIX + secrets.token_urlsafe(32)
+    async with db.write() as tx:
+        await tx.conn.execute(
+            sa.insert(sessions).values(
+                token_hash=hash_key(token), key_id=key_id, created_at=now, expires_at=now + ttl
+            )
+        )
+    return token
+
+
+async def find_session_key(db: Database, token: str, *, now: datetime) -> ApiKey | None:
+    """The active key behind a live session, or None (unknown, expired or key revoked)."""
+    query = (
+        sa.select(api_keys)
+        .join(sessions, sessions.c.key_id == api_keys.c.id)
+        .where(
+            sessions.c.token_hash == hash_key(token),
+            sessions.c.expires_at > now,
+            api_keys.c.revoked_at.is_(None),
+        )
+    )
+    async with db.read() as conn:
+        row = (await conn.execute(query)).mappings().first()
+    return ApiKey.from_row(row) if row else None
+
+
+async def end_session(db: Database, token: str) -> None:
+    async with db.write() as tx:
+        await tx.conn.execute(sa.delete(sessions).where(sessions.c.token_hash == hash_key(token)))

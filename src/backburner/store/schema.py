@@ -354,3 +354,15 @@ owner_channels = sa.Table(
     sa.Column("event_types", Json(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
 )
+
+# Dashboard sign-ins: the cookie holds a random session token, never the API key; only its
+# hash is stored. Revoking the key ends its sessions.
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("key_id", sa.String(36), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_sessions_key", "key_id"),
+)

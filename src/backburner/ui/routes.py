@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -13,9 +14,11 @@ from backburner.api.state import services
 from backburner.store import JobStatus
 from backburner.store import events as events_store
 from backburner.store import jobs as jobs_store
+from backburner.store import keys as keys_store
 from backburner.store import steps as steps_store
 
 router = APIRouter(include_in_schema=False)
+SESSION_TTL = timedelta(days=7)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 STATUS_LABELS = {
@@ -47,15 +50,20 @@ async def home(request: Request, token: str | None = None) -> Response:
         principal = await resolve_key(services(request), request.app.state.key_cache, token)
         if principal is None:
             return sign_in_page(request, "That key is unknown or revoked.", 401)
-        # Move the key out of the URL (and the browser history) into an HttpOnly cookie.
+        # Trade the key in the URL for a session: the cookie (HttpOnly, SameSite) holds a
+        # random session token, never the key, and the redirect drops the key from history.
+        svc = services(request)
+        session = await keys_store.create_session(
+            svc.db, principal.key_id, now=svc.clock(), ttl=SESSION_TTL
+        )
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
-            token,
+            session,
             httponly=True,
             samesite="strict",
             secure=request.url.scheme == "https",
-            max_age=7 * 24 * 3600,
+            max_age=int(SESSION_TTL.total_seconds()),
         )
         return response
     principal = await page_principal(request)
@@ -70,7 +78,11 @@ async def home(request: Request, token: str | None = None) -> Response:
 
 
 @router.post("/signout")
-async def sign_out() -> Response:
+async def sign_out(request: Request) -> Response:
+    token = request.cookies.get(SESSION_COOKIE)
+    if token and token.startswith(keys_store.SESSION_PREFIX):
+        await keys_store.end_session(services(request).db, token)
+        request.app.state.key_cache.forget(token)
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response

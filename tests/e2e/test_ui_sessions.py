@@ -1,0 +1,50 @@
+"""Dashboard sign-in: the cookie holds a session token, never the API key; sign-out and
+key revocation end the session."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import httpx
+
+from backburner.store import Database
+from backburner.store import keys as keys_store
+from tests.conftest import Keys
+
+NO_HEADER = {"Authorization": ""}
+
+
+async def sign_in(api: httpx.AsyncClient, key: str) -> str:
+    response = await api.get(f"/?token={key}", follow_redirects=False)
+    assert response.status_code == 303
+    cookie = response.headers["set-cookie"].lower()
+    assert "httponly" in cookie
+    assert "samesite=strict" in cookie
+    token = api.cookies.get("backburner_session")
+    assert token is not None
+    return token
+
+
+async def test_the_cookie_is_a_session_not_the_key(api: httpx.AsyncClient, keys: Keys) -> None:
+    token = await sign_in(api, keys.alice)
+    assert token.startswith("bbs_")
+    assert keys.alice not in token
+    assert (await api.get("/api/jobs", headers=NO_HEADER)).status_code == 200
+    signed_out = await api.post("/signout", headers=NO_HEADER, follow_redirects=False)
+    assert signed_out.status_code == 303
+    assert api.cookies.get("backburner_session") is None
+    # The old token, presented again (a stolen cookie), no longer opens anything.
+    replay = await api.get("/api/jobs", headers=NO_HEADER, cookies={"backburner_session": token})
+    assert replay.status_code == 401
+    assert "Sign in" in (await api.get("/", headers=NO_HEADER)).text
+
+
+async def test_revoking_the_key_ends_its_sessions(
+    api: httpx.AsyncClient, keys: Keys, db: Database
+) -> None:
+    await sign_in(api, keys.bob)
+    assert (await api.get("/api/jobs", headers=NO_HEADER)).status_code == 200
+    bob = next(k for k in await keys_store.list_keys(db) if k.owner == "bob")
+    await keys_store.revoke_key(db, bob.id, now=datetime.now(UTC))
+    assert (await api.get("/api/jobs", headers=NO_HEADER)).status_code == 401
+    assert (await api.get("/?token=bbs_made_up", follow_redirects=False)).status_code == 401
