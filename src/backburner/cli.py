@@ -39,6 +39,27 @@ async def _database(settings: Settings) -> AsyncIterator[Database]:
         await database.close()
 
 
+@contextlib.asynccontextmanager
+async def _current_database(settings: Settings) -> AsyncIterator[Database]:
+    """The database for a long-running process: listening for signals, schema current."""
+    db = Database(settings.database_url, pool_size=settings.database_pool_size)
+    try:
+        await db.start_listening()
+        if not await migrate.is_current(db):
+            raise click.ClickException(
+                "the database schema is not current: run `backburner db upgrade` first"
+            )
+        yield db
+    finally:
+        await db.close()
+
+
+def _stop_on_signals(stop: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+
+
 @click.group()
 @click.version_option(package_name="backburner")
 def main() -> None:
@@ -123,20 +144,10 @@ def dispatcher() -> None:
 async def _run_dispatcher(settings: Settings) -> None:
     from backburner.notify import Dispatcher
 
-    db = Database(settings.database_url, pool_size=settings.database_pool_size)
-    try:
-        await db.start_listening()
-        if not await migrate.is_current(db):
-            raise click.ClickException(
-                "the database schema is not current: run `backburner db upgrade` first"
-            )
+    async with _current_database(settings) as db:
         the_dispatcher = Dispatcher(db, settings)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, the_dispatcher.stop)
+        _stop_on_signals(the_dispatcher.stop)
         await the_dispatcher.run()
-    finally:
-        await db.close()
 
 
 def _fast_event_loop() -> Any:
@@ -153,24 +164,14 @@ async def _run_worker(settings: Settings) -> None:
     from backburner.providers import start_provider
     from backburner.worker import Worker
 
-    db = Database(settings.database_url, pool_size=settings.database_pool_size)
-    try:
-        await db.start_listening()
-        if not await migrate.is_current(db):
-            raise click.ClickException(
-                "the database schema is not current: run `backburner db upgrade` first"
-            )
+    async with _current_database(settings) as db:
         provider = await start_provider(settings)
         try:
             the_worker = Worker(db, build_registry(settings.plugins), provider, settings)
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, the_worker.stop)
+            _stop_on_signals(the_worker.stop)
             await the_worker.run()
         finally:
             await provider.aclose()
-    finally:
-        await db.close()
 
 
 @main.command()
