@@ -8,7 +8,8 @@ never go down while rows are kept.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CollectorRegistry, generate_latest
@@ -40,35 +41,45 @@ def _histogram(name: str, doc: str, label: str, found: dict[str, Histogram]) -> 
     return family
 
 
+def _labelled(
+    kind: type[CounterMetricFamily] | type[GaugeMetricFamily],
+    name: str,
+    doc: str,
+    labels: list[str],
+    values: Mapping[Any, float],
+) -> Metric:
+    """A family with one sample per key of `values` (a label value, or a tuple of them)."""
+    family = kind(name, doc, labels=labels)
+    for key, value in sorted(values.items()):
+        family.add_metric(list(key) if isinstance(key, tuple) else [key], value)
+    return family
+
+
 def families(s: Stats) -> Iterator[Metric]:
-    jobs = GaugeMetricFamily(
+    counter, gauge = CounterMetricFamily, GaugeMetricFamily
+    yield _labelled(
+        gauge,
         "backburner_jobs",
         "Jobs by type and state (waiting_provider: running, waiting on the model).",
-        labels=["type", "state"],
+        ["type", "state"],
+        s.jobs_by_state,
     )
-    for (job_type, state), n in sorted(s.jobs_by_state.items()):
-        jobs.add_metric([job_type, state], n)
-    yield jobs
-    created = CounterMetricFamily("backburner_jobs_created", "Jobs created.", labels=["type"])
-    for job_type, n in sorted(s.created.items()):
-        created.add_metric([job_type], n)
-    yield created
-    finished = CounterMetricFamily(
-        "backburner_jobs_finished", "Jobs that ended, by outcome.", labels=["type", "outcome"]
+    yield _labelled(counter, "backburner_jobs_created", "Jobs created.", ["type"], s.created)
+    yield _labelled(
+        counter,
+        "backburner_jobs_finished",
+        "Jobs that ended, by outcome.",
+        ["type", "outcome"],
+        s.finished,
     )
-    for (job_type, outcome), n in sorted(s.finished.items()):
-        finished.add_metric([job_type, outcome], n)
-    yield finished
-    retries = CounterMetricFamily("backburner_job_retries", "Retries scheduled.", labels=["type"])
-    for job_type, n in sorted(s.retries.items()):
-        retries.add_metric([job_type], n)
-    yield retries
-    depth = GaugeMetricFamily(
-        "backburner_queue_depth", "Jobs ready to run and not yet claimed.", labels=["type"]
+    yield _labelled(counter, "backburner_job_retries", "Retries scheduled.", ["type"], s.retries)
+    yield _labelled(
+        gauge,
+        "backburner_queue_depth",
+        "Jobs ready to run and not yet claimed.",
+        ["type"],
+        s.queue_depth,
     )
-    for job_type, n in sorted(s.queue_depth.items()):
-        depth.add_metric([job_type], n)
-    yield depth
     yield GaugeMetricFamily(
         "backburner_jobs_waiting_provider",
         "Running jobs waiting on a model response.",
@@ -86,72 +97,71 @@ def families(s: Stats) -> Iterator[Metric]:
         "type",
         s.queue_latency,
     )
-    calls = CounterMetricFamily(
+    yield _labelled(
+        counter,
         "backburner_provider_calls",
         "Model calls by model and last status.",
-        labels=["model", "status"],
+        ["model", "status"],
+        s.provider_calls,
     )
-    for (model, status), n in sorted(s.provider_calls.items()):
-        calls.add_metric([model, status], n)
-    yield calls
     yield _histogram(
         "backburner_provider_call_duration_seconds",
         "From submitting a background response to its end.",
         "model",
         s.provider_latency,
     )
-    tokens = CounterMetricFamily(
-        "backburner_provider_tokens", "Tokens used by model calls.", labels=["model", "kind"]
+    yield _labelled(
+        counter,
+        "backburner_provider_tokens",
+        "Tokens used by model calls.",
+        ["model", "kind"],
+        s.tokens,
     )
-    for (model, kind), n in sorted(s.tokens.items()):
-        tokens.add_metric([model, kind], n)
-    yield tokens
-    cost = CounterMetricFamily(
-        "backburner_provider_cost_usd", "Estimated cost of model calls.", labels=["model"]
+    yield _labelled(
+        counter,
+        "backburner_provider_cost_usd",
+        "Estimated cost of model calls.",
+        ["model"],
+        s.cost_usd,
     )
-    for model, usd in sorted(s.cost_usd.items()):
-        cost.add_metric([model], usd)
-    yield cost
-    deliveries = GaugeMetricFamily(
+    yield _labelled(
+        gauge,
         "backburner_notification_deliveries",
         "Notification deliveries by channel and state (pending, succeeded, failed).",
-        labels=["channel", "state"],
+        ["channel", "state"],
+        s.deliveries,
     )
-    for (channel, status), n in sorted(s.deliveries.items()):
-        deliveries.add_metric([channel, status], n)
-    yield deliveries
-    attempts = CounterMetricFamily(
-        "backburner_notification_attempts", "Delivery attempts made.", labels=["channel"]
+    yield _labelled(
+        counter,
+        "backburner_notification_attempts",
+        "Delivery attempts made.",
+        ["channel"],
+        s.delivery_attempts,
     )
-    for channel, n in sorted(s.delivery_attempts.items()):
-        attempts.add_metric([channel], n)
-    yield attempts
     yield GaugeMetricFamily(
         "backburner_workers_alive", "Workers with a recent heartbeat.", value=s.workers_alive
     )
-    ages = GaugeMetricFamily(
+    yield _labelled(
+        gauge,
         "backburner_worker_heartbeat_age_seconds",
         "Seconds since each live worker's last heartbeat.",
-        labels=["worker"],
+        ["worker"],
+        s.heartbeat_age,
     )
-    for worker, age in sorted(s.heartbeat_age.items()):
-        ages.add_metric([worker], age)
-    yield ages
-    scale = GaugeMetricFamily(
+    yield _labelled(
+        gauge,
         "backburner_rate_limit_scale",
         "Share of the configured rate budget in force (below 1 after 429s).",
-        labels=["key"],
+        ["key"],
+        s.rate_limit_scale,
     )
-    blocked = GaugeMetricFamily(
+    yield _labelled(
+        gauge,
         "backburner_rate_limit_blocked_seconds",
         "Seconds left of a 429's block.",
-        labels=["key"],
+        ["key"],
+        s.rate_limit_blocked,
     )
-    for key in sorted(s.rate_limit_scale):
-        scale.add_metric([key], s.rate_limit_scale[key])
-        blocked.add_metric([key], s.rate_limit_blocked[key])
-    yield scale
-    yield blocked
 
 
 class _Snapshot:
