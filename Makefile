@@ -36,12 +36,17 @@ lint: $(VENV)/.dev-installed
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
-# Test tools from Debian packages: promtool (checks docs/alerts.yml).
+# Test tools from Debian packages: promtool (checks docs/alerts.yml) and Chromium (the
+# browser tests drive it with Playwright; `playwright install` is never used).
 tools:
-	@command -v promtool >/dev/null || { \
-	  echo "installing promtool (Debian package prometheus)"; \
-	  apt-get install -y --no-install-recommends prometheus >/dev/null 2>&1 || \
-	  echo "promtool is missing and could not be installed: apt-get install prometheus"; }
+	@missing=""; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing test tools from Debian:$$missing"; \
+	  apt-get install -y --no-install-recommends $$missing >/dev/null 2>&1 || \
+	  echo "could not install$$missing: run apt-get install -y$$missing"; \
+	fi
 
 test: lint typecheck tools
 	$(BIN)/pytest

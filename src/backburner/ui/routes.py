@@ -28,6 +28,10 @@ STATUS_LABELS = {
     JobStatus.FAILED: "Failed \u2013 Retry",
     JobStatus.CANCELED: "Canceled",
 }
+# The same names for the pages' live updates.
+templates.env.globals["js_labels"] = {
+    status.value: label for status, label in STATUS_LABELS.items()
+}
 
 
 async def page_principal(request: Request) -> Principal | None:
