@@ -49,7 +49,12 @@ def sign_in_page(request: Request, message: str | None = None, status: int = 200
 
 
 @router.get("/", response_class=HTMLResponse)
-async def home(request: Request, token: str | None = None) -> Response:
+async def home(
+    request: Request,
+    token: str | None = None,
+    status: str | None = None,
+    type: str | None = None,
+) -> Response:
     if token is not None:
         principal = await resolve_key(services(request), request.app.state.key_cache, token)
         if principal is None:
@@ -73,11 +78,24 @@ async def home(request: Request, token: str | None = None) -> Response:
     principal = await page_principal(request)
     if principal is None:
         return sign_in_page(request)
+    svc = services(request)
+    # Unknown filter values show everything rather than an error page.
+    state = JobStatus(status) if status in {s.value for s in JobStatus} else None
+    job_type = type if type in svc.registry else None
     page = await jobs_store.list_jobs(
-        services(request).db, owner=principal.visible_owner(), limit=50
+        svc.db, owner=principal.visible_owner(), status=state, type=job_type, limit=50
     )
     return templates.TemplateResponse(
-        request, "jobs.html", {"principal": principal, "jobs": page.jobs, "labels": STATUS_LABELS}
+        request,
+        "jobs.html",
+        {
+            "principal": principal,
+            "jobs": page.jobs,
+            "labels": STATUS_LABELS,
+            "types": svc.registry.names(),
+            "chosen_status": state.value if state else "",
+            "chosen_type": job_type or "",
+        },
     )
 
 
