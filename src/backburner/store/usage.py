@@ -80,6 +80,14 @@ async def set_limits(
     return OwnerLimits(owner, max_running, monthly_budget_usd)
 
 
+async def monthly_budget(db: Database, owner: str, default: float | None) -> float | None:
+    """The owner's monthly budget in force: its own, else the settings' `default`."""
+    own = await get_limits(db, owner)
+    if own is not None and own.monthly_budget_usd is not None:
+        return own.monthly_budget_usd
+    return default
+
+
 async def spent(db: Database, owner: str, month: str) -> float:
     query = sa.select(owner_spend.c.spent_usd).where(
         owner_spend.c.owner == owner, owner_spend.c.month == month

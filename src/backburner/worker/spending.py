@@ -44,10 +44,9 @@ class Spending:
 
     async def check_budget(self, owner: str) -> None:
         """Raise BudgetExhausted if the owner's budget for this month is spent."""
-        budget = self._settings.owner_monthly_budget_usd
-        own = await usage_store.get_limits(self._db, owner)
-        if own is not None and own.monthly_budget_usd is not None:
-            budget = own.monthly_budget_usd
+        budget = await usage_store.monthly_budget(
+            self._db, owner, self._settings.owner_monthly_budget_usd
+        )
         if budget is None:
             return
         month = usage_store.month_of(self._clock())

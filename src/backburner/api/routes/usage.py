@@ -103,10 +103,7 @@ async def usage(
 async def budget_of(svc: ServicesDep, owner: str) -> Budget:
     month = usage_store.month_of(svc.clock())
     spent = await usage_store.spent(svc.db, owner, month)
-    own = await usage_store.get_limits(svc.db, owner)
-    limit = svc.settings.owner_monthly_budget_usd
-    if own is not None and own.monthly_budget_usd is not None:
-        limit = own.monthly_budget_usd
+    limit = await usage_store.monthly_budget(svc.db, owner, svc.settings.owner_monthly_budget_usd)
     return Budget(
         owner=owner,
         month=month,
