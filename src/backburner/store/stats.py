@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backburner.store.database import Database
 from backburner.store.schema import deliveries, jobs, provider_calls, rate_limits, workers
+from backburner.store.usage import token_sums
 
 TERMINAL = ("succeeded", "failed", "canceled")
 
@@ -152,10 +153,7 @@ async def collect(
                     c.model,
                     c.status,
                     sa.func.count(),
-                    sa.func.coalesce(sa.func.sum(c.input_tokens), 0),
-                    sa.func.coalesce(sa.func.sum(c.cached_tokens), 0),
-                    sa.func.coalesce(sa.func.sum(c.output_tokens), 0),
-                    sa.func.coalesce(sa.func.sum(c.reasoning_tokens), 0),
+                    *token_sums(),
                     sa.func.coalesce(sa.func.sum(c.cost_usd), 0.0),
                 ).group_by(c.model, c.status)
             )

@@ -14,7 +14,7 @@ from backburner.store.database import Database
 from backburner.store.events import add_events, event_row
 from backburner.store.models import SUBSTATE_WAITING_PROVIDER, JobStatus, ProviderCall
 from backburner.store.schema import job_steps, jobs, provider_calls
-from backburner.store.usage import add_spend, month_of
+from backburner.store.usage import TOKEN_COLUMNS, add_spend, month_of, token_sums
 
 OUTSTANDING_STATUSES = ("queued", "in_progress")
 
@@ -242,21 +242,15 @@ async def usage_totals(db: Database, job_id: str) -> dict[str, Any]:
     c = provider_calls.c
     query = sa.select(
         sa.func.count(),
-        sa.func.coalesce(sa.func.sum(c.input_tokens), 0),
-        sa.func.coalesce(sa.func.sum(c.cached_tokens), 0),
-        sa.func.coalesce(sa.func.sum(c.output_tokens), 0),
-        sa.func.coalesce(sa.func.sum(c.reasoning_tokens), 0),
+        *token_sums(),
         sa.func.sum(c.cost_usd),
         sa.func.sum(c.list_cost_usd),
     ).where(c.job_id == job_id)
     async with db.read() as conn:
-        calls, inp, cached, out, reasoning, cost, list_cost = (await conn.execute(query)).one()
+        calls, *tokens, cost, list_cost = (await conn.execute(query)).one()
     return {
         "model_calls": int(calls),
-        "input_tokens": int(inp),
-        "cached_tokens": int(cached),
-        "output_tokens": int(out),
-        "reasoning_tokens": int(reasoning),
+        **{name: int(total) for name, total in zip(TOKEN_COLUMNS, tokens, strict=True)},
         "cost_usd": None if cost is None else float(cost),
         "list_cost_usd": None if list_cost is None else float(list_cost),
     }

@@ -116,6 +116,14 @@ async def add_spend(conn: AsyncConnection, owner: str, month: str, usd: float) -
         await conn.execute(sa.insert(owner_spend).values(owner=owner, month=month, spent_usd=usd))
 
 
+TOKEN_COLUMNS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
+
+
+def token_sums() -> list[sa.ColumnElement[int]]:
+    """The model calls' token totals, in TOKEN_COLUMNS order (0 when there are none)."""
+    return [sa.func.coalesce(sa.func.sum(provider_calls.c[name]), 0) for name in TOKEN_COLUMNS]
+
+
 async def usage_report(
     db: Database, *, owner: str | None = None, since: datetime | None = None
 ) -> list[UsageLine]:
@@ -128,10 +136,7 @@ async def usage_report(
             jobs.c.type,
             c.model,
             sa.func.count(),
-            sa.func.coalesce(sa.func.sum(c.input_tokens), 0),
-            sa.func.coalesce(sa.func.sum(c.cached_tokens), 0),
-            sa.func.coalesce(sa.func.sum(c.output_tokens), 0),
-            sa.func.coalesce(sa.func.sum(c.reasoning_tokens), 0),
+            *token_sums(),
             sa.func.coalesce(sa.func.sum(c.cost_usd), 0.0),
             sa.func.coalesce(sa.func.sum(c.list_cost_usd), 0.0),
             sa.func.count().filter(c.cost_usd.is_(None), c.completed_at.is_not(None)),
