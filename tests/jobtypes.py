@@ -53,6 +53,17 @@ async def broken(ctx: JobContext, payload: Empty) -> Done:
     raise InvalidInput("this job can never succeed")
 
 
+class NeedsFileInput(BaseModel):
+    path: str
+
+
+async def needs_file(ctx: JobContext, payload: NeedsFileInput) -> Done:
+    """Fails for good until the file exists: what a person fixes, then retries."""
+    if not await asyncio.to_thread(Path(payload.path).exists):
+        raise InvalidInput(f"{payload.path} is missing")
+    return Done(attempt=ctx.attempt)
+
+
 class SleepInput(BaseModel):
     seconds: float = 5.0
 
@@ -97,6 +108,7 @@ async def ask_model(ctx: JobContext, payload: AskInput) -> Done:
 def register(registry: JobRegistry) -> None:
     registry.job_type("test_flaky", retry=FAST_RETRY, expected_duration=0.1)(flaky)
     registry.job_type("test_broken", retry=FAST_RETRY)(broken)
+    registry.job_type("test_needs_file", retry=FAST_RETRY)(needs_file)
     registry.job_type("test_slow", retry=FAST_RETRY, timeout=0.5)(slow)
     registry.job_type("test_slow_no_timeout", retry=FAST_RETRY, timeout=60)(slow)
     registry.job_type("test_stepper", retry=FAST_RETRY, timeout=120)(stepper)

@@ -1,9 +1,14 @@
 """The dashboard in a real headless Chromium (Debian's, driven by Playwright): sign in, watch
-jobs change live without a reload, the toast when one ends, owners kept apart."""
+jobs change live without a reload, the toast when one ends, owners kept apart, a new job
+from dropped documents, cancel and retry from the job's page, results drawn for people,
+the operator charts. The main pages' screenshots land in build/screenshots."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +19,8 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from backburner.api import create_app
 from backburner.config import Settings
-from tests.conftest import Keys, auth
+from tests.conftest import Keys, auth, fast_settings
+from tests.e2e.test_api_documents import make_pdf
 from tests.servers import serve_on_loopback
 
 CHROMIUM = "/usr/bin/chromium"
@@ -49,8 +55,8 @@ async def site(settings: Settings) -> AsyncIterator[str]:
         yield base
 
 
-async def signed_in(browser: Browser, base: str, key: str) -> Page:
-    page = await browser.new_page()
+async def signed_in(browser: Browser, base: str, key: str, **context: object) -> Page:
+    page = await (await browser.new_context(**context)).new_page()  # type: ignore[arg-type]
     await page.goto(f"{base}/?token={key}")
     await expect(page).to_have_url(f"{base}/")
     await expect(page.get_by_role("heading", name="Recent jobs")).to_be_visible()
@@ -96,3 +102,255 @@ async def test_a_member_cannot_open_another_owners_job(site: str, keys: Keys) ->
         response = await page.goto(f"{site}/jobs/{bobs.json()['job_id']}")
         assert response is not None
         assert response.status == 404
+
+
+async def shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+
+
+async def drop_files(page: Page, zone: str, files: list[tuple[str, str, bytes]]) -> None:
+    """Drag files from the desktop onto a drop zone, as the browser delivers them."""
+    transfer = await page.evaluate_handle(
+        """(files) => {
+            const transfer = new DataTransfer();
+            for (const [name, type, bytes] of files) {
+                transfer.items.add(new File([new Uint8Array(bytes)], name, { type }));
+            }
+            return transfer;
+        }""",
+        [[name, kind, list(data)] for name, kind, data in files],
+    )
+    await page.dispatch_event(zone, "dragover", {"dataTransfer": transfer})
+    await page.dispatch_event(zone, "drop", {"dataTransfer": transfer})
+
+
+ARTICLE = (
+    "The harbour board met on Tuesday. It approved a new ferry timetable that adds two "
+    "evening crossings from March, and it agreed to repair the north pier before summer. "
+)
+
+
+async def test_dropped_documents_become_a_summary_that_completes_live(
+    db_url: str, keys: Keys
+) -> None:
+    # The page first serves without a worker, so the job is seen waiting; then a worker
+    # process comes up and the same page, never reloaded, follows the job to its end.
+    settings = fast_settings(db_url, offline_latency_s=0.6)
+    site_app = create_app(settings, embed_worker=False, migrate_on_start=False)
+    async with serve_on_loopback(site_app) as site, chromium() as browser:
+        page = await signed_in(browser, site, keys.alice)
+        await page.get_by_role("link", name="New job").first.click()
+        await page.get_by_label("Job type").select_option("summarize_documents")
+        await expect(page).to_have_url(f"{site}/new?type=summarize_documents")
+        await drop_files(
+            page,
+            ".drop",
+            [
+                ("minutes.pdf", "application/pdf", make_pdf(ARTICLE * 3)),
+                ("notes.txt", "text/plain", (ARTICLE * 5).encode()),
+            ],
+        )
+        chosen = page.locator(".chosen li")
+        await expect(chosen).to_have_count(2)
+        await expect(chosen.first).to_contain_text("minutes.pdf")
+        await page.get_by_label("Summary style").select_option("bullets")
+        await shot(page, "new-job")
+        await page.get_by_role("button", name="Submit job").click()
+        await expect(page).to_have_url(re.compile(rf"{site}/jobs/[0-9a-f-]{{36}}$"))
+        job_id = page.url.rsplit("/", 1)[1]
+        state = page.locator("#state")
+        await expect(state).to_contain_text("Queued / Waiting to start")
+        await page.evaluate(
+            """() => {
+                window.sameDocument = true;
+                window.seen = [];
+                const body = document.getElementById("job-body");
+                new MutationObserver(() => {
+                    const text = document.getElementById("state")?.textContent.trim();
+                    if (text && window.seen.at(-1) !== text) window.seen.push(text);
+                }).observe(body, { childList: true, subtree: true, characterData: true });
+            }"""
+        )
+        worker_app = create_app(settings, embed_worker=True, migrate_on_start=False)
+        async with serve_on_loopback(worker_app):
+            await expect(state).to_contain_text("Completed", timeout=20_000)
+        seen = await page.evaluate("window.seen")
+        assert any(text.startswith("Processing / In progress") for text in seen), seen
+        assert await page.evaluate("window.sameDocument") is True
+        toast = page.get_by_role("status").filter(has_text=job_id[:8])
+        await expect(toast).to_contain_text("Completed")
+        result = page.get_by_role("region", name="Result")
+        await expect(result.get_by_role("heading", name="Summary")).to_be_visible()
+        assert await result.locator("h3:has-text('Key points') + ul li").count() >= 2
+        await expect(result.locator("dt:text-is('Documents') + dd")).to_have_text("2")
+        await shot(page, "job-summary")
+        async with page.expect_download() as download_info:
+            await page.get_by_role("link", name="Download result").click()
+        download = await download_info.value
+        assert download.suggested_filename == f"summarize_documents-{job_id}.json"
+        saved = json.loads(await asyncio.to_thread(Path(await download.path()).read_text))
+        assert saved["documents"] == 2
+        assert saved["key_points"]
+
+
+async def test_a_form_that_does_not_fit_the_type_says_why_and_stores_nothing(
+    site: str, keys: Keys
+) -> None:
+    async with chromium() as browser, httpx.AsyncClient(base_url=site) as client:
+        page = await signed_in(browser, site, keys.alice)
+        await page.goto(f"{site}/new?type=classify_leads")
+        await page.get_by_role("textbox", name="Labels").fill("hot")  # two labels are the least
+        leads = '[{"id": "1", "notes": "wants a demo"}]'
+        await page.get_by_role("textbox", name="Leads").fill(leads)
+        await page.get_by_role("button", name="Submit job").click()
+        await expect(page.get_by_role("alert").filter(has_text="Labels")).to_contain_text(
+            "at least 2"
+        )
+        assert await page.get_by_role("textbox", name="Leads").input_value() == leads
+        listed = await client.get("/api/jobs", headers=auth(keys.alice))
+        assert listed.json()["items"] == []
+        await page.goto(f"{site}/new?type=summarize_documents")
+        await page.get_by_role("button", name="Submit job").click()
+        await expect(page.get_by_role("alert").filter(has_text="Documents")).to_be_visible()
+
+
+async def wait_for(client: httpx.AsyncClient, key: str, job_id: str, status: str) -> None:
+    for _ in range(200):
+        job = (await client.get(f"/api/jobs/{job_id}", headers=auth(key))).json()
+        if job["status"] == status:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job_id} is {job['status']}, not {status}")
+
+
+async def test_cancel_a_long_job_and_retry_a_failed_one(
+    site: str, keys: Keys, tmp_path: Path
+) -> None:
+    async with chromium() as browser, httpx.AsyncClient(base_url=site) as client:
+        long = await client.post(
+            "/api/jobs",
+            json={"type": "test_slow_no_timeout", "payload": {"seconds": 60}},
+            headers=auth(keys.alice),
+        )
+        page = await signed_in(browser, site, keys.alice)
+        await page.goto(f"{site}/jobs/{long.json()['job_id']}")
+        await expect(page.locator("#state")).to_contain_text("Processing", timeout=10_000)
+        await page.get_by_role("button", name="Cancel").click()
+        await expect(page.locator("#state")).to_contain_text("Canceled", timeout=10_000)
+        await expect(page.get_by_role("button", name="Cancel")).to_have_count(0)
+        await expect(page.get_by_role("alert")).to_contain_text("canceled")
+
+        fixed_later = tmp_path / "input.csv"
+        failing = await client.post(
+            "/api/jobs",
+            json={"type": "test_needs_file", "payload": {"path": str(fixed_later)}},
+            headers=auth(keys.alice),
+        )
+        job_id = failing.json()["job_id"]
+        await wait_for(client, keys.alice, job_id, "failed")
+        await page.goto(f"{site}/jobs/{job_id}")
+        await expect(page.locator("#state")).to_contain_text("Failed \u2013 Retry")
+        await expect(page.get_by_role("alert")).to_contain_text("invalid_input")
+        await expect(page.get_by_role("alert")).to_contain_text("input.csv is missing")
+        await shot(page, "job-failed")
+        fixed_later.write_text("month,total\n")
+        await page.get_by_role("button", name="Retry").click()
+        await expect(page.locator("#state")).to_contain_text("Completed", timeout=10_000)
+        await expect(page.get_by_role("button", name="Retry")).to_have_count(0)
+        # Bob cannot cancel Alice's job through the page either.
+        bob = await signed_in(browser, site, keys.bob)
+        answer = await bob.request.post(f"{site}/jobs/{job_id}/cancel")
+        assert answer.status == 404
+
+
+async def test_classifications_are_a_sortable_table(site: str, keys: Keys) -> None:
+    leads = [
+        {"id": "a", "name": "Ann", "company": "Acme", "notes": "asked for pricing and a demo"},
+        {"id": "b", "name": "Bo", "company": "Beta", "notes": "unsubscribed"},
+        {"id": "c", "name": "Cy", "company": "Cyan", "notes": "budget approved, wants to buy"},
+    ]
+    async with chromium() as browser, httpx.AsyncClient(base_url=site) as client:
+        created = await client.post(
+            "/api/jobs",
+            json={"type": "classify_leads", "payload": {"leads": leads, "labels": ["hot", "cold"]}},
+            headers=auth(keys.alice),
+        )
+        job_id = created.json()["job_id"]
+        await wait_for(client, keys.alice, job_id, "succeeded")
+        page = await signed_in(browser, site, keys.alice)
+        await page.goto(f"{site}/jobs/{job_id}")
+        table = page.locator("table.result-table").first
+        confidence = table.get_by_role("button", name="Confidence")
+        await confidence.click()
+        ascending = [float(v) for v in await table.locator("td.num").all_inner_texts()]
+        await confidence.click()
+        descending = [float(v) for v in await table.locator("td.num").all_inner_texts()]
+        assert ascending == sorted(ascending)
+        assert descending == sorted(ascending, reverse=True)
+        assert await table.locator("th[aria-sort=descending]").count() == 1
+        await shot(page, "job-classifications")
+
+
+async def test_operator_charts_render_with_data(site: str, keys: Keys) -> None:
+    async with chromium() as browser, httpx.AsyncClient(base_url=site) as client:
+        ids = []
+        for job in [{"type": "noop"}] * 4 + [{"type": "test_broken"}]:
+            created = await client.post("/api/jobs", json=job, headers=auth(keys.alice))
+            ids.append(created.json()["job_id"])
+        for job_id in ids[:4]:
+            await wait_for(client, keys.alice, job_id, "succeeded")
+        await wait_for(client, keys.alice, ids[4], "failed")
+        page = await signed_in(browser, site, keys.admin)
+        await page.get_by_role("link", name="Operations").click()
+        await expect(page.get_by_role("heading", name="Last hour")).to_be_visible()
+        finished = page.get_by_role("img", name="Jobs finished").first
+        await expect(finished.locator("rect")).not_to_have_count(0)
+        tips = await finished.locator("rect title").evaluate_all(
+            "titles => titles.map((title) => title.textContent)"
+        )
+        assert any(tip.endswith("succeeded: 4 jobs") for tip in tips), tips
+        assert any(tip.endswith("failed: 1 jobs") for tip in tips), tips
+        await expect(page.get_by_text("20.0% failed").first).to_be_visible()
+        workers = page.get_by_role("heading", name="Workers").locator("+ div table tbody tr")
+        await expect(workers).to_have_count(1)
+        await shot(page, "operations")
+        member = await signed_in(browser, site, keys.alice)
+        assert await member.get_by_role("link", name="Operations").count() == 0
+        answer = await member.goto(f"{site}/ops")
+        assert answer is not None
+        assert answer.status == 404
+
+
+async def test_pages_fit_a_phone_and_work_from_the_keyboard(site: str, keys: Keys) -> None:
+    async with chromium() as browser, httpx.AsyncClient(base_url=site) as client:
+        created = await client.post(
+            "/api/jobs",
+            json={"type": "generate_report", "payload": {"user_id": "u-1", "period": "2026-10"}},
+            headers=auth(keys.alice),
+        )
+        job_id = created.json()["job_id"]
+        await wait_for(client, keys.alice, job_id, "succeeded")
+        page = await signed_in(browser, site, keys.alice, viewport={"width": 390, "height": 844})
+        for path in ("/", f"/jobs/{job_id}", "/new?type=summarize_documents"):
+            await page.goto(f"{site}{path}")
+            overflow = await page.evaluate(
+                "document.documentElement.scrollWidth - window.innerWidth"
+            )
+            assert overflow <= 0, f"{path} is {overflow}px wider than a phone"
+        await page.goto(f"{site}/jobs/{job_id}")
+        await expect(page.get_by_role("heading", name="Sections")).to_be_visible()
+        await shot(page, "job-report-phone")
+        # Keyboard: the skip link comes first and the job link is reachable by Tab.
+        await page.goto(f"{site}/")
+        await page.keyboard.press("Tab")
+        assert await page.evaluate("document.activeElement.textContent") == "Skip to content"
+        for _ in range(30):
+            await page.keyboard.press("Tab")
+            focused = await page.evaluate("document.activeElement.getAttribute('href')")
+            if focused == f"/jobs/{job_id}":
+                break
+        else:
+            raise AssertionError("the job's link cannot be reached with the keyboard")
+        await page.keyboard.press("Enter")
+        await expect(page).to_have_url(f"{site}/jobs/{job_id}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 from tests.conftest import Keys
@@ -31,3 +33,121 @@ async def test_recent_jobs_filter_by_state_and_type(api: httpx.AsyncClient, keys
     page = (await api.get("/?status=failed", headers=NO_HEADER)).text
     assert '<option value="failed" selected>' in page
     assert 'data-status="failed"' in page
+
+
+async def signed_in(api: httpx.AsyncClient, key: str) -> None:
+    answer = await api.get(f"/?token={key}", follow_redirects=False)
+    assert answer.status_code == 303
+
+
+async def test_a_refused_form_stores_neither_documents_nor_a_job(
+    api_only: httpx.AsyncClient, keys: Keys
+) -> None:
+    await signed_in(api_only, keys.alice)
+    files = [
+        ("document_ids", ("good.txt", b"A plain note about ferries.", "text/plain")),
+        ("document_ids", ("bad.pdf", b"not a pdf at all", "application/pdf")),
+    ]
+    answer = await api_only.post(
+        "/new", data={"type": "summarize_documents"}, files=files, headers=NO_HEADER
+    )
+    assert answer.status_code == 422
+    assert "bad.pdf: the file is named .pdf but is not a PDF" in answer.text
+    assert (await api_only.get("/api/jobs")).json()["items"] == []
+    # A payload that does not fit the type: nothing stored either, the field says why.
+    answer = await api_only.post(
+        "/new",
+        data={"type": "generate_report", "user_id": "u 1", "period": "2026-13"},
+        headers=NO_HEADER,
+    )
+    assert answer.status_code == 422
+    assert "should match pattern" in answer.text
+    assert 'aria-invalid="true"' in answer.text
+    assert (await api_only.get("/api/jobs")).json()["items"] == []
+    # An unknown type is a clear answer too, not a 500.
+    answer = await api_only.post("/new", data={"type": "nope"}, headers=NO_HEADER)
+    assert answer.status_code == 422
+    assert "Pick a job type" in answer.text
+
+
+async def test_a_form_creates_the_job_and_moves_to_its_page(
+    api_only: httpx.AsyncClient, keys: Keys
+) -> None:
+    await signed_in(api_only, keys.alice)
+    answer = await api_only.post(
+        "/new",
+        data={"type": "summarize_documents", "summary_style": "detailed"},
+        files=[("document_ids", ("a.md", b"# Minutes\nThe board met.", "text/markdown"))],
+        headers=NO_HEADER,
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    job_id = answer.headers["location"].removeprefix("/jobs/")
+    job = (await api_only.get(f"/api/jobs/{job_id}")).json()
+    assert (job["type"], job["status"]) == ("summarize_documents", "pending")
+    page = await api_only.get(f"/jobs/{job_id}", headers=NO_HEADER)
+    assert "Queued / Waiting to start" in page.text
+    assert '"summary_style": "detailed"' in page.text
+    found = re.search(r'"document_ids": \[\s*"([^"]+)"', page.text)
+    assert found is not None
+    document = (await api_only.get(f"/api/documents/{found[1]}")).json()
+    assert document["filename"] == "a.md"
+    assert document["text"].startswith("# Minutes")
+
+
+async def test_forms_posted_from_another_site_or_signed_out_are_refused(
+    api_only: httpx.AsyncClient, keys: Keys
+) -> None:
+    created = (await create(api_only, {"type": "noop"})).json()["job_id"]
+    answer = await api_only.post(f"/jobs/{created}/cancel", headers=NO_HEADER)
+    assert answer.status_code == 401  # no session: the sign-in page
+    await signed_in(api_only, keys.alice)
+    answer = await api_only.post(
+        f"/jobs/{created}/cancel", headers={**NO_HEADER, "Origin": "https://evil.example"}
+    )
+    assert answer.status_code == 403
+    assert (await api_only.get(f"/api/jobs/{created}")).json()["status"] == "pending"
+    answer = await api_only.post(
+        f"/jobs/{created}/cancel", headers=NO_HEADER, follow_redirects=False
+    )
+    assert answer.status_code == 303
+    assert (await api_only.get(f"/api/jobs/{created}")).json()["status"] == "canceled"
+    # Cancelling again is a conflict, said on the job's page.
+    answer = await api_only.post(f"/jobs/{created}/cancel", headers=NO_HEADER)
+    assert answer.status_code == 409
+    assert "already" in answer.text or "canceled" in answer.text
+
+
+async def test_the_result_alone_and_as_a_download(api: httpx.AsyncClient, keys: Keys) -> None:
+    job_id = (await create(api, {"type": "noop", "payload": {"echo": {"n": 1}}})).json()["job_id"]
+    await until_done(api, job_id)
+    answer = await api.get(f"/api/jobs/{job_id}/result")
+    assert answer.status_code == 200
+    assert answer.json()["echo"] == {"n": 1}
+    assert "content-disposition" not in answer.headers
+    answer = await api.get(f"/api/jobs/{job_id}/result?download=1")
+    assert answer.headers["content-disposition"] == (f'attachment; filename="noop-{job_id}.json"')
+    bob = await api.get(
+        f"/api/jobs/{job_id}/result", headers={"Authorization": f"Bearer {keys.bob}"}
+    )
+    assert bob.status_code == 404
+
+
+async def test_no_result_before_the_job_succeeds(api_only: httpx.AsyncClient) -> None:
+    job_id = (await create(api_only, {"type": "noop"})).json()["job_id"]
+    answer = await api_only.get(f"/api/jobs/{job_id}/result")
+    assert answer.status_code == 409
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "pending" in answer.json()["detail"]
+
+
+async def test_the_operator_page_is_for_admins(api: httpx.AsyncClient, keys: Keys) -> None:
+    await until_done(api, (await create(api, {"type": "noop"})).json()["job_id"])
+    await signed_in(api, keys.alice)
+    member = await api.get("/ops", headers=NO_HEADER)
+    assert member.status_code == 404
+    await signed_in(api, keys.admin)
+    admin = await api.get("/ops", headers=NO_HEADER)
+    assert admin.status_code == 200
+    assert admin.text.count('role="img"') == 15  # the queue, then 7 charts per window
+    assert "1 jobs, 0.0% failed" in admin.text

@@ -48,7 +48,7 @@ class Stats:
     rate_limit_blocked: dict[str, float] = field(default_factory=dict)
 
 
-def _seconds_between(
+def seconds_between(
     later: sa.ColumnElement[datetime], earlier: sa.ColumnElement[datetime], dialect: str
 ) -> sa.ColumnElement[float]:
     if dialect == "postgresql":
@@ -134,7 +134,7 @@ async def collect(
         stats.durations = await _histograms(
             conn,
             j.type,
-            _seconds_between(j.completed_at, j.started_at, dialect),
+            seconds_between(j.completed_at, j.started_at, dialect),
             [j.status.in_(TERMINAL), j.started_at.is_not(None)],
             duration_bounds,
             jobs,
@@ -142,7 +142,7 @@ async def collect(
         stats.queue_latency = await _histograms(
             conn,
             j.type,
-            _seconds_between(j.started_at, j.created_at, dialect),
+            seconds_between(j.started_at, j.created_at, dialect),
             [j.started_at.is_not(None)],
             latency_bounds,
             jobs,
@@ -170,7 +170,7 @@ async def collect(
         stats.provider_latency = await _histograms(
             conn,
             c.model,
-            _seconds_between(c.completed_at, c.submitted_at, dialect),
+            seconds_between(c.completed_at, c.submitted_at, dialect),
             [c.completed_at.is_not(None)],
             latency_bounds,
             provider_calls,

@@ -1,51 +1,62 @@
-"""Sign-in with an API key and the pages of the dashboard."""
+"""Sign-in with an API key, the recent jobs, a job's page and what can be done to a job."""
 
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
-from backburner.api.auth import SESSION_COOKIE, KeyCache, Principal, resolve_key
+from backburner.api.auth import SESSION_COOKIE, Principal, resolve_key
+from backburner.api.estimates import EtaEstimator
+from backburner.api.routes.notifications import DeliveryView
 from backburner.api.state import services
-from backburner.store import JobStatus
+from backburner.errors import RequestError
+from backburner.store import Job, JobStatus
 from backburner.store import events as events_store
 from backburner.store import jobs as jobs_store
 from backburner.store import keys as keys_store
+from backburner.store import notify as notify_store
 from backburner.store import steps as steps_store
+from backburner.ui import new_job, ops
+from backburner.ui.pages import not_found, page, page_principal, same_origin, sign_in_page
+from backburner.ui.results import result_blocks
 
 router = APIRouter(include_in_schema=False)
+router.include_router(new_job.router)
+router.include_router(ops.router)
 SESSION_TTL = timedelta(days=7)
-templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-
-STATUS_LABELS = {
-    JobStatus.PENDING: "Queued / Waiting to start",
-    JobStatus.RUNNING: "Processing / In progress",
-    JobStatus.SUCCEEDED: "Completed",
-    JobStatus.FAILED: "Failed \u2013 Retry",
-    JobStatus.CANCELED: "Canceled",
-}
-# The same names for the pages' live updates.
-templates.env.globals["js_labels"] = {
-    status.value: label for status, label in STATUS_LABELS.items()
-}
+RECENT = 50
+TIMELINE = 500
 
 
-async def page_principal(request: Request) -> Principal | None:
-    secret = request.cookies.get(SESSION_COOKIE)
-    if not secret:
-        return None
-    cache: KeyCache = request.app.state.key_cache
-    return await resolve_key(services(request), cache, secret)
+async def eta_of(request: Request, job: Job) -> float | None:
+    svc = services(request)
+    estimator: EtaEstimator = request.app.state.eta
+    job_type = svc.registry.get(job.type) if job.type in svc.registry else None
+    return await estimator.seconds_until_done(job, job_type, svc.clock())
 
 
-def sign_in_page(request: Request, message: str | None = None, status: int = 200) -> Response:
-    return templates.TemplateResponse(
-        request, "signin.html", {"message": message}, status_code=status
+async def sign_in(request: Request, token: str) -> Response:
+    svc = services(request)
+    principal = await resolve_key(svc, request.app.state.key_cache, token)
+    if principal is None:
+        return sign_in_page(request, "That key is unknown or revoked.", 401)
+    # Trade the key in the URL for a session: the cookie (HttpOnly, SameSite) holds a
+    # random session token, never the key, and the redirect drops the key from history.
+    session = await keys_store.create_session(
+        svc.db, principal.key_id, now=svc.clock(), ttl=SESSION_TTL
     )
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        session,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=int(SESSION_TTL.total_seconds()),
+    )
+    return response
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -56,25 +67,7 @@ async def home(
     type: str | None = None,
 ) -> Response:
     if token is not None:
-        principal = await resolve_key(services(request), request.app.state.key_cache, token)
-        if principal is None:
-            return sign_in_page(request, "That key is unknown or revoked.", 401)
-        # Trade the key in the URL for a session: the cookie (HttpOnly, SameSite) holds a
-        # random session token, never the key, and the redirect drops the key from history.
-        svc = services(request)
-        session = await keys_store.create_session(
-            svc.db, principal.key_id, now=svc.clock(), ttl=SESSION_TTL
-        )
-        response = RedirectResponse("/", status_code=303)
-        response.set_cookie(
-            SESSION_COOKIE,
-            session,
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-            max_age=int(SESSION_TTL.total_seconds()),
-        )
-        return response
+        return await sign_in(request, token)
     principal = await page_principal(request)
     if principal is None:
         return sign_in_page(request)
@@ -82,16 +75,17 @@ async def home(
     # Unknown filter values show everything rather than an error page.
     state = JobStatus(status) if status in {s.value for s in JobStatus} else None
     job_type = type if type in svc.registry else None
-    page = await jobs_store.list_jobs(
-        svc.db, owner=principal.visible_owner(), status=state, type=job_type, limit=50
+    listed = await jobs_store.list_jobs(
+        svc.db, owner=principal.visible_owner(), status=state, type=job_type, limit=RECENT
     )
-    return templates.TemplateResponse(
+    return page(
         request,
+        principal,
         "jobs.html",
         {
-            "principal": principal,
-            "jobs": page.jobs,
-            "labels": STATUS_LABELS,
+            "jobs": listed.jobs,
+            "etas": {job.id: await eta_of(request, job) for job in listed.jobs},
+            "now": svc.clock(),
             "types": svc.registry.names(),
             "chosen_status": state.value if state else "",
             "chosen_type": job_type or "",
@@ -101,6 +95,7 @@ async def home(
 
 @router.post("/signout")
 async def sign_out(request: Request) -> Response:
+    same_origin(request)
     token = request.cookies.get(SESSION_COOKIE)
     if token and token.startswith(keys_store.SESSION_PREFIX):
         await keys_store.end_session(services(request).db, token)
@@ -110,25 +105,72 @@ async def sign_out(request: Request) -> Response:
     return response
 
 
+async def job_page_response(
+    request: Request,
+    principal: Principal,
+    job: Job,
+    *,
+    fragment: bool = False,
+    problem: str | None = None,
+    status: int = 200,
+) -> Response:
+    svc = services(request)
+    db = svc.db
+    found = await notify_store.list_deliveries(db, job.id)
+    output_model = svc.registry.get(job.type).output_model if job.type in svc.registry else None
+    context = {
+        "job": job,
+        "eta": await eta_of(request, job),
+        "usage": await steps_store.usage_totals(db, job.id),
+        "events": await events_store.list_events(db, job.id, limit=TIMELINE),
+        "timeline_limit": TIMELINE,
+        "calls": await steps_store.list_calls(db, job.id),
+        "deliveries": [DeliveryView.of(d, attempts) for d, attempts in found],
+        "blocks": result_blocks(
+            job.result, list(output_model.model_fields) if output_model else []
+        ),
+        "problem": problem,
+    }
+    template = "job_body.html" if fragment else "job.html"
+    return page(request, principal, template, context, status=status)
+
+
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-async def job_page(job_id: str, request: Request) -> Response:
+async def job_page(job_id: str, request: Request, part: str | None = None) -> Response:
+    """A job's page; `?part=body` is the part that live updates swap in."""
     principal = await page_principal(request)
     if principal is None:
         return sign_in_page(request, status=401)
-    db = services(request).db
-    job = await jobs_store.get_job(db, job_id, owner=principal.visible_owner())
+    job = await jobs_store.get_job(services(request).db, job_id, owner=principal.visible_owner())
     if job is None:
-        return templates.TemplateResponse(
-            request, "notfound.html", {"job_id": job_id}, status_code=404
+        return not_found(request, principal, f"job {job_id}")
+    return await job_page_response(request, principal, job, fragment=part == "body")
+
+
+async def act_on_job(request: Request, job_id: str, action: str) -> Response:
+    principal = await page_principal(request)
+    if principal is None:
+        return sign_in_page(request, status=401)
+    same_origin(request)
+    svc = services(request)
+    act = jobs_store.request_cancel if action == "cancel" else jobs_store.retry_job
+    try:
+        await act(svc.db, job_id, owner=principal.visible_owner(), now=svc.clock())
+    except RequestError as error:
+        job = await jobs_store.get_job(svc.db, job_id, owner=principal.visible_owner())
+        if job is None:
+            return not_found(request, principal, f"job {job_id}")
+        return await job_page_response(
+            request, principal, job, problem=error.detail, status=error.status
         )
-    return templates.TemplateResponse(
-        request,
-        "job.html",
-        {
-            "principal": principal,
-            "job": job,
-            "labels": STATUS_LABELS,
-            "events": await events_store.list_events(db, job.id),
-            "calls": await steps_store.list_calls(db, job.id),
-        },
-    )
+    return RedirectResponse(f"/jobs/{job_id}", status_code=303)
+
+
+@router.post("/jobs/{job_id}/cancel")
+async def cancel(job_id: str, request: Request) -> Response:
+    return await act_on_job(request, job_id, "cancel")
+
+
+@router.post("/jobs/{job_id}/retry")
+async def retry(job_id: str, request: Request) -> Response:
+    return await act_on_job(request, job_id, "retry")

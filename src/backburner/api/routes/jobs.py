@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from backburner.api import live
 from backburner.api.auth import CurrentPrincipal, Principal
@@ -22,7 +22,7 @@ from backburner.api.schemas import (
     ModelCallView,
 )
 from backburner.api.state import Services, ServicesDep
-from backburner.errors import NotFound
+from backburner.errors import Conflict, NotFound
 from backburner.store import Job, JobStatus
 from backburner.store import events as events_store
 from backburner.store import jobs as jobs_store
@@ -115,6 +115,29 @@ async def get_job(
     job = await owned_job(svc, principal, job_id)
     usage = await steps_store.usage_totals(svc.db, job.id)
     return JobView.of(job, eta=await eta_of(request, svc, job), usage=usage)
+
+
+@router.get(
+    "/{job_id}/result",
+    responses={200: {"content": {"application/json": {}}}, 409: {"description": "No result yet"}},
+)
+async def job_result(
+    job_id: str,
+    svc: ServicesDep,
+    principal: CurrentPrincipal,
+    download: bool = Query(default=False, description="As a file to save"),
+) -> JSONResponse:
+    """The job's result alone, as its type's output schema describes it; 409 until the
+    job has succeeded."""
+    job = await owned_job(svc, principal, job_id)
+    if job.status != JobStatus.SUCCEEDED:
+        raise Conflict(f"job {job.id} has no result: it is {job.status.value}")
+    headers = (
+        {"content-disposition": f'attachment; filename="{job.type}-{job.id}.json"'}
+        if download
+        else None
+    )
+    return JSONResponse(job.result, headers=headers)
 
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=JobView)

@@ -1,0 +1,172 @@
+"""New job: pick a type, fill in the form its input schema generates, drop documents on it.
+
+The form posts once (multipart) with its files: the documents are read and checked, the
+payload is checked against the type, and only then are documents and job written, so a
+refused form leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from backburner.api.auth import Principal
+from backburner.api.enqueue import enqueue
+from backburner.api.extraction import content_type_for, extract_text
+from backburner.api.problems import validation_problems
+from backburner.api.schemas import JobCreate
+from backburner.api.state import services
+from backburner.errors import FieldProblem, RequestError
+from backburner.jobs.registry import JobType
+from backburner.store import documents as documents_store
+from backburner.ui.forms import FormField, form_fields, payload_from_form
+from backburner.ui.pages import page, page_principal, same_origin, sign_in_page
+
+router = APIRouter(include_in_schema=False)
+UPLOAD_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Upload:
+    field: str
+    filename: str
+    content_type: str
+    size: int
+    text: str
+
+
+def form_page(
+    request: Request,
+    principal: Principal,
+    job_type: JobType | None,
+    *,
+    values: dict[str, str] | None = None,
+    problems: list[FieldProblem] | None = None,
+    message: str | None = None,
+    status: int = 200,
+) -> Response:
+    fields = form_fields(job_type.input_model.model_json_schema()) if job_type else []
+    by_field: dict[str, list[str]] = {}
+    for problem in problems or []:
+        name = str(problem.loc[0]) if problem.loc else ""
+        by_field.setdefault(name, []).append(problem.message)
+    return page(
+        request,
+        principal,
+        "new.html",
+        {
+            "types": services(request).registry.all(),
+            "job_type": job_type,
+            "fields": fields,
+            "values": values or {},
+            "problems": by_field,
+            "message": message,
+        },
+        status=status,
+    )
+
+
+@router.get("/new", response_class=HTMLResponse)
+async def new_job_form(request: Request, type: str | None = None) -> Response:
+    principal = await page_principal(request)
+    if principal is None:
+        return sign_in_page(request, status=401)
+    registry = services(request).registry
+    job_type = registry.get(type) if type is not None and type in registry else None
+    return form_page(request, principal, job_type)
+
+
+async def read_upload(field: str, upload: UploadFile, limit: int) -> Upload:
+    data = bytearray()
+    while chunk := await upload.read(UPLOAD_CHUNK):
+        data.extend(chunk)
+        if len(data) > limit:
+            raise RequestError(f"{upload.filename}: documents may be at most {limit:,} bytes")
+    filename = (upload.filename or "document.txt")[:300]
+    content_type = content_type_for(filename, bytes(data))
+    text = extract_text(content_type, bytes(data))
+    return Upload(field, filename, content_type, len(data), text)
+
+
+async def read_uploads(
+    request: Request, fields: list[FormField], form: list[tuple[str, str | UploadFile]]
+) -> tuple[list[Upload], list[FieldProblem]]:
+    limit = services(request).settings.max_document_bytes
+    wanted = {spec.name for spec in fields if spec.widget == "documents"}
+    uploads, problems = [], []
+    for name, value in form:
+        if name not in wanted or not isinstance(value, UploadFile) or not value.filename:
+            continue
+        try:
+            uploads.append(await read_upload(name, value, limit))
+        except RequestError as error:
+            problems.append(FieldProblem((name,), f"{value.filename}: {error.detail}"))
+    return uploads, problems
+
+
+def payload_problems(job_type: JobType, payload: dict[str, object]) -> list[FieldProblem]:
+    """What the type's own model says is wrong, keyed by the form's field names."""
+    try:
+        job_type.input_model.model_validate(payload)
+    except ValidationError as error:
+        return [
+            FieldProblem(p.loc or ("",), f"{'.'.join(map(str, p.loc[1:]))} {p.message}".strip())
+            for p in validation_problems(error.errors(), prefix=())
+        ]
+    return []
+
+
+@router.post("/new", response_class=HTMLResponse)
+async def submit_new_job(request: Request) -> Response:
+    principal = await page_principal(request)
+    if principal is None:
+        return sign_in_page(request, status=401)
+    same_origin(request)
+    svc = services(request)
+    form = await request.form()
+    items = list(form.multi_items())
+    values = {name: value for name, value in items if isinstance(value, str)}
+    type_name = values.get("type", "")
+    if type_name not in svc.registry:
+        return form_page(request, principal, None, message="Pick a job type.", status=422)
+    job_type = svc.registry.get(type_name)
+    fields = form_fields(job_type.input_model.model_json_schema())
+    uploads, problems = await read_uploads(request, fields, items)
+    # Checked with stand-in ids first: the documents are only stored for a job that fits.
+    stand_ins: dict[str, list[str]] = {}
+    for number, upload in enumerate(uploads):
+        stand_ins.setdefault(upload.field, []).append(f"upload-{number}")
+    payload, read_problems = payload_from_form(fields, values, stand_ins)
+    problems += read_problems or payload_problems(job_type, payload)
+    if problems:
+        return form_page(request, principal, job_type, values=values, problems=problems, status=422)
+    stored: dict[str, list[str]] = {}
+    for upload in uploads:
+        document = await documents_store.insert_document(
+            svc.db,
+            owner=principal.owner,
+            filename=upload.filename,
+            content_type=upload.content_type,
+            size_bytes=upload.size,
+            text=upload.text,
+            now=svc.clock(),
+        )
+        stored.setdefault(upload.field, []).append(document.id)
+    payload, _ = payload_from_form(fields, values, stored)
+    try:
+        job, _ = await enqueue(svc, principal, JobCreate(type=type_name, payload=payload), None)
+    except RequestError as error:
+        return form_page(
+            request,
+            principal,
+            job_type,
+            values=values,
+            problems=[FieldProblem(p.loc[2:] or ("",), p.message) for p in error.errors],
+            message=error.detail,
+            status=error.status,
+        )
+    return RedirectResponse(f"/jobs/{job.id}", status_code=303)
