@@ -286,3 +286,22 @@ async def test_count_ahead_sees_priority_and_age(db: Database) -> None:
     assert await jobs_store.count_ahead(db, job_id=first.id, priority=0, now=T0) == 1
     assert await jobs_store.count_ahead(db, job_id=last.id, priority=0, now=T0) == 2
     assert await jobs_store.count_ahead(db, job_id=urgent.id, priority=5, now=T0) == 0
+
+
+async def test_queue_positions_of_a_page_agree_with_count_ahead(db: Database) -> None:
+    queued = [
+        (await jobs_store.insert_job(db, new_job(priority=priority), now=T0))[0]
+        for priority in (0, 5, 0, -3, 5, 0)
+    ]
+    later, _ = await jobs_store.insert_job(db, new_job(run_at=T0 + timedelta(hours=1)), now=T0)
+    ids = [job.id for job in queued] + [later.id, "not-a-job"]
+    positions = await jobs_store.queue_positions(db, ids, now=T0)
+    expected = {
+        job.id: await jobs_store.count_ahead(db, job_id=job.id, priority=job.priority, now=T0)
+        for job in queued
+    }
+    assert positions == expected  # the job not due yet and the unknown id are left out
+    assert sorted(positions.values()) == list(range(6))
+    capped = await jobs_store.queue_positions(db, ids, now=T0, max_count=2)
+    assert capped[queued[3].id] == 2  # the last in line, beyond the cap
+    assert await jobs_store.queue_positions(db, [], now=T0) == {}

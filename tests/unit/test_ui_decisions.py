@@ -3,13 +3,14 @@ schema gets and what a posted form means, chart geometry, how durations read."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from backburner.errors import FieldProblem
 from backburner.jobs.registry import build_registry
-from backburner.store.ops import percentiles, windows
+from backburner.store.models import new_id
+from backburner.store.ops import first_id_at, percentiles, windows
 from backburner.ui.charts import grouped_bars, lines, nice_ceiling, stacked_bars
 from backburner.ui.formats import duration
 from backburner.ui.forms import form_fields, payload_from_form
@@ -174,3 +175,10 @@ def test_percentiles_and_windows() -> None:
     assert hour.since == datetime(2026, 11, 29, 19, 40, tzinfo=UTC)
     assert hour.start_of(hour.buckets - 1) == datetime(2026, 11, 29, 20, 35, tzinfo=UTC)
     assert day.start_of(day.buckets - 1) == datetime(2026, 11, 29, 20, 0, tzinfo=UTC)
+
+
+def test_the_first_id_of_a_moment_bounds_the_ids_made_then() -> None:
+    made = new_id()
+    now = datetime.now(UTC)
+    assert first_id_at(now - timedelta(milliseconds=5)) <= made
+    assert made < first_id_at(now + timedelta(milliseconds=5))

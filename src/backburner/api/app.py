@@ -26,6 +26,7 @@ from backburner.api.routes import (
     webhooks,
 )
 from backburner.api.state import Services
+from backburner.api.timing import ServerTiming
 from backburner.config import Settings
 from backburner.jobs.registry import JobRegistry, build_registry
 from backburner.notify import Dispatcher
@@ -117,6 +118,7 @@ def create_app(
         return settings.max_request_bytes
 
     app.add_middleware(BodySizeLimit, limit_for=limit_for)
+    app.add_middleware(ServerTiming)
     return app
 
 

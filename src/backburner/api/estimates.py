@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from backburner.jobs.eta import estimate_completion_seconds, estimate_remaining_seconds
@@ -23,10 +24,24 @@ class EtaEstimator:
         self._runs: dict[str, tuple[list[float], float]] = {}
         self._capacity: tuple[int, float] = (1, 0.0)
 
+    async def for_page(
+        self, listed: Sequence[Job], type_of: Callable[[str], JobType | None], now: datetime
+    ) -> dict[str, float | None]:
+        """Estimates for a page of jobs, with one query for where the queued ones stand."""
+        queued = [job.id for job in listed if job.status == JobStatus.PENDING]
+        positions = await jobs_store.queue_positions(self._db, queued, now=now)
+        return {
+            job.id: await self.seconds_until_done(
+                job, type_of(job.type), now, ahead=positions.get(job.id)
+            )
+            for job in listed
+        }
+
     async def seconds_until_done(
-        self, job: Job, job_type: JobType | None, now: datetime
+        self, job: Job, job_type: JobType | None, now: datetime, *, ahead: int | None = None
     ) -> float | None:
-        """Estimated seconds until `job` ends, or None once it has."""
+        """Estimated seconds until `job` ends, or None once it has. `ahead`: the jobs
+        before it in the queue, when already known."""
         if job.status.is_terminal:
             return None
         expected = job_type.expected_duration if job_type else DEFAULT_EXPECTED_SECONDS
@@ -36,9 +51,10 @@ class EtaEstimator:
             return estimate_remaining_seconds(
                 TypeHistory(runs), expected, elapsed=elapsed, progress=job.progress
             )
-        ahead = await jobs_store.count_ahead(
-            self._db, job_id=job.id, priority=job.priority, now=now
-        )
+        if ahead is None:
+            ahead = await jobs_store.count_ahead(
+                self._db, job_id=job.id, priority=job.priority, now=now
+            )
         history = TypeHistory(runs, ahead, await self._live_capacity(now))
         wait_until_due = max(0.0, (job.run_at - now).total_seconds())
         return round(wait_until_due + estimate_completion_seconds(history, expected), 3)

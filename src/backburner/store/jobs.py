@@ -207,6 +207,41 @@ async def count_ahead(
         )
 
 
+async def queue_positions(
+    db: Database, job_ids: Sequence[str], *, now: datetime, max_count: int = 10_000
+) -> dict[str, int]:
+    """For each of these pending jobs that is runnable now: how many runnable jobs a worker
+    would take before it (as count_ahead, in one query for a whole page). Jobs further
+    back than `max_count` get `max_count`; jobs not runnable yet are left out."""
+    if not job_ids:
+        return {}
+    head = (
+        sa.select(jobs.c.id, jobs.c.priority)
+        .where(jobs.c.status == PENDING, jobs.c.run_at <= now)
+        .order_by(jobs.c.priority.desc(), jobs.c.id)
+        .limit(max_count)
+        .subquery()
+    )
+    ranked = sa.select(
+        head.c.id,
+        (sa.func.row_number().over(order_by=(head.c.priority.desc(), head.c.id)) - 1).label(
+            "ahead"
+        ),
+    ).subquery()
+    runnable = sa.select(jobs.c.id).where(
+        jobs.c.id.in_(job_ids), jobs.c.status == PENDING, jobs.c.run_at <= now
+    )
+    async with db.read() as conn:
+        found = {
+            row.id: int(row.ahead)
+            for row in await conn.execute(
+                sa.select(ranked.c.id, ranked.c.ahead).where(ranked.c.id.in_(job_ids))
+            )
+        }
+        waiting = [row.id for row in await conn.execute(runnable)]
+    return {job_id: found.get(job_id, max_count) for job_id in waiting}
+
+
 async def live_capacity(
     db: Database, *, now: datetime, silence: timedelta = timedelta(seconds=30)
 ) -> int:

@@ -5,6 +5,7 @@ scans, not a transfer of every job."""
 from __future__ import annotations
 
 import statistics
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -88,6 +89,12 @@ def percentiles(values: Sequence[float]) -> Percentiles | None:
     return Percentiles(cuts[49], cuts[94], cuts[98], len(values))
 
 
+def first_id_at(moment: datetime) -> str:
+    """The smallest job id (UUIDv7 layout, see models.new_id) created at `moment` or later."""
+    ms = int(moment.timestamp() * 1000)
+    return str(uuid.UUID(int=(ms & ((1 << 48) - 1)) << 80))
+
+
 def _bucket(
     column: sa.ColumnElement[datetime], window: Window, dialect: str
 ) -> sa.ColumnElement[int]:
@@ -122,7 +129,8 @@ async def activity(db: Database, window: Window) -> Activity:
         created_bucket = _bucket(j.created_at, window, db.dialect)
         rows = await conn.execute(
             sa.select(created_bucket, sa.literal("created"), sa.func.count())
-            .where(j.created_at >= window.since)
+            # Ids begin with their creation time: the primary key finds the window's jobs.
+            .where(j.id >= first_id_at(window.since), j.created_at >= window.since)
             .group_by(created_bucket)
         )
         found.created = _counts(rows.all(), window).get("created", [0] * window.buckets)

@@ -108,6 +108,13 @@ jobs = sa.Table(
         postgresql_where=sa.text("status = 'succeeded'"),
         sqlite_where=sa.text("status = 'succeeded'"),
     ),
+    # The last hour's and day's ended jobs, for the operator page.
+    sa.Index(
+        "ix_jobs_completed_at",
+        "completed_at",
+        postgresql_where=sa.text("completed_at IS NOT NULL"),
+        sqlite_where=sa.text("completed_at IS NOT NULL"),
+    ),
     sa.Index(
         "ix_jobs_lease_owner",
         "lease_owner",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from fastapi import APIRouter, Request
@@ -12,6 +13,7 @@ from backburner.api.estimates import EtaEstimator
 from backburner.api.routes.notifications import DeliveryView
 from backburner.api.state import services
 from backburner.errors import RequestError
+from backburner.jobs.registry import JobType
 from backburner.store import Job, JobStatus
 from backburner.store import events as events_store
 from backburner.store import jobs as jobs_store
@@ -30,11 +32,19 @@ RECENT = 50
 TIMELINE = 500
 
 
+def estimator(request: Request) -> EtaEstimator:
+    found: EtaEstimator = request.app.state.eta
+    return found
+
+
+def type_of(request: Request) -> Callable[[str], JobType | None]:
+    registry = services(request).registry
+    return lambda name: registry.get(name) if name in registry else None
+
+
 async def eta_of(request: Request, job: Job) -> float | None:
-    svc = services(request)
-    estimator: EtaEstimator = request.app.state.eta
-    job_type = svc.registry.get(job.type) if job.type in svc.registry else None
-    return await estimator.seconds_until_done(job, job_type, svc.clock())
+    now = services(request).clock()
+    return await estimator(request).seconds_until_done(job, type_of(request)(job.type), now)
 
 
 async def sign_in(request: Request, token: str) -> Response:
@@ -84,7 +94,7 @@ async def home(
         "jobs.html",
         {
             "jobs": listed.jobs,
-            "etas": {job.id: await eta_of(request, job) for job in listed.jobs},
+            "etas": await estimator(request).for_page(listed.jobs, type_of(request), svc.clock()),
             "now": svc.clock(),
             "types": svc.registry.names(),
             "chosen_status": state.value if state else "",
