@@ -9,7 +9,7 @@ PORT ?= 8000
 BACKBURNER_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 export BACKBURNER_TEST_POSTGRES_URL
 
-.PHONY: run test lint typecheck tools unit bench-queue clean
+.PHONY: run test lint typecheck tools unit bench-queue screenshots clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -57,6 +57,13 @@ unit: $(VENV)/.dev-installed
 bench-queue: $(VENV)/.dev-installed
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python bench/queue.py
+
+# The browser tests write every main page to build/screenshots; the README shows these.
+README_SHOTS := recent-jobs new-job job-summary job-classifications operations job-report-phone
+screenshots: tools $(VENV)/.dev-installed
+	$(BIN)/pytest -q tests/browser -k sqlite
+	mkdir -p docs/screenshots
+	for shot in $(README_SHOTS); do cp build/screenshots/$$shot.png docs/screenshots/; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -104,9 +104,9 @@ async def test_a_member_cannot_open_another_owners_job(site: str, keys: Keys) ->
         assert response.status == 404
 
 
-async def shot(page: Page, name: str) -> None:
+async def shot(page: Page, name: str, *, full_page: bool = True) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+    await page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=full_page)
 
 
 async def drop_files(page: Page, zone: str, files: list[tuple[str, str, bytes]]) -> None:
@@ -301,19 +301,34 @@ async def test_operator_charts_render_with_data(site: str, keys: Keys) -> None:
         for job_id in ids[:4]:
             await wait_for(client, keys.alice, job_id, "succeeded")
         await wait_for(client, keys.alice, ids[4], "failed")
+        report = {"type": "generate_report", "payload": {"user_id": "u-7", "period": "2026-Q3"}}
+        created = await client.post("/api/jobs", json=report, headers=auth(keys.bob))
+        await wait_for(client, keys.bob, created.json()["job_id"], "succeeded")
+        long = {"type": "test_slow_no_timeout", "payload": {"seconds": 30}}
+        created = await client.post("/api/jobs", json=long, headers=auth(keys.bob))
+        await wait_for(client, keys.bob, created.json()["job_id"], "running")
         page = await signed_in(browser, site, keys.admin)
+        await expect(page.locator("#jobs tr")).to_have_count(7)  # admins see every owner's
+        await shot(page, "recent-jobs")
         await page.get_by_role("link", name="Operations").click()
         await expect(page.get_by_role("heading", name="Last hour")).to_be_visible()
+        queue = page.get_by_role("img", name="Queue by type and state")
+        await expect(queue.locator("rect title")).to_have_text(
+            ["test_slow_no_timeout running: 1 jobs"]
+        )
         finished = page.get_by_role("img", name="Jobs finished").first
         await expect(finished.locator("rect")).not_to_have_count(0)
         tips = await finished.locator("rect title").evaluate_all(
             "titles => titles.map((title) => title.textContent)"
         )
-        assert any(tip.endswith("succeeded: 4 jobs") for tip in tips), tips
+        assert any(tip.endswith("succeeded: 5 jobs") for tip in tips), tips
         assert any(tip.endswith("failed: 1 jobs") for tip in tips), tips
-        await expect(page.get_by_text("20.0% failed").first).to_be_visible()
+        await expect(page.get_by_text("16.7% failed").first).to_be_visible()
+        calls = page.get_by_role("img", name="Provider calls").first
+        await expect(calls.locator("rect")).not_to_have_count(0)  # the report's model calls
         workers = page.get_by_role("heading", name="Workers").locator("+ div table tbody tr")
         await expect(workers).to_have_count(1)
+        await expect(workers.locator("td").nth(3)).to_have_text("1")  # the long job's lease
         await shot(page, "operations")
         member = await signed_in(browser, site, keys.alice)
         assert await member.get_by_role("link", name="Operations").count() == 0
@@ -340,7 +355,7 @@ async def test_pages_fit_a_phone_and_work_from_the_keyboard(site: str, keys: Key
             assert overflow <= 0, f"{path} is {overflow}px wider than a phone"
         await page.goto(f"{site}/jobs/{job_id}")
         await expect(page.get_by_role("heading", name="Sections")).to_be_visible()
-        await shot(page, "job-report-phone")
+        await shot(page, "job-report-phone", full_page=False)
         # Keyboard: the skip link comes first and the job link is reachable by Tab.
         await page.goto(f"{site}/")
         await page.keyboard.press("Tab")

@@ -151,3 +151,9 @@ async def test_the_operator_page_is_for_admins(api: httpx.AsyncClient, keys: Key
     assert admin.status_code == 200
     assert admin.text.count('role="img"') == 15  # the queue, then 7 charts per window
     assert "1 jobs, 0.0% failed" in admin.text
+
+
+async def test_every_answer_says_how_long_the_service_took(api: httpx.AsyncClient) -> None:
+    for path in ("/healthz", "/api/jobs", "/"):
+        timing = (await api.get(path)).headers["server-timing"]
+        assert re.fullmatch(r"app;dur=\d+\.\d", timing), timing

@@ -72,7 +72,7 @@ def short_number(value: float) -> str:
         return f"{value / 1_000_000:g}M"
     if value >= 1_000:
         return f"{value / 1_000:g}k"
-    return f"{value:g}" if value >= 1 or value == 0 else f"{value:.2g}"
+    return f"{value:g}" if value >= 1 or value == 0 else f"{value:.3g}"
 
 
 def _axes(
