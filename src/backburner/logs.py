@@ -1,13 +1,17 @@
 """Log set-up: one JSON object per line for machines, key=value lines for a terminal.
 
-Code logs with `extra={"job_id": ..., ...}`; both formats carry those keys.
+Code logs with `extra={"job_id": ..., ...}`; both formats carry those keys. Inside
+`job_logging(...)` every line also carries the job's fields.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +26,32 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+
+
+# The job a task is working on. asyncio copies the context into every task it starts, so a
+# job's attempt and everything it awaits (its model calls, the rate limiter, a library's
+# warning) log the job's fields without passing them along.
+_job_fields: ContextVar[dict[str, Any] | None] = ContextVar("backburner_job_fields", default=None)
+
+
+@contextlib.contextmanager
+def job_logging(**fields: Any) -> Iterator[None]:
+    """Every log line inside the block carries `fields` (job_id, type, attempt...)."""
+    token = _job_fields.set({**(_job_fields.get() or {}), **fields})
+    try:
+        yield
+    finally:
+        _job_fields.reset(token)
+
+
+class JobFields(logging.Filter):
+    """Adds the current job's fields to a record (fields the call gave win)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in (_job_fields.get() or {}).items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -55,6 +85,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
+    handler.addFilter(JobFields())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

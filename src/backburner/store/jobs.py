@@ -698,6 +698,8 @@ class ReapedJob:
     job_id: str
     status: JobStatus
     previous_worker: str | None
+    type: str
+    attempt: int
 
 
 async def reap_expired_leases(db: Database, *, now: datetime, limit: int = 500) -> list[ReapedJob]:
@@ -725,7 +727,9 @@ async def reap_expired_leases(db: Database, *, now: datetime, limit: int = 500) 
             outcome = _reap_outcome(job)
             params.append(_finish_params(outcome, now))
             events.append({**_finish_event(outcome, now), "data": {"worker": job.lease_owner}})
-            reaped.append(ReapedJob(job.id, outcome.status, job.lease_owner))
+            reaped.append(
+                ReapedJob(job.id, outcome.status, job.lease_owner, job.type, job.attempts)
+            )
         await tx.conn.execute(_FINISH, params)
         await add_events(tx.conn, events)
         if any(r.status == JobStatus.PENDING for r in reaped):

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from backburner.config import Settings
 from backburner.errors import ErrorInfo, PermanentError
 from backburner.jobs.registry import JobRegistry, JobType, RetryPolicy, UnknownJobTypeError
+from backburner.logs import job_logging
 from backburner.notify import Dispatcher
 from backburner.providers.base import Provider
 from backburner.store import CHANNEL_CANCEL, CHANNEL_JOBS, CHANNEL_RESPONSES, Database, Job, Outcome
@@ -254,6 +255,11 @@ class Worker:
 
     async def _run_attempt(self, attempt: _Attempt) -> None:
         job = attempt.job
+        with job_logging(job_id=job.id, type=job.type, attempt=job.attempts):
+            await self._run_logged_attempt(attempt)
+
+    async def _run_logged_attempt(self, attempt: _Attempt) -> None:
+        job = attempt.job
         slot = SlotHolder(self.slots.give, self.slots.take_when_free)
         try:
             outcome = await self._execute(attempt, slot)
@@ -449,6 +455,8 @@ class Worker:
                 "reaped a job from a lost worker",
                 extra={
                     "job_id": item.job_id,
+                    "type": item.type,
+                    "attempt": item.attempt,
                     "worker": item.previous_worker,
                     "status": item.status.value,
                 },
@@ -464,5 +472,9 @@ class Worker:
     def _cancel_running(self, job_id: str) -> None:
         attempt = self.running.get(job_id)
         if attempt is not None:
-            log.info("cancelling running job", extra={"job_id": job_id})
+            job = attempt.job
+            log.info(
+                "cancelling running job",
+                extra={"job_id": job.id, "type": job.type, "attempt": job.attempts},
+            )
             attempt.stop("canceled")
