@@ -3,10 +3,16 @@ known work."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
+
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from backburner.config import Settings
+from backburner.store import Database
+from backburner.store import ratelimits as ratelimits_store
+from backburner.store.ratelimits import Bucket
 from tests.conftest import Keys, auth, serving
 from tests.e2e.test_api_jobs import assert_problem, create, until_done
 
@@ -23,7 +29,7 @@ def value(found: dict, name: str, **labels: str) -> float:  # type: ignore[type-
     return float(found[(name, tuple(sorted(labels.items())))])
 
 
-async def test_metrics_count_known_work(settings: Settings, keys: Keys) -> None:
+async def test_metrics_count_known_work(settings: Settings, keys: Keys, db: Database) -> None:
     async with serving(settings, keys.admin, embed_worker=True) as api:
         ids = [
             (await create(api, body)).json()["job_id"]
@@ -37,6 +43,12 @@ async def test_metrics_count_known_work(settings: Settings, keys: Keys) -> None:
         ]
         for job_id in ids:
             await until_done(api, job_id)
+        # A bucket that made callers wait (the counting itself: test_costs_and_limits).
+        now = datetime.now(UTC)
+        bucket = Bucket("openai:gpt-x", 0.0, 0.0, 0.5, None, now)
+        await ratelimits_store.update(
+            db, bucket.key, bucket, lambda b: (replace(b, waits=3, waited_seconds=4.5), None)
+        )
         response = await api.get("/metrics")
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/plain")
@@ -68,6 +80,9 @@ async def test_metrics_count_known_work(settings: Settings, keys: Keys) -> None:
     assert value(found, "backburner_provider_call_duration_seconds_count", model=model) == 1
     assert value(found, "backburner_workers_alive") >= 1
     assert value(found, "backburner_jobs_waiting_provider") == 0
+    assert value(found, "backburner_rate_limit_waits_total", key="openai:gpt-x") == 3
+    assert value(found, "backburner_rate_limit_wait_seconds_total", key="openai:gpt-x") == 4.5
+    assert value(found, "backburner_rate_limit_scale", key="openai:gpt-x") == 0.5
     assert all(name.startswith("backburner_") for name, _ in found)
 
 

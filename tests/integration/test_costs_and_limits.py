@@ -248,6 +248,10 @@ async def test_within_its_configured_limit_the_provider_never_answers_429(
     # The fourth waits its turn (about 20 s) instead of drawing a 429.
     assert counters["responses_created"] == 3
     assert counters["rate_limited"] == 0
+    # ...and the wait is counted where /metrics and the operator page read it.
+    (bucket,) = await ratelimits_store.list_buckets(db)
+    assert bucket.waits >= 1
+    assert bucket.waited_seconds > 0
 
 
 async def test_a_job_type_can_have_its_own_model_and_is_priced_by_it(

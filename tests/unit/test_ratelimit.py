@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from backburner.worker.ratelimit import (
+    MAX_WAIT_SECONDS,
     MIN_SCALE,
     Limits,
     full_bucket,
@@ -38,9 +40,21 @@ def test_a_full_bucket_grants_until_empty_then_says_how_long_to_wait() -> None:
     assert wait == 0
     bucket, wait = take(bucket, Limits(rpm=2, tpm=None), 10, T0)
     assert wait == 0
-    unchanged, wait = take(bucket, Limits(rpm=2, tpm=None), 10, T0)
-    assert unchanged == bucket
+    told, wait = take(bucket, Limits(rpm=2, tpm=None), 10, T0)
     assert wait == pytest.approx(30.0)  # 2 per minute: one request every 30 s
+    # Nothing taken; only the wait is counted (for /metrics).
+    assert told == replace(bucket, waits=1, waited_seconds=pytest.approx(30.0))
+    _, again = take(told, Limits(rpm=2, tpm=None), 10, T0)
+    assert again == pytest.approx(30.0)
+
+
+def test_a_long_wait_is_asked_again_after_at_most_a_minute() -> None:
+    blocked = replace(
+        full_bucket("k", LIMITS, T0), blocked_until=T0 + timedelta(minutes=10), waits=4
+    )
+    told, wait = take(blocked, LIMITS, 10, T0)
+    assert wait == MAX_WAIT_SECONDS
+    assert (told.waits, told.waited_seconds) == (5, MAX_WAIT_SECONDS)
 
 
 def test_tokens_limit_waits_for_enough_tokens() -> None:

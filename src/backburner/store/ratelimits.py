@@ -28,6 +28,8 @@ class Bucket:
     scale: float
     blocked_until: datetime | None
     updated_at: datetime
+    waits: int = 0
+    waited_seconds: float = 0.0
 
 
 async def update(
@@ -64,6 +66,8 @@ async def update(
                 scale=bucket.scale,
                 blocked_until=bucket.blocked_until,
                 updated_at=bucket.updated_at,
+                waits=bucket.waits,
+                waited_seconds=bucket.waited_seconds,
             )
         )
         return answer

@@ -253,6 +253,9 @@ rate_limits = sa.Table(
     sa.Column("scale", sa.Float(), nullable=False, server_default="1"),
     sa.Column("blocked_until", UtcDateTime()),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
+    # Counters for /metrics: callers told to wait, and the seconds they were told.
+    sa.Column("waits", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("waited_seconds", sa.Float(), nullable=False, server_default="0"),
 )
 
 # --- Notifications ------------------------------------------------------------------------

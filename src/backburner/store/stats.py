@@ -46,6 +46,8 @@ class Stats:
     heartbeat_age: dict[str, float] = field(default_factory=dict)
     rate_limit_scale: dict[str, float] = field(default_factory=dict)
     rate_limit_blocked: dict[str, float] = field(default_factory=dict)
+    rate_limit_waits: dict[str, int] = field(default_factory=dict)
+    rate_limit_waited: dict[str, float] = field(default_factory=dict)
 
 
 def seconds_between(
@@ -198,11 +200,14 @@ async def collect(
             if age <= heartbeat_timeout:
                 stats.workers_alive += 1
                 stats.heartbeat_age[worker_id] = max(0.0, age)
-        for key, scale, blocked in (
+        r = rate_limits.c
+        for key, scale, blocked, waits, waited in (
             await conn.execute(
-                sa.select(rate_limits.c.key, rate_limits.c.scale, rate_limits.c.blocked_until)
+                sa.select(r.key, r.scale, r.blocked_until, r.waits, r.waited_seconds)
             )
         ).all():
+            stats.rate_limit_waits[key] = int(waits)
+            stats.rate_limit_waited[key] = float(waited)
             stats.rate_limit_scale[key] = float(scale)
             stats.rate_limit_blocked[key] = (
                 max(0.0, (blocked - now).total_seconds()) if blocked is not None else 0.0

@@ -72,11 +72,22 @@ def full_bucket(key: str, limits: Limits, now: datetime) -> Bucket:
     )
 
 
+def told_to_wait(bucket: Bucket, seconds: float) -> tuple[Bucket, float]:
+    """(the bucket with the wait counted, the seconds to wait; at most MAX_WAIT_SECONDS
+    before asking again)."""
+    seconds = min(seconds, MAX_WAIT_SECONDS)
+    counted = replace(
+        bucket, waits=bucket.waits + 1, waited_seconds=bucket.waited_seconds + seconds
+    )
+    return counted, seconds
+
+
 def take(bucket: Bucket, limits: Limits, tokens: int, now: datetime) -> tuple[Bucket, float]:
     """Take one request and `tokens` from a refilled bucket: (bucket after, 0.0), or
-    (bucket unchanged, seconds until the call would fit)."""
+    (bucket with only the wait counted, seconds until the call would fit, at most
+    MAX_WAIT_SECONDS)."""
     if bucket.blocked_until is not None and bucket.blocked_until > now:
-        return bucket, (bucket.blocked_until - now).total_seconds()
+        return told_to_wait(bucket, (bucket.blocked_until - now).total_seconds())
     wait = 0.0
     if limits.rpm is not None and bucket.requests < 1:
         wait = (1 - bucket.requests) * 60 / (limits.rpm * bucket.scale)
@@ -86,7 +97,7 @@ def take(bucket: Bucket, limits: Limits, tokens: int, now: datetime) -> tuple[Bu
         if bucket.tokens < needed:
             wait = max(wait, (needed - bucket.tokens) * 60 / (limits.tpm * bucket.scale))
     if wait > 0:
-        return bucket, wait
+        return told_to_wait(bucket, wait)
     return (
         replace(
             bucket,
@@ -156,7 +167,6 @@ class RateLimiter:
             wait = await self._apply(key, limits, lambda b, now: take(b, limits, tokens, now))
             if wait <= 0:
                 return waited
-            wait = min(wait, MAX_WAIT_SECONDS)
             log.info("rate limit: waiting", extra={"model": model, "seconds": round(wait, 3)})
             await (waiting or asyncio.sleep)(wait)
             waited += wait

@@ -162,6 +162,20 @@ def families(s: Stats) -> Iterator[Metric]:
         ["key"],
         s.rate_limit_blocked,
     )
+    yield _labelled(
+        counter,
+        "backburner_rate_limit_waits",
+        "Times a model call had to wait for the shared rate budget.",
+        ["key"],
+        s.rate_limit_waits,
+    )
+    yield _labelled(
+        counter,
+        "backburner_rate_limit_wait_seconds",
+        "Seconds model calls were told to wait for the shared rate budget.",
+        ["key"],
+        s.rate_limit_waited,
+    )
 
 
 class _Snapshot:

@@ -69,6 +69,9 @@ class BucketView(BaseModel):
     scale: float
     blocked_until: datetime | None
     updated_at: datetime
+    # Since the bucket was first used: callers told to wait, and the seconds they were told.
+    waits: int
+    waited_seconds: float
 
 
 def require_admin(principal: Principal) -> None:
