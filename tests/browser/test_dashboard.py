@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from backburner.api import create_app
@@ -369,3 +370,30 @@ async def test_pages_fit_a_phone_and_work_from_the_keyboard(site: str, keys: Key
             raise AssertionError("the job's link cannot be reached with the keyboard")
         await page.keyboard.press("Enter")
         await expect(page).to_have_url(f"{site}/jobs/{job_id}")
+
+
+async def test_the_main_pages_pass_an_accessibility_audit(site: str, keys: Keys) -> None:
+    # axe-core (from PyPI's axe-playwright-python) checks labels, names, contrast, landmarks.
+    async with chromium() as browser, httpx.AsyncClient(base_url=site) as client:
+        created = await client.post(
+            "/api/jobs",
+            json={
+                "type": "classify_leads",
+                "payload": {"leads": [{"id": "a", "notes": "wants a demo"}], "labels": ["x", "y"]},
+            },
+            headers=auth(keys.admin),
+        )
+        job_id = created.json()["job_id"]
+        await wait_for(client, keys.admin, job_id, "succeeded")
+        page = await signed_in(browser, site, keys.admin)
+        found = {}
+        for path in ("/", "/new?type=summarize_documents", f"/jobs/{job_id}", "/ops"):
+            await page.goto(f"{site}{path}")
+            results = await Axe().run(page)
+            found[path] = [
+                f"{v['id']} ({v['impact']}): {v['help']} {[n['target'] for n in v['nodes']][:3]}"
+                for v in results.response["violations"]
+            ]
+        await page.goto(f"{site}/?token=nope")
+        found["sign-in"] = [v["id"] for v in (await Axe().run(page)).response["violations"]]
+    assert found == {path: [] for path in found}
