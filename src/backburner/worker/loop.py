@@ -59,9 +59,12 @@ class _Attempt:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def stop(self, reason: str) -> None:
-        """Stop the handler; the attempt's task then records why it ended."""
-        if self.stop_reason is None:
-            self.stop_reason = reason
+        """Stop the handler; the attempt's task then records why it ended. Only the first
+        stop counts: a cancel seen twice (its signal, then the periodic check) must not
+        cancel the task again while it writes why it stopped, or the outcome is lost."""
+        if self.stop_reason is not None:
+            return
+        self.stop_reason = reason
         if self.in_handler and self.task is not None:
             self.task.cancel()
 
@@ -326,6 +329,7 @@ class Worker:
         except asyncio.CancelledError:
             if attempt.stop_reason is None:
                 raise  # the worker itself is being torn down
+            attempt.in_handler = False
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()  # handled: we stopped the handler on purpose
