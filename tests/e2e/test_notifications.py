@@ -395,3 +395,19 @@ async def test_jobs_nobody_listens_to_write_no_outbox_rows(
     async with db.read() as conn:
         owed = set((await conn.execute(query)).scalars().all())
     assert owed == {loud["job_id"]}
+
+
+async def test_the_jobs_page_lists_its_deliveries(service: httpx.AsyncClient, keys: Keys) -> None:
+    async with receiving(Receiver(script=[503])) as receiver:
+        job = (
+            await create(service, {"type": "noop", "callback_url": f"{receiver.base}/cb"})
+        ).json()
+        await settled(service, job["job_id"])
+    signed = await service.get(f"/?token={keys.alice}", follow_redirects=False)
+    assert signed.status_code == 303
+    page = await service.get(f"/jobs/{job['job_id']}", headers={"Authorization": ""})
+    assert "<h2>Notifications</h2>" in page.text
+    row = page.text.split("<h2>Notifications</h2>", 1)[1].split("</tbody>", 1)[0]
+    assert f"{receiver.base}/cb" in row
+    assert "job.succeeded" in row
+    assert ">2<" in row  # attempts: the 503, then the 200
