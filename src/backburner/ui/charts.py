@@ -75,19 +75,65 @@ def short_number(value: float) -> str:
     return f"{value:g}" if value >= 1 or value == 0 else f"{value:.3g}"
 
 
-def _axes(
-    categories: Sequence[str], top_value: float, every: int
-) -> tuple[float, list[tuple[float, str]], list[tuple[float, str]], float]:
+@dataclass(frozen=True)
+class Frame:
+    """The axes of one chart: where categories sit, how values scale, which colours."""
+
+    ticks: list[tuple[float, str]]
+    labels: list[tuple[float, str]]
+    slot: float  # the width given to each category
+    scale: float  # pixels per unit of value
+    colors: dict[str, str]
+
+    def x(self, index: int, offset: float = 0.5) -> float:
+        return LEFT + self.slot * (index + offset)
+
+    def y(self, value: float) -> float:
+        return HEIGHT - BOTTOM - value * self.scale
+
+
+def frame(categories: Sequence[str], series: dict[str, list[float]], top_value: float) -> Frame:
     ceiling = nice_ceiling(top_value)
     plot_height = HEIGHT - BOTTOM - TOP
     ticks = [
         (HEIGHT - BOTTOM - plot_height * i / 4, short_number(ceiling * i / 4)) for i in range(5)
     ]
     slot = (WIDTH - LEFT) / max(1, len(categories))
-    labels = [
-        (LEFT + slot * (i + 0.5), name) for i, name in enumerate(categories) if i % every == 0
-    ]
-    return ceiling, ticks, labels, slot
+    every = label_every(len(categories))
+    labels = [(LEFT + slot * (i + 0.5), n) for i, n in enumerate(categories) if i % every == 0]
+    colors = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(series)}
+    return Frame(ticks, labels, slot, plot_height / ceiling, colors)
+
+
+def highest(series: dict[str, list[float]]) -> float:
+    return max((max(values, default=0.0) for values in series.values()), default=0.0)
+
+
+def tip(category: str, name: str, value: float, unit: str) -> str:
+    return f"{category} {name}: {short_number(value)} {unit}".strip()
+
+
+def chart(
+    title: str,
+    unit: str,
+    categories: Sequence[str],
+    series: dict[str, list[float]],
+    f: Frame,
+    *,
+    rects: Sequence[Rect] = (),
+    drawn: Sequence[Line] = (),
+) -> Chart:
+    return Chart(
+        title,
+        unit,
+        list(categories),
+        dict(series),
+        f.ticks,
+        f.labels,
+        rects=list(rects),
+        lines=list(drawn),
+        colors=f.colors,
+    )
 
 
 def label_every(count: int, room: int = 6) -> int:
@@ -100,80 +146,60 @@ def stacked_bars(
 ) -> Chart:
     """One bar per category, each series stacked on the previous ones."""
     totals = [sum(values[i] for values in series.values()) for i in range(len(categories))]
-    ceiling, ticks, labels, slot = _axes(
-        categories, max(totals, default=0.0), label_every(len(categories))
-    )
-    scale = (HEIGHT - BOTTOM - TOP) / ceiling
-    colors = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(series)}
+    f = frame(categories, series, max(totals, default=0.0))
     rects = []
     for i, category in enumerate(categories):
-        floor = float(HEIGHT - BOTTOM)
+        below = 0.0
         for name, values in series.items():
-            height = values[i] * scale
-            if height <= 0:
+            if values[i] <= 0:
                 continue
-            floor -= height
+            below += values[i]
             rects.append(
                 Rect(
-                    x=LEFT + slot * i + slot * 0.15,
-                    y=floor,
-                    width=slot * 0.7,
-                    height=height,
-                    color=colors[name],
-                    tip=f"{category} {name}: {short_number(values[i])} {unit}".strip(),
+                    x=f.x(i, 0.15),
+                    y=f.y(below),
+                    width=f.slot * 0.7,
+                    height=values[i] * f.scale,
+                    color=f.colors[name],
+                    tip=tip(category, name, values[i], unit),
                 )
             )
-    return Chart(
-        title, unit, list(categories), dict(series), ticks, labels, rects=rects, colors=colors
-    )
+    return chart(title, unit, categories, series, f, rects=rects)
 
 
 def lines(
     title: str, unit: str, categories: Sequence[str], series: dict[str, list[float]]
 ) -> Chart:
     """One line per series across the categories."""
-    top = max((max(values, default=0.0) for values in series.values()), default=0.0)
-    ceiling, ticks, labels, slot = _axes(categories, top, label_every(len(categories)))
-    scale = (HEIGHT - BOTTOM - TOP) / ceiling
-    colors = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(series)}
+    f = frame(categories, series, highest(series))
     drawn = [
         Line(
-            " ".join(
-                f"{LEFT + slot * (i + 0.5):.1f},{HEIGHT - BOTTOM - value * scale:.1f}"
-                for i, value in enumerate(values)
-            ),
-            colors[name],
+            " ".join(f"{f.x(i):.1f},{f.y(value):.1f}" for i, value in enumerate(values)),
+            f.colors[name],
             name,
         )
         for name, values in series.items()
     ]
-    return Chart(
-        title, unit, list(categories), dict(series), ticks, labels, lines=drawn, colors=colors
-    )
+    return chart(title, unit, categories, series, f, drawn=drawn)
 
 
 def grouped_bars(
     title: str, unit: str, categories: Sequence[str], series: dict[str, list[float]]
 ) -> Chart:
     """Per category, one bar per series side by side."""
-    top = max((max(values, default=0.0) for values in series.values()), default=0.0)
-    ceiling, ticks, labels, slot = _axes(categories, top, label_every(len(categories)))
-    scale = (HEIGHT - BOTTOM - TOP) / ceiling
-    colors = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(series)}
-    width = slot * 0.8 / max(1, len(series))
+    f = frame(categories, series, highest(series))
+    width = f.slot * 0.8 / max(1, len(series))
     rects = [
         Rect(
-            x=LEFT + slot * i + slot * 0.1 + width * n,
-            y=HEIGHT - BOTTOM - values[i] * scale,
+            x=f.x(i, 0.1) + width * n,
+            y=f.y(values[i]),
             width=width,
-            height=values[i] * scale,
-            color=colors[name],
-            tip=f"{category} {name}: {short_number(values[i])} {unit}".strip(),
+            height=values[i] * f.scale,
+            color=f.colors[name],
+            tip=tip(category, name, values[i], unit),
         )
         for i, category in enumerate(categories)
         for n, (name, values) in enumerate(series.items())
         if values[i] > 0
     ]
-    return Chart(
-        title, unit, list(categories), dict(series), ticks, labels, rects=rects, colors=colors
-    )
+    return chart(title, unit, categories, series, f, rects=rects)
