@@ -67,6 +67,7 @@ async def signed_in(browser: Browser, base: str, key: str, **context: object) ->
 async def test_jobs_move_from_queued_to_completed_without_reload(site: str, keys: Keys) -> None:
     async with chromium() as browser, httpx.AsyncClient(base_url=site) as client:
         page = await signed_in(browser, site, keys.alice)
+        admin = await signed_in(browser, site, keys.admin)
         await page.evaluate("window.sameDocument = true")
         created = await client.post(
             "/api/jobs",
@@ -88,12 +89,16 @@ async def test_jobs_move_from_queued_to_completed_without_reload(site: str, keys
         # Bob's job never shows on Alice's page.
         bob_row = page.locator(f'tr[data-job-id="{bobs.json()["job_id"]}"]')
         assert await bob_row.count() == 0
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=SCREENSHOTS / "recent-jobs.png", full_page=True)
+        # The admin's page follows every owner's jobs, but the toasts are Alice's.
+        admin_row = admin.locator(f'tr[data-job-id="{job_id}"]')
+        await expect(admin_row.locator(".state")).to_have_text("Completed")
+        await expect(admin.locator(f'tr[data-job-id="{bobs.json()["job_id"]}"]')).to_have_count(1)
+        assert await admin.get_by_role("status").count() == 0
+        await shot(page, "recent-jobs-member")
         await toast.get_by_role("link", name="View results").click()
         await expect(page).to_have_url(f"{site}/jobs/{job_id}")
         await expect(page.get_by_text("Completed").first).to_be_visible()
-        await page.screenshot(path=SCREENSHOTS / "job.png", full_page=True)
+        await shot(page, "job-done")
 
 
 async def test_a_member_cannot_open_another_owners_job(site: str, keys: Keys) -> None:

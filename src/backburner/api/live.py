@@ -56,6 +56,7 @@ def live_event(
         data={
             "event_id": event.id,
             "job_id": event.job_id,
+            "owner": owner,
             "type": job_type,
             "kind": event.kind,
             "status": event.to_status or status,
