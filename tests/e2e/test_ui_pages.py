@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 
 import httpx
 
@@ -157,3 +158,30 @@ async def test_every_answer_says_how_long_the_service_took(api: httpx.AsyncClien
     for path in ("/healthz", "/api/jobs", "/"):
         timing = (await api.get(path)).headers["server-timing"]
         assert re.fullmatch(r"app;dur=\d+\.\d", timing), timing
+
+
+async def test_a_forms_options_set_priority_deadline_and_email(
+    api_only: httpx.AsyncClient, keys: Keys
+) -> None:
+    await signed_in(api_only, keys.alice)
+    form = {"type": "noop", "job.priority": "7", "job.deadline_hours": "3"}
+    answer = await api_only.post(
+        "/new",
+        data={**form, "job.notify_email": "ops@example.com, lead@example.com"},
+        headers=NO_HEADER,
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    job = (await api_only.get(answer.headers["location"].replace("/jobs/", "/api/jobs/"))).json()
+    assert job["priority"] == 7
+    created = datetime.fromisoformat(job["created_at"])
+    assert datetime.fromisoformat(job["deadline_at"]) - created == timedelta(hours=3)
+    refused = await api_only.post(
+        "/new",
+        data={**form, "job.deadline_hours": "500", "job.notify_email": "not-an-address"},
+        headers=NO_HEADER,
+    )
+    assert refused.status_code == 422
+    assert "Needed within (hours): must be more than 0 and at most 168 hours" in refused.text
+    assert "E-mail me when it ends: not an e-mail address" in refused.text
+    assert len((await api_only.get("/api/jobs")).json()["items"]) == 1  # only the first

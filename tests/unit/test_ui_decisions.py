@@ -13,7 +13,7 @@ from backburner.store.models import new_id
 from backburner.store.ops import first_id_at, percentiles, windows
 from backburner.ui.charts import grouped_bars, lines, nice_ceiling, stacked_bars
 from backburner.ui.formats import duration
-from backburner.ui.forms import form_fields, payload_from_form
+from backburner.ui.forms import form_fields, job_options, option_problem, payload_from_form
 from backburner.ui.results import result_blocks
 
 
@@ -182,3 +182,21 @@ def test_the_first_id_of_a_moment_bounds_the_ids_made_then() -> None:
     now = datetime.now(UTC)
     assert first_id_at(now - timedelta(milliseconds=5)) <= made
     assert made < first_id_at(now + timedelta(milliseconds=5))
+
+
+def test_job_options_from_the_form() -> None:
+    options, problems = job_options(
+        {"job.priority": "-3", "job.deadline_hours": "2.5", "job.notify_email": "a@x.io; b@y.io,"}
+    )
+    assert problems == []
+    assert options == {
+        "priority": -3,
+        "deadline_seconds": 9000.0,
+        "notify": {"email": ["a@x.io", "b@y.io"]},
+    }
+    assert job_options({"job.priority": "", "job.notify_email": " "}) == ({}, [])
+    _, problems = job_options({"job.priority": "high", "job.deadline_hours": "soon"})
+    assert [p.loc for p in problems] == [("job.priority",), ("job.deadline_hours",)]
+    assert option_problem(("notify", "email", 0), "Value error, not an e-mail address") == (
+        FieldProblem(("job.notify_email",), "not an e-mail address")
+    )

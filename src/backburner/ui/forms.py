@@ -177,3 +177,45 @@ def payload_from_form(
         else:
             payload[spec.name] = value
     return payload, problems
+
+
+# The job's own options, beside its type's payload; their names cannot clash with a
+# payload property's.
+OPTION_PRIORITY = "job.priority"
+OPTION_DEADLINE = "job.deadline_hours"
+OPTION_EMAIL = "job.notify_email"
+
+
+def job_options(form: Mapping[str, str]) -> tuple[dict[str, Any], list[FieldProblem]]:
+    """Priority, deadline and e-mail notification as JobCreate's fields, from the form."""
+    options: dict[str, Any] = {}
+    problems: list[FieldProblem] = []
+    priority = form.get(OPTION_PRIORITY, "").strip()
+    if priority:
+        try:
+            options["priority"] = int(priority)
+        except ValueError:
+            problems.append(FieldProblem((OPTION_PRIORITY,), "must be a whole number"))
+    hours = form.get(OPTION_DEADLINE, "").strip()
+    if hours:
+        try:
+            options["deadline_seconds"] = float(hours) * 3600
+        except ValueError:
+            problems.append(FieldProblem((OPTION_DEADLINE,), "must be a number of hours"))
+    emails = [e.strip() for e in form.get(OPTION_EMAIL, "").replace(";", ",").split(",")]
+    if any(emails):
+        options["notify"] = {"email": [e for e in emails if e]}
+    return options, problems
+
+
+def option_problem(loc: Sequence[str | int], message: str) -> FieldProblem:
+    """A problem JobCreate found with an option, under the form field that set it."""
+    field_of = {
+        "priority": OPTION_PRIORITY,
+        "deadline_seconds": OPTION_DEADLINE,
+        "notify": OPTION_EMAIL,
+    }
+    name = field_of.get(str(loc[0]), "") if loc else ""
+    if name == OPTION_DEADLINE:
+        message = "must be more than 0 and at most 168 hours (7 days)"
+    return FieldProblem((name,), message.removeprefix("Value error, "))

@@ -23,7 +23,13 @@ from backburner.api.state import services
 from backburner.errors import FieldProblem, RequestError
 from backburner.jobs.registry import JobType
 from backburner.store import documents as documents_store
-from backburner.ui.forms import FormField, form_fields, payload_from_form
+from backburner.ui.forms import (
+    FormField,
+    form_fields,
+    job_options,
+    option_problem,
+    payload_from_form,
+)
 from backburner.ui.pages import page, page_principal, same_origin, sign_in_page
 
 router = APIRouter(include_in_schema=False)
@@ -142,6 +148,12 @@ async def submit_new_job(request: Request) -> Response:
         stand_ins.setdefault(upload.field, []).append(f"upload-{number}")
     payload, read_problems = payload_from_form(fields, values, stand_ins)
     problems += read_problems or payload_problems(job_type, payload)
+    options, option_problems = job_options(values)
+    problems += option_problems
+    try:
+        JobCreate(type=type_name, payload=payload, **options)
+    except ValidationError as error:
+        problems += [option_problem(p.loc, p.message) for p in validation_problems(error.errors())]
     if problems:
         return form_page(request, principal, job_type, values=values, problems=problems, status=422)
     stored: dict[str, list[str]] = {}
@@ -158,7 +170,8 @@ async def submit_new_job(request: Request) -> Response:
         stored.setdefault(upload.field, []).append(document.id)
     payload, _ = payload_from_form(fields, values, stored)
     try:
-        job, _ = await enqueue(svc, principal, JobCreate(type=type_name, payload=payload), None)
+        create = JobCreate(type=type_name, payload=payload, **options)
+        job, _ = await enqueue(svc, principal, create, None)
     except RequestError as error:
         return form_page(
             request,
