@@ -271,15 +271,20 @@ async def test_cancel_a_long_job_and_retry_a_failed_one(
 
 
 async def test_classifications_are_a_sortable_table(site: str, keys: Keys) -> None:
+    # The offline engine is surer the more a lead's notes name one label: three leads,
+    # three different confidences, listed in neither ascending nor descending order.
     leads = [
-        {"id": "a", "name": "Ann", "company": "Acme", "notes": "asked for pricing and a demo"},
-        {"id": "b", "name": "Bo", "company": "Beta", "notes": "unsubscribed"},
-        {"id": "c", "name": "Cy", "company": "Cyan", "notes": "budget approved, wants to buy"},
+        {"id": "a", "name": "Ann", "company": "Acme", "notes": "lukewarm maybe cold, cold"},
+        {"id": "b", "name": "Bo", "company": "Beta", "notes": "zzz"},
+        {"id": "c", "name": "Cy", "company": "Cyan", "notes": "a hot lead"},
     ]
     async with chromium() as browser, httpx.AsyncClient(base_url=site) as client:
         created = await client.post(
             "/api/jobs",
-            json={"type": "classify_leads", "payload": {"leads": leads, "labels": ["hot", "cold"]}},
+            json={
+                "type": "classify_leads",
+                "payload": {"leads": leads, "labels": ["hot", "cold", "warm"]},
+            },
             headers=auth(keys.alice),
         )
         job_id = created.json()["job_id"]
@@ -288,12 +293,16 @@ async def test_classifications_are_a_sortable_table(site: str, keys: Keys) -> No
         await page.goto(f"{site}/jobs/{job_id}")
         table = page.locator("table.result-table").first
         confidence = table.get_by_role("button", name="Confidence")
+        listed = [float(v) for v in await table.locator("td.num").all_inner_texts()]
+        assert listed not in (sorted(listed), sorted(listed, reverse=True)), listed
         await confidence.click()
         ascending = [float(v) for v in await table.locator("td.num").all_inner_texts()]
         await confidence.click()
         descending = [float(v) for v in await table.locator("td.num").all_inner_texts()]
-        assert ascending == sorted(ascending)
-        assert descending == sorted(ascending, reverse=True)
+        assert ascending == sorted(listed)
+        assert descending == sorted(listed, reverse=True)
+        ids = await table.locator("tbody tr td:first-child").all_inner_texts()
+        assert ids[0] == "c"  # whole rows move, not just the sorted cells
         assert await table.locator("th[aria-sort=descending]").count() == 1
         await shot(page, "job-classifications")
 
