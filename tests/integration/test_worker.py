@@ -8,11 +8,12 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from backburner.config import Settings
 from backburner.jobs import build_registry
@@ -21,6 +22,7 @@ from backburner.store import Database, Job, JobStatus, NewJob
 from backburner.store import events as events_store
 from backburner.store import jobs as jobs_store
 from backburner.store import steps as steps_store
+from backburner.store.schema import jobs as jobs_table
 from backburner.worker import Worker
 from tests.conftest import fast_settings, wait_for
 
@@ -300,3 +302,31 @@ async def test_builtin_types_run_end_to_end(harness: Harness) -> None:
     assert reported.result["total_spent"] == pytest.approx(
         sum(c["amount"] for c in reported.result["by_category"])
     )
+
+
+async def test_a_job_held_but_not_run_is_handed_on_not_kept_forever(
+    db: Database, db_url: str
+) -> None:
+    # An attempt that ended without writing its outcome leaves its job running under this
+    # worker's name. The heartbeat must stop renewing it, so the reaper gives it back and it
+    # runs to the end (before, the lease was renewed for as long as the worker lived).
+    harness = Harness(db, fast_settings(db_url), OfflineProvider(latency_s=0.01))
+    job = await harness.enqueue("noop")
+    async with harness.worker() as worker:
+        orphan = await harness.enqueue("noop", run_at=datetime.now(UTC) + timedelta(hours=1))
+        async with db.write() as tx:
+            await tx.conn.execute(
+                sa.update(jobs_table)
+                .where(jobs_table.c.id == orphan.id)
+                .values(
+                    status="running",
+                    lease_owner=worker.id,
+                    lease_expires_at=datetime.now(UTC) + timedelta(seconds=2),
+                    attempts=1,
+                    run_at=datetime.now(UTC),
+                )
+            )
+        await harness.until(job.id, JobStatus.SUCCEEDED)
+        done = await harness.until(orphan.id, JobStatus.SUCCEEDED, within=15)
+    assert done.attempts == 2  # the lost attempt counts; the second one ran here
+    assert "lease_expired" in await harness.event_kinds(orphan.id)

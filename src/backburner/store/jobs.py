@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -416,15 +416,24 @@ async def has_owner_caps(db: Database) -> bool:
 
 
 async def extend_leases(
-    db: Database, *, worker_id: str, lease_seconds: float, now: datetime
+    db: Database,
+    *,
+    worker_id: str,
+    lease_seconds: float,
+    now: datetime,
+    skip: Collection[str] = (),
 ) -> set[str]:
-    """Renew the lease on every job this worker holds; returns the ids it still holds."""
+    """Renew the lease on every job this worker holds, except `skip` (jobs it holds but no
+    longer runs: their leases run out and the reaper hands them on); returns the ids
+    renewed."""
     renew = (
         sa.update(jobs)
         .where(jobs.c.lease_owner == worker_id, jobs.c.status == RUNNING)
         .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
         .returning(jobs.c.id)
     )
+    if skip:
+        renew = renew.where(jobs.c.id.not_in(list(skip)))
     beat = sa.update(workers).where(workers.c.id == worker_id).values(heartbeat_at=now)
     async with db.write() as tx:
         held = set((await tx.conn.execute(renew)).scalars().all())

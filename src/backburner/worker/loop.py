@@ -16,7 +16,7 @@ import secrets
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 
@@ -48,6 +48,17 @@ def utcnow() -> datetime:
 def lost_leases(running_before: Mapping[str, object], held: set[str]) -> list[str]:
     """Jobs this worker was running when it renewed its leases but no longer holds."""
     return [job_id for job_id in running_before if job_id not in held]
+
+
+def orphaned_leases(
+    held: set[str], running: Mapping[str, object], suspects: set[str]
+) -> tuple[set[str], set[str]]:
+    """Jobs the database says this worker holds but that it does not run (an attempt that
+    ended without writing its outcome). A claim that just committed explains one heartbeat,
+    not two: a job seen so twice in a row is orphaned. Returns (orphaned, suspects for the
+    next heartbeat)."""
+    unknown = {job_id for job_id in held if job_id not in running}
+    return unknown & suspects, unknown - suspects
 
 
 @dataclass
@@ -107,6 +118,10 @@ class Worker:
         self._caps = jobs_store.OwnerCaps(default=settings.owner_max_running)
         self.slots = Slots(concurrency or settings.worker_concurrency)
         self.running: dict[str, _Attempt] = {}
+        # Held in the database but not running here: suspected at one heartbeat, orphaned
+        # (and no longer renewed) at the next.
+        self._lease_suspects: set[str] = set()
+        self._orphans: dict[str, datetime] = {}
         self._writer = OutcomeWriter(db, self.id, clock)
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -443,13 +458,29 @@ class Worker:
         # Judge only jobs claimed before this renewal began: a claim that commits while the
         # renewal runs is invisible to it, and its jobs are ours, not lost.
         running_before = dict(self.running)
+        now = self.clock()
         held = await jobs_store.extend_leases(
-            self.db, worker_id=self.id, lease_seconds=self.settings.lease_seconds, now=self.clock()
+            self.db,
+            worker_id=self.id,
+            lease_seconds=self.settings.lease_seconds,
+            now=now,
+            skip=self._orphans.keys(),
         )
         for job_id in lost_leases(running_before, held):
             attempt = self.running.get(job_id)
             if attempt is not None and attempt.in_handler:
                 attempt.stop("lease_lost")
+        orphaned, self._lease_suspects = orphaned_leases(held, self.running, self._lease_suspects)
+        for job_id in orphaned:
+            log.error(
+                "a job this worker holds is not running here; its lease will run out and "
+                "the reaper will hand it on",
+                extra={"job_id": job_id, "worker_id": self.id},
+            )
+            self._orphans[job_id] = now
+        # Long after its lease ran out the reaper has it; no need to keep skipping it.
+        forget_before = now - timedelta(seconds=3 * self.settings.lease_seconds)
+        self._orphans = {j: at for j, at in self._orphans.items() if at > forget_before}
 
     async def _reap(self) -> None:
         await self._refresh_owner_caps()
