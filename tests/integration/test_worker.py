@@ -330,3 +330,22 @@ async def test_a_job_held_but_not_run_is_handed_on_not_kept_forever(
         done = await harness.until(orphan.id, JobStatus.SUCCEEDED, within=15)
     assert done.attempts == 2  # the lost attempt counts; the second one ran here
     assert "lease_expired" in await harness.event_kinds(orphan.id)
+
+
+async def test_stopping_lets_a_housekeeping_round_finish(db: Database, db_url: str) -> None:
+    # A heartbeat or reap cut off mid-transaction could leave SQLite's write lock held for
+    # the next process; stopping waits for the round that has begun instead.
+    harness = Harness(db, fast_settings(db_url), OfflineProvider(latency_s=0.01))
+    rounds: list[str] = []
+
+    async def slow_round() -> None:
+        rounds.append("begun")
+        await asyncio.sleep(0.3)
+        rounds.append("finished")
+
+    async with harness.worker() as worker:
+        housekeeping = asyncio.create_task(worker._every(0.01, slow_round))
+        await wait_for(lambda: rounds)
+    # The worker has stopped: the round that had begun finished, and no other began.
+    await asyncio.wait_for(housekeeping, timeout=1)
+    assert rounds == ["begun", "finished"]

@@ -121,6 +121,7 @@ class Worker:
         # Held in the database but not running here: suspected at one heartbeat, orphaned
         # (and no longer renewed) at the next.
         self._lease_suspects: set[str] = set()
+        self._housekeeping_over = asyncio.Event()
         self._orphans: dict[str, datetime] = {}
         self._writer = OutcomeWriter(db, self.id, clock)
         self._wake = asyncio.Event()
@@ -136,6 +137,7 @@ class Worker:
 
     async def run(self) -> None:
         """Work until `stop()`; returns once every attempt has ended or been handed back."""
+        self._housekeeping_over.clear()
         await workers_store.register_worker(
             self.db,
             worker_id=self.id,
@@ -157,6 +159,8 @@ class Worker:
                 background = [
                     services.create_task(self.tracker.run(), name="tracker"),
                     services.create_task(self._writer.run(), name="outcome-writer"),
+                ]
+                housekeeping = [
                     services.create_task(
                         self._every(self.settings.heartbeat_seconds, self._heartbeat),
                         name="heartbeat",
@@ -178,7 +182,10 @@ class Worker:
                     self.started.set()
                     await self._claim_until_stopped(attempts)
                     await self._drain()
-                for task in background:
+                # Housekeeping ends its round; then the rest is cancelled.
+                self._housekeeping_over.set()
+                await asyncio.wait(housekeeping, timeout=self.settings.shutdown_grace_seconds)
+                for task in background + housekeeping:
                     task.cancel()
                 if notifying is not None and self.dispatcher is not None:
                     # Stopped, not cancelled: a transaction cut off mid-way could leave
@@ -447,8 +454,13 @@ class Worker:
         )
 
     async def _every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
-        while True:
-            await asyncio.sleep(seconds)
+        """Run `action` every `seconds` until housekeeping ends; a round that has begun
+        finishes (cut off mid-transaction, it could leave SQLite's write lock held)."""
+        while not self._housekeeping_over.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._housekeeping_over.wait(), timeout=seconds)
+            if self._housekeeping_over.is_set():
+                return
             try:
                 await action()
             except Exception:
