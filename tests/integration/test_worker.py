@@ -192,8 +192,10 @@ async def _substate(harness: Harness, job_id: str, substate: str) -> Job | None:
 
 
 async def test_waiting_jobs_hold_no_slot(db: Database, db_url: str) -> None:
-    settings = fast_settings(db_url, offline_latency_s=1.0)
-    harness = Harness(db, settings, OfflineProvider(latency_s=1.0))
+    # Each response takes 3 s: all twenty must be submitted before the first completes, which
+    # a loaded machine (the whole suite on two cores) did not always do within 1 s.
+    settings = fast_settings(db_url, offline_latency_s=3.0)
+    harness = Harness(db, settings, OfflineProvider(latency_s=3.0))
     jobs = [await harness.enqueue("test_ask_model") for _ in range(20)]
     async with harness.worker(worker_concurrency=2) as worker:
         # Twenty jobs wait on the model at once through a worker with two slots.
