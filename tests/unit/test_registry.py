@@ -70,3 +70,12 @@ def test_plugins_setting_reads_a_comma_separated_env_value(monkeypatch: pytest.M
     assert Settings(_env_file=None).plugins == ["tests.jobtypes", "other.module"]  # type: ignore[call-arg]
     monkeypatch.setenv("BACKBURNER_PLUGINS", '["a", "b"]')
     assert Settings(_env_file=None).plugins == ["a", "b"]  # type: ignore[call-arg]
+
+
+def test_find_answers_none_for_a_type_this_process_lacks() -> None:
+    registry = build_registry(entry_points_too=False)
+    found = registry.find("noop")
+    assert found is not None
+    assert found.name == "noop"
+    assert registry.find("retired_type") is None
+    assert registry.find(None) is None

@@ -141,6 +141,10 @@ class JobRegistry:
         except KeyError:
             raise UnknownJobTypeError(name) from None
 
+    def find(self, name: str | None) -> JobType | None:
+        """The type of that name, or None (a job of a type this process does not have)."""
+        return self._types.get(name) if name is not None else None
+
     def __contains__(self, name: object) -> bool:
         return name in self._types
 

@@ -81,9 +81,7 @@ async def new_job_form(request: Request, type: str | None = None) -> Response:
     principal = await page_principal(request)
     if principal is None:
         return sign_in_page(request, status=401)
-    registry = services(request).registry
-    job_type = registry.get(type) if type is not None and type in registry else None
-    return form_page(request, principal, job_type)
+    return form_page(request, principal, services(request).registry.find(type))
 
 
 async def read_upload(field: str, upload: UploadFile, limit: int) -> Upload:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from backburner.api.auth import SESSION_COOKIE, Principal, resolve_key
-from backburner.api.estimates import EtaEstimator
+from backburner.api.routes.jobs import estimator, eta_of
 from backburner.api.routes.notifications import DeliveryView
 from backburner.api.state import services
 from backburner.errors import RequestError
-from backburner.jobs.registry import JobType
 from backburner.store import Job, JobStatus
 from backburner.store import events as events_store
 from backburner.store import jobs as jobs_store
@@ -30,21 +28,6 @@ router.include_router(ops.router)
 SESSION_TTL = timedelta(days=7)
 RECENT = 50
 TIMELINE = 500
-
-
-def estimator(request: Request) -> EtaEstimator:
-    found: EtaEstimator = request.app.state.eta
-    return found
-
-
-def type_of(request: Request) -> Callable[[str], JobType | None]:
-    registry = services(request).registry
-    return lambda name: registry.get(name) if name in registry else None
-
-
-async def eta_of(request: Request, job: Job) -> float | None:
-    now = services(request).clock()
-    return await estimator(request).seconds_until_done(job, type_of(request)(job.type), now)
 
 
 async def sign_in(request: Request, token: str) -> Response:
@@ -94,7 +77,7 @@ async def home(
         "jobs.html",
         {
             "jobs": listed.jobs,
-            "etas": await estimator(request).for_page(listed.jobs, type_of(request), svc.clock()),
+            "etas": await estimator(request).for_page(listed.jobs, svc.registry.find, svc.clock()),
             "now": svc.clock(),
             "types": svc.registry.names(),
             "chosen_status": state.value if state else "",
@@ -127,17 +110,17 @@ async def job_page_response(
     svc = services(request)
     db = svc.db
     found = await notify_store.list_deliveries(db, job.id)
-    output_model = svc.registry.get(job.type).output_model if job.type in svc.registry else None
+    job_type = svc.registry.find(job.type)
     context = {
         "job": job,
-        "eta": await eta_of(request, job),
+        "eta": await eta_of(request, svc, job),
         "usage": await steps_store.usage_totals(db, job.id),
         "events": await events_store.list_events(db, job.id, limit=TIMELINE),
         "timeline_limit": TIMELINE,
         "calls": await steps_store.list_calls(db, job.id),
         "deliveries": [DeliveryView.of(d, attempts) for d, attempts in found],
         "blocks": result_blocks(
-            job.result, list(output_model.model_fields) if output_model else []
+            job.result, list(job_type.output_model.model_fields) if job_type else []
         ),
         "problem": problem,
     }

@@ -37,8 +37,9 @@ def estimator(request: Request) -> EtaEstimator:
 
 
 async def eta_of(request: Request, svc: Services, job: Job) -> float | None:
-    job_type = svc.registry.get(job.type) if job.type in svc.registry else None
-    return await estimator(request).seconds_until_done(job, job_type, svc.clock())
+    return await estimator(request).seconds_until_done(
+        job, svc.registry.find(job.type), svc.clock()
+    )
 
 
 async def created_response(
