@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import PurePath
 
-from backburner.errors import FieldProblem, InvalidRequest, RequestError
+from starlette.datastructures import UploadFile
+
+from backburner.errors import FieldProblem, InvalidRequest, PayloadTooLarge, RequestError
+
+READ_CHUNK = 1024 * 1024
 
 TEXT_SUFFIXES = {".txt": "text/plain", ".md": "text/markdown", ".markdown": "text/markdown"}
 PDF_SUFFIX = ".pdf"
@@ -65,3 +70,31 @@ def _pdf_text(data: bytes) -> str:
         return "\n\n".join((page.extract_text() or "").strip() for page in reader.pages)
     except (PdfReadError, ValueError, KeyError, TypeError) as error:
         raise _invalid(f"the PDF could not be read: {error}") from None
+
+
+@dataclass(frozen=True)
+class Intake:
+    """An uploaded document, read and understood, not yet stored."""
+
+    filename: str
+    content_type: str
+    size_bytes: int
+    text: str
+
+
+async def read_capped(upload: UploadFile, limit: int) -> bytes:
+    data = bytearray()
+    while chunk := await upload.read(READ_CHUNK):
+        data.extend(chunk)
+        if len(data) > limit:
+            raise PayloadTooLarge(f"documents may be at most {limit} bytes")
+    return bytes(data)
+
+
+async def take_in(upload: UploadFile, limit: int) -> Intake:
+    """Read an upload (at most `limit` bytes), tell what it is and extract its text; the
+    API's upload and the dashboard's form both store documents this way."""
+    data = await read_capped(upload, limit)
+    filename = (upload.filename or "document.txt")[:300]
+    content_type = content_type_for(filename, data)
+    return Intake(filename, content_type, len(data), extract_text(content_type, data))

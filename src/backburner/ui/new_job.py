@@ -7,8 +7,6 @@ refused form leaves nothing behind.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
@@ -16,7 +14,7 @@ from starlette.datastructures import UploadFile
 
 from backburner.api.auth import Principal
 from backburner.api.enqueue import enqueue
-from backburner.api.extraction import content_type_for, extract_text
+from backburner.api.extraction import Intake, take_in
 from backburner.api.problems import validation_problems
 from backburner.api.schemas import JobCreate
 from backburner.api.state import services
@@ -33,16 +31,6 @@ from backburner.ui.forms import (
 from backburner.ui.pages import page, page_principal, same_origin, sign_in_page
 
 router = APIRouter(include_in_schema=False)
-UPLOAD_CHUNK = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Upload:
-    field: str
-    filename: str
-    content_type: str
-    size: int
-    text: str
 
 
 def form_page(
@@ -84,21 +72,10 @@ async def new_job_form(request: Request, type: str | None = None) -> Response:
     return form_page(request, principal, services(request).registry.find(type))
 
 
-async def read_upload(field: str, upload: UploadFile, limit: int) -> Upload:
-    data = bytearray()
-    while chunk := await upload.read(UPLOAD_CHUNK):
-        data.extend(chunk)
-        if len(data) > limit:
-            raise RequestError(f"{upload.filename}: documents may be at most {limit:,} bytes")
-    filename = (upload.filename or "document.txt")[:300]
-    content_type = content_type_for(filename, bytes(data))
-    text = extract_text(content_type, bytes(data))
-    return Upload(field, filename, content_type, len(data), text)
-
-
 async def read_uploads(
     request: Request, fields: list[FormField], form: list[tuple[str, str | UploadFile]]
-) -> tuple[list[Upload], list[FieldProblem]]:
+) -> tuple[list[tuple[str, Intake]], list[FieldProblem]]:
+    """The documents dropped on each documents field, as (field, intake)."""
     limit = services(request).settings.max_document_bytes
     wanted = {spec.name for spec in fields if spec.widget == "documents"}
     uploads, problems = [], []
@@ -106,7 +83,7 @@ async def read_uploads(
         if name not in wanted or not isinstance(value, UploadFile) or not value.filename:
             continue
         try:
-            uploads.append(await read_upload(name, value, limit))
+            uploads.append((name, await take_in(value, limit)))
         except RequestError as error:
             problems.append(FieldProblem((name,), f"{value.filename}: {error.detail}"))
     return uploads, problems
@@ -142,8 +119,8 @@ async def submit_new_job(request: Request) -> Response:
     uploads, problems = await read_uploads(request, fields, items)
     # Checked with stand-in ids first: the documents are only stored for a job that fits.
     stand_ins: dict[str, list[str]] = {}
-    for number, upload in enumerate(uploads):
-        stand_ins.setdefault(upload.field, []).append(f"upload-{number}")
+    for number, (field, _) in enumerate(uploads):
+        stand_ins.setdefault(field, []).append(f"upload-{number}")
     payload, read_problems = payload_from_form(fields, values, stand_ins)
     problems += read_problems or payload_problems(job_type, payload)
     options, option_problems = job_options(values)
@@ -155,17 +132,17 @@ async def submit_new_job(request: Request) -> Response:
     if problems:
         return form_page(request, principal, job_type, values=values, problems=problems, status=422)
     stored: dict[str, list[str]] = {}
-    for upload in uploads:
+    for field, intake in uploads:
         document = await documents_store.insert_document(
             svc.db,
             owner=principal.owner,
-            filename=upload.filename,
-            content_type=upload.content_type,
-            size_bytes=upload.size,
-            text=upload.text,
+            filename=intake.filename,
+            content_type=intake.content_type,
+            size_bytes=intake.size_bytes,
+            text=intake.text,
             now=svc.clock(),
         )
-        stored.setdefault(upload.field, []).append(document.id)
+        stored.setdefault(field, []).append(document.id)
     payload, _ = payload_from_form(fields, values, stored)
     try:
         create = JobCreate(type=type_name, payload=payload, **options)

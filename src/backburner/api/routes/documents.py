@@ -7,15 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, File, Query, UploadFile
 
 from backburner.api.auth import CurrentPrincipal
-from backburner.api.extraction import content_type_for, extract_text
+from backburner.api.extraction import take_in
 from backburner.api.schemas import DocumentView
 from backburner.api.state import ServicesDep
-from backburner.errors import NotFound, PayloadTooLarge
+from backburner.errors import NotFound
 from backburner.store import Document
 from backburner.store import documents as documents_store
 
 router = APIRouter(prefix="/api/documents", tags=["documents"])
-READ_CHUNK = 1024 * 1024
 
 
 def view_of(document: Document, *, with_text: bool) -> DocumentView:
@@ -31,15 +30,6 @@ def view_of(document: Document, *, with_text: bool) -> DocumentView:
     )
 
 
-async def read_capped(upload: UploadFile, limit: int) -> bytes:
-    data = bytearray()
-    while chunk := await upload.read(READ_CHUNK):
-        data.extend(chunk)
-        if len(data) > limit:
-            raise PayloadTooLarge(f"documents may be at most {limit} bytes")
-    return bytes(data)
-
-
 @router.post("", status_code=201, response_model=DocumentView)
 async def upload_document(
     file: Annotated[UploadFile, File(description="A .txt, .md or .pdf file")],
@@ -47,17 +37,14 @@ async def upload_document(
     principal: CurrentPrincipal,
 ) -> DocumentView:
     """Store a document and its extracted text; summarisation jobs refer to its id."""
-    data = await read_capped(file, svc.settings.max_document_bytes)
-    filename = (file.filename or "document.txt")[:300]
-    content_type = content_type_for(filename, data)
-    text = extract_text(content_type, data)
+    intake = await take_in(file, svc.settings.max_document_bytes)
     document = await documents_store.insert_document(
         svc.db,
         owner=principal.owner,
-        filename=filename,
-        content_type=content_type,
-        size_bytes=len(data),
-        text=text,
+        filename=intake.filename,
+        content_type=intake.content_type,
+        size_bytes=intake.size_bytes,
+        text=intake.text,
         now=svc.clock(),
     )
     return view_of(document, with_text=False)
