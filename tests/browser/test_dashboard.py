@@ -18,8 +18,8 @@ import pytest
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from backburner.api import create_app
 from backburner.config import Settings
+from backburner.runtime import create_app
 from tests.conftest import Keys, auth, fast_settings
 from tests.e2e.test_api_documents import make_pdf
 from tests.servers import serve_on_loopback
@@ -85,15 +85,15 @@ async def test_jobs_move_from_queued_to_completed_without_reload(site: str, keys
             "href", f"/jobs/{job_id}"
         )
         assert await page.evaluate("window.sameDocument") is True  # no reload happened
-        assert await row.locator("progress").evaluate("bar => bar.value") == 1
+        await expect(row.locator("progress")).to_have_js_property("value", 1)
         # Bob's job never shows on Alice's page.
         bob_row = page.locator(f'tr[data-job-id="{bobs.json()["job_id"]}"]')
-        assert await bob_row.count() == 0
+        await expect(bob_row).to_have_count(0)
         # The admin's page follows every owner's jobs, but the toasts are Alice's.
         admin_row = admin.locator(f'tr[data-job-id="{job_id}"]')
         await expect(admin_row.locator(".state")).to_have_text("Completed")
         await expect(admin.locator(f'tr[data-job-id="{bobs.json()["job_id"]}"]')).to_have_count(1)
-        assert await admin.get_by_role("status").count() == 0
+        await expect(admin.get_by_role("status")).to_have_count(0)
         await shot(page, "recent-jobs-member")
         await toast.get_by_role("link", name="View results").click()
         await expect(page).to_have_url(f"{site}/jobs/{job_id}")
@@ -221,13 +221,17 @@ async def test_a_form_that_does_not_fit_the_type_says_why_and_stores_nothing(
         await expect(page.get_by_role("alert").filter(has_text="Documents")).to_be_visible()
 
 
-async def wait_for(client: httpx.AsyncClient, key: str, job_id: str, status: str) -> None:
-    for _ in range(200):
+async def wait_for(
+    client: httpx.AsyncClient, key: str, job_id: str, status: str, within: float = 30.0
+) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
         job = (await client.get(f"/api/jobs/{job_id}", headers=auth(key))).json()
         if job["status"] == status:
             return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"job {job_id} is {job['status']}, not {status}")
         await asyncio.sleep(0.05)
-    raise AssertionError(f"job {job_id} is {job['status']}, not {status}")
 
 
 async def test_cancel_a_long_job_and_retry_a_failed_one(
@@ -293,17 +297,18 @@ async def test_classifications_are_a_sortable_table(site: str, keys: Keys) -> No
         await page.goto(f"{site}/jobs/{job_id}")
         table = page.locator("table.result-table").first
         confidence = table.get_by_role("button", name="Confidence")
-        listed = [float(v) for v in await table.locator("td.num").all_inner_texts()]
-        assert listed not in (sorted(listed), sorted(listed, reverse=True)), listed
+        cells = table.locator("td.num")
+        await expect(cells).to_have_count(len(leads))
+        listed = await cells.all_inner_texts()
+        assert listed not in (sorted(listed, key=float), sorted(listed, key=float, reverse=True))
+        # Each click re-sorts in the page's script: wait on the order asserted, not on time.
         await confidence.click()
-        ascending = [float(v) for v in await table.locator("td.num").all_inner_texts()]
+        await expect(cells).to_have_text(sorted(listed, key=float))
         await confidence.click()
-        descending = [float(v) for v in await table.locator("td.num").all_inner_texts()]
-        assert ascending == sorted(listed)
-        assert descending == sorted(listed, reverse=True)
-        ids = await table.locator("tbody tr td:first-child").all_inner_texts()
-        assert ids[0] == "c"  # whole rows move, not just the sorted cells
-        assert await table.locator("th[aria-sort=descending]").count() == 1
+        await expect(cells).to_have_text(sorted(listed, key=float, reverse=True))
+        # Whole rows move, not just the sorted cells.
+        await expect(table.locator("tbody tr td:first-child").first).to_have_text("c")
+        await expect(table.locator("th[aria-sort=descending]")).to_have_count(1)
         await shot(page, "job-classifications")
 
 
