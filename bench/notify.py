@@ -38,8 +38,9 @@ from bench_support import (
     process,
 )
 
-from backburner.store import Database, JobStatus, NewJob, Outcome
+from backburner.store import Database, Event, NewJob, Outcome
 from backburner.store import jobs as jobs_store
+from backburner.store import queue as queue_store
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok"
 
@@ -99,7 +100,7 @@ async def finish_all(
     await asyncio.gather(*(one() for _ in range(jobs)))
     running = []
     while len(running) < jobs:
-        claimed = await jobs_store.claim_jobs(
+        claimed = await queue_store.claim_jobs(
             db, worker_id="bench", limit=1000, lease_seconds=600, now=datetime.now(UTC)
         )
         if not claimed:
@@ -113,13 +114,10 @@ async def finish_all(
         if rate is not None:
             await asyncio.sleep(max(0.0, started + first / rate - time.monotonic()))
         finished_at = datetime.now(UTC)
-        await jobs_store.finish_jobs(
+        await queue_store.finish_jobs(
             db,
             worker_id="bench",
-            outcomes=[
-                Outcome(j.id, j.attempts, JobStatus.SUCCEEDED, "succeeded", result={"n": 1})
-                for j in chunk
-            ],
+            outcomes=[Outcome(j.id, j.attempts, Event.SUCCEEDED, result={"n": 1}) for j in chunk],
             now=finished_at,
         )
         done.update((j.id, finished_at.timestamp()) for j in chunk)

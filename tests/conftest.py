@@ -183,7 +183,7 @@ async def serving(
     settings: Settings, key: str, *, embed_worker: bool
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The service over real ASGI (lifespan included), calling as the owner of `key`."""
-    from backburner.api import create_app
+    from backburner.runtime import create_app
 
     app = create_app(settings, embed_worker=embed_worker, migrate_on_start=False)
     async with app.router.lifespan_context(app):

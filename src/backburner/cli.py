@@ -8,13 +8,13 @@ import contextlib
 import json
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import click
 
+from backburner.clock import utcnow
 from backburner.config import Settings
 from backburner.logs import configure_logging
 from backburner.store import Database, Role, migrate
@@ -24,10 +24,6 @@ from backburner.store import usage as usage_store
 
 def _settings(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 @contextlib.asynccontextmanager
@@ -76,7 +72,7 @@ async def _bootstrap(settings: Settings) -> str | None:
         if await keys_store.count_active_keys(db) > 0:
             return None
         _, secret = await keys_store.create_key(
-            db, owner="admin", role=Role.ADMIN, name="first-start admin key", now=_now()
+            db, owner="admin", role=Role.ADMIN, name="first-start admin key", now=utcnow()
         )
         return secret
 
@@ -96,7 +92,7 @@ def serve(host: str | None, port: int | None, no_worker: bool, concurrency: int 
     """Start the API and dashboard (and, unless --no-worker, a worker) in one process."""
     import uvicorn
 
-    from backburner.api import create_app
+    from backburner.runtime import create_app
 
     settings = _settings(host=host, port=port, worker_concurrency=concurrency)
     configure_logging(settings.log_level, settings.log_format)
@@ -111,7 +107,17 @@ def serve(host: str | None, port: int | None, no_worker: bool, concurrency: int 
         )
     else:
         click.echo(f"\n  Backburner is starting at {base}/  (sign in with your API key)\n")
-    app = create_app(settings, embed_worker=not no_worker, migrate_on_start=False)
+    crashed: list[bool] = []
+
+    def end_process() -> None:
+        # An embedded service crashed: shut down as on SIGTERM (uvicorn's handler), and exit
+        # non-zero below, so whatever supervises this process restarts it.
+        crashed.append(True)
+        signal.raise_signal(signal.SIGTERM)
+
+    app = create_app(
+        settings, embed_worker=not no_worker, migrate_on_start=False, on_crash=end_process
+    )
     uvicorn.run(
         app,
         host=settings.host,
@@ -119,6 +125,8 @@ def serve(host: str | None, port: int | None, no_worker: bool, concurrency: int 
         log_config=None,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
     )
+    if crashed:
+        raise SystemExit(1)
 
 
 @main.command()
@@ -127,8 +135,7 @@ def worker(concurrency: int | None) -> None:
     """Run a worker alone (scale out: many of these on one PostgreSQL)."""
     settings = _settings(worker_concurrency=concurrency)
     configure_logging(settings.log_level, settings.log_format)
-    with asyncio.Runner(loop_factory=_fast_event_loop()) as runner:
-        runner.run(_run_worker(settings))
+    _run_service(_run_worker(settings))
 
 
 @main.command()
@@ -137,17 +144,25 @@ def dispatcher() -> None:
     run one each already, this adds delivery capacity without running jobs."""
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
-    with asyncio.Runner(loop_factory=_fast_event_loop()) as runner:
-        runner.run(_run_dispatcher(settings))
+    _run_service(_run_dispatcher(settings))
 
 
 async def _run_dispatcher(settings: Settings) -> None:
-    from backburner.notify import Dispatcher
+    from backburner.runtime import run_dispatcher
 
     async with _current_database(settings) as db:
-        the_dispatcher = Dispatcher(db, settings)
-        _stop_on_signals(the_dispatcher.stop)
-        await the_dispatcher.run()
+        await run_dispatcher(db, settings, install_stop=_stop_on_signals)
+
+
+def _run_service(main: Coroutine[Any, Any, None]) -> None:
+    """Run a long-lived process; a crashed service (logged where it crashed) exits 1."""
+    from backburner.runtime import ServiceCrashed
+
+    try:
+        with asyncio.Runner(loop_factory=_fast_event_loop()) as runner:
+            runner.run(main)
+    except ServiceCrashed:
+        raise SystemExit(1) from None
 
 
 def _fast_event_loop() -> Any:
@@ -160,18 +175,10 @@ def _fast_event_loop() -> Any:
 
 
 async def _run_worker(settings: Settings) -> None:
-    from backburner.jobs import build_registry
-    from backburner.providers import start_provider
-    from backburner.worker import Worker
+    from backburner.runtime import run_worker
 
     async with _current_database(settings) as db:
-        provider = await start_provider(settings)
-        try:
-            the_worker = Worker(db, build_registry(settings.plugins), provider, settings)
-            _stop_on_signals(the_worker.stop)
-            await the_worker.run()
-        finally:
-            await provider.aclose()
+        await run_worker(db, settings, install_stop=_stop_on_signals)
 
 
 @main.command()
@@ -296,7 +303,7 @@ def keys_create(owner: str, role: str, name: str | None) -> None:
         async with _database(settings) as database:
             await migrate.upgrade(database)
             key, secret = await keys_store.create_key(
-                database, owner=owner, role=Role(role), name=name, now=_now()
+                database, owner=owner, role=Role(role), name=name, now=utcnow()
             )
             click.echo(f"created {key.role.value} key {key.id} for owner {key.owner}")
             return secret
@@ -329,7 +336,7 @@ def keys_revoke(key_id: str) -> None:
 
     async def run() -> None:
         async with _database(settings) as database:
-            await keys_store.revoke_key(database, key_id, now=_now())
+            await keys_store.revoke_key(database, key_id, now=utcnow())
 
     try:
         asyncio.run(run())
@@ -386,7 +393,7 @@ def owners_set(owner: str, max_running: Any, budget_usd: Any) -> None:
                 owner,
                 max_running=running if max_running is None else _none_or(max_running),
                 monthly_budget_usd=budget if budget_usd is None else _none_or(budget_usd),
-                now=_now(),
+                now=utcnow(),
             )
 
     limits = asyncio.run(run())
@@ -411,7 +418,7 @@ def owners_ls() -> None:
 
     async def run() -> None:
         async with _database(settings) as database:
-            month = usage_store.month_of(_now())
+            month = usage_store.month_of(utcnow())
             limits = {item.owner: item for item in await usage_store.list_limits(database)}
             spend = await usage_store.spend_by_owner(database, month)
             click.echo(

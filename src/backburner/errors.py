@@ -2,7 +2,31 @@
 running the job again could succeed.
 
 Handlers raise these (or any exception); the worker records `kind` on the job, and the retry
-policy reads `retryable`. The API maps the request-side errors to problem+json in one place.
+policy reads `retryable`. The API maps the request-side errors to problem+json in one place
+(`api/problems.py`).
+
+    BackburnerError
+    ├── JobError                    an attempt of a job failed
+    │   ├── Retry                   a handler asks to run again (after `defer` seconds)
+    │   ├── PermanentError          running again cannot help
+    │   │   ├── InvalidInput
+    │   │   ├── UnknownJobType      raised by the registry
+    │   │   └── BudgetExhausted
+    │   ├── JobTimeout              raised by the worker when an attempt outruns its limit
+    │   ├── LeaseLost
+    │   └── ProviderError           a model call failed
+    │       ├── ProviderUnavailable     timeouts, connection errors, 5xx (transient)
+    │       ├── RateLimited             429 (transient, with the provider's wait)
+    │       ├── ProviderRejected        other 4xx (permanent)
+    │       ├── ResponseFailed / ResponseIncomplete / ResponseCancelled
+    │       ├── ResponseLost            the provider forgot a response id (resubmit)
+    │       └── InvalidModelOutput
+    ├── RequestError                a request the API refuses, with its HTTP status
+    │   ├── InvalidRequest (422), NotFound (404), Conflict (409), PayloadTooLarge (413),
+    │   │   Unauthorized (401), Forbidden (403), UnsupportedMediaType (415)
+    │   └── BadSignature (400)      a provider webhook that does not verify
+    └── UnsafeTarget                a URL the SSRF guard will not call
+    Unresolvable (an OSError)       a host that does not resolve now (a delivery retries)
 """
 
 from __future__ import annotations
@@ -48,7 +72,13 @@ class InvalidInput(PermanentError):
 
 
 class UnknownJobType(PermanentError):
+    """No job type of that name is registered in this process."""
+
     kind = "unknown_type"
+
+    def __init__(self, name: str):
+        super().__init__(f"no job type {name!r}")
+        self.name = name
 
 
 class JobTimeout(JobError):
@@ -186,6 +216,32 @@ class Forbidden(RequestError):
     status = 403
     title = "Forbidden"
     kind = "forbidden"
+
+
+class UnsupportedMediaType(RequestError):
+    status = 415
+    title = "Unsupported media type"
+    kind = "unsupported_media_type"
+
+
+class BadSignature(RequestError):
+    status = 400
+    title = "Invalid webhook signature"
+    kind = "invalid_signature"
+
+
+# --- Errors of outbound calls to user URLs ----------------------------------------------
+
+
+class UnsafeTarget(BackburnerError):
+    """The URL may not be called (the SSRF guard refused it)."""
+
+    kind = "unsafe_target"
+
+
+class Unresolvable(OSError):
+    """The host does not resolve now (it may later: a delivery retries). An OSError, as
+    the HTTP client's resolver must raise."""
 
 
 @dataclass

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from backburner.api import create_app
 from backburner.config import Settings
+from backburner.runtime import create_app
 from tests.conftest import Keys, auth, wait_for
 from tests.servers import serve_on_loopback
 

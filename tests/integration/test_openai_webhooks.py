@@ -13,9 +13,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from backburner.api import create_app
 from backburner.config import Settings
 from backburner.providers.emulator import EmulatorConfig, create_emulator_app, sign_webhook
+from backburner.runtime import create_app
 from tests.conftest import Keys, auth, fast_settings, serving, wait_for
 from tests.servers import serve_on_loopback
 

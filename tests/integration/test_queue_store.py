@@ -8,10 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from backburner.errors import Conflict, InvalidRequest, NotFound
-from backburner.store import Database, JobStatus, NewJob, Outcome
+from backburner.errors import Conflict, NotFound
+from backburner.store import Database, Event, JobStatus, NewJob, Outcome
 from backburner.store import events as events_store
 from backburner.store import jobs as jobs_store
+from backburner.store import positions as positions_store
+from backburner.store import queue as queue_store
 from tests.conftest import wait_for
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -50,7 +52,7 @@ async def test_claim_takes_highest_priority_then_oldest(db: Database) -> None:
     old, _ = await jobs_store.insert_job(db, new_job(), now=T0)
     new, _ = await jobs_store.insert_job(db, new_job(), now=T0 + timedelta(seconds=1))
     high, _ = await jobs_store.insert_job(db, new_job(priority=10), now=T0 + timedelta(seconds=2))
-    claimed = await jobs_store.claim_jobs(
+    claimed = await queue_store.claim_jobs(
         db, worker_id="w", limit=3, lease_seconds=30, now=T0 + timedelta(seconds=3)
     )
     assert [j.id for j in claimed] == [high.id, old.id, new.id]
@@ -63,9 +65,9 @@ async def test_claim_takes_highest_priority_then_oldest(db: Database) -> None:
 
 async def test_future_jobs_wait_for_their_time(db: Database) -> None:
     later, _ = await jobs_store.insert_job(db, new_job(run_at=T0 + timedelta(minutes=5)), now=T0)
-    assert await jobs_store.claim_jobs(db, worker_id="w", limit=5, lease_seconds=30, now=T0) == []
-    assert await jobs_store.next_due_at(db) == later.run_at
-    claimed = await jobs_store.claim_jobs(
+    assert await queue_store.claim_jobs(db, worker_id="w", limit=5, lease_seconds=30, now=T0) == []
+    assert await queue_store.next_due_at(db) == later.run_at
+    claimed = await queue_store.claim_jobs(
         db, worker_id="w", limit=5, lease_seconds=30, now=T0 + timedelta(minutes=5)
     )
     assert [j.id for j in claimed] == [later.id]
@@ -74,7 +76,7 @@ async def test_future_jobs_wait_for_their_time(db: Database) -> None:
 async def test_claims_only_the_types_the_worker_knows(db: Database) -> None:
     await jobs_store.insert_job(db, new_job(type="other"), now=T0)
     mine, _ = await jobs_store.insert_job(db, new_job(type="noop"), now=T0)
-    claimed = await jobs_store.claim_jobs(
+    claimed = await queue_store.claim_jobs(
         db, worker_id="w", limit=5, lease_seconds=30, now=T0, types=["noop"]
     )
     assert [j.id for j in claimed] == [mine.id]
@@ -87,7 +89,7 @@ async def test_concurrent_claimers_never_take_the_same_job(db_url: str, db: Data
 
         async def drain(database: Database, name: str) -> list[str]:
             taken: list[str] = []
-            while batch := await jobs_store.claim_jobs(
+            while batch := await queue_store.claim_jobs(
                 database, worker_id=name, limit=7, lease_seconds=30, now=T0
             ):
                 taken += [j.id for j in batch]
@@ -104,11 +106,11 @@ async def test_concurrent_claimers_never_take_the_same_job(db_url: str, db: Data
 
 async def test_finish_records_the_outcome_once_and_only_for_the_lease_holder(db: Database) -> None:
     job, _ = await jobs_store.insert_job(db, new_job(), now=T0)
-    (_claimed,) = await jobs_store.claim_jobs(db, worker_id="w", limit=1, lease_seconds=30, now=T0)
-    done = Outcome(job.id, 1, JobStatus.SUCCEEDED, "succeeded", result={"x": 1})
-    assert await jobs_store.finish_jobs(db, worker_id="intruder", outcomes=[done], now=T0) == set()
-    assert await jobs_store.finish_jobs(db, worker_id="w", outcomes=[done], now=T0) == {job.id}
-    assert await jobs_store.finish_jobs(db, worker_id="w", outcomes=[done], now=T0) == set()
+    (_claimed,) = await queue_store.claim_jobs(db, worker_id="w", limit=1, lease_seconds=30, now=T0)
+    done = Outcome(job.id, 1, Event.SUCCEEDED, result={"x": 1})
+    assert await queue_store.finish_jobs(db, worker_id="intruder", outcomes=[done], now=T0) == set()
+    assert await queue_store.finish_jobs(db, worker_id="w", outcomes=[done], now=T0) == {job.id}
+    assert await queue_store.finish_jobs(db, worker_id="w", outcomes=[done], now=T0) == set()
     final = await jobs_store.get_job(db, job.id)
     assert final is not None
     assert (final.status, final.result, final.progress, final.lease_owner) == (
@@ -123,19 +125,18 @@ async def test_finish_records_the_outcome_once_and_only_for_the_lease_holder(db:
 
 async def test_retry_outcome_requeues_with_delay_and_counts(db: Database) -> None:
     job, _ = await jobs_store.insert_job(db, new_job(), now=T0)
-    await jobs_store.claim_jobs(db, worker_id="w", limit=1, lease_seconds=30, now=T0)
+    await queue_store.claim_jobs(db, worker_id="w", limit=1, lease_seconds=30, now=T0)
     later = T0 + timedelta(seconds=10)
     retry = Outcome(
         job.id,
         1,
-        JobStatus.PENDING,
-        "retry_scheduled",
+        Event.RETRY_SCHEDULED,
         error_kind="transient",
         error_message="boom",
         run_at=later,
         count_as_retry=True,
     )
-    await jobs_store.finish_jobs(db, worker_id="w", outcomes=[retry], now=T0)
+    await queue_store.finish_jobs(db, worker_id="w", outcomes=[retry], now=T0)
     pending = await jobs_store.get_job(db, job.id)
     assert pending is not None
     assert (pending.status, pending.run_at, pending.retry_count, pending.attempts) == (
@@ -144,8 +145,8 @@ async def test_retry_outcome_requeues_with_delay_and_counts(db: Database) -> Non
         1,
         1,
     )
-    assert await jobs_store.claim_jobs(db, worker_id="w", limit=1, lease_seconds=30, now=T0) == []
-    (again,) = await jobs_store.claim_jobs(db, worker_id="w", limit=1, lease_seconds=30, now=later)
+    assert await queue_store.claim_jobs(db, worker_id="w", limit=1, lease_seconds=30, now=T0) == []
+    (again,) = await queue_store.claim_jobs(db, worker_id="w", limit=1, lease_seconds=30, now=later)
     assert again.attempts == 2
     events = await events_store.list_events(db, job.id)
     assert [e.kind for e in events] == ["created", "started", "retry_scheduled", "started"]
@@ -155,9 +156,9 @@ async def test_retry_outcome_requeues_with_delay_and_counts(db: Database) -> Non
 
 async def test_expired_leases_are_reaped_back_to_the_queue(db: Database) -> None:
     job, _ = await jobs_store.insert_job(db, new_job(), now=T0)
-    await jobs_store.claim_jobs(db, worker_id="dead", limit=1, lease_seconds=5, now=T0)
-    assert await jobs_store.reap_expired_leases(db, now=T0 + timedelta(seconds=4)) == []
-    (reaped,) = await jobs_store.reap_expired_leases(db, now=T0 + timedelta(seconds=6))
+    await queue_store.claim_jobs(db, worker_id="dead", limit=1, lease_seconds=5, now=T0)
+    assert await queue_store.reap_expired_leases(db, now=T0 + timedelta(seconds=4)) == []
+    (reaped,) = await queue_store.reap_expired_leases(db, now=T0 + timedelta(seconds=6))
     assert (reaped.job_id, reaped.status, reaped.previous_worker) == (
         job.id,
         JobStatus.PENDING,
@@ -176,8 +177,8 @@ async def test_expired_leases_are_reaped_back_to_the_queue(db: Database) -> None
 
 async def test_reaping_the_last_attempt_fails_the_job(db: Database) -> None:
     job, _ = await jobs_store.insert_job(db, new_job(max_attempts=1), now=T0)
-    await jobs_store.claim_jobs(db, worker_id="dead", limit=1, lease_seconds=5, now=T0)
-    (reaped,) = await jobs_store.reap_expired_leases(db, now=T0 + timedelta(seconds=6))
+    await queue_store.claim_jobs(db, worker_id="dead", limit=1, lease_seconds=5, now=T0)
+    (reaped,) = await queue_store.reap_expired_leases(db, now=T0 + timedelta(seconds=6))
     assert reaped.status == JobStatus.FAILED
     failed = await jobs_store.get_job(db, job.id)
     assert failed is not None
@@ -186,12 +187,12 @@ async def test_reaping_the_last_attempt_fails_the_job(db: Database) -> None:
 
 async def test_a_heartbeat_keeps_the_lease(db: Database) -> None:
     job, _ = await jobs_store.insert_job(db, new_job(), now=T0)
-    await jobs_store.claim_jobs(db, worker_id="w", limit=1, lease_seconds=5, now=T0)
-    held = await jobs_store.extend_leases(
+    await queue_store.claim_jobs(db, worker_id="w", limit=1, lease_seconds=5, now=T0)
+    held = await queue_store.extend_leases(
         db, worker_id="w", lease_seconds=5, now=T0 + timedelta(seconds=4)
     )
     assert held == {job.id}
-    assert await jobs_store.reap_expired_leases(db, now=T0 + timedelta(seconds=8)) == []
+    assert await queue_store.reap_expired_leases(db, now=T0 + timedelta(seconds=8)) == []
 
 
 async def test_cancel_pending_is_immediate(db: Database) -> None:
@@ -199,17 +200,17 @@ async def test_cancel_pending_is_immediate(db: Database) -> None:
     canceled = await jobs_store.request_cancel(db, job.id, owner="alice", now=T0)
     assert (canceled.status, canceled.completed_at) == (JobStatus.CANCELED, T0)
     assert await kinds(db, job.id) == ["created", "canceled"]
-    assert await jobs_store.claim_jobs(db, worker_id="w", limit=1, lease_seconds=5, now=T0) == []
+    assert await queue_store.claim_jobs(db, worker_id="w", limit=1, lease_seconds=5, now=T0) == []
 
 
 async def test_cancel_running_flags_it_and_signals_workers(db: Database) -> None:
     heard: list[str] = []
     db.signals.subscribe("backburner_cancel", heard.append)
     job, _ = await jobs_store.insert_job(db, new_job(), now=T0)
-    await jobs_store.claim_jobs(db, worker_id="w", limit=1, lease_seconds=5, now=T0)
+    await queue_store.claim_jobs(db, worker_id="w", limit=1, lease_seconds=5, now=T0)
     flagged = await jobs_store.request_cancel(db, job.id, owner=None, now=T0)
     assert (flagged.status, flagged.cancel_requested) == (JobStatus.RUNNING, True)
-    assert await jobs_store.cancel_requested_ids(db, worker_id="w") == {job.id}
+    assert await queue_store.cancel_requested_ids(db, worker_id="w") == {job.id}
     await wait_for(lambda: heard)
     assert heard == [job.id]
 
@@ -267,25 +268,23 @@ async def test_keyset_pagination_walks_everything_newest_first(db: Database) -> 
     ids = [(await jobs_store.insert_job(db, new_job(), now=T0))[0].id for _ in range(7)]
     await jobs_store.insert_job(db, new_job(owner="bob"), now=T0)
     seen: list[str] = []
-    cursor = None
+    before = None
     while True:
-        page = await jobs_store.list_jobs(db, owner="alice", limit=3, cursor=cursor)
+        page = await jobs_store.list_jobs(db, owner="alice", limit=3, before=before)
         seen += [job.id for job in page.jobs]
-        if page.next_cursor is None:
+        if not page.more:
             break
-        cursor = page.next_cursor
+        before = page.jobs[-1].id
     assert seen == sorted(ids, reverse=True)
-    with pytest.raises(InvalidRequest, match="cursor"):
-        await jobs_store.list_jobs(db, owner="alice", cursor="%%%not-base64")
 
 
 async def test_count_ahead_sees_priority_and_age(db: Database) -> None:
     first, _ = await jobs_store.insert_job(db, new_job(), now=T0)
     urgent, _ = await jobs_store.insert_job(db, new_job(priority=5), now=T0)
     last, _ = await jobs_store.insert_job(db, new_job(), now=T0)
-    assert await jobs_store.count_ahead(db, job_id=first.id, priority=0, now=T0) == 1
-    assert await jobs_store.count_ahead(db, job_id=last.id, priority=0, now=T0) == 2
-    assert await jobs_store.count_ahead(db, job_id=urgent.id, priority=5, now=T0) == 0
+    assert await positions_store.count_ahead(db, job_id=first.id, priority=0, now=T0) == 1
+    assert await positions_store.count_ahead(db, job_id=last.id, priority=0, now=T0) == 2
+    assert await positions_store.count_ahead(db, job_id=urgent.id, priority=5, now=T0) == 0
 
 
 async def test_queue_positions_of_a_page_agree_with_count_ahead(db: Database) -> None:
@@ -295,13 +294,13 @@ async def test_queue_positions_of_a_page_agree_with_count_ahead(db: Database) ->
     ]
     later, _ = await jobs_store.insert_job(db, new_job(run_at=T0 + timedelta(hours=1)), now=T0)
     ids = [job.id for job in queued] + [later.id, "not-a-job"]
-    positions = await jobs_store.queue_positions(db, ids, now=T0)
+    positions = await positions_store.queue_positions(db, ids, now=T0)
     expected = {
-        job.id: await jobs_store.count_ahead(db, job_id=job.id, priority=job.priority, now=T0)
+        job.id: await positions_store.count_ahead(db, job_id=job.id, priority=job.priority, now=T0)
         for job in queued
     }
     assert positions == expected  # the job not due yet and the unknown id are left out
     assert sorted(positions.values()) == list(range(6))
-    capped = await jobs_store.queue_positions(db, ids, now=T0, max_count=2)
+    capped = await positions_store.queue_positions(db, ids, now=T0, max_count=2)
     assert capped[queued[3].id] == 2  # the last in line, beyond the cap
-    assert await jobs_store.queue_positions(db, [], now=T0) == {}
+    assert await positions_store.queue_positions(db, [], now=T0) == {}

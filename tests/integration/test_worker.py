@@ -21,6 +21,7 @@ from backburner.providers import OfflineProvider
 from backburner.store import Database, Job, JobStatus, NewJob
 from backburner.store import events as events_store
 from backburner.store import jobs as jobs_store
+from backburner.store import queue as queue_store
 from backburner.store import steps as steps_store
 from backburner.store.schema import jobs as jobs_table
 from backburner.worker import Worker
@@ -209,7 +210,7 @@ async def test_a_lost_response_is_submitted_again(db: Database, settings: Settin
     harness = Harness(db, settings, OfflineProvider(latency_s=0.05))
     job = await harness.enqueue("test_ask_model")
     # A response id persisted by a previous process whose engine is gone.
-    await jobs_store.claim_jobs(
+    await queue_store.claim_jobs(
         db, worker_id="ghost", limit=1, lease_seconds=0.01, now=datetime.now(UTC)
     )
     await steps_store.record_submitted(
@@ -266,7 +267,7 @@ async def test_an_idle_worker_is_woken_by_push_not_polling(harness: Harness) -> 
 async def test_a_job_whose_worker_died_is_finished_by_another(harness: Harness) -> None:
     job = await harness.enqueue("test_flaky", {"fail_times": 0})
     # "dead" claims the job and is never heard from again.
-    await jobs_store.claim_jobs(
+    await queue_store.claim_jobs(
         harness.db, worker_id="dead", limit=1, lease_seconds=0.3, now=datetime.now(UTC)
     )
     async with harness.worker():
@@ -346,7 +347,7 @@ async def test_stopping_lets_a_housekeeping_round_finish(db: Database, db_url: s
         rounds.append("finished")
 
     async with harness.worker() as worker:
-        housekeeping = asyncio.create_task(worker._every(0.01, slow_round))
+        housekeeping = asyncio.create_task(worker.leases.every(0.01, slow_round))
         await wait_for(lambda: rounds)
     # The worker has stopped: the round that had begun finished, and no other began.
     await asyncio.wait_for(housekeeping, timeout=1)

@@ -20,7 +20,7 @@ from backburner.notify.ssrf import (
     is_public,
 )
 from backburner.store import Job, JobStatus
-from backburner.store.notify import Endpoint, OwnerChannels
+from backburner.store.channels import Endpoint, OwnerChannels
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 LINKS = messages.Links("https://bb.example")

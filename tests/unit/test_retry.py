@@ -109,14 +109,14 @@ def test_policy_rejects_nonsense() -> None:
 
 
 def test_only_jobs_running_before_a_renewal_can_be_judged_lost() -> None:
-    from backburner.worker.loop import lost_leases
+    from backburner.worker.leases import lost_leases
 
     # "b" was reaped by another worker; "c" was claimed while the renewal ran.
     assert lost_leases({"a": 1, "b": 2}, held={"a", "c"}) == ["b"]
 
 
 def test_a_held_job_not_running_here_is_orphaned_at_the_second_heartbeat() -> None:
-    from backburner.worker.loop import orphaned_leases
+    from backburner.worker.leases import orphaned_leases
 
     # "n" was claimed as the renewal ran and is not started yet: only a suspect.
     orphaned, suspects = orphaned_leases({"a", "n"}, {"a": 1}, set())

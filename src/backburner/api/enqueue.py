@@ -12,9 +12,9 @@ from backburner.api.auth import Principal
 from backburner.api.problems import validation_problems
 from backburner.api.schemas import JobCreate
 from backburner.api.state import Services
-from backburner.errors import FieldProblem, InvalidRequest
-from backburner.jobs.registry import JobType, UnknownJobTypeError
-from backburner.notify.ssrf import Allowed, UnsafeTarget, check_url
+from backburner.errors import FieldProblem, InvalidRequest, UnknownJobType, UnsafeTarget
+from backburner.jobs.registry import JobType
+from backburner.notify.ssrf import Allowed, check_url
 from backburner.store import Job, NewJob
 from backburner.store import documents as documents_store
 from backburner.store import jobs as jobs_store
@@ -56,7 +56,7 @@ def idempotency_key_of(create: JobCreate, header_key: str | None) -> str | None:
 def job_type_of(svc: Services, name: str) -> JobType:
     try:
         return svc.registry.get(name)
-    except UnknownJobTypeError:
+    except UnknownJobType:
         known = ", ".join(svc.registry.names())
         raise InvalidRequest(
             f"unknown job type {name!r}; known types: {known}",

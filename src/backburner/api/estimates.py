@@ -6,10 +6,13 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from fastapi import Request
+
+from backburner.api.state import Services
 from backburner.jobs.eta import estimate_completion_seconds, estimate_remaining_seconds
 from backburner.jobs.registry import JobType
 from backburner.store import Database, Job, JobStatus, TypeHistory
-from backburner.store import jobs as jobs_store
+from backburner.store import positions as positions_store
 
 DEFAULT_EXPECTED_SECONDS = 60.0
 
@@ -29,7 +32,7 @@ class EtaEstimator:
     ) -> dict[str, float | None]:
         """Estimates for a page of jobs, with one query for where the queued ones stand."""
         queued = [job.id for job in listed if job.status == JobStatus.PENDING]
-        positions = await jobs_store.queue_positions(self._db, queued, now=now)
+        positions = await positions_store.queue_positions(self._db, queued, now=now)
         return {
             job.id: await self.seconds_until_done(
                 job, type_of(job.type), now, ahead=positions.get(job.id)
@@ -52,7 +55,7 @@ class EtaEstimator:
                 TypeHistory(runs), expected, elapsed=elapsed, progress=job.progress
             )
         if ahead is None:
-            ahead = await jobs_store.count_ahead(
+            ahead = await positions_store.count_ahead(
                 self._db, job_id=job.id, priority=job.priority, now=now
             )
         history = TypeHistory(runs, ahead, await self._live_capacity(now))
@@ -63,7 +66,7 @@ class EtaEstimator:
         cached = self._runs.get(job_type)
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
-        runs = await jobs_store.recent_run_seconds(self._db, job_type)
+        runs = await positions_store.recent_run_seconds(self._db, job_type)
         self._runs[job_type] = (runs, time.monotonic() + self._ttl)
         return runs
 
@@ -71,6 +74,19 @@ class EtaEstimator:
         value, expires = self._capacity
         if expires > time.monotonic():
             return value
-        value = await jobs_store.live_capacity(self._db, now=now)
+        value = await positions_store.live_capacity(self._db, now=now)
         self._capacity = (value, time.monotonic() + self._ttl)
         return value
+
+
+def estimator(request: Request) -> EtaEstimator:
+    """The API process's estimator (it caches history between requests)."""
+    found: EtaEstimator = request.app.state.eta
+    return found
+
+
+async def eta_of(request: Request, svc: Services, job: Job) -> float | None:
+    """Seconds until `job` is done, as well as we can tell (None: no idea)."""
+    return await estimator(request).seconds_until_done(
+        job, svc.registry.find(job.type), svc.clock()
+    )

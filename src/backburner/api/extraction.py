@@ -8,18 +8,17 @@ from pathlib import PurePath
 
 from starlette.datastructures import UploadFile
 
-from backburner.errors import FieldProblem, InvalidRequest, PayloadTooLarge, RequestError
+from backburner.errors import (
+    FieldProblem,
+    InvalidRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 
 READ_CHUNK = 1024 * 1024
 
 TEXT_SUFFIXES = {".txt": "text/plain", ".md": "text/markdown", ".markdown": "text/markdown"}
 PDF_SUFFIX = ".pdf"
-
-
-class UnsupportedMediaType(RequestError):
-    status = 415
-    title = "Unsupported media type"
-    kind = "unsupported_media_type"
 
 
 def _invalid(message: str) -> InvalidRequest:

@@ -17,6 +17,7 @@ from pydantic import (
 
 from backburner.jobs.types.summarize import SummaryStyle
 from backburner.store import Job, JobEvent, ProviderCall
+from backburner.store import outbox as outbox_store
 
 
 def _http_url(value: str | None) -> str | None:
@@ -291,3 +292,61 @@ class JobTypeList(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class AttemptView(BaseModel):
+    at: datetime
+    status_code: int | None
+    latency_ms: float
+    error: str | None
+    response_excerpt: str | None
+
+
+class DeliveryView(BaseModel):
+    delivery_id: str
+    job_id: str
+    channel: str
+    target: str
+    event_type: str
+    event_id: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    give_up_at: datetime
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    history: list[AttemptView] = Field(default_factory=list)
+
+    @classmethod
+    def of(
+        cls, d: outbox_store.Delivery, attempts: list[outbox_store.Attempt] | None = None
+    ) -> DeliveryView:
+        return cls(
+            delivery_id=d.id,
+            job_id=d.job_id,
+            channel=d.channel,
+            target=_shown_target(d),
+            event_type=d.event_type,
+            event_id=d.event_id,
+            status=d.status,
+            attempts=d.attempts,
+            next_attempt_at=d.next_attempt_at if d.status == "pending" else None,
+            give_up_at=d.give_up_at,
+            last_status_code=d.last_status_code,
+            last_error=d.last_error,
+            created_at=d.created_at,
+            delivered_at=d.delivered_at,
+            history=[
+                AttemptView(**{k: getattr(a, k) for k in AttemptView.model_fields})
+                for a in attempts or []
+            ],
+        )
+
+
+def _shown_target(d: outbox_store.Delivery) -> str:
+    # Slack and Teams incoming-webhook URLs are credentials: show only where they go.
+    if d.channel in ("slack", "teams"):
+        return d.target.split("?")[0].rsplit("/", 1)[0] + "/…"
+    return d.target

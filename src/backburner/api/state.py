@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from backburner.clock import utcnow
 from backburner.config import Settings
 from backburner.jobs.registry import JobRegistry
 from backburner.providers.base import Provider
 from backburner.store import Database
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -26,6 +23,8 @@ class Services:
     registry: JobRegistry
     provider: Provider
     clock: Callable[[], datetime] = field(default=utcnow)
+    # Embedded services (worker, dispatcher) that crashed: the process is not ready.
+    crashed: list[str] = field(default_factory=list)
 
 
 def services(request: Request) -> Services:

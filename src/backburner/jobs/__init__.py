@@ -5,7 +5,6 @@ from backburner.jobs.registry import (
     JobRegistry,
     JobType,
     RetryPolicy,
-    UnknownJobTypeError,
     build_registry,
 )
 
@@ -14,6 +13,5 @@ __all__ = [
     "JobRegistry",
     "JobType",
     "RetryPolicy",
-    "UnknownJobTypeError",
     "build_registry",
 ]

@@ -24,6 +24,7 @@ from typing import Any, TypeVar, get_type_hints
 
 from pydantic import BaseModel
 
+from backburner.errors import UnknownJobType
 from backburner.jobs.context import JobContext
 
 log = logging.getLogger(__name__)
@@ -86,10 +87,6 @@ class JobType:
         }
 
 
-class UnknownJobTypeError(KeyError):
-    pass
-
-
 class JobRegistry:
     def __init__(self) -> None:
         self._types: dict[str, JobType] = {}
@@ -139,7 +136,7 @@ class JobRegistry:
         try:
             return self._types[name]
         except KeyError:
-            raise UnknownJobTypeError(name) from None
+            raise UnknownJobType(name) from None
 
     def find(self, name: str | None) -> JobType | None:
         """The type of that name, or None (a job of a type this process does not have)."""

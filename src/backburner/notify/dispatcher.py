@@ -16,29 +16,29 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
 import aiohttp
 import aiosmtplib
 
+from backburner.clock import utcnow
 from backburner.config import Settings
+from backburner.errors import UnsafeTarget
 from backburner.notify import messages, policy, signing
-from backburner.notify.ssrf import Allowed, GuardedResolver, UnsafeTarget, check_url
+from backburner.notify.ssrf import Allowed, GuardedResolver, check_url
 from backburner.store import CHANNEL_OUTBOX, Database, Job
-from backburner.store import notify as notify_store
-from backburner.store.notify import Attempt, AttemptResult, Delivery, Endpoint, OwnerChannels
+from backburner.store import channels as channels_store
+from backburner.store import outbox as outbox_store
+from backburner.store.channels import Endpoint, OwnerChannels
+from backburner.store.outbox import Attempt, AttemptResult, Delivery
 
 log = logging.getLogger(__name__)
 
 EXCERPT_BYTES = 2048
 USER_AGENT = "Backburner-Webhooks/1.0"
 LANES = 3
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Dispatcher:
@@ -108,15 +108,15 @@ class Dispatcher:
 
     async def run_once(self) -> bool:
         """Expand what is owed and send what is due; whether there was work."""
-        unexpanded, due = await notify_store.has_work(self.db, now=self.clock())
+        unexpanded, due = await outbox_store.has_work(self.db, now=self.clock())
         if not (unexpanded or due):
             return False  # one cheap read, no write transaction, when idle
         expanded = 0
         if unexpanded:
-            expanded = await notify_store.expand_notifications(
+            expanded = await outbox_store.expand_notifications(
                 self.db, now=self.clock(), retry_for=self.retry_for, owed=self._owed
             )
-        claimed = await notify_store.claim_deliveries(
+        claimed = await outbox_store.claim_deliveries(
             self.db,
             dispatcher_id=self.id,
             limit=max(1, self.settings.notify_concurrency),
@@ -130,18 +130,18 @@ class Dispatcher:
             results = await asyncio.gather(
                 *(self._attempt(d, signing_secrets.get(d.owner, [])) for d in claimed)
             )
-            await notify_store.record_attempts(
+            await outbox_store.record_attempts(
                 self.db, dispatcher_id=self.id, results=results, now=self.clock()
             )
             self.sent += sum(1 for r in results if r.status == "succeeded")
         return bool(expanded or claimed)
 
     async def _signing_secrets(self, owners: set[str]) -> dict[str, list[str]]:
-        found = await notify_store.signing_secrets(self.db, owners, self.clock())
+        found = await channels_store.signing_secrets(self.db, owners, self.clock())
         for owner in owners - set(found):
             # First webhook of an owner who never asked for its secret: make it now; the
             # owner reads it with GET /api/webhooks/secret.
-            made = await notify_store.current_secret(
+            made = await channels_store.current_secret(
                 self.db, owner, now=self.clock(), make=signing.new_secret
             )
             found[owner] = [made]
@@ -154,7 +154,7 @@ class Dispatcher:
         event_id: str,
         channels: OwnerChannels | None,
         endpoints: list[Endpoint],
-    ) -> list[notify_store.OwedDelivery]:
+    ) -> list[outbox_store.OwedDelivery]:
         return messages.owed_deliveries(
             job,
             event_type,

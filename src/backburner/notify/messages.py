@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from backburner.store import Job
-from backburner.store.notify import Endpoint, OwedDelivery, OwnerChannels
+from backburner.store.channels import Endpoint, OwnerChannels
+from backburner.store.outbox import OwedDelivery
 
 TITLES = {
     "job.succeeded": "Completed",

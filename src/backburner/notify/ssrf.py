@@ -19,16 +19,10 @@ from urllib.parse import urlsplit
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from backburner.errors import Unresolvable, UnsafeTarget
+
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class UnsafeTarget(Exception):
-    """The URL may not be called."""
-
-
-class Unresolvable(OSError):
-    """The host does not resolve now (it may later: a delivery retries)."""
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,15 @@
 """The store owns every table and every SQL statement. Other rooms call its named
-functions (`claim_jobs`, `finish_jobs`, ...) and never build queries themselves."""
+functions and never build queries themselves. It is split by who asks:
+
+- `jobs`: the clients' commands (enqueue, read, list, cancel, retry);
+- `queue`: the worker's side (claim, leases, progress, finish, reap);
+- `positions`: the ETA's reads;
+- `steps`, `usage`, `ratelimits`: memoised steps and model calls, spending, the shared
+  rate limiter's buckets;
+- `outbox` and `channels`: notifications owed and sent, and owners' channels;
+- `events`, `documents`, `keys`, `workers`, `webhooks`, `ops`, `stats`;
+- `transitions`: the job state machine, which every writer of a status uses.
+"""
 
 from backburner.store.database import (
     CHANNEL_CANCEL,
@@ -9,13 +19,12 @@ from backburner.store.database import (
     Database,
 )
 from backburner.store.models import (
+    OUTSTANDING_CALL_STATUSES,
     SUBSTATE_WAITING_PROVIDER,
-    TERMINAL_STATUSES,
     ApiKey,
     Document,
     Job,
     JobEvent,
-    JobStatus,
     NewJob,
     Outcome,
     ProviderCall,
@@ -23,17 +32,20 @@ from backburner.store.models import (
     TypeHistory,
     new_id,
 )
+from backburner.store.transitions import TERMINAL_STATUSES, Event, JobStatus
 
 __all__ = [
     "CHANNEL_CANCEL",
     "CHANNEL_JOBS",
     "CHANNEL_OUTBOX",
     "CHANNEL_RESPONSES",
+    "OUTSTANDING_CALL_STATUSES",
     "SUBSTATE_WAITING_PROVIDER",
     "TERMINAL_STATUSES",
     "ApiKey",
     "Database",
     "Document",
+    "Event",
     "Job",
     "JobEvent",
     "JobStatus",

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 log = logging.getLogger(__name__)
@@ -127,9 +128,19 @@ def _sqlite_begin_immediate(conn: sa.Connection) -> None:
 class Database:
     """The one door to the database for every other room."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 10, native_statements: bool | None = None
+    ) -> None:
         self.url = url
         self.dialect: Dialect = dialect_of(url)
+        # The hottest statements have a PostgreSQL form of their own (`postgres.py`), one
+        # round trip each through asyncpg; the portable form serves SQLite, and tests run
+        # both forms on PostgreSQL to check they agree.
+        self.native_statements = (
+            self.dialect == "postgresql" if native_statements is None else native_statements
+        )
+        if self.native_statements and self.dialect != "postgresql":
+            raise ValueError("native statements are PostgreSQL's")
         self.signals = Signals()
         self._listener: PostgresListener | None = None
         # Reads run in autocommit with no reset on return: one round trip per query
@@ -162,6 +173,12 @@ class Database:
     @property
     def engine(self) -> AsyncEngine:
         return self._write_engine
+
+    def insert_or_ignore(self, table: sa.Table, values: dict[str, Any]) -> sa.Insert:
+        """An INSERT that does nothing when the row's key exists (both dialects)."""
+        if self.dialect == "postgresql":
+            return pg_insert(table).values(**values).on_conflict_do_nothing()
+        return sa.insert(table).values(**values).prefix_with("OR IGNORE")
 
     async def start_listening(self) -> None:
         """Start hearing other processes' signals (PostgreSQL); a no-op on SQLite."""

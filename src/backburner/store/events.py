@@ -11,11 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from backburner.store.database import Database
 from backburner.store.models import JobEvent
 from backburner.store.schema import job_events, jobs
+from backburner.store.transitions import Event, JobStatus, next_state
 
 
 def event_row(
     job_id: str,
-    kind: str,
+    kind: Event,
     at: datetime,
     *,
     from_status: str | None = None,
@@ -26,7 +27,7 @@ def event_row(
 ) -> dict[str, Any]:
     return {
         "job_id": job_id,
-        "kind": kind,
+        "kind": kind.value,
         "at": at,
         "from_status": from_status,
         "to_status": to_status,
@@ -34,6 +35,31 @@ def event_row(
         "message": message,
         "data": data,
     }
+
+
+def transition_row(
+    job_id: str,
+    before: JobStatus | None,
+    event: Event,
+    at: datetime,
+    *,
+    attempt: int | None,
+    message: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The timeline row of a status change, its statuses taken from the state machine
+    (which refuses a move it does not allow)."""
+    after = next_state(before, event)
+    return event_row(
+        job_id,
+        event,
+        at,
+        from_status=before.value if before is not None else None,
+        to_status=after.value,
+        attempt=attempt,
+        message=message,
+        data=data,
+    )
 
 
 async def add_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:

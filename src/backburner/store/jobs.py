@@ -1,41 +1,27 @@
-"""Every statement about jobs as a queue: enqueue, claim, lease, finish, cancel, retry, reap.
+"""The clients' commands on jobs: enqueue, read, list, cancel, retry.
 
 The jobs table is the queue: inserting the row *is* the enqueue, in one transaction with
-its "created" event and the wake-up signal.
+its "created" event and the wake-up signal. The worker's side of the queue (claim, leases,
+finish, reap) is in `queue.py`; the ETA's reads are in `positions.py`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import uuid
-from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from backburner.errors import Conflict, FieldProblem, InvalidRequest, NotFound
-from backburner.store import postgres
+from backburner.errors import Conflict, NotFound
 from backburner.store.database import CHANNEL_CANCEL, CHANNEL_JOBS, CHANNEL_OUTBOX, Database
-from backburner.store.events import add_events, event_row
-from backburner.store.models import (
-    TERMINAL_STATUSES,
-    Job,
-    JobStatus,
-    NewJob,
-    Outcome,
-    new_id,
-)
-from backburner.store.notify import owe_notifications
-from backburner.store.schema import jobs, owner_limits, workers
-
-PENDING = JobStatus.PENDING.value
-RUNNING = JobStatus.RUNNING.value
-
+from backburner.store.events import add_events, event_row, transition_row
+from backburner.store.models import Job, NewJob, new_id
+from backburner.store.outbox import owe_notifications
+from backburner.store.schema import jobs
+from backburner.store.transitions import Event, JobStatus, next_state, sources_of
 
 # --- Enqueue ------------------------------------------------------------------------------
 
@@ -54,7 +40,7 @@ async def insert_job(db: Database, new: NewJob, *, now: datetime) -> tuple[Job, 
                 "id": job_id,
                 "owner": new.owner,
                 "type": new.type,
-                "status": PENDING,
+                "status": next_state(None, Event.CREATED).value,
                 "payload": new.payload,
                 "callback_url": new.callback_url,
                 "priority": new.priority,
@@ -73,9 +59,7 @@ async def insert_job(db: Database, new: NewJob, *, now: datetime) -> tuple[Job, 
                 .mappings()
                 .one()
             )
-            await add_events(
-                tx.conn, [event_row(job_id, "created", now, to_status=PENDING, attempt=0)]
-            )
+            await add_events(tx.conn, [transition_row(job_id, None, Event.CREATED, now, attempt=0)])
             await tx.signal(CHANNEL_JOBS)
             return Job.from_row(row), True
     except IntegrityError:
@@ -95,9 +79,6 @@ async def _by_idempotency_key(conn: AsyncConnection, owner: str, key: str) -> Jo
     return Job.from_row(row) if row else None
 
 
-# --- Read ---------------------------------------------------------------------------------
-
-
 async def get_job(db: Database, job_id: str, *, owner: str | None = None) -> Job | None:
     """The job, or None if it does not exist or (with `owner`) belongs to someone else."""
     query = sa.select(jobs).where(jobs.c.id == job_id)
@@ -108,26 +89,10 @@ async def get_job(db: Database, job_id: str, *, owner: str | None = None) -> Job
     return Job.from_row(row) if row else None
 
 
-def encode_cursor(job_id: str) -> str:
-    return base64.urlsafe_b64encode(job_id.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        decoded = base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
-        return str(uuid.UUID(decoded))
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidRequest(
-            "cursor is not one this API handed out",
-            errors=[FieldProblem(("query", "cursor"), "malformed cursor")],
-        ) from None
-
-
 @dataclass(frozen=True)
 class JobPage:
     jobs: list[Job]
-    next_cursor: str | None
+    more: bool  # older jobs follow the last of these
 
 
 async def list_jobs(
@@ -137,9 +102,10 @@ async def list_jobs(
     status: JobStatus | None = None,
     type: str | None = None,
     limit: int = 50,
-    cursor: str | None = None,
+    before: str | None = None,
 ) -> JobPage:
-    """Newest first, keyset-paginated on the time-ordered id."""
+    """Newest first, keyset-paginated on the time-ordered id: the page after the job
+    `before` is the one that starts below it."""
     query = sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit + 1)
     if owner is not None:
         query = query.where(jobs.c.owner == owner)
@@ -147,456 +113,11 @@ async def list_jobs(
         query = query.where(jobs.c.status == status.value)
     if type is not None:
         query = query.where(jobs.c.type == type)
-    if cursor is not None:
-        query = query.where(jobs.c.id < decode_cursor(cursor))
+    if before is not None:
+        query = query.where(jobs.c.id < before)
     async with db.read() as conn:
         rows = (await conn.execute(query)).mappings().all()
-    page = [Job.from_row(row) for row in rows[:limit]]
-    next_cursor = encode_cursor(page[-1].id) if len(rows) > limit else None
-    return JobPage(page, next_cursor)
-
-
-async def next_due_at(db: Database) -> datetime | None:
-    """When the earliest pending job becomes runnable (for an idle worker's sleep)."""
-    query = sa.select(sa.func.min(jobs.c.run_at)).where(jobs.c.status == PENDING)
-    async with db.read() as conn:
-        value = (await conn.execute(query)).scalar()
-    if value is None:
-        return None
-    return value  # type: ignore[no-any-return]
-
-
-async def recent_run_seconds(db: Database, job_type: str, *, sample: int = 50) -> list[float]:
-    """How long the type's most recent successful jobs ran (start to finish)."""
-    query = (
-        sa.select(jobs.c.started_at, jobs.c.completed_at)
-        .where(
-            jobs.c.type == job_type,
-            jobs.c.status == JobStatus.SUCCEEDED.value,
-            jobs.c.completed_at.is_not(None),
-        )
-        .order_by(jobs.c.completed_at.desc())
-        .limit(sample)
-    )
-    async with db.read() as conn:
-        rows = (await conn.execute(query)).all()
-    return [(done - started).total_seconds() for started, done in rows if started and done]
-
-
-async def count_ahead(
-    db: Database, *, job_id: str, priority: int, now: datetime, max_count: int = 10_000
-) -> int:
-    """Runnable pending jobs a worker would take before this one (capped at `max_count`)."""
-    inner = (
-        sa.select(sa.literal(1))
-        .where(
-            jobs.c.status == PENDING,
-            jobs.c.run_at <= now,
-            jobs.c.id != job_id,
-            sa.or_(
-                jobs.c.priority > priority,
-                sa.and_(jobs.c.priority == priority, jobs.c.id < job_id),
-            ),
-        )
-        .limit(max_count)
-        .subquery()
-    )
-    async with db.read() as conn:
-        return int(
-            (await conn.execute(sa.select(sa.func.count()).select_from(inner))).scalar() or 0
-        )
-
-
-async def queue_positions(
-    db: Database, job_ids: Sequence[str], *, now: datetime, max_count: int = 10_000
-) -> dict[str, int]:
-    """For each of these pending jobs that is runnable now: how many runnable jobs a worker
-    would take before it (as count_ahead, in one query for a whole page). Jobs further
-    back than `max_count` get `max_count`; jobs not runnable yet are left out."""
-    if not job_ids:
-        return {}
-    head = (
-        sa.select(jobs.c.id, jobs.c.priority)
-        .where(jobs.c.status == PENDING, jobs.c.run_at <= now)
-        .order_by(jobs.c.priority.desc(), jobs.c.id)
-        .limit(max_count)
-        .subquery()
-    )
-    ranked = sa.select(
-        head.c.id,
-        (sa.func.row_number().over(order_by=(head.c.priority.desc(), head.c.id)) - 1).label(
-            "ahead"
-        ),
-    ).subquery()
-    runnable = sa.select(jobs.c.id).where(
-        jobs.c.id.in_(job_ids), jobs.c.status == PENDING, jobs.c.run_at <= now
-    )
-    async with db.read() as conn:
-        found = {
-            row.id: int(row.ahead)
-            for row in await conn.execute(
-                sa.select(ranked.c.id, ranked.c.ahead).where(ranked.c.id.in_(job_ids))
-            )
-        }
-        waiting = [row.id for row in await conn.execute(runnable)]
-    return {job_id: found.get(job_id, max_count) for job_id in waiting}
-
-
-async def live_capacity(
-    db: Database, *, now: datetime, silence: timedelta = timedelta(seconds=30)
-) -> int:
-    """Execution slots of workers that have been heard from lately (at least 1)."""
-    query = sa.select(sa.func.coalesce(sa.func.sum(workers.c.concurrency), 0)).where(
-        workers.c.stopped_at.is_(None), workers.c.heartbeat_at > now - silence
-    )
-    async with db.read() as conn:
-        return max(1, int((await conn.execute(query)).scalar() or 0))
-
-
-# --- Claim and lease ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OwnerCaps:
-    """Per-owner limits on running jobs: `default` for every owner (None: no limit), and
-    whether any owner has a limit of its own (rows in `owner_limits`)."""
-
-    default: int | None = None
-    per_owner: bool = False
-
-    @property
-    def active(self) -> bool:
-        return self.default is not None or self.per_owner
-
-
-async def claim_jobs(
-    db: Database,
-    *,
-    worker_id: str,
-    limit: int,
-    lease_seconds: float,
-    now: datetime,
-    types: Sequence[str] | None = None,
-    caps: OwnerCaps | None = None,
-) -> list[Job]:
-    """Take up to `limit` runnable jobs, highest priority first, for this worker.
-
-    PostgreSQL: `FOR UPDATE SKIP LOCKED`, so concurrent workers never wait on or take the
-    same row. SQLite: the single writer lock makes the select-then-update atomic.
-    With owner caps in force, an owner at its limit is skipped (its jobs wait, others'
-    go ahead) and a batch takes no more of an owner's jobs than it has room for. The cap
-    is exact on SQLite; on PostgreSQL two workers claiming at the same instant may each
-    fill the same room once, so it can be passed by at most one batch.
-    """
-    if caps is not None and caps.active:
-        picked = _fair_pick(now, limit, types, caps)
-    else:
-        picked = (
-            sa.select(jobs.c.id)
-            .where(jobs.c.status == PENDING, jobs.c.run_at <= now)
-            .order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        if types:
-            picked = picked.where(jobs.c.type.in_(list(types)))
-    picked_cte = picked.cte("picked")
-    claim = (
-        sa.update(jobs)
-        .where(jobs.c.id.in_(sa.select(picked_cte.c.id)), jobs.c.status == PENDING)
-        .values(
-            status=RUNNING,
-            substate=None,
-            lease_owner=worker_id,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            attempts=jobs.c.attempts + 1,
-            started_at=sa.func.coalesce(jobs.c.started_at, now),
-            updated_at=now,
-        )
-        .returning(*jobs.c)
-    )
-    if db.dialect == "postgresql" and not (caps is not None and caps.active):
-        args = postgres.claim_args(
-            worker_id=worker_id, limit=limit, lease_seconds=lease_seconds, now=now, types=types
-        )
-        async with db.asyncpg_connection() as conn:
-            records = await conn.fetch(postgres.CLAIM, *args)
-        claimed = [postgres.job_from_record(record) for record in records]
-        claimed.sort(key=lambda job: (-job.priority, job.run_at, job.id))
-        return claimed
-    async with db.write() as tx:
-        rows = (await tx.conn.execute(claim)).mappings().all()
-        claimed = [Job.from_row(row) for row in rows]
-        await add_events(
-            tx.conn,
-            [
-                event_row(
-                    job.id,
-                    "started",
-                    now,
-                    from_status=PENDING,
-                    to_status=RUNNING,
-                    attempt=job.attempts,
-                    data={"worker": worker_id},
-                )
-                for job in claimed
-            ],
-        )
-    claimed.sort(key=lambda job: (-job.priority, job.run_at, job.id))
-    return claimed
-
-
-def _fair_pick(
-    now: datetime, limit: int, types: Sequence[str] | None, caps: OwnerCaps
-) -> sa.Select[tuple[str]]:
-    """The ids to claim when owners have running-job caps: room per owner is its cap less
-    what it has running; owners without room are skipped while scanning the queue."""
-    no_limit = 2**31 - 1
-    default = sa.literal(caps.default, sa.Integer) if caps.default is not None else sa.null()
-    busy = (
-        sa.select(jobs.c.owner, sa.func.count().label("n"))
-        .where(jobs.c.status == RUNNING)
-        .group_by(jobs.c.owner)
-        .cte("busy")
-    )
-    owners = sa.union(sa.select(busy.c.owner), sa.select(owner_limits.c.owner)).subquery()
-    room = (
-        sa.select(
-            owners.c.owner,
-            (
-                sa.func.coalesce(owner_limits.c.max_running, default)
-                - sa.func.coalesce(busy.c.n, 0)
-            ).label("room"),
-        )
-        .select_from(
-            owners.outerjoin(busy, busy.c.owner == owners.c.owner).outerjoin(
-                owner_limits, owner_limits.c.owner == owners.c.owner
-            )
-        )
-        .cte("room")
-    )
-    candidates = (
-        sa.select(jobs.c.id, jobs.c.owner, jobs.c.priority, jobs.c.run_at)
-        .where(
-            jobs.c.status == PENDING,
-            jobs.c.run_at <= now,
-            jobs.c.owner.not_in(sa.select(room.c.owner).where(room.c.room <= 0)),
-        )
-        .order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=jobs)
-    )
-    if types:
-        candidates = candidates.where(jobs.c.type.in_(list(types)))
-    listed = candidates.cte("candidates")
-    ranked = sa.select(
-        listed.c.id,
-        listed.c.owner,
-        sa.func.row_number()
-        .over(
-            partition_by=listed.c.owner,
-            order_by=(listed.c.priority.desc(), listed.c.run_at, listed.c.id),
-        )
-        .label("rank"),
-    ).subquery()
-    return (
-        sa.select(ranked.c.id)
-        .select_from(ranked.outerjoin(room, room.c.owner == ranked.c.owner))
-        .where(ranked.c.rank <= sa.func.coalesce(room.c.room, default, no_limit))
-    )
-
-
-async def has_owner_caps(db: Database) -> bool:
-    """Whether any owner has a running-job cap of its own."""
-    query = sa.select(
-        sa.select(owner_limits.c.owner).where(owner_limits.c.max_running.is_not(None)).exists()
-    )
-    async with db.read() as conn:
-        return bool((await conn.execute(query)).scalar())
-
-
-async def extend_leases(
-    db: Database,
-    *,
-    worker_id: str,
-    lease_seconds: float,
-    now: datetime,
-    skip: Collection[str] = (),
-) -> set[str]:
-    """Renew the lease on every job this worker holds, except `skip` (jobs it holds but no
-    longer runs: their leases run out and the reaper hands them on); returns the ids
-    renewed."""
-    renew = (
-        sa.update(jobs)
-        .where(jobs.c.lease_owner == worker_id, jobs.c.status == RUNNING)
-        .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
-        .returning(jobs.c.id)
-    )
-    if skip:
-        renew = renew.where(jobs.c.id.not_in(list(skip)))
-    beat = sa.update(workers).where(workers.c.id == worker_id).values(heartbeat_at=now)
-    async with db.write() as tx:
-        held = set((await tx.conn.execute(renew)).scalars().all())
-        await tx.conn.execute(beat)
-    return held
-
-
-async def cancel_requested_ids(db: Database, *, worker_id: str) -> set[str]:
-    query = sa.select(jobs.c.id).where(
-        jobs.c.lease_owner == worker_id,
-        jobs.c.status == RUNNING,
-        jobs.c.cancel_requested.is_(True),
-    )
-    async with db.read() as conn:
-        return set((await conn.execute(query)).scalars().all())
-
-
-async def is_cancel_requested(db: Database, job_id: str) -> bool:
-    query = sa.select(jobs.c.cancel_requested).where(jobs.c.id == job_id)
-    async with db.read() as conn:
-        return bool((await conn.execute(query)).scalar())
-
-
-# --- Finish ---------------------------------------------------------------------------------
-
-
-_FINISH = (
-    sa.update(jobs)
-    .where(jobs.c.id == sa.bindparam("b_id"))
-    .values(
-        status=sa.bindparam("b_status"),
-        substate=None,
-        result=sa.bindparam("b_result", type_=jobs.c.result.type),
-        error_message=sa.bindparam("b_error_message"),
-        error_kind=sa.bindparam("b_error_kind"),
-        completed_at=sa.bindparam("b_completed_at", type_=jobs.c.completed_at.type),
-        run_at=sa.func.coalesce(sa.bindparam("b_run_at", type_=jobs.c.run_at.type), jobs.c.run_at),
-        progress=sa.func.coalesce(sa.bindparam("b_progress", type_=sa.Float()), jobs.c.progress),
-        retry_count=jobs.c.retry_count + sa.bindparam("b_retry_inc", type_=sa.Integer()),
-        attempts=jobs.c.attempts - sa.bindparam("b_attempt_dec", type_=sa.Integer()),
-        lease_owner=None,
-        lease_expires_at=None,
-        updated_at=sa.bindparam("b_now", type_=jobs.c.updated_at.type),
-    )
-)
-
-
-def _finish_params(outcome: Outcome, now: datetime) -> dict[str, Any]:
-    terminal = outcome.status in TERMINAL_STATUSES
-    return {
-        "b_id": outcome.job_id,
-        "b_status": outcome.status.value,
-        "b_result": outcome.result,
-        "b_error_message": outcome.error_message,
-        "b_error_kind": outcome.error_kind,
-        "b_completed_at": now if terminal else None,
-        "b_run_at": outcome.run_at if outcome.status == JobStatus.PENDING else None,
-        "b_progress": 1.0 if outcome.status == JobStatus.SUCCEEDED else None,
-        "b_retry_inc": 1 if outcome.count_as_retry else 0,
-        "b_attempt_dec": 1 if outcome.give_back_attempt else 0,
-        "b_now": now,
-    }
-
-
-def _finish_event(outcome: Outcome, now: datetime) -> dict[str, Any]:
-    data: dict[str, Any] = {}
-    if outcome.error_kind:
-        data["error_kind"] = outcome.error_kind
-    if outcome.status == JobStatus.PENDING and outcome.run_at is not None:
-        data["run_at"] = outcome.run_at.isoformat()
-    return event_row(
-        outcome.job_id,
-        outcome.event,
-        now,
-        from_status=RUNNING,
-        to_status=outcome.status.value,
-        attempt=outcome.attempt,
-        message=outcome.error_message,
-        data=data or None,
-    )
-
-
-async def finish_jobs(
-    db: Database, *, worker_id: str, outcomes: Sequence[Outcome], now: datetime
-) -> set[str]:
-    """Record how attempts ended, in one transaction. Returns the ids applied; an outcome for
-    a job this worker no longer holds (its lease expired and it was reaped) is dropped."""
-    if not outcomes:
-        return set()
-    if db.dialect == "postgresql":
-        return await _finish_jobs_postgres(db, worker_id, outcomes, now)
-    ids = [outcome.job_id for outcome in outcomes]
-    held_q = (
-        sa.select(jobs.c.id, jobs.c.attempts)
-        .where(jobs.c.id.in_(ids), jobs.c.lease_owner == worker_id, jobs.c.status == RUNNING)
-        .with_for_update()
-    )
-    async with db.write() as tx:
-        held = {row[0]: row[1] for row in (await tx.conn.execute(held_q)).all()}
-        applied = [o for o in outcomes if held.get(o.job_id) == o.attempt]
-        if applied:
-            await tx.conn.execute(_FINISH, [_finish_params(o, now) for o in applied])
-            await add_events(tx.conn, [_finish_event(o, now) for o in applied])
-            if any(o.status == JobStatus.PENDING for o in applied):
-                await tx.signal(CHANNEL_JOBS)
-            ended = [o.job_id for o in applied if o.status in TERMINAL_STATUSES]
-            if await owe_notifications(tx.conn, ended, now):
-                await tx.signal(CHANNEL_OUTBOX)
-    return {o.job_id for o in applied}
-
-
-async def _finish_jobs_postgres(
-    db: Database, worker_id: str, outcomes: Sequence[Outcome], now: datetime
-) -> set[str]:
-    async with db.asyncpg_connection() as conn:
-        records = await conn.fetch(postgres.FINISH, *postgres.finish_args(worker_id, outcomes, now))
-        if any(record["status"] == PENDING for record in records):
-            await conn.execute("SELECT pg_notify($1, '')", CHANNEL_JOBS)
-        if records and records[0]["owed"]:
-            await conn.execute("SELECT pg_notify($1, '')", CHANNEL_OUTBOX)
-    return {record["id"] for record in records}
-
-
-# --- Progress --------------------------------------------------------------------------------
-
-
-async def set_progress(
-    db: Database,
-    *,
-    job_id: str,
-    worker_id: str,
-    fraction: float,
-    message: str | None,
-    attempt: int,
-    now: datetime,
-) -> bool:
-    """Record progress; returns False when this worker no longer holds the job."""
-    update = (
-        sa.update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.lease_owner == worker_id, jobs.c.status == RUNNING)
-        .values(progress=fraction, progress_message=message, updated_at=now)
-    )
-    async with db.write() as tx:
-        result = await tx.conn.execute(update)
-        if result.rowcount == 0:
-            return False
-        await add_events(
-            tx.conn,
-            [
-                event_row(
-                    job_id,
-                    "progress",
-                    now,
-                    attempt=attempt,
-                    message=message,
-                    data={"progress": fraction},
-                )
-            ],
-        )
-    return True
-
-
-# --- Cancel and retry ----------------------------------------------------------------------
+    return JobPage([Job.from_row(row) for row in rows[:limit]], len(rows) > limit)
 
 
 async def _lock_owned_job(conn: AsyncConnection, job_id: str, owner: str | None) -> Job:
@@ -618,24 +139,17 @@ async def request_cancel(db: Database, job_id: str, *, owner: str | None, now: d
             raise Conflict(f"job {job_id} already ended as {job.status.value}; nothing to cancel")
         if job.status == JobStatus.PENDING:
             values: dict[str, Any] = {
-                "status": JobStatus.CANCELED.value,
+                "status": next_state(job.status, Event.CANCELED).value,
                 "completed_at": now,
                 "error_kind": "canceled",
                 "error_message": "canceled before it started",
             }
-            event = event_row(
-                job_id,
-                "canceled",
-                now,
-                from_status=PENDING,
-                to_status=JobStatus.CANCELED.value,
-                attempt=job.attempts,
-            )
+            event = transition_row(job_id, job.status, Event.CANCELED, now, attempt=job.attempts)
         else:
             if job.cancel_requested:
                 return job
             values = {"cancel_requested": True}
-            event = event_row(job_id, "cancel_requested", now, attempt=job.attempts)
+            event = event_row(job_id, Event.CANCEL_REQUESTED, now, attempt=job.attempts)
             await tx.signal(CHANNEL_CANCEL, job_id)
         update = (
             sa.update(jobs)
@@ -656,7 +170,7 @@ async def retry_job(db: Database, job_id: str, *, owner: str | None, now: dateti
     """Run a failed or canceled job again, from its memoised steps; recorded as an event."""
     async with db.write() as tx:
         job = await _lock_owned_job(tx.conn, job_id, owner)
-        if job.status not in (JobStatus.FAILED, JobStatus.CANCELED):
+        if job.status not in sources_of(Event.RETRIED):
             raise Conflict(
                 f"job {job_id} is {job.status.value}; only failed or canceled jobs can be retried"
             )
@@ -664,7 +178,7 @@ async def retry_job(db: Database, job_id: str, *, owner: str | None, now: dateti
             sa.update(jobs)
             .where(jobs.c.id == job_id)
             .values(
-                status=PENDING,
+                status=next_state(job.status, Event.RETRIED).value,
                 substate=None,
                 result=None,
                 error_message=None,
@@ -684,12 +198,11 @@ async def retry_job(db: Database, job_id: str, *, owner: str | None, now: dateti
         await add_events(
             tx.conn,
             [
-                event_row(
+                transition_row(
                     job_id,
-                    "retried",
+                    job.status,
+                    Event.RETRIED,
                     now,
-                    from_status=job.status.value,
-                    to_status=PENDING,
                     attempt=0,
                     message="retry requested by a client",
                 )
@@ -697,83 +210,3 @@ async def retry_job(db: Database, job_id: str, *, owner: str | None, now: dateti
         )
         await tx.signal(CHANNEL_JOBS)
     return Job.from_row(row)
-
-
-# --- Reaper ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReapedJob:
-    job_id: str
-    status: JobStatus
-    previous_worker: str | None
-    type: str
-    attempt: int
-
-
-async def reap_expired_leases(db: Database, *, now: datetime, limit: int = 500) -> list[ReapedJob]:
-    """Give back jobs whose worker stopped renewing its lease (it died or hung).
-
-    The attempt counts: a job out of attempts fails as `lost`; one whose cancel was
-    requested ends canceled; the rest go back to pending at once.
-    """
-    expired_q = (
-        sa.select(jobs)
-        .where(jobs.c.status == RUNNING, jobs.c.lease_expires_at < now)
-        .order_by(jobs.c.lease_expires_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    reaped: list[ReapedJob] = []
-    async with db.write() as tx:
-        rows = (await tx.conn.execute(expired_q)).mappings().all()
-        if not rows:
-            return []
-        params: list[dict[str, Any]] = []
-        events: list[dict[str, Any]] = []
-        for row in rows:
-            job = Job.from_row(row)
-            outcome = _reap_outcome(job)
-            params.append(_finish_params(outcome, now))
-            events.append({**_finish_event(outcome, now), "data": {"worker": job.lease_owner}})
-            reaped.append(
-                ReapedJob(job.id, outcome.status, job.lease_owner, job.type, job.attempts)
-            )
-        await tx.conn.execute(_FINISH, params)
-        await add_events(tx.conn, events)
-        if any(r.status == JobStatus.PENDING for r in reaped):
-            await tx.signal(CHANNEL_JOBS)
-        ended = [r.job_id for r in reaped if r.status in TERMINAL_STATUSES]
-        if await owe_notifications(tx.conn, ended, now):
-            await tx.signal(CHANNEL_OUTBOX)
-    return reaped
-
-
-def _reap_outcome(job: Job) -> Outcome:
-    if job.cancel_requested:
-        return Outcome(
-            job.id,
-            job.attempts,
-            JobStatus.CANCELED,
-            "canceled",
-            error_kind="canceled",
-            error_message="canceled; its worker was lost",
-        )
-    if job.attempts >= job.max_attempts:
-        return Outcome(
-            job.id,
-            job.attempts,
-            JobStatus.FAILED,
-            "failed",
-            error_kind="lost",
-            error_message=f"worker lost (lease expired) on the last of {job.max_attempts} attempts",
-        )
-    return Outcome(
-        job.id,
-        job.attempts,
-        JobStatus.PENDING,
-        "lease_expired",
-        error_kind="lost",
-        error_message="worker lost (lease expired); job returned to the queue",
-        count_as_retry=True,
-    )

@@ -11,20 +11,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from backburner.store.transitions import ATTEMPT_ENDINGS, Event, IllegalTransition, JobStatus
 
-class JobStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELED = "canceled"
+# The statuses of a model call that is still out at the provider (not yet ended).
+OUTSTANDING_CALL_STATUSES = ("queued", "in_progress")
 
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL_STATUSES
-
-
-TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
 
 SUBSTATE_WAITING_PROVIDER = "waiting_provider"
 
@@ -127,14 +118,23 @@ class Outcome:
 
     job_id: str
     attempt: int
-    status: JobStatus  # succeeded | failed | canceled | pending (retry or release)
-    event: str  # succeeded, failed, canceled, retry_scheduled, released, timed_out...
+    event: Event  # how the attempt ended; the state machine says where that leaves the job
     result: Any = None
     error_message: str | None = None
     error_kind: str | None = None
     run_at: datetime | None = None
     count_as_retry: bool = False
     give_back_attempt: bool = False
+
+    def __post_init__(self) -> None:
+        if self.event not in ATTEMPT_ENDINGS:
+            raise IllegalTransition(f"{self.event.value} does not end an attempt")
+
+    @property
+    def status(self) -> JobStatus:
+        """Where this outcome leaves the job: succeeded | failed | canceled, or pending
+        (a retry, a hand-back or a reaped lease)."""
+        return ATTEMPT_ENDINGS[self.event]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""PostgreSQL forms of the two hottest statements: claiming a batch and finishing a batch.
+"""PostgreSQL forms of the hottest statements: claiming and finishing a batch of jobs,
+recording a model call submitted and finished.
 
 Each is one statement (its events written by a CTE in the same statement), with the batch
 passed as arrays through `unnest`, so a batch of hundreds of jobs costs one round trip and
@@ -9,12 +10,17 @@ the lease and attempt checked in the WHERE clause, SKIP LOCKED for concurrent cl
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from backburner.store.models import TERMINAL_STATUSES, Job, JobStatus, Outcome
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from backburner.store.models import OUTSTANDING_CALL_STATUSES, Job
+from backburner.store.outbox import owes_notification
 from backburner.store.schema import jobs
+from backburner.store.transitions import TERMINAL_STATUSES
 
 _JSON_COLUMNS = {"payload", "result", "notify"}
 # Every column, JSON ones as text: we decode them, whatever codecs the driver has.
@@ -46,42 +52,61 @@ WITH picked AS (
 SELECT {_COLUMNS} FROM claimed AS j
 """
 
-FINISH = """
+
+def _condition_on_jobs(condition: sa.ColumnElement[bool]) -> str:
+    """A portable condition on the jobs table as PostgreSQL text, so the raw statements
+    below apply the very rule the portable path applies (one rule, two forms)."""
+    query = sa.select(sa.literal(1)).select_from(jobs).where(condition)
+    compiled = str(
+        query.compile(
+            dialect=postgresql.dialect(),  # type: ignore[no-untyped-call]
+            compile_kwargs={"literal_binds": True},
+        )
+    )
+    return compiled.split("\nWHERE ", 1)[1]
+
+
+def _listed(values: Iterable[str]) -> str:
+    return ", ".join(f"'{value}'" for value in sorted(values))
+
+
+TERMINAL = _listed(TERMINAL_STATUSES)
+OUTSTANDING = _listed(OUTSTANDING_CALL_STATUSES)
+
+# The columns `queue._finish_params` computes for each outcome, in this order: the same
+# values the portable UPDATE binds, passed as arrays.
+FINISH = f"""
 WITH outcome AS (
     SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[],
-                         $6::text[], $7::text[], $8::timestamptz[], $9::int[], $10::int[],
-                         $11::text[])
-        AS o(id, attempt, status, result, error_message, error_kind, event, run_at,
-             retry_inc, attempt_dec, event_data)
+                         $6::text[], $7::timestamptz[], $8::timestamptz[], $9::float8[],
+                         $10::int[], $11::int[], $12::text[], $13::text[])
+        AS o(id, attempt, status, result, error_message, error_kind, completed_at, run_at,
+             progress, retry_inc, attempt_dec, event, event_data)
 ), done AS (
     UPDATE jobs SET status = o.status, substate = NULL, result = o.result::jsonb,
         error_message = o.error_message, error_kind = o.error_kind,
-        completed_at = CASE WHEN o.status IN ('succeeded', 'failed', 'canceled')
-                            THEN $12::timestamptz END,
+        completed_at = o.completed_at,
         run_at = COALESCE(o.run_at, jobs.run_at),
-        progress = CASE WHEN o.status = 'succeeded' THEN 1.0 ELSE jobs.progress END,
+        progress = COALESCE(o.progress, jobs.progress),
         retry_count = jobs.retry_count + o.retry_inc,
         attempts = jobs.attempts - o.attempt_dec,
-        lease_owner = NULL, lease_expires_at = NULL, updated_at = $12
+        lease_owner = NULL, lease_expires_at = NULL, updated_at = $14
     FROM outcome AS o
-    WHERE jobs.id = o.id AND jobs.lease_owner = $13 AND jobs.status = 'running'
+    WHERE jobs.id = o.id AND jobs.lease_owner = $15 AND jobs.status = 'running'
       AND jobs.attempts = o.attempt
-    RETURNING jobs.id, jobs.owner, jobs.callback_url, jobs.notify, o.status, o.attempt,
-              o.error_message, o.event, o.event_data
+    RETURNING jobs.id, o.status, o.attempt, o.error_message, o.event, o.event_data
 ), events AS (
     INSERT INTO job_events (job_id, at, kind, from_status, to_status, attempt, message, data)
-    SELECT id, $12, event, 'running', status, attempt, error_message, event_data::jsonb
+    SELECT id, $14, event, 'running', status, attempt, error_message, event_data::jsonb
     FROM done
 ), owed AS (
-    -- The outbox rows of jobs that ended and may owe notifications (as
-    -- notify.owes_notification decides on the portable path).
+    -- The outbox rows of jobs that ended and owe notifications: the rule is
+    -- outbox.owes_notification, compiled here. The jobs row read is the one before this
+    -- statement, whose owner, callback_url and notify the UPDATE above does not change.
     INSERT INTO notifications (job_id, owner, event_type, created_at)
-    SELECT d.id, d.owner, 'job.' || d.status, $12 FROM done AS d
-    WHERE d.status IN ('succeeded', 'failed', 'canceled')
-      AND (d.callback_url IS NOT NULL OR d.notify IS NOT NULL
-           OR EXISTS (SELECT 1 FROM webhook_endpoints AS e
-                      WHERE e.owner = d.owner AND e.enabled)
-           OR EXISTS (SELECT 1 FROM owner_channels AS c WHERE c.owner = d.owner))
+    SELECT jobs.id, jobs.owner, 'job.' || d.status, $14
+    FROM done AS d JOIN jobs ON jobs.id = d.id
+    WHERE d.status IN ({TERMINAL}) AND ({_condition_on_jobs(owes_notification())})
     RETURNING 1
 )
 SELECT id, status, (SELECT count(*) FROM owed) AS owed FROM done
@@ -113,29 +138,31 @@ def job_from_record(record: Any) -> Job:
     return Job.from_row(values)
 
 
-def finish_args(worker_id: str, outcomes: Sequence[Outcome], now: datetime) -> tuple[Any, ...]:
-    columns: list[list[Any]] = [[] for _ in range(11)]
-    for o in outcomes:
-        data: dict[str, Any] = {}
-        if o.error_kind:
-            data["error_kind"] = o.error_kind
-        pending = o.status == JobStatus.PENDING
-        if pending and o.run_at is not None:
-            data["run_at"] = o.run_at.isoformat()
+def finish_args(
+    worker_id: str,
+    params: Sequence[dict[str, Any]],
+    events: Sequence[dict[str, Any]],
+    now: datetime,
+) -> tuple[Any, ...]:
+    """FINISH's arguments from the portable path's parameters and event rows, one pair per
+    outcome: the values are computed once, in `queue`, for both forms."""
+    columns: list[list[Any]] = [[] for _ in range(13)]
+    for param, event in zip(params, events, strict=True):
+        result = param["b_result"]
         row = (
-            o.job_id,
-            o.attempt,
-            o.status.value,
-            None
-            if o.result is None and o.status not in TERMINAL_STATUSES
-            else json.dumps(o.result),
-            o.error_message,
-            o.error_kind,
-            o.event,
-            o.run_at if pending else None,
-            1 if o.count_as_retry else 0,
-            1 if o.give_back_attempt else 0,
-            json.dumps(data) if data else None,
+            param["b_id"],
+            event["attempt"],
+            param["b_status"],
+            None if result is None and not param["b_completed_at"] else json.dumps(result),
+            param["b_error_message"],
+            param["b_error_kind"],
+            param["b_completed_at"],
+            param["b_run_at"],
+            param["b_progress"],
+            param["b_retry_inc"],
+            param["b_attempt_dec"],
+            event["kind"],
+            json.dumps(event["data"]) if event["data"] else None,
         )
         for column, value in zip(columns, row, strict=True):
             column.append(value)
@@ -172,7 +199,7 @@ FROM call
 # to the owner's month, write the event. Tokens and cost add up over every response a key
 # had (a failed call was paid for too). The statement sees the rows as they were before
 # it, hence `key <> $2`.
-RECORD_FINISHED = """
+RECORD_FINISHED = f"""
 WITH call AS (
     UPDATE provider_calls SET status = $3, output = $4::jsonb, error_message = $5,
         completed_at = $6, input_tokens = input_tokens + $7,
@@ -189,7 +216,7 @@ WITH call AS (
     WHERE id = $1 AND substate = 'waiting_provider'
       AND NOT EXISTS (
           SELECT 1 FROM provider_calls
-          WHERE job_id = $1 AND key <> $2 AND status IN ('queued', 'in_progress'))
+          WHERE job_id = $1 AND key <> $2 AND status IN ({OUTSTANDING}))
 ), spend AS (
     INSERT INTO owner_spend (owner, month, spent_usd)
     SELECT $14::text, $15::text, $12::float8 FROM call WHERE $12::float8 > 0

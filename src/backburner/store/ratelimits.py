@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from backburner.store.database import Database
 from backburner.store.schema import rate_limits
@@ -46,15 +45,9 @@ async def update(
         "updated_at": initial.updated_at,
     }
     async with db.write() as tx:
-        create: sa.Insert = (
-            pg_insert(rate_limits).values(key=key, **fresh).on_conflict_do_nothing()
-            if db.dialect == "postgresql"
-            else sa.insert(rate_limits).values(key=key, **fresh).prefix_with("OR IGNORE")
-        )
-        await tx.conn.execute(create)
-        query = sa.select(rate_limits).where(rate_limits.c.key == key)
-        if db.dialect == "postgresql":
-            query = query.with_for_update()
+        await tx.conn.execute(db.insert_or_ignore(rate_limits, {"key": key, **fresh}))
+        # FOR UPDATE serialises concurrent takes on PostgreSQL; SQLite's writer lock does.
+        query = sa.select(rate_limits).where(rate_limits.c.key == key).with_for_update()
         row = (await tx.conn.execute(query)).mappings().one()
         bucket, answer = change(Bucket(**row))
         await tx.conn.execute(

@@ -12,11 +12,14 @@ from sqlalchemy.exc import IntegrityError
 from backburner.store import postgres
 from backburner.store.database import Database
 from backburner.store.events import add_events, event_row
-from backburner.store.models import SUBSTATE_WAITING_PROVIDER, JobStatus, ProviderCall
+from backburner.store.models import (
+    OUTSTANDING_CALL_STATUSES,
+    SUBSTATE_WAITING_PROVIDER,
+    ProviderCall,
+)
 from backburner.store.schema import job_steps, jobs, provider_calls
+from backburner.store.transitions import Event, JobStatus
 from backburner.store.usage import TOKEN_COLUMNS, add_spend, month_of, token_sums
-
-OUTSTANDING_STATUSES = ("queued", "in_progress")
 
 
 async def load_steps(db: Database, job_id: str) -> dict[str, Any]:
@@ -77,7 +80,7 @@ async def record_submitted(
     """Persist a response id the provider accepted, before anyone waits on it. A key that
     had a failed call before is overwritten: that call is over and this one replaces it
     (its tokens and cost stay counted)."""
-    if db.dialect == "postgresql":
+    if db.native_statements:
         async with db.asyncpg_connection() as conn:
             await conn.execute(
                 postgres.RECORD_SUBMITTED,
@@ -126,7 +129,7 @@ async def record_submitted(
             [
                 event_row(
                     job_id,
-                    "model_call_submitted",
+                    Event.MODEL_CALL_SUBMITTED,
                     now,
                     attempt=attempt,
                     data={
@@ -159,7 +162,7 @@ async def record_finished(
     month in the same transaction."""
     cost_usd, list_cost_usd = cost if cost is not None else (None, None)
     month = month_of(now)
-    if db.dialect == "postgresql":
+    if db.native_statements:
         async with db.asyncpg_connection() as conn:
             await conn.execute(
                 postgres.RECORD_FINISHED,
@@ -204,7 +207,9 @@ async def record_finished(
             )
         ).first()
         still_waiting = (
-            sa.select(c.id).where(c.job_id == job_id, c.status.in_(OUTSTANDING_STATUSES)).exists()
+            sa.select(c.id)
+            .where(c.job_id == job_id, c.status.in_(OUTSTANDING_CALL_STATUSES))
+            .exists()
         )
         await tx.conn.execute(
             sa.update(jobs)
@@ -222,7 +227,7 @@ async def record_finished(
             [
                 event_row(
                     job_id,
-                    "model_call_finished",
+                    Event.MODEL_CALL_FINISHED,
                     now,
                     attempt=attempt,
                     message=error_message,

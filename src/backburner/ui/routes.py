@@ -8,15 +8,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from backburner.api.auth import SESSION_COOKIE, Principal, resolve_key
-from backburner.api.routes.jobs import estimator, eta_of
-from backburner.api.routes.notifications import DeliveryView
+from backburner.api.estimates import estimator, eta_of
+from backburner.api.schemas import DeliveryView
 from backburner.api.state import services
 from backburner.errors import RequestError
 from backburner.store import Job, JobStatus
 from backburner.store import events as events_store
 from backburner.store import jobs as jobs_store
 from backburner.store import keys as keys_store
-from backburner.store import notify as notify_store
+from backburner.store import outbox as outbox_store
 from backburner.store import steps as steps_store
 from backburner.ui import new_job, ops
 from backburner.ui.pages import not_found, page, page_principal, same_origin, sign_in_page
@@ -109,7 +109,7 @@ async def job_page_response(
 ) -> Response:
     svc = services(request)
     db = svc.db
-    found = await notify_store.list_deliveries(db, job.id)
+    found = await outbox_store.list_deliveries(db, job.id)
     job_type = svc.registry.find(job.type)
     context = {
         "job": job,

@@ -44,9 +44,9 @@ from backburner.providers.base import (
     Usage,
     is_strict_compatible,
 )
-from backburner.store import Database, Document, Job, ProviderCall
+from backburner.store import OUTSTANDING_CALL_STATUSES, Database, Document, Job, ProviderCall
 from backburner.store import documents as documents_store
-from backburner.store import jobs as jobs_store
+from backburner.store import queue as queue_store
 from backburner.store import steps as steps_store
 from backburner.worker.spending import CallTerms, Spending
 from backburner.worker.tracker import ResponseTracker
@@ -56,7 +56,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
-OUTSTANDING = ("queued", "in_progress")
 PROGRESS_MIN_INTERVAL = 0.25
 
 
@@ -253,7 +252,7 @@ class RunningJob:
         if known is not None and known.status == "completed":
             return ResponseSnapshot.from_stored(known.response_id, "completed", known.output or {})
         snapshot: ResponseSnapshot | None = None
-        if known is not None and known.status in OUTSTANDING:
+        if known is not None and known.status in OUTSTANDING_CALL_STATUSES:
             terms = CallTerms(known.model, known.completion_window, known.service_tier)
             try:
                 snapshot = await self._wait(known.response_id)
@@ -356,7 +355,7 @@ class RunningJob:
             if unchanged or (now - at < PROGRESS_MIN_INTERVAL and fraction < 1.0):
                 return
         self._last_progress = (fraction, message, now)
-        held = await jobs_store.set_progress(
+        held = await queue_store.set_progress(
             self._db,
             job_id=self.job_id,
             worker_id=self._worker_id,

@@ -8,20 +8,19 @@ from datetime import datetime
 
 from backburner.errors import ErrorInfo
 from backburner.jobs.registry import RetryPolicy
-from backburner.store import Job, JobStatus, Outcome
+from backburner.store import Event, Job, Outcome
 from backburner.worker.retry import decide_after_failure
 
 
 def succeeded(job: Job, result: object) -> Outcome:
-    return Outcome(job.id, job.attempts, JobStatus.SUCCEEDED, "succeeded", result=result)
+    return Outcome(job.id, job.attempts, Event.SUCCEEDED, result=result)
 
 
 def canceled(job: Job) -> Outcome:
     return Outcome(
         job.id,
         job.attempts,
-        JobStatus.CANCELED,
-        "canceled",
+        Event.CANCELED,
         error_kind="canceled",
         error_message="canceled while running",
     )
@@ -32,8 +31,7 @@ def released(job: Job) -> Outcome:
     return Outcome(
         job.id,
         job.attempts,
-        JobStatus.PENDING,
-        "released",
+        Event.RELEASED,
         error_message="worker shut down; job returned to the queue",
         give_back_attempt=True,
     )
@@ -50,8 +48,7 @@ def after_failure(
         return Outcome(
             job.id,
             job.attempts,
-            JobStatus.PENDING,
-            "retry_scheduled",
+            Event.RETRY_SCHEDULED,
             error_kind=info.kind,
             error_message=info.message,
             run_at=decision.run_at,
@@ -60,8 +57,7 @@ def after_failure(
     return Outcome(
         job.id,
         job.attempts,
-        JobStatus.FAILED,
-        "failed",
+        Event.FAILED,
         error_kind=info.kind,
         error_message=f"{info.message} ({decision.reason})",
     )

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from backburner.store import Database, Outcome
-from backburner.store import jobs as jobs_store
+from backburner.store import queue as queue_store
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class OutcomeWriter:
             while self._queue:
                 batch = self._queue[: self._max_batch]
                 try:
-                    applied = await jobs_store.finish_jobs(
+                    applied = await queue_store.finish_jobs(
                         self._db,
                         worker_id=self._worker_id,
                         outcomes=[outcome for outcome, _ in batch],

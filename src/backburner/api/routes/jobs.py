@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from backburner.api import live
 from backburner.api.auth import CurrentPrincipal, Principal
 from backburner.api.enqueue import enqueue
-from backburner.api.estimates import EtaEstimator
+from backburner.api.estimates import eta_of
+from backburner.api.pagination import decode_cursor, encode_cursor
 from backburner.api.schemas import (
     EventList,
     EventView,
@@ -29,17 +30,6 @@ from backburner.store import jobs as jobs_store
 from backburner.store import steps as steps_store
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
-
-
-def estimator(request: Request) -> EtaEstimator:
-    found: EtaEstimator = request.app.state.eta
-    return found
-
-
-async def eta_of(request: Request, svc: Services, job: Job) -> float | None:
-    return await estimator(request).seconds_until_done(
-        job, svc.registry.find(job.type), svc.clock()
-    )
 
 
 async def created_response(
@@ -100,12 +90,13 @@ async def list_jobs(
 ) -> JobList:
     """The caller's jobs, newest first (admins: everyone's), keyset-paginated."""
     scope = principal.visible_owner() if principal.visible_owner() is not None else owner
+    before = decode_cursor(cursor) if cursor is not None else None
     page = await jobs_store.list_jobs(
-        svc.db, owner=scope, status=status, type=type, limit=limit, cursor=cursor
+        svc.db, owner=scope, status=status, type=type, limit=limit, before=before
     )
     return JobList(
         items=[JobView.of(job, with_result=False) for job in page.jobs],
-        next_cursor=page.next_cursor,
+        next_cursor=encode_cursor(page.jobs[-1].id) if page.more else None,
     )
 
 

@@ -54,13 +54,17 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
 async def readyz(svc: ServicesDep) -> JSONResponse:
-    """The database answers and its schema is current."""
+    """The database answers, its schema is current, and no embedded service crashed."""
     checks: dict[str, str] = {}
     try:
         checks["migrations"] = "current" if await migrate.is_current(svc.db) else "behind"
         checks["database"] = "ok"
     except Exception as error:
         checks["database"] = f"unreachable: {type(error).__name__}"
-    ready = checks.get("database") == "ok" and checks.get("migrations") == "current"
+    for name in svc.crashed:
+        checks[name] = "crashed"
+    ready = (
+        checks.get("database") == "ok" and checks.get("migrations") == "current" and not svc.crashed
+    )
     body = Health(status="ok" if ready else "unavailable", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)

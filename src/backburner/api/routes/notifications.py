@@ -12,11 +12,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from backburner.api.auth import CurrentPrincipal
 from backburner.api.enqueue import check_callable
 from backburner.api.routes.jobs import owned_job
-from backburner.api.schemas import EmailAddress
+from backburner.api.schemas import DeliveryView, EmailAddress
 from backburner.api.state import ServicesDep
 from backburner.notify.signing import new_secret
-from backburner.store import notify as notify_store
-from backburner.store.notify import EVENT_TYPES, OwnerChannels
+from backburner.store import channels as channels_store
+from backburner.store import outbox as outbox_store
+from backburner.store.channels import EVENT_TYPES, OwnerChannels
 
 router = APIRouter(tags=["notifications"])
 
@@ -29,64 +30,6 @@ def known_event_types(value: list[str]) -> list[str]:
 
 
 EventTypes = Annotated[list[str], AfterValidator(known_event_types)]
-
-
-class AttemptView(BaseModel):
-    at: datetime
-    status_code: int | None
-    latency_ms: float
-    error: str | None
-    response_excerpt: str | None
-
-
-class DeliveryView(BaseModel):
-    delivery_id: str
-    job_id: str
-    channel: str
-    target: str
-    event_type: str
-    event_id: str
-    status: str
-    attempts: int
-    next_attempt_at: datetime | None
-    give_up_at: datetime
-    last_status_code: int | None
-    last_error: str | None
-    created_at: datetime
-    delivered_at: datetime | None
-    history: list[AttemptView] = Field(default_factory=list)
-
-    @classmethod
-    def of(
-        cls, d: notify_store.Delivery, attempts: list[notify_store.Attempt] | None = None
-    ) -> DeliveryView:
-        return cls(
-            delivery_id=d.id,
-            job_id=d.job_id,
-            channel=d.channel,
-            target=_shown_target(d),
-            event_type=d.event_type,
-            event_id=d.event_id,
-            status=d.status,
-            attempts=d.attempts,
-            next_attempt_at=d.next_attempt_at if d.status == "pending" else None,
-            give_up_at=d.give_up_at,
-            last_status_code=d.last_status_code,
-            last_error=d.last_error,
-            created_at=d.created_at,
-            delivered_at=d.delivered_at,
-            history=[
-                AttemptView(**{k: getattr(a, k) for k in AttemptView.model_fields})
-                for a in attempts or []
-            ],
-        )
-
-
-def _shown_target(d: notify_store.Delivery) -> str:
-    # Slack and Teams incoming-webhook URLs are credentials: show only where they go.
-    if d.channel in ("slack", "teams"):
-        return d.target.split("?")[0].rsplit("/", 1)[0] + "/…"
-    return d.target
 
 
 class DeliveryList(BaseModel):
@@ -138,7 +81,7 @@ async def job_deliveries(job_id: str, svc: ServicesDep, principal: CurrentPrinci
     """Every notification the job's end owed, with each attempt (status code, latency,
     error, the start of the receiver's answer)."""
     job = await owned_job(svc, principal, job_id)
-    found = await notify_store.list_deliveries(svc.db, job.id)
+    found = await outbox_store.list_deliveries(svc.db, job.id)
     return DeliveryList(items=[DeliveryView.of(d, attempts) for d, attempts in found])
 
 
@@ -149,7 +92,7 @@ async def job_deliveries(job_id: str, svc: ServicesDep, principal: CurrentPrinci
 )
 async def redeliver(delivery_id: str, svc: ServicesDep, principal: CurrentPrincipal) -> Any:
     """Send a delivery again, with the same event id (receivers may drop it as a duplicate)."""
-    delivery = await notify_store.redeliver(
+    delivery = await outbox_store.redeliver(
         svc.db,
         delivery_id,
         owner=principal.visible_owner(),
@@ -162,7 +105,7 @@ async def redeliver(delivery_id: str, svc: ServicesDep, principal: CurrentPrinci
 @router.get("/api/webhooks/secret", response_model=SecretView)
 async def webhook_secret(svc: ServicesDep, principal: CurrentPrincipal) -> Any:
     """The `whsec_` secret our webhooks to you are signed with (Standard Webhooks)."""
-    secret = await notify_store.current_secret(
+    secret = await channels_store.current_secret(
         svc.db, principal.owner, now=svc.clock(), make=new_secret
     )
     return SecretView(secret=secret)
@@ -171,7 +114,7 @@ async def webhook_secret(svc: ServicesDep, principal: CurrentPrincipal) -> Any:
 @router.post("/api/webhooks/secret/rotate", response_model=RotatedSecret)
 async def rotate_webhook_secret(svc: ServicesDep, principal: CurrentPrincipal) -> Any:
     """A new secret; webhooks carry signatures by both until the old one expires."""
-    secret, until = await notify_store.rotate_secret(
+    secret, until = await channels_store.rotate_secret(
         svc.db,
         principal.owner,
         now=svc.clock(),
@@ -183,7 +126,7 @@ async def rotate_webhook_secret(svc: ServicesDep, principal: CurrentPrincipal) -
 
 @router.get("/api/webhook-endpoints", response_model=EndpointList)
 async def list_endpoints(svc: ServicesDep, principal: CurrentPrincipal) -> Any:
-    found = await notify_store.list_endpoints(svc.db, principal.owner)
+    found = await channels_store.list_endpoints(svc.db, principal.owner)
     return EndpointList(items=[_endpoint_view(e) for e in found])
 
 
@@ -191,7 +134,7 @@ async def list_endpoints(svc: ServicesDep, principal: CurrentPrincipal) -> Any:
 async def add_endpoint(body: EndpointCreate, svc: ServicesDep, principal: CurrentPrincipal) -> Any:
     """Announce every job of yours that ends with one of `event_types` to `url`."""
     check_callable(svc, body.url, ("body", "url"))
-    endpoint = await notify_store.add_endpoint(
+    endpoint = await channels_store.add_endpoint(
         svc.db, principal.owner, body.url, body.event_types, now=svc.clock()
     )
     return _endpoint_view(endpoint)
@@ -201,11 +144,11 @@ async def add_endpoint(body: EndpointCreate, svc: ServicesDep, principal: Curren
 async def delete_endpoint(
     endpoint_id: str, svc: ServicesDep, principal: CurrentPrincipal
 ) -> Response:
-    await notify_store.delete_endpoint(svc.db, endpoint_id, owner=principal.owner)
+    await channels_store.delete_endpoint(svc.db, endpoint_id, owner=principal.owner)
     return Response(status_code=204)
 
 
-def _endpoint_view(e: notify_store.Endpoint) -> EndpointView:
+def _endpoint_view(e: channels_store.Endpoint) -> EndpointView:
     return EndpointView(
         endpoint_id=e.id,
         url=e.url,
@@ -218,7 +161,7 @@ def _endpoint_view(e: notify_store.Endpoint) -> EndpointView:
 
 @router.get("/api/notifications/channels", response_model=ChannelsBody)
 async def get_channels(svc: ServicesDep, principal: CurrentPrincipal) -> Any:
-    found = await notify_store.get_channels(svc.db, principal.owner)
+    found = await channels_store.get_channels(svc.db, principal.owner)
     if found is None:
         return ChannelsBody()
     return ChannelsBody(**{k: v for k, v in vars(found).items() if k != "owner"})
@@ -231,7 +174,7 @@ async def put_channels(body: ChannelsBody, svc: ServicesDep, principal: CurrentP
         url = getattr(body, field)
         if url is not None:
             check_callable(svc, url, ("body", field))
-    await notify_store.set_channels(
+    await channels_store.set_channels(
         svc.db,
         OwnerChannels(
             owner=principal.owner,

@@ -15,7 +15,7 @@ import openai
 from fastapi import APIRouter, Request
 
 from backburner.api.state import ServicesDep
-from backburner.errors import FieldProblem, InvalidRequest, NotFound, RequestError
+from backburner.errors import BadSignature, FieldProblem, InvalidRequest, NotFound
 from backburner.store import webhooks as webhooks_store
 
 log = logging.getLogger(__name__)
@@ -24,12 +24,6 @@ router = APIRouter(tags=["webhooks"])
 RESPONSE_EVENTS = frozenset(
     {"response.completed", "response.failed", "response.cancelled", "response.incomplete"}
 )
-
-
-class BadSignature(RequestError):
-    status = 400
-    title = "Invalid webhook signature"
-    kind = "invalid_signature"
 
 
 @functools.lru_cache(maxsize=4)

@@ -1,0 +1,155 @@
+"""Keeping a worker's leases: heartbeats that renew them, orphans no longer renewed, the
+reaper that hands on other workers' expired leases, owner caps, and cancel checks.
+
+Each chore runs on its own period until `stop()`; a round that has begun finishes (cut off
+mid-transaction, it could leave SQLite's write lock held for the next process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
+
+from backburner.clock import Clock
+from backburner.config import Settings
+from backburner.store import Database
+from backburner.store import queue as queue_store
+from backburner.worker.attempt import Attempt, StopReason
+
+log = logging.getLogger(__name__)
+
+
+def lost_leases(running_before: Mapping[str, object], held: set[str]) -> list[str]:
+    """Jobs this worker was running when it renewed its leases but no longer holds."""
+    return [job_id for job_id in running_before if job_id not in held]
+
+
+def orphaned_leases(
+    held: set[str], running: Mapping[str, object], suspects: set[str]
+) -> tuple[set[str], set[str]]:
+    """Jobs the database says this worker holds but that it does not run (an attempt that
+    ended without writing its outcome). A claim that just committed explains one heartbeat,
+    not two: a job seen so twice in a row is orphaned. Returns (orphaned, suspects for the
+    next heartbeat)."""
+    unknown = {job_id for job_id in held if job_id not in running}
+    return unknown & suspects, unknown - suspects
+
+
+class LeaseKeeper:
+    """The housekeeping of one worker, over the attempts it runs (`running`, shared with
+    the claim loop: read here, never changed)."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        worker_id: str,
+        running: Mapping[str, Attempt],
+        clock: Clock,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.worker_id = worker_id
+        self.running = running
+        self.clock = clock
+        self.caps = queue_store.OwnerCaps(default=settings.owner_max_running)
+        # Held in the database but not running here: suspected at one heartbeat, orphaned
+        # (and no longer renewed) at the next.
+        self._suspects: set[str] = set()
+        self._orphans: dict[str, datetime] = {}
+        self._over = asyncio.Event()
+
+    async def run(self) -> None:
+        """Heartbeat, reap and check cancels, each on its period, until `stop()`."""
+        self._over.clear()
+        settings = self.settings
+        async with asyncio.TaskGroup() as chores:
+            chores.create_task(self.every(settings.heartbeat_seconds, self.heartbeat))
+            chores.create_task(self.every(settings.reap_interval_seconds, self.reap))
+            chores.create_task(self.every(settings.cancel_check_seconds, self.check_cancels))
+
+    def stop(self) -> None:
+        """End the chores once the rounds under way have finished."""
+        self._over.set()
+
+    async def every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
+        """Run `action` every `seconds` until `stop()`; a round that has begun finishes."""
+        while not self._over.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._over.wait(), timeout=seconds)
+            if self._over.is_set():
+                return
+            try:
+                await action()
+            except Exception:
+                log.exception("worker housekeeping failed", extra={"action": action.__name__})
+
+    async def refresh_owner_caps(self) -> None:
+        """Notice owner caps set while we run (`backburner owners set`), every reap round."""
+        self.caps = queue_store.OwnerCaps(
+            default=self.settings.owner_max_running,
+            per_owner=await queue_store.has_owner_caps(self.db),
+        )
+
+    async def heartbeat(self) -> None:
+        # Judge only jobs claimed before this renewal began: a claim that commits while the
+        # renewal runs is invisible to it, and its jobs are ours, not lost.
+        running_before = dict(self.running)
+        now = self.clock()
+        held = await queue_store.extend_leases(
+            self.db,
+            worker_id=self.worker_id,
+            lease_seconds=self.settings.lease_seconds,
+            now=now,
+            skip=self._orphans.keys(),
+        )
+        for job_id in lost_leases(running_before, held):
+            attempt = self.running.get(job_id)
+            if attempt is not None and attempt.in_handler:
+                attempt.stop(StopReason.LEASE_LOST)
+        orphaned, self._suspects = orphaned_leases(held, self.running, self._suspects)
+        for job_id in orphaned:
+            log.error(
+                "a job this worker holds is not running here; its lease will run out and "
+                "the reaper will hand it on",
+                extra={"job_id": job_id, "worker_id": self.worker_id},
+            )
+            self._orphans[job_id] = now
+        # Long after its lease ran out the reaper has it; no need to keep skipping it.
+        forget_before = now - timedelta(seconds=3 * self.settings.lease_seconds)
+        self._orphans = {j: at for j, at in self._orphans.items() if at > forget_before}
+
+    async def reap(self) -> None:
+        await self.refresh_owner_caps()
+        reaped = await queue_store.reap_expired_leases(self.db, now=self.clock())
+        for item in reaped:
+            log.warning(
+                "reaped a job from a lost worker",
+                extra={
+                    "job_id": item.job_id,
+                    "type": item.type,
+                    "attempt": item.attempt,
+                    "worker": item.previous_worker,
+                    "status": item.status.value,
+                },
+            )
+
+    async def check_cancels(self) -> None:
+        """The periodic safety net under the cancel signal."""
+        for job_id in await queue_store.cancel_requested_ids(self.db, worker_id=self.worker_id):
+            self.cancel_running(job_id)
+
+    def cancel_running(self, job_id: str) -> None:
+        """Stop the attempt of a job a client cancelled, if it runs here."""
+        attempt = self.running.get(job_id)
+        if attempt is not None:
+            job = attempt.job
+            log.info(
+                "cancelling running job",
+                extra={"job_id": job.id, "type": job.type, "attempt": job.attempts},
+            )
+            attempt.stop(StopReason.CANCELED)
