@@ -235,7 +235,7 @@ async def record_finished(
                         "key": key,
                         "status": status,
                         "response_id": row[0] if row else None,
-                        **usage,
+                        **{name: usage.get(name, 0) for name in TOKEN_COLUMNS},
                         "cost_usd": cost_usd,
                     },
                 )
