@@ -10,6 +10,7 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
+from backburner.config import Settings
 from backburner.providers.base import ModelRequest, ResponseSnapshot
 from backburner.store.models import Document
 
@@ -67,6 +68,7 @@ class JobContext(Protocol):
         """The model name configured for this job's calls."""
         ...
 
-    def setting(self, name: str) -> Any:
-        """A job-type setting (e.g. `classify_batch_size`) from the configuration."""
+    @property
+    def settings(self) -> Settings:
+        """The service's settings, typed (e.g. `ctx.settings.classify_batch_size`)."""
         ...

@@ -136,8 +136,9 @@ class RunningJob:
     def model(self) -> str:
         return self._settings.model_for(self.type)
 
-    def setting(self, name: str) -> Any:
-        return getattr(self._settings, name)
+    @property
+    def settings(self) -> Settings:
+        return self._settings
 
     # --- Steps ---------------------------------------------------------------------------
 

@@ -100,10 +100,10 @@ def check_batch(answer: BatchAnswer, leads: list[Lead], labels: list[str]) -> No
 
 async def classify_leads(ctx: JobContext, payload: ClassifyInput) -> ClassifyOutput:
     """Label each lead with one of the given labels, with a confidence and a reason."""
-    size = int(ctx.setting("classify_batch_size"))
+    size = ctx.settings.classify_batch_size
     batches = [payload.leads[i : i + size] for i in range(0, len(payload.leads), size)]
     fmt = JsonSchemaFormat(name="lead_classifications", json_schema=batch_schema(payload.labels))
-    limit = asyncio.Semaphore(int(ctx.setting("max_parallel_model_calls")))
+    limit = asyncio.Semaphore(ctx.settings.max_parallel_model_calls)
     done = 0
 
     async def classify_batch(index: int, leads: list[Lead]) -> BatchAnswer:

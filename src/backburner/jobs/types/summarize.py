@@ -61,7 +61,7 @@ def _request(ctx: JobContext, style: SummaryStyle, text: str, what: str) -> Mode
 async def summarize_documents(ctx: JobContext, payload: SummarizeInput) -> SummarizeOutput:
     """Summarise documents: long ones are chunked, each chunk summarised, then combined."""
     documents = await ctx.documents(payload.document_ids)
-    max_chars = int(ctx.setting("summarize_chunk_chars"))
+    max_chars = ctx.settings.summarize_chunk_chars
     chunks = [
         (doc.id, index, chunk)
         for doc in documents
@@ -69,7 +69,7 @@ async def summarize_documents(ctx: JobContext, payload: SummarizeInput) -> Summa
     ]
     if not chunks:
         raise InvalidInput("the documents contain no text to summarise")
-    limit = asyncio.Semaphore(int(ctx.setting("max_parallel_model_calls")))
+    limit = asyncio.Semaphore(ctx.settings.max_parallel_model_calls)
     done = 0
 
     async def summarise_chunk(doc_id: str, index: int, text: str) -> PartialSummary:
