@@ -54,3 +54,12 @@ async def emulator_stats(base: str) -> dict[str, Any]:
     async with httpx.AsyncClient() as client:
         body: dict[str, Any] = (await client.get(f"{base}/_emulator/stats")).json()
         return body
+
+
+async def set_faults(base: str, **knobs: Any) -> dict[str, Any]:
+    """Change a running emulator's fault knobs (share_429=0.5, share_500=0, ...)."""
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(f"{base}/_emulator/faults", json=knobs)
+        answer.raise_for_status()
+        body: dict[str, Any] = answer.json()
+        return body

@@ -194,7 +194,30 @@ async def _run_worker(settings: Settings) -> None:
 @click.option("--share-429", type=float, default=0.0, help="Share of requests answered 429.")
 @click.option("--retry-after", type=float, default=1.0, help="The 429s' retry-after, seconds.")
 @click.option("--share-500", type=float, default=0.0, help="Share of requests answered 500.")
-@click.option("--share-failed", type=float, default=0.0, help="Share of responses that fail.")
+@click.option(
+    "--no-retry-after",
+    "no_retry_after",
+    is_flag=True,
+    help="429s carry only x-ratelimit-reset-* headers, no retry-after (as some real ones).",
+)
+@click.option(
+    "--share-insufficient-quota",
+    type=float,
+    default=0.0,
+    help="Share of creates answered 429 insufficient_quota (never clears).",
+)
+@click.option(
+    "--share-failed",
+    type=float,
+    default=0.0,
+    help="Share of responses that fail with the transient server_error.",
+)
+@click.option(
+    "--share-failed-permanent",
+    type=float,
+    default=0.0,
+    help="Share of responses that fail with the permanent invalid_prompt.",
+)
 @click.option(
     "--share-incomplete", type=float, default=0.0, help="Share of responses that end incomplete."
 )
@@ -220,7 +243,10 @@ def emulator(
     share_429: float,
     retry_after: float,
     share_500: float,
+    no_retry_after: bool,
+    share_insufficient_quota: float,
     share_failed: float,
+    share_failed_permanent: float,
     share_incomplete: float,
     share_stuck: float,
     rpm_limit: int | None,
@@ -233,7 +259,8 @@ def emulator(
     """Serve an emulator of OpenAI's Responses API (background mode) on the offline engine.
 
     Point the SDK (or Backburner) at it: OPENAI_BASE_URL=http://HOST:PORT/v1 and any
-    OPENAI_API_KEY. Counters at /_emulator/stats.
+    OPENAI_API_KEY. Counters at /_emulator/stats; change the fault knobs while it runs with
+    POST /_emulator/faults (JSON of the knobs to change).
     """
     import uvicorn
 
@@ -246,8 +273,11 @@ def emulator(
         latency_jitter_s=latency_jitter,
         share_429=share_429,
         retry_after_s=retry_after,
+        retry_after_header=not no_retry_after,
+        share_insufficient_quota=share_insufficient_quota,
         share_500=share_500,
         share_failed=share_failed,
+        share_failed_permanent=share_failed_permanent,
         share_incomplete=share_incomplete,
         share_stuck=share_stuck,
         rpm_limit=rpm_limit,
