@@ -4,6 +4,7 @@ the same way users add theirs."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -51,6 +52,11 @@ class Empty(BaseModel):
 
 async def broken(ctx: JobContext, payload: Empty) -> Done:
     raise InvalidInput("this job can never succeed")
+
+
+async def buggy(ctx: JobContext, payload: Empty) -> Done:
+    """A bug in the handler's own code."""
+    return Done(data={"value": {}["missing"]})
 
 
 class NeedsFileInput(BaseModel):
@@ -105,11 +111,40 @@ async def ask_model(ctx: JobContext, payload: AskInput) -> Done:
     return Done(attempt=ctx.attempt, data={"text": snapshot.output_text})
 
 
+class FanOutInput(BaseModel):
+    calls: int = 8
+    parallel: int = 4
+    # Call 0 breaks (transiently) this long after the attempt starts, on the first attempt.
+    break_after: float = 0.3
+
+
+async def fan_out(ctx: JobContext, payload: FanOutInput) -> Done:
+    """Many model calls under a plain asyncio.gather (as a plugin author may write it),
+    one of which breaks on the first attempt while its siblings are out or waiting."""
+    limit = asyncio.Semaphore(payload.parallel)
+
+    async def one(index: int) -> str:
+        async with limit:
+            if index == 0 and ctx.attempt == 1:
+                await asyncio.sleep(payload.break_after)
+                raise ConnectionError("call 0 broke on purpose")
+            request = ModelRequest(model=ctx.model, input=f"Part {index} of the work.")
+            return (await ctx.respond(f"call/{index}", request)).output_text
+
+    texts = await asyncio.gather(*(one(i) for i in range(payload.calls)))
+    return Done(attempt=ctx.attempt, data={"answers": len(texts)})
+
+
 def register(registry: JobRegistry) -> None:
     registry.job_type("test_flaky", retry=FAST_RETRY, expected_duration=0.1)(flaky)
     registry.job_type("test_broken", retry=FAST_RETRY)(broken)
+    registry.job_type("test_buggy", retry=FAST_RETRY)(buggy)
+    registry.job_type(
+        "test_buggy_but_retried", retry=dataclasses.replace(FAST_RETRY, retry_on=(KeyError,))
+    )(buggy)
     registry.job_type("test_needs_file", retry=FAST_RETRY)(needs_file)
     registry.job_type("test_slow", retry=FAST_RETRY, timeout=0.5)(slow)
     registry.job_type("test_slow_no_timeout", retry=FAST_RETRY, timeout=60)(slow)
     registry.job_type("test_stepper", retry=FAST_RETRY, timeout=120)(stepper)
     registry.job_type("test_ask_model", retry=FAST_RETRY, timeout=120)(ask_model)
+    registry.job_type("test_fan_out", retry=FAST_RETRY, timeout=120)(fan_out)

@@ -23,6 +23,7 @@ from backburner.errors import (
     PermanentError,
     Retry,
 )
+from backburner.jobs.concurrency import gather_all
 from backburner.jobs.context import JobContext, ToolFunction
 from backburner.jobs.registry import JobRegistry, JobType, RetryPolicy, build_registry
 from backburner.providers.base import (
@@ -60,4 +61,5 @@ __all__ = [
     "ToolFunction",
     "Usage",
     "build_registry",
+    "gather_all",
 ]

@@ -18,6 +18,8 @@ policy reads `retryable`. The API maps the request-side errors to problem+json i
     │       ├── ProviderUnavailable     timeouts, connection errors, 5xx (transient)
     │       ├── RateLimited             429 (transient, with the provider's wait)
     │       ├── ProviderRejected        other 4xx (permanent)
+    │       │   ├── QuotaExhausted          429 insufficient_quota: the account is out of credit
+    │       │   └── RequestTooLarge         429 for a request larger than the whole limit
     │       ├── ResponseFailed / ResponseIncomplete / ResponseCancelled
     │       ├── ResponseLost            the provider forgot a response id (resubmit)
     │       └── InvalidModelOutput
@@ -130,8 +132,29 @@ class ProviderRejected(ProviderError):
     kind = "provider_rejected"
 
 
+class QuotaExhausted(ProviderRejected):
+    """429 `insufficient_quota`: the provider account has no credit left. Waiting does
+    not help; someone has to add credit (or raise the project's limit)."""
+
+    kind = "insufficient_quota"
+
+
+class RequestTooLarge(ProviderRejected):
+    """429 for a request larger than the whole per-minute limit: it never fits."""
+
+    kind = "request_too_large"
+
+
 class ResponseFailed(ProviderError):
+    """A response ended `failed`; `transient` says whether asking again may succeed (the
+    provider's own `server_error` or `rate_limit_exceeded`), not so for prompt errors."""
+
     kind = "response_failed"
+
+    def __init__(self, message: str, *, code: str | None = None, transient: bool = False):
+        super().__init__(message)
+        self.code = code
+        self.retryable = transient
 
 
 class ResponseIncomplete(ProviderError):
@@ -152,10 +175,10 @@ class ResponseLost(ProviderError):
 
 
 class InvalidModelOutput(ProviderError):
-    """The model's output did not match the schema we asked for."""
+    """The model's output did not match the schema we asked for (after it was asked again
+    once), or broke a rule of the job type: permanent."""
 
     kind = "invalid_output"
-    retryable = True
 
 
 # --- Errors a request can end with ------------------------------------------------------

@@ -4,6 +4,7 @@ and the job page."""
 from __future__ import annotations
 
 import httpx
+import pytest
 from fpdf import FPDF
 
 from backburner.config import Settings
@@ -113,6 +114,42 @@ async def test_quick_summary_answers_in_the_request(api: httpx.AsyncClient) -> N
         "/api/summaries/quick", json={"document_id": doc_id, "summary_style": "detailed"}
     )
     assert by_doc.status_code == 200
+
+
+async def test_the_quick_path_is_budgeted_limited_and_billed_like_a_jobs_call(
+    settings: Settings, keys: Keys
+) -> None:
+    limited = settings.model_copy(update={"rate_limits": {"*": {"rpm": 1}}})
+    async with serving(limited, keys.alice, embed_worker=False) as api:
+        first = await api.post("/api/summaries/quick", json={"text": ARTICLE})
+        assert first.status_code == 200
+        report = (await api.get("/api/usage")).json()
+        (line,) = report["items"]
+        assert (line["owner"], line["type"], line["model_calls"]) == (
+            "alice",
+            "quick_summary",
+            1,
+        )
+        assert line["input_tokens"] == first.json()["usage"]["input_tokens"] > 0
+        assert line["cost_usd"] > 0
+        assert report["budget"]["spent_usd"] == pytest.approx(line["cost_usd"])
+        # The shared rate budget (1 a minute) is spent: a 429 at once, no call made.
+        throttled = await api.post("/api/summaries/quick", json={"text": ARTICLE})
+        assert_problem(throttled, 429)
+        assert int(throttled.headers["Retry-After"]) > 5
+        # A spent budget refuses before anything else.
+        await api.put(
+            "/api/owners/alice/limits",
+            json={"monthly_budget_usd": 0.0},
+            headers=auth(keys.admin),
+        )
+        broke = await api.post("/api/summaries/quick", json={"text": ARTICLE})
+        assert "budget" in assert_problem(broke, 402)["detail"]
+        (line,) = (await api.get("/api/usage")).json()["items"]
+        assert line["model_calls"] == 1
+        # Another owner's usage shows none of it.
+        bob = (await api.get("/api/usage", headers=auth(keys.bob))).json()
+        assert bob["items"] == []
 
 
 async def test_quick_summary_refuses_what_it_cannot_do(api: httpx.AsyncClient) -> None:

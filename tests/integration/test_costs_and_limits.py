@@ -4,75 +4,21 @@ against the emulator over HTTP and a real worker on each database."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
-from backburner.config import Settings
-from backburner.jobs import build_registry
 from backburner.providers.base import Usage
-from backburner.providers.openai import OpenAIProvider
 from backburner.providers.pricing import DEFAULT_PRICES, cost_of
-from backburner.store import Database, Job, JobStatus, NewJob
+from backburner.store import Database, Job, JobStatus
 from backburner.store import jobs as jobs_store
 from backburner.store import ratelimits as ratelimits_store
 from backburner.store import steps as steps_store
 from backburner.store import usage as usage_store
-from backburner.worker import Worker
-from backburner.worker.ratelimit import RateLimiter
+from backburner.worker.ratelimit import REFILL_SHARE, RateLimiter
 from tests.conftest import fast_settings, wait_for
+from tests.running import finished, submit, worker_on
 from tests.servers import emulated, emulator_stats
-
-
-@contextlib.asynccontextmanager
-async def worker_on(
-    db: Database, settings: Settings, provider: OpenAIProvider
-) -> AsyncIterator[Worker]:
-    worker = Worker(db, build_registry(settings.plugins), provider, settings)
-    task = asyncio.create_task(worker.run())
-    await worker.started.wait()
-    try:
-        yield worker
-    finally:
-        worker.stop()
-        await task
-
-
-async def submit(
-    db: Database,
-    job_type: str = "test_ask_model",
-    payload: dict[str, Any] | None = None,
-    *,
-    owner: str = "alice",
-    deadline_hours: float | None = None,
-) -> Job:
-    now = datetime.now(UTC)
-    deadline = now + timedelta(hours=deadline_hours) if deadline_hours else None
-    job, _ = await jobs_store.insert_job(
-        db,
-        NewJob(
-            owner=owner,
-            type=job_type,
-            payload=payload or {},
-            max_attempts=3,
-            timeout_seconds=max(120.0, (deadline_hours or 0) * 3600),
-            deadline_at=deadline,
-        ),
-        now=now,
-    )
-    return job
-
-
-async def finished(db: Database, job_id: str, within: float = 20) -> Job:
-    async def ended() -> Job | None:
-        job = await jobs_store.get_job(db, job_id)
-        return job if job is not None and job.status.is_terminal else None
-
-    result: Job = await wait_for(ended, within=within)
-    return result
 
 
 async def test_each_call_is_priced_and_the_job_and_owner_add_up(db: Database, db_url: str) -> None:
@@ -200,7 +146,7 @@ async def test_the_rate_budget_is_shared_by_every_worker(db: Database) -> None:
     with pytest.raises(asyncio.CancelledError):
         await first.acquire("openai", "gpt-4.1-mini", 10, waiting=record)
     assert waits
-    assert 25 < waits[0] <= 30
+    assert 25 < waits[0] <= 30 / REFILL_SHARE  # one of 2 a minute, refilled at 97%
     # Another model has its own budget; an unconfigured one has none.
     assert await second.acquire("openai", "gpt-4.1", 10) == 0
 
@@ -220,13 +166,15 @@ async def test_a_429_shrinks_the_shared_budget_and_blocks_for_retry_after(
         (bucket,) = await wait_for(throttled, within=10)
         counters = await emulator_stats(base)
     assert bucket.key == "openai:gpt-4.1-mini"
-    assert bucket.scale == 0.5
+    assert bucket.scale == pytest.approx(0.5, abs=0.05)  # it grows back slowly with time
     assert bucket.blocked_until is not None
     assert bucket.blocked_until > datetime.now(UTC) + timedelta(seconds=20)
     assert counters["rate_limited"] >= 1
     assert counters["responses_created"] == 2
-    retried = [await jobs_store.get_job(db, job.id) for job in jobs]
-    assert any(job and job.error_kind == "rate_limited" for job in retried)
+    # The throttled job waits inside its attempt: no attempt is used up by a 429.
+    after = [await jobs_store.get_job(db, job.id) for job in jobs]
+    assert all(job and job.retry_count == 0 and job.attempts <= 1 for job in after)
+    assert all(job and job.status != JobStatus.FAILED for job in after)
 
 
 async def test_within_its_configured_limit_the_provider_never_answers_429(

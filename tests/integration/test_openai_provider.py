@@ -187,39 +187,6 @@ async def test_jobs_run_on_the_openai_provider_without_paying_twice(
     assert all(c.status == "completed" and c.input_tokens > 0 for c in calls)
 
 
-async def test_a_429_becomes_a_retry_after_the_servers_delay(db: Database, db_url: str) -> None:
-    settings = fast_settings(db_url)
-    registry = build_registry(settings.plugins)
-    async with emulated(share_429=1.0, retry_after_s=30) as (provider, _):
-        worker = Worker(db, registry, provider, settings)
-        task = asyncio.create_task(worker.run())
-        await worker.started.wait()
-        try:
-            job, _ = await jobs_store.insert_job(
-                db,
-                NewJob(
-                    owner="alice",
-                    type="test_ask_model",
-                    payload={},
-                    max_attempts=3,
-                    timeout_seconds=60,
-                ),
-                now=datetime.now(UTC),
-            )
-
-            async def retry_scheduled():  # type: ignore[no-untyped-def]
-                current = await jobs_store.get_job(db, job.id)
-                return current if current and current.retry_count == 1 else None
-
-            pending = await wait_for(retry_scheduled, within=10)
-        finally:
-            worker.stop()
-            await task
-    assert pending.status == JobStatus.PENDING
-    assert pending.error_kind == "rate_limited"
-    assert (pending.run_at - datetime.now(UTC)).total_seconds() > 25
-
-
 def test_request_kwargs_follow_the_sdk_shapes() -> None:
     from backburner.providers.base import FunctionCallOutput, FunctionTool, JsonSchemaFormat
     from backburner.providers.openai import request_kwargs

@@ -26,6 +26,7 @@ EXPECTED = {
     "ToolFunction",
     "Usage",
     "build_registry",
+    "gather_all",
 }
 
 

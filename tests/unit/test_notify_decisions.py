@@ -132,6 +132,7 @@ def job(**changes: object) -> Job:
         "result": None,
         "error_message": "boom",
         "error_kind": "permanent",
+        "error_retryable": False,
         "callback_url": "https://cb.example/hook",
         "priority": 0,
         "run_at": NOW,

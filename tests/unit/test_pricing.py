@@ -31,6 +31,23 @@ def test_prices_are_found_by_model_snapshot_family_and_tier() -> None:
     assert price_for(table, "gpt-4.1", "priority") is None
 
 
+def test_flex_is_priced_at_batch_rates_unless_the_table_says_otherwise() -> None:
+    table = price_table({})
+    standard = table["gpt-4.1"]
+    flex = price_for(table, "gpt-4.1", "flex")
+    assert flex == ModelPrice(
+        input=standard.input / 2, cached_input=standard.cached_input / 2, output=standard.output / 2
+    )
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    cost = cost_of(usage, flex, "soonest", DISCOUNTS, standard=standard)
+    assert cost.usd == pytest.approx(5.0)  # (2 + 8) / 2
+    assert cost.list_usd == pytest.approx(10.0)  # what standard processing costs
+    assert cost.saved_usd == pytest.approx(5.0)
+    # A dated snapshot's flex price comes from its family; an unknown model has none.
+    assert price_for(table, "gpt-4.1-2025-04-14", "flex") == flex
+    assert price_for(table, "backburner-offline", "flex") is None
+
+
 def test_configured_prices_override_the_built_in_ones() -> None:
     table = price_table({"gpt-4.1-mini": {"input": 1.0, "output": 2.0}})
     assert table["gpt-4.1-mini"] == ModelPrice(input=1.0, output=2.0)

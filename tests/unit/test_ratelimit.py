@@ -10,6 +10,7 @@ import pytest
 from backburner.worker.ratelimit import (
     MAX_WAIT_SECONDS,
     MIN_SCALE,
+    REFILL_SHARE,
     Limits,
     full_bucket,
     limits_for,
@@ -41,11 +42,12 @@ def test_a_full_bucket_grants_until_empty_then_says_how_long_to_wait() -> None:
     bucket, wait = take(bucket, Limits(rpm=2, tpm=None), 10, T0)
     assert wait == 0
     told, wait = take(bucket, Limits(rpm=2, tpm=None), 10, T0)
-    assert wait == pytest.approx(30.0)  # 2 per minute: one request every 30 s
+    # 2 per minute: one request every 30 s, refilled at 97% of that pace.
+    assert wait == pytest.approx(30.0 / REFILL_SHARE)
     # Nothing taken; only the wait is counted (for /metrics).
-    assert told == replace(bucket, waits=1, waited_seconds=pytest.approx(30.0))
+    assert told == replace(bucket, waits=1, waited_seconds=pytest.approx(30.0 / REFILL_SHARE))
     _, again = take(told, Limits(rpm=2, tpm=None), 10, T0)
-    assert again == pytest.approx(30.0)
+    assert again == pytest.approx(30.0 / REFILL_SHARE)
 
 
 def test_a_long_wait_is_asked_again_after_at_most_a_minute() -> None:
@@ -62,10 +64,10 @@ def test_tokens_limit_waits_for_enough_tokens() -> None:
     bucket, wait = take(bucket, LIMITS, 5_000, T0)
     assert wait == 0
     _, wait = take(bucket, LIMITS, 3_000, T0)
-    # 1,000 left, 2,000 more needed at 100 tokens/s.
-    assert wait == pytest.approx(20.0)
-    refill = refilled(bucket, LIMITS, later(20))
-    _, wait = take(refill, LIMITS, 3_000, later(20))
+    # 1,000 left, 2,000 more needed at 97 tokens/s.
+    assert wait == pytest.approx(20.0 / REFILL_SHARE)
+    refill = refilled(bucket, LIMITS, later(20.7))
+    _, wait = take(refill, LIMITS, 3_000, later(20.7))
     assert wait == 0
 
 
@@ -108,3 +110,27 @@ def test_success_charges_the_real_tokens_and_grows_the_budget_back() -> None:
     # A refund on a full bucket does not lift it past the budget.
     full = full_bucket("k", LIMITS, T0)
     assert settled(full, LIMITS, extra_tokens=-500).tokens == 6_000
+
+
+def test_a_low_limit_hit_by_many_429s_still_admits_a_call_and_heals_with_time() -> None:
+    limits = Limits(rpm=5, tpm=None)
+    bucket = full_bucket("k", limits, T0)
+    for _ in range(20):
+        bucket = throttled(bucket, 1.0, T0)
+    assert bucket.scale == MIN_SCALE  # 0.25 requests a minute, were it not for the floor
+    # Never less than one request: within a minute or so a call goes through.
+    soon = later(65)
+    bucket = refilled(bucket, limits, soon)
+    taken, wait = take(bucket, limits, 1, soon)
+    assert wait == 0
+    assert taken.requests == pytest.approx(bucket.requests - 1)
+    # With no success at all, time alone grows the budget back to its configured size.
+    assert refilled(taken, limits, later(65 + 120)).scale == 1.0
+
+
+def test_a_bucket_shrunk_before_a_restart_heals_after_it() -> None:
+    shrunk = replace(full_bucket("k", LIMITS, T0), scale=0.125, requests=0.75, tokens=0.0)
+    healed = refilled(shrunk, LIMITS, later(600))
+    assert healed.scale == 1.0
+    _, wait = take(healed, LIMITS, 100, later(600))
+    assert wait == 0

@@ -10,14 +10,24 @@ import pytest
 from backburner.errors import (
     ErrorInfo,
     InvalidInput,
+    InvalidModelOutput,
     JobTimeout,
     ProviderRejected,
     ProviderUnavailable,
+    QuotaExhausted,
     RateLimited,
+    RequestTooLarge,
+    ResponseFailed,
     Retry,
 )
 from backburner.jobs import RetryPolicy
-from backburner.worker.retry import backoff_delay, classify_error, decide_after_failure
+from backburner.worker.retry import (
+    backoff_delay,
+    classify_error,
+    decide_after_failure,
+    is_throttled_or_unavailable,
+    provider_wait,
+)
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 POLICY = RetryPolicy(max_attempts=5, base_delay=2.0, max_delay=60.0, jitter=0.5)
@@ -44,7 +54,17 @@ def test_jitter_only_shortens_and_by_at_most_its_fraction() -> None:
         (ProviderRejected("401 bad key"), "provider_rejected", False),
         (InvalidInput("bad"), "invalid_input", False),
         (JobTimeout("too slow"), "timeout", False),
-        (KeyError("bug"), "error", True),
+        (QuotaExhausted("no credit"), "insufficient_quota", False),
+        (RequestTooLarge("50k > 30k TPM"), "request_too_large", False),
+        (ResponseFailed("server_error", transient=True), "response_failed", True),
+        (ResponseFailed("invalid_prompt"), "response_failed", False),
+        (InvalidModelOutput("not the schema, twice"), "invalid_output", False),
+        # A bug or bad data in the handler's own code: permanent by default.
+        (KeyError("bug"), "handler_error", False),
+        (ValueError("bad number"), "handler_error", False),
+        (TypeError("None is not a list"), "handler_error", False),
+        (ExceptionGroup("batches", [TimeoutError(), ValueError("bug")]), "handler_error", False),
+        (ExceptionGroup("batches", [ProviderUnavailable("502")]), "provider_unavailable", True),
     ],
 )
 def test_errors_are_classified_by_what_they_mean(
@@ -54,10 +74,26 @@ def test_errors_are_classified_by_what_they_mean(
     assert (info.kind, info.retryable) == (kind, retryable)
 
 
-def test_policy_can_refuse_unknown_errors_and_retry_timeouts() -> None:
-    strict = RetryPolicy(retry_unknown_errors=False, retry_on_timeout=True)
-    assert not classify_error(KeyError("bug"), strict).retryable
-    assert classify_error(JobTimeout("slow"), strict).retryable
+def test_policy_can_ask_to_retry_unknown_errors_and_timeouts() -> None:
+    lenient = RetryPolicy(retry_unknown_errors=True, retry_on_timeout=True)
+    assert classify_error(KeyError("bug"), lenient).retryable
+    assert classify_error(JobTimeout("slow"), lenient).retryable
+
+
+def test_provider_waits_grow_jitter_down_and_honour_the_hint() -> None:
+    assert provider_wait(1, None, 0.0) == pytest.approx(0.5)
+    assert provider_wait(3, None, 0.0) == pytest.approx(2.0)
+    assert provider_wait(30, None, 0.0) == pytest.approx(30.0)  # capped
+    assert provider_wait(3, None, 0.999) == pytest.approx(1.0, abs=0.01)  # half off at most
+    assert provider_wait(1, 7.0, 0.5) == 7.0  # never sooner than retry-after
+    assert provider_wait(30, 0.1, 0.0) == pytest.approx(30.0)
+
+
+def test_only_throttling_and_blips_are_waited_out_inside_an_attempt() -> None:
+    assert is_throttled_or_unavailable(RateLimited("429", retry_after=1))
+    assert is_throttled_or_unavailable(ProviderUnavailable("503"))
+    for permanent in (QuotaExhausted("q"), RequestTooLarge("big"), ProviderRejected("400")):
+        assert not is_throttled_or_unavailable(permanent)
 
 
 def test_policy_can_name_extra_transient_errors() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,7 +13,15 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backburner.errors import FieldProblem, RequestError
+from backburner.errors import (
+    BudgetExhausted,
+    FieldProblem,
+    ProviderError,
+    ProviderUnavailable,
+    QuotaExhausted,
+    RateLimited,
+    RequestError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +81,20 @@ def validation_problems(errors: Any, prefix: tuple[str | int, ...] = ()) -> list
         FieldProblem(loc=(*prefix, *error["loc"]), message=error["msg"], type=error["type"])
         for error in errors
     ]
+
+
+def provider_status(error: ProviderError) -> tuple[int, dict[str, str] | None]:
+    """The HTTP status (and headers) for a provider's failure met inside a request: 429
+    with Retry-After when it throttles us, 503 when it is down or our account is out of
+    quota, 502 when it refused the request or answered something unusable."""
+    if isinstance(error, RateLimited):
+        wait = math.ceil(error.retry_after) if error.retry_after is not None else 1
+        return 429, {"Retry-After": str(max(1, wait))}
+    if isinstance(error, ProviderUnavailable):
+        return 503, {"Retry-After": "5"}
+    if isinstance(error, QuotaExhausted):
+        return 503, None
+    return 502, None
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -144,6 +167,27 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _unreachable(request: Request, error: OSError) -> JSONResponse:
         # asyncpg raises plain OSErrors (connection refused) before SQLAlchemy wraps them.
         return unavailable(request, error)
+
+    @app.exception_handler(BudgetExhausted)
+    async def _budget(request: Request, error: BudgetExhausted) -> JSONResponse:
+        return problem(402, str(error), title="Budget exhausted", instance=request.url.path)
+
+    @app.exception_handler(ProviderError)
+    async def _provider(request: Request, error: ProviderError) -> JSONResponse:
+        # A model call made in the request (the quick path) failed: say how, and whether
+        # asking again later may work.
+        status, headers = provider_status(error)
+        log.warning(
+            "model call in a request failed",
+            extra={"path": request.url.path, "error_kind": error.kind, "error": str(error)},
+        )
+        return problem(
+            status,
+            str(error),
+            title="The model provider could not answer",
+            instance=request.url.path,
+            headers=headers,
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:

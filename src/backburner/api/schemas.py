@@ -80,10 +80,17 @@ class JobCreated(BaseModel):
 class JobError(BaseModel):
     kind: str | None
     message: str | None
+    # Whether running the job again could succeed: true for transient failures (the
+    # provider stayed unavailable, a timeout, the network), false for permanent ones
+    # (invalid input, a bug in the handler, a request the provider refuses).
+    retryable: bool | None = None
 
 
 class Usage(BaseModel):
     model_calls: int
+    # Responses those calls had: a response that failed or ended incomplete and was asked
+    # again makes two for one call.
+    responses: int = 0
     input_tokens: int
     cached_tokens: int
     output_tokens: int
@@ -94,6 +101,9 @@ class Usage(BaseModel):
     # discounted completion windows saved.
     list_cost_usd: float | None = None
     saved_usd: float | None = None
+    # What the responses that failed or ended incomplete (and were asked again) cost;
+    # part of cost_usd.
+    retry_cost_usd: float = 0.0
 
     @classmethod
     def of(cls, totals: dict[str, Any]) -> Usage:
@@ -139,7 +149,7 @@ class JobView(BaseModel):
         usage: dict[str, Any] | None = None,
     ) -> JobView:
         error = (
-            JobError(kind=job.error_kind, message=job.error_message)
+            JobError(kind=job.error_kind, message=job.error_message, retryable=job.error_retryable)
             if (job.error_kind or job.error_message)
             else None
         )

@@ -37,15 +37,19 @@ H = TypeVar("H", bound=Callable[..., Coroutine[Any, Any, Any]])
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """When a failed attempt runs again. Transient errors (timeouts, connection errors,
-    429, 5xx, and errors the type names) retry with exponential backoff and jitter."""
+    """When a failed attempt runs again. Transient errors (timeouts, network errors, a
+    provider that stayed unavailable, and errors the type names in `retry_on`) retry with
+    exponential backoff and jitter. Errors of the handler's own code (ValueError,
+    KeyError, ...) are permanent unless named in `retry_on` or `retry_unknown_errors` is
+    set. Provider throttling (429) and blips (5xx) are waited out inside the attempt and
+    never count here."""
 
     max_attempts: int = 5
     base_delay: float = 2.0
     max_delay: float = 600.0
     jitter: float = 0.5
     retry_on_timeout: bool = False
-    retry_unknown_errors: bool = True
+    retry_unknown_errors: bool = False
     retry_on: tuple[type[BaseException], ...] = ()
 
     def __post_init__(self) -> None:

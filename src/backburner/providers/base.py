@@ -91,6 +91,9 @@ class ModelRequest(BaseModel):
     # Background execution window: "soonest", or the discounted "2h" / "8h".
     completion_window: Literal["soonest", "2h", "8h"] | None = None
     service_tier: str | None = None
+    # Groups related background requests for the provider's queue priority (sent only
+    # with a discounted completion window); it carries no history.
+    continuation_id: str | None = None
 
     def input_items(self) -> list[InputItem]:
         if isinstance(self.input, str):
@@ -163,6 +166,17 @@ class ResponseSnapshot(BaseModel):
             function_calls=[FunctionCall(**c) for c in stored.get("function_calls", [])],
             usage=usage,
         )
+
+
+# `error.code`s of a failed response that say nothing about the request: the provider had
+# a problem, and the same request asked again may well succeed.
+TRANSIENT_FAILURE_CODES = frozenset({"server_error", "rate_limit_exceeded"})
+
+
+def failure_is_transient(snapshot: ResponseSnapshot) -> bool:
+    """Whether a failed response is worth asking again (its code is the provider's problem,
+    not the prompt's); content, prompt and unknown codes are not."""
+    return snapshot.status == "failed" and snapshot.error_code in TRANSIENT_FAILURE_CODES
 
 
 class Provider(Protocol):

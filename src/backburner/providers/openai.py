@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable
+import math
+import re
+from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import openai
@@ -19,7 +21,9 @@ from backburner.errors import (
     ProviderError,
     ProviderRejected,
     ProviderUnavailable,
+    QuotaExhausted,
     RateLimited,
+    RequestTooLarge,
     ResponseLost,
 )
 
@@ -51,7 +55,10 @@ def request_kwargs(request: ModelRequest, *, background: bool = True) -> dict[st
         "background": background,
     }
     if background and request.completion_window is not None:
-        kwargs["background_options"] = {"completion_window": request.completion_window}
+        options: dict[str, str] = {"completion_window": request.completion_window}
+        if request.continuation_id is not None:
+            options["continuation_id"] = request.continuation_id
+        kwargs["background_options"] = options
     if request.service_tier is not None:
         kwargs["service_tier"] = request.service_tier
     if request.metadata:
@@ -127,24 +134,64 @@ def snapshot_of(body: dict[str, Any]) -> ResponseSnapshot:
     )
 
 
-def retry_after_seconds(error: openai.APIStatusError) -> float | None:
-    headers = error.response.headers
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+
+def parse_reset(value: str) -> float | None:
+    """Seconds in an `x-ratelimit-reset-*` value, which reads like `1s`, `6m0s`, `12ms`
+    or `1h2m3.5s`; None if it reads like nothing."""
+    text = value.strip().lower()
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        return None
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    return sum(float(number) * scale[unit] for number, unit in parts)
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """How long a 429 asks us to wait: `retry-after-ms`, else `retry-after` (seconds),
+    else the longer of `x-ratelimit-reset-requests` and `-tokens` (a real 429 may carry
+    only those). None when the answer names no wait."""
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         value = headers.get(name)
         if value is not None:
             try:
-                return float(value) * scale
+                seconds = float(value) * scale
             except ValueError:
                 continue
-    return None
+            if math.isfinite(seconds) and seconds >= 0:
+                return seconds
+    resets = [
+        parse_reset(value)
+        for value in (
+            headers.get("x-ratelimit-reset-requests"),
+            headers.get("x-ratelimit-reset-tokens"),
+        )
+        if value is not None
+    ]
+    known = [seconds for seconds in resets if seconds is not None]
+    return max(known) if known else None
+
+
+def rate_limit_error(error: openai.RateLimitError) -> ProviderError:
+    """A 429 is not one thing: `insufficient_quota` (no credit left) and a request larger
+    than the whole limit never clear by waiting; `rate_limit_exceeded` does."""
+    body = error.body if isinstance(error.body, dict) else {}
+    code = body.get("code") or getattr(error, "code", None)
+    message = error.message or ""
+    if code == "insufficient_quota":
+        return QuotaExhausted(f"OpenAI: the account is out of quota: {message}")
+    if "request too large" in message.lower():
+        return RequestTooLarge(f"OpenAI: the request is larger than the limit: {message}")
+    return RateLimited(
+        f"OpenAI rate limit: {message}", retry_after=retry_after_seconds(error.response.headers)
+    )
 
 
 def provider_error(error: openai.OpenAIError, *, retrieving: bool = False) -> ProviderError:
     """The domain error an SDK error means."""
     if isinstance(error, openai.RateLimitError):
-        return RateLimited(
-            f"OpenAI rate limit: {error.message}", retry_after=retry_after_seconds(error)
-        )
+        return rate_limit_error(error)
     if isinstance(error, openai.APITimeoutError | openai.APIConnectionError):
         return ProviderUnavailable(f"OpenAI unreachable: {error}")
     if isinstance(error, openai.NotFoundError) and retrieving:

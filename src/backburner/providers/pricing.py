@@ -5,7 +5,8 @@ Prices are USD per million tokens, from the configurable price table
 cached rate; reasoning tokens are part of `output_tokens`. OpenAI prices background
 responses in the `2h` window 30% and in the `8h` window 40% below standard; both
 discounts are settings too (`BACKBURNER_WINDOW_DISCOUNTS`), so a changed contract is a
-configuration change, not a release.
+configuration change, not a release. Flex processing is priced at Batch API rates, half
+the standard price, unless the table has a `model@flex` entry.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from backburner.providers.base import Usage
 CompletionWindow = Literal["soonest", "2h", "8h"]
 WINDOW_SECONDS: dict[CompletionWindow, float] = {"2h": 2 * 3600.0, "8h": 8 * 3600.0}
 STANDARD_TIERS = frozenset({None, "auto", "default"})
+# Flex processing is billed at Batch API rates: half the standard price.
+FLEX_SHARE = 0.5
 
 
 class ModelPrice(BaseModel):
@@ -64,13 +67,36 @@ def price_for(
 ) -> ModelPrice | None:
     """The price of `model` on `service_tier`: an exact `model@tier` entry, else the model's
     standard price for standard tiers, else the entry of the model's family for a dated
-    snapshot (`gpt-4.1-mini-2025-04-14` → `gpt-4.1-mini`). None if the table has no price."""
+    snapshot (`gpt-4.1-mini-2025-04-14` → `gpt-4.1-mini`); on `flex` without an entry of its
+    own, the standard price at Batch API rates. None if the table has no price."""
     if service_tier not in STANDARD_TIERS:
-        return prices.get(f"{model}@{service_tier}")
+        exact = prices.get(f"{model}@{service_tier}")
+        if exact is not None or service_tier != "flex":
+            return exact
+        standard = price_for(prices, model, None)
+        if standard is None:
+            return None
+        return ModelPrice(
+            input=standard.input * FLEX_SHARE,
+            cached_input=None
+            if standard.cached_input is None
+            else standard.cached_input * FLEX_SHARE,
+            output=standard.output * FLEX_SHARE,
+        )
     if model in prices:
         return prices[model]
     family = max((name for name in prices if model.startswith(f"{name}-")), key=len, default=None)
     return prices[family] if family is not None else None
+
+
+def _usd(usage: Usage, price: ModelPrice) -> float:
+    cached = min(usage.cached_tokens, usage.input_tokens)
+    cached_rate = price.cached_input if price.cached_input is not None else price.input
+    return (
+        (usage.input_tokens - cached) * price.input
+        + cached * cached_rate
+        + usage.output_tokens * price.output
+    ) / 1_000_000
 
 
 def cost_of(
@@ -78,16 +104,14 @@ def cost_of(
     price: ModelPrice,
     window: str | None,
     discounts: Mapping[str, float],
+    *,
+    standard: ModelPrice | None = None,
 ) -> CallCost:
-    cached = min(usage.cached_tokens, usage.input_tokens)
-    cached_rate = price.cached_input if price.cached_input is not None else price.input
-    list_usd = (
-        (usage.input_tokens - cached) * price.input
-        + cached * cached_rate
-        + usage.output_tokens * price.output
-    ) / 1_000_000
+    """What `usage` cost at `price` in `window`, and at the `standard` price (a flex
+    call's list price is the standard one; by default, `price` itself)."""
     discount = discounts.get(window or "soonest", 0.0)
-    return CallCost(usd=list_usd * (1 - discount), list_usd=list_usd)
+    paid = _usd(usage, price) * (1 - discount)
+    return CallCost(usd=paid, list_usd=_usd(usage, standard or price))
 
 
 def choose_completion_window(

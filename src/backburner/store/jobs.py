@@ -183,6 +183,7 @@ async def retry_job(db: Database, job_id: str, *, owner: str | None, now: dateti
                 result=None,
                 error_message=None,
                 error_kind=None,
+                error_retryable=None,
                 completed_at=None,
                 cancel_requested=False,
                 attempts=0,

@@ -15,6 +15,9 @@ from backburner.store.transitions import ATTEMPT_ENDINGS, Event, IllegalTransiti
 
 # The statuses of a model call that is still out at the provider (not yet ended).
 OUTSTANDING_CALL_STATUSES = ("queued", "in_progress")
+# The statuses of a model call's response that is asked again: what it cost is what
+# retries cost.
+RETRIED_CALL_STATUSES = ("failed", "incomplete")
 
 
 SUBSTATE_WAITING_PROVIDER = "waiting_provider"
@@ -49,6 +52,7 @@ class Job:
     result: Any
     error_message: str | None
     error_kind: str | None
+    error_retryable: bool | None
     callback_url: str | None
     priority: int
     run_at: datetime
@@ -122,6 +126,8 @@ class Outcome:
     result: Any = None
     error_message: str | None = None
     error_kind: str | None = None
+    # Whether running the job again could succeed (None: it did not fail).
+    retryable: bool | None = None
     run_at: datetime | None = None
     count_as_retry: bool = False
     give_back_attempt: bool = False
@@ -159,6 +165,10 @@ class ProviderCall:
     service_tier: str | None
     cost_usd: float | None
     list_cost_usd: float | None
+    responses: int
+    retry_cost_usd: float | None
+    owner: str | None
+    job_type: str | None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> ProviderCall:

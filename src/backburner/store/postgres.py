@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from backburner.store.models import OUTSTANDING_CALL_STATUSES, Job
+from backburner.store.models import OUTSTANDING_CALL_STATUSES, RETRIED_CALL_STATUSES, Job
 from backburner.store.outbox import owes_notification
 from backburner.store.schema import jobs
 from backburner.store.transitions import TERMINAL_STATUSES
@@ -72,6 +72,7 @@ def _listed(values: Iterable[str]) -> str:
 
 TERMINAL = _listed(TERMINAL_STATUSES)
 OUTSTANDING = _listed(OUTSTANDING_CALL_STATUSES)
+RETRIED = _listed(RETRIED_CALL_STATUSES)
 
 # The columns `queue._finish_params` computes for each outcome, in this order: the same
 # values the portable UPDATE binds, passed as arrays.
@@ -79,32 +80,32 @@ FINISH = f"""
 WITH outcome AS (
     SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[],
                          $6::text[], $7::timestamptz[], $8::timestamptz[], $9::float8[],
-                         $10::int[], $11::int[], $12::text[], $13::text[])
+                         $10::int[], $11::int[], $12::text[], $13::text[], $14::bool[])
         AS o(id, attempt, status, result, error_message, error_kind, completed_at, run_at,
-             progress, retry_inc, attempt_dec, event, event_data)
+             progress, retry_inc, attempt_dec, event, event_data, error_retryable)
 ), done AS (
     UPDATE jobs SET status = o.status, substate = NULL, result = o.result::jsonb,
         error_message = o.error_message, error_kind = o.error_kind,
-        completed_at = o.completed_at,
+        error_retryable = o.error_retryable, completed_at = o.completed_at,
         run_at = COALESCE(o.run_at, jobs.run_at),
         progress = COALESCE(o.progress, jobs.progress),
         retry_count = jobs.retry_count + o.retry_inc,
         attempts = jobs.attempts - o.attempt_dec,
-        lease_owner = NULL, lease_expires_at = NULL, updated_at = $14
+        lease_owner = NULL, lease_expires_at = NULL, updated_at = $15
     FROM outcome AS o
-    WHERE jobs.id = o.id AND jobs.lease_owner = $15 AND jobs.status = 'running'
+    WHERE jobs.id = o.id AND jobs.lease_owner = $16 AND jobs.status = 'running'
       AND jobs.attempts = o.attempt
     RETURNING jobs.id, o.status, o.attempt, o.error_message, o.event, o.event_data
 ), events AS (
     INSERT INTO job_events (job_id, at, kind, from_status, to_status, attempt, message, data)
-    SELECT id, $14, event, 'running', status, attempt, error_message, event_data::jsonb
+    SELECT id, $15, event, 'running', status, attempt, error_message, event_data::jsonb
     FROM done
 ), owed AS (
     -- The outbox rows of jobs that ended and owe notifications: the rule is
     -- outbox.owes_notification, compiled here. The jobs row read is the one before this
     -- statement, whose owner, callback_url and notify the UPDATE above does not change.
     INSERT INTO notifications (job_id, owner, event_type, created_at)
-    SELECT jobs.id, jobs.owner, 'job.' || d.status, $14
+    SELECT jobs.id, jobs.owner, 'job.' || d.status, $15
     FROM done AS d JOIN jobs ON jobs.id = d.id
     WHERE d.status IN ({TERMINAL}) AND ({_condition_on_jobs(owes_notification())})
     RETURNING 1
@@ -146,7 +147,7 @@ def finish_args(
 ) -> tuple[Any, ...]:
     """FINISH's arguments from the portable path's parameters and event rows, one pair per
     outcome: the values are computed once, in `queue`, for both forms."""
-    columns: list[list[Any]] = [[] for _ in range(13)]
+    columns: list[list[Any]] = [[] for _ in range(14)]
     for param, event in zip(params, events, strict=True):
         result = param["b_result"]
         row = (
@@ -163,6 +164,7 @@ def finish_args(
             param["b_attempt_dec"],
             event["kind"],
             json.dumps(event["data"]) if event["data"] else None,
+            param["b_error_retryable"],
         )
         for column, value in zip(columns, row, strict=True):
             column.append(value)
@@ -182,7 +184,8 @@ WITH call AS (
         attempt = EXCLUDED.attempt, output = NULL, error_message = NULL,
         submitted_at = EXCLUDED.submitted_at, completed_at = NULL,
         completion_window = EXCLUDED.completion_window,
-        service_tier = EXCLUDED.service_tier
+        service_tier = EXCLUDED.service_tier,
+        responses = provider_calls.responses + 1
     RETURNING job_id
 ), job AS (
     UPDATE jobs SET substate = 'waiting_provider', updated_at = $8
@@ -191,7 +194,7 @@ WITH call AS (
 INSERT INTO job_events (job_id, at, kind, attempt, data)
 SELECT job_id, $8, 'model_call_submitted', $7,
        jsonb_build_object('key', $2::text, 'response_id', $5::text, 'model', $4::text,
-                          'completion_window', $9::text)
+                          'completion_window', $9::text, 'replaces', $11::text)
 FROM call
 """
 
@@ -201,14 +204,17 @@ FROM call
 # it, hence `key <> $2`.
 RECORD_FINISHED = f"""
 WITH call AS (
-    UPDATE provider_calls SET status = $3, output = $4::jsonb, error_message = $5,
+    UPDATE provider_calls SET status = $3::text, output = $4::jsonb, error_message = $5,
         completed_at = $6, input_tokens = input_tokens + $7,
         cached_tokens = cached_tokens + $8, output_tokens = output_tokens + $9,
         reasoning_tokens = reasoning_tokens + $10,
         cost_usd = CASE WHEN $12::float8 IS NULL THEN cost_usd
                         ELSE COALESCE(cost_usd, 0) + $12::float8 END,
         list_cost_usd = CASE WHEN $13::float8 IS NULL THEN list_cost_usd
-                             ELSE COALESCE(list_cost_usd, 0) + $13::float8 END
+                             ELSE COALESCE(list_cost_usd, 0) + $13::float8 END,
+        retry_cost_usd = CASE WHEN $12::float8 IS NULL OR $3::text NOT IN ({RETRIED})
+                              THEN retry_cost_usd
+                              ELSE COALESCE(retry_cost_usd, 0) + $12::float8 END
     WHERE job_id = $1 AND key = $2
     RETURNING job_id, response_id
 ), job AS (

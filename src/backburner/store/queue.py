@@ -242,6 +242,7 @@ _FINISH = (
         result=sa.bindparam("b_result", type_=jobs.c.result.type),
         error_message=sa.bindparam("b_error_message"),
         error_kind=sa.bindparam("b_error_kind"),
+        error_retryable=sa.bindparam("b_error_retryable", type_=sa.Boolean()),
         completed_at=sa.bindparam("b_completed_at", type_=jobs.c.completed_at.type),
         run_at=sa.func.coalesce(sa.bindparam("b_run_at", type_=jobs.c.run_at.type), jobs.c.run_at),
         progress=sa.func.coalesce(sa.bindparam("b_progress", type_=sa.Float()), jobs.c.progress),
@@ -262,6 +263,7 @@ def _finish_params(outcome: Outcome, now: datetime) -> dict[str, Any]:
         "b_result": outcome.result,
         "b_error_message": outcome.error_message,
         "b_error_kind": outcome.error_kind,
+        "b_error_retryable": outcome.retryable,
         "b_completed_at": now if terminal else None,
         "b_run_at": outcome.run_at if outcome.status == JobStatus.PENDING else None,
         "b_progress": 1.0 if outcome.status == JobStatus.SUCCEEDED else None,
@@ -434,6 +436,7 @@ def _reap_outcome(job: Job) -> Outcome:
             Event.FAILED,
             error_kind="lost",
             error_message=f"worker lost (lease expired) on the last of {job.max_attempts} attempts",
+            retryable=True,
         )
     return Outcome(
         job.id,
@@ -441,5 +444,6 @@ def _reap_outcome(job: Job) -> Outcome:
         Event.LEASE_EXPIRED,
         error_kind="lost",
         error_message="worker lost (lease expired); job returned to the queue",
+        retryable=True,
         count_as_retry=True,
     )

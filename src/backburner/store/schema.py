@@ -53,6 +53,7 @@ jobs = sa.Table(
     sa.Column("result", Json()),
     sa.Column("error_message", sa.Text()),
     sa.Column("error_kind", sa.String(50)),
+    sa.Column("error_retryable", sa.Boolean()),
     sa.Column("callback_url", sa.Text()),
     sa.Column("priority", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("run_at", UtcDateTime(), nullable=False),
@@ -172,6 +173,13 @@ provider_calls = sa.Table(
     # NULL when the model is not in the price table.
     sa.Column("cost_usd", sa.Float()),
     sa.Column("list_cost_usd", sa.Float()),
+    # Responses this call had (a failed one asked again makes two), and what those that
+    # ended failed or incomplete cost: what retries cost.
+    sa.Column("responses", sa.Integer(), nullable=False, server_default="1"),
+    sa.Column("retry_cost_usd", sa.Float()),
+    # Set for a call outside any job (the quick path): whose it was and what for.
+    sa.Column("owner", sa.String(200)),
+    sa.Column("job_type", sa.String(100)),
     sa.UniqueConstraint("job_id", "key", name="uq_provider_calls_job_key"),
     sa.Index("ix_provider_calls_response", "response_id"),
 )

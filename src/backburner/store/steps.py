@@ -14,8 +14,10 @@ from backburner.store.database import Database
 from backburner.store.events import add_events, event_row
 from backburner.store.models import (
     OUTSTANDING_CALL_STATUSES,
+    RETRIED_CALL_STATUSES,
     SUBSTATE_WAITING_PROVIDER,
     ProviderCall,
+    new_id,
 )
 from backburner.store.schema import job_steps, jobs, provider_calls
 from backburner.store.transitions import Event, JobStatus
@@ -76,10 +78,11 @@ async def record_submitted(
     now: datetime,
     completion_window: str | None = None,
     service_tier: str | None = None,
+    replaces: str | None = None,
 ) -> None:
     """Persist a response id the provider accepted, before anyone waits on it. A key that
     had a failed call before is overwritten: that call is over and this one replaces it
-    (its tokens and cost stay counted)."""
+    (its tokens and cost stay counted; the event names the response it `replaces`)."""
     if db.native_statements:
         async with db.asyncpg_connection() as conn:
             await conn.execute(
@@ -94,6 +97,7 @@ async def record_submitted(
                 now,
                 completion_window,
                 service_tier,
+                replaces,
             )
         return
     values = {
@@ -113,7 +117,7 @@ async def record_submitted(
         updated = await tx.conn.execute(
             sa.update(provider_calls)
             .where(provider_calls.c.job_id == job_id, provider_calls.c.key == key)
-            .values(**values)
+            .values(**values, responses=provider_calls.c.responses + 1)
         )
         if updated.rowcount == 0:
             await tx.conn.execute(
@@ -137,6 +141,7 @@ async def record_submitted(
                         "response_id": response_id,
                         "model": model,
                         "completion_window": completion_window,
+                        "replaces": replaces,
                     },
                 )
             ],
@@ -191,6 +196,8 @@ async def record_finished(
     if cost_usd is not None and list_cost_usd is not None:
         added["cost_usd"] = sa.func.coalesce(c.cost_usd, 0.0) + cost_usd
         added["list_cost_usd"] = sa.func.coalesce(c.list_cost_usd, 0.0) + list_cost_usd
+        if status in RETRIED_CALL_STATUSES:
+            added["retry_cost_usd"] = sa.func.coalesce(c.retry_cost_usd, 0.0) + cost_usd
     async with db.write() as tx:
         row = (
             await tx.conn.execute(
@@ -250,12 +257,54 @@ async def usage_totals(db: Database, job_id: str) -> dict[str, Any]:
         *token_sums(),
         sa.func.sum(c.cost_usd),
         sa.func.sum(c.list_cost_usd),
+        sa.func.coalesce(sa.func.sum(c.responses), 0),
+        sa.func.sum(c.retry_cost_usd),
     ).where(c.job_id == job_id)
     async with db.read() as conn:
-        calls, *tokens, cost, list_cost = (await conn.execute(query)).one()
+        calls, *tokens, cost, list_cost, responses, retry_cost = (await conn.execute(query)).one()
     return {
         "model_calls": int(calls),
+        "responses": int(responses),
         **{name: int(total) for name, total in zip(TOKEN_COLUMNS, tokens, strict=True)},
         "cost_usd": None if cost is None else float(cost),
         "list_cost_usd": None if list_cost is None else float(list_cost),
+        "retry_cost_usd": float(retry_cost or 0.0),
     }
+
+
+async def record_call_outside_a_job(
+    db: Database,
+    *,
+    owner: str,
+    job_type: str,
+    provider: str,
+    model: str,
+    response_id: str,
+    usage: dict[str, int],
+    cost: tuple[float, float] | None,
+    now: datetime,
+) -> None:
+    """Record a model call made for an owner outside any job (the quick path): its tokens
+    and cost count in usage reports and metrics, and its cost in the owner's month."""
+    cost_usd, list_cost_usd = cost if cost is not None else (None, None)
+    async with db.write() as tx:
+        await tx.conn.execute(
+            sa.insert(provider_calls).values(
+                job_id=new_id(),
+                key="quick",
+                provider=provider,
+                model=model,
+                response_id=response_id,
+                status="completed",
+                attempt=1,
+                submitted_at=now,
+                completed_at=now,
+                owner=owner,
+                job_type=job_type,
+                cost_usd=cost_usd,
+                list_cost_usd=list_cost_usd,
+                **{name: usage.get(name, 0) for name in TOKEN_COLUMNS},
+            )
+        )
+        if cost_usd:
+            await add_spend(tx.conn, owner, month_of(now), cost_usd)

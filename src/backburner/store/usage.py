@@ -130,10 +130,13 @@ async def usage_report(
     """Tokens and cost of model calls by owner, job type and model (calls submitted since
     `since`, of `owner` if given)."""
     c = provider_calls.c
+    # A call outside any job (the quick path) carries its owner and type itself.
+    call_owner = sa.func.coalesce(jobs.c.owner, c.owner)
+    call_type = sa.func.coalesce(jobs.c.type, c.job_type)
     query = (
         sa.select(
-            jobs.c.owner,
-            jobs.c.type,
+            call_owner,
+            call_type,
             c.model,
             sa.func.count(),
             *token_sums(),
@@ -141,12 +144,12 @@ async def usage_report(
             sa.func.coalesce(sa.func.sum(c.list_cost_usd), 0.0),
             sa.func.count().filter(c.cost_usd.is_(None), c.completed_at.is_not(None)),
         )
-        .select_from(provider_calls.join(jobs, jobs.c.id == c.job_id))
-        .group_by(jobs.c.owner, jobs.c.type, c.model)
-        .order_by(jobs.c.owner, jobs.c.type, c.model)
+        .select_from(provider_calls.outerjoin(jobs, jobs.c.id == c.job_id))
+        .group_by(call_owner, call_type, c.model)
+        .order_by(call_owner, call_type, c.model)
     )
     if owner is not None:
-        query = query.where(jobs.c.owner == owner)
+        query = query.where(call_owner == owner)
     if since is not None:
         query = query.where(c.submitted_at >= since)
     async with db.read() as conn:

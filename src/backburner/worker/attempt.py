@@ -8,7 +8,9 @@ cancels the handler's task, and the runner records why it stopped instead of an 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -21,21 +23,26 @@ from backburner.errors import (
     InvalidInput,
     JobTimeout,
     PermanentError,
+    RateLimited,
     UnknownJobType,
 )
 from backburner.jobs.registry import JobRegistry, JobType, RetryPolicy
 from backburner.logs import job_logging
-from backburner.providers.base import Provider
+from backburner.providers.base import Provider, ResponseSnapshot
 from backburner.store import OUTSTANDING_CALL_STATUSES, Database, Job, Outcome
 from backburner.store import steps as steps_store
 from backburner.worker import outcomes
 from backburner.worker.context import RunningJob, SlotHolder
-from backburner.worker.retry import classify_error
+from backburner.worker.retry import classify_error, is_throttled_or_unavailable, provider_wait
 from backburner.worker.spending import CallTerms, Spending
 from backburner.worker.tracker import ResponseTracker
 from backburner.worker.writer import OutcomeWriter
 
 log = logging.getLogger(__name__)
+
+# Tries at cancelling a response at a throttled or failing provider before giving up (the
+# job has ended either way; an uncancelled response runs to its end and is billed).
+CANCEL_TRIES = 4
 
 
 class StopReason(StrEnum):
@@ -152,7 +159,10 @@ class AttemptRunner:
         attempt.in_handler = True
         try:
             async with deadline:
-                value = await job_type.handler(context, payload)
+                try:
+                    value = await job_type.handler(context, payload)
+                finally:
+                    context.close()
         except asyncio.CancelledError:
             if attempt.stop_reason is None:
                 raise  # the worker itself is being torn down
@@ -219,7 +229,7 @@ class AttemptRunner:
             if call.status not in OUTSTANDING_CALL_STATUSES:
                 continue
             try:
-                snapshot = await self.provider.cancel(call.response_id)
+                snapshot = await self._cancel_at_provider(call.response_id)
                 terms = CallTerms(call.model, call.completion_window, call.service_tier)
                 await steps_store.record_finished(
                     self.db,
@@ -240,3 +250,25 @@ class AttemptRunner:
                     "cancelling a response failed",
                     extra={"response_id": call.response_id, "error": str(error)},
                 )
+
+    async def _cancel_at_provider(self, response_id: str) -> ResponseSnapshot:
+        """Cancel a response, riding out a throttled or failing provider for a few tries,
+        and read what it was billed: the cancel's answer may not carry its usage yet, a
+        retrieve after it does."""
+        failures = 0
+        while True:
+            try:
+                snapshot = await self.provider.cancel(response_id)
+                break
+            except Exception as error:
+                failures += 1
+                if not is_throttled_or_unavailable(error) or failures >= CANCEL_TRIES:
+                    raise
+                hint = error.retry_after if isinstance(error, RateLimited) else None
+                await asyncio.sleep(provider_wait(failures, hint, random.random()))
+        if snapshot.usage is None:
+            with contextlib.suppress(Exception):
+                read = await self.provider.retrieve(response_id)
+                if read.is_terminal:
+                    snapshot = read
+        return snapshot

@@ -12,6 +12,7 @@ import contextlib
 import inspect
 import json
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
@@ -26,6 +27,8 @@ from backburner.errors import (
     InvalidModelOutput,
     LeaseLost,
     PermanentError,
+    ProviderError,
+    ProviderUnavailable,
     RateLimited,
     ResponseCancelled,
     ResponseFailed,
@@ -42,12 +45,14 @@ from backburner.providers.base import (
     Provider,
     ResponseSnapshot,
     Usage,
+    failure_is_transient,
     is_strict_compatible,
 )
 from backburner.store import OUTSTANDING_CALL_STATUSES, Database, Document, Job, ProviderCall
 from backburner.store import documents as documents_store
 from backburner.store import queue as queue_store
 from backburner.store import steps as steps_store
+from backburner.worker.retry import provider_wait
 from backburner.worker.spending import CallTerms, Spending
 from backburner.worker.tracker import ResponseTracker
 
@@ -57,6 +62,19 @@ T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
 PROGRESS_MIN_INTERVAL = 0.25
+# A response that failed for the provider's own reasons is asked again this many times
+# within one attempt before the attempt gives up on it.
+TRANSIENT_RESUBMITS = 3
+# An answer that does not match its schema is asked again this many times (the repair)
+# before the job fails for good.
+SCHEMA_REPAIRS = 1
+DISCOUNTED_WINDOWS = ("2h", "8h")
+
+
+class AttemptEnded(asyncio.CancelledError):
+    """A task the handler left running (the sibling of a call that failed, under a plain
+    `asyncio.gather`) tried to place a model call after its attempt ended. The call is
+    not placed; the task ends as cancelled, quietly."""
 
 
 class SlotHolder:
@@ -119,7 +137,10 @@ class RunningJob:
         self._clock = clock
         self._steps: dict[str, Any] = {}
         self._calls: dict[str, ProviderCall] = {}
+        # Calls completed in this attempt, so asking again replays them.
+        self._finished: dict[str, ResponseSnapshot] = {}
         self._loaded = False
+        self._open = True
         # Keys this attempt called: enough to find a tool loop's final round.
         self._keys_called: set[str] = set()
         self._last_progress: tuple[float, str | None, float] | None = None
@@ -202,29 +223,40 @@ class RunningJob:
                     )
                 }
             )
-        snapshot = await self.respond(key, request, tools=tools)
-        try:
-            return output_model.model_validate_json(snapshot.output_text)
-        except ValidationError as error:
-            # Forget the answer so the next attempt asks again instead of replaying it.
-            final_key = self._final_key(key)
-            self._calls.pop(final_key, None)
-            await steps_store.record_finished(
-                self._db,
-                job_id=self.job_id,
-                key=final_key,
-                status="failed",
-                output=None,
-                error_message=f"output rejected: {error.error_count()} schema errors",
-                usage={},
-                attempt=self.attempt,
-                now=self._clock(),
-                owner=self.owner,
-            )
-            raise InvalidModelOutput(
-                f"model output for {key!r} does not match {output_model.__name__}: "
-                f"{error.errors()[0]['msg']}"
-            ) from error
+        for asked in range(1 + SCHEMA_REPAIRS):
+            snapshot = await self.respond(key, request, tools=tools)
+            try:
+                return output_model.model_validate_json(snapshot.output_text)
+            except ValidationError as error:
+                # Forget the answer so it is asked again (now, or by a later attempt)
+                # instead of replayed; the tokens it cost stay counted.
+                await self._reject_answer(key, error)
+                problem = error.errors()[0]["msg"]
+                log.warning(
+                    "model output does not match its schema",
+                    extra={"key": key, "asked": asked + 1, "problem": problem},
+                )
+        raise InvalidModelOutput(
+            f"model output for {key!r} does not match {output_model.__name__} after "
+            f"{1 + SCHEMA_REPAIRS} answers: {problem}"
+        )
+
+    async def _reject_answer(self, key: str, error: ValidationError) -> None:
+        final_key = self._final_key(key)
+        self._calls.pop(final_key, None)
+        self._finished.pop(final_key, None)
+        await steps_store.record_finished(
+            self._db,
+            job_id=self.job_id,
+            key=final_key,
+            status="failed",
+            output=None,
+            error_message=f"output rejected: {error.error_count()} schema errors",
+            usage={},
+            attempt=self.attempt,
+            now=self._clock(),
+            owner=self.owner,
+        )
 
     def _final_key(self, key: str) -> str:
         rounds = [k for k in {*self._calls, *self._keys_called} if k.startswith(f"{key}/round/")]
@@ -247,49 +279,114 @@ class RunningJob:
         return FunctionCallOutput(call_id=call.call_id, output=json.dumps(result))
 
     async def _call(self, key: str, request: ModelRequest) -> ResponseSnapshot:
+        """The ended response of the call `key`: replayed if an earlier attempt (or this
+        one) finished it, waited on if it is out, placed otherwise. A response that
+        fails for the provider's own reasons is asked again at once (a new response for
+        the same call; the failed one's tokens stay counted)."""
         await self._ensure_loaded()
         self._keys_called.add(key)
+        finished = self._finished.get(key)
+        if finished is not None:
+            return finished
         known = self._calls.get(key)
         if known is not None and known.status == "completed":
             return ResponseSnapshot.from_stored(known.response_id, "completed", known.output or {})
         snapshot: ResponseSnapshot | None = None
-        if known is not None and known.status in OUTSTANDING_CALL_STATUSES:
+        replaces: str | None = None
+        if known is not None:
             terms = CallTerms(known.model, known.completion_window, known.service_tier)
-            try:
-                snapshot = await self._wait(known.response_id)
-            except ResponseLost:
-                log.warning(
-                    "response lost; submitting again",
-                    extra={"job_id": self.job_id, "response_id": known.response_id, "key": key},
-                )
-        if snapshot is None:
-            snapshot, terms = await self._submit(key, request)
-            if not snapshot.is_terminal:
-                snapshot = await self._wait(snapshot.id)
-        await self._record_end(key, snapshot, terms)
-        return ensure_completed(snapshot)
+            replaces = known.response_id
+            if known.status in OUTSTANDING_CALL_STATUSES:
+                try:
+                    snapshot = await self._wait(known.response_id)
+                except ResponseLost:
+                    log.warning(
+                        "response lost; submitting again",
+                        extra={"response_id": known.response_id, "key": key},
+                    )
+        resubmits = 0
+        while True:
+            if snapshot is None:
+                snapshot, terms = await self._submit(key, request, replaces=replaces)
+                if not snapshot.is_terminal:
+                    snapshot = await self._wait(snapshot.id)
+            await self._record_end(key, snapshot, terms)
+            if not (failure_is_transient(snapshot) and resubmits < TRANSIENT_RESUBMITS):
+                break
+            resubmits += 1
+            log.warning(
+                "response failed on the provider's side; asking again",
+                extra={"key": key, "response_id": snapshot.id, "code": snapshot.error_code},
+            )
+            await self._pause(provider_wait(resubmits, None, random.random()))
+            replaces, snapshot = snapshot.id, None
+        completed = ensure_completed(snapshot)
+        self._finished[key] = completed
+        return completed
 
-    async def _submit(self, key: str, request: ModelRequest) -> tuple[ResponseSnapshot, CallTerms]:
+    def close(self) -> None:
+        """The attempt has ended: tasks its handler left running place no new model call
+        (one already placed keeps running at the provider, its id persisted, and the
+        next attempt picks it up)."""
+        self._open = False
+
+    def _ensure_open(self, key: str) -> None:
+        if not self._open:
+            raise AttemptEnded(
+                f"attempt {self.attempt} of job {self.job_id} has ended; {key!r} is not placed"
+            )
+
+    async def _submit(
+        self, key: str, request: ModelRequest, *, replaces: str | None = None
+    ) -> tuple[ResponseSnapshot, CallTerms]:
         """Place the call: within the owner's budget and the shared rate limit, in the
-        cheapest completion window the deadline allows; persist its id before returning."""
-        await self._spending.check_budget(self.owner)
-        placed = self._spending.placed(request, self._deadline_at, self._sequential_calls)
-        tagged = placed.model_copy(
-            update={
-                "metadata": {
-                    **request.metadata,
-                    "backburner_job_id": self.job_id,
-                    "backburner_key": key[:64],
+        cheapest completion window the deadline allows; persist its id before returning.
+        A throttled or unavailable provider (429, 5xx, timeouts) is waited out here, with
+        backoff that honours its hints, for as long as the attempt's time allows."""
+        failures = 0
+        error: ProviderError
+        while True:
+            self._ensure_open(key)
+            await self._spending.check_budget(self.owner)
+            placed = self._spending.placed(request, self._deadline_at, self._sequential_calls)
+            tagged = placed.model_copy(
+                update={
+                    "metadata": {
+                        **request.metadata,
+                        "backburner_job_id": self.job_id,
+                        "backburner_key": key[:64],
+                    },
+                    # Calls of one job in a discounted window are grouped for the
+                    # provider's queue priority (OpenAI's background guide).
+                    "continuation_id": self.job_id
+                    if placed.completion_window in DISCOUNTED_WINDOWS
+                    else None,
                 }
-            }
-        )
-        estimate = self._spending.estimate(tagged)
-        await self._spending.take_rate_budget(tagged, estimate, self._wait_for_budget)
-        try:
-            snapshot = await self._provider.submit(tagged)
-        except RateLimited as limited:
-            await self._spending.throttled(request.model, limited.retry_after)
-            raise
+            )
+            estimate = self._spending.estimate(tagged)
+            await self._spending.take_rate_budget(tagged, estimate, self._pause)
+            self._ensure_open(key)  # the wait for budget may have outlived the attempt
+            try:
+                snapshot = await self._provider.submit(tagged)
+                break
+            except RateLimited as limited:
+                await self._spending.throttled(request.model, limited.retry_after)
+                hint, error = limited.retry_after, limited
+            except ProviderUnavailable as unavailable:
+                hint, error = None, unavailable
+            failures += 1
+            delay = provider_wait(failures, hint, random.random())
+            log.warning(
+                "provider busy; waiting inside the attempt",
+                extra={
+                    "key": key,
+                    "error_kind": error.kind,
+                    "error": str(error),
+                    "seconds": round(delay, 3),
+                    "failures": failures,
+                },
+            )
+            await self._pause(delay)
         self._estimates[key] = estimate
         terms = CallTerms(request.model, placed.completion_window, placed.service_tier)
         await steps_store.record_submitted(
@@ -304,12 +401,12 @@ class RunningJob:
             now=self._clock(),
             completion_window=terms.completion_window,
             service_tier=terms.service_tier,
+            replaces=replaces,
         )
         self._keys_called.add(key)
         log.info(
             "model call submitted",
             extra={
-                "job_id": self.job_id,
                 "response_id": snapshot.id,
                 "key": key,
                 "completion_window": terms.completion_window,
@@ -321,7 +418,8 @@ class RunningJob:
         async with self._slot.released():
             return await self._tracker.wait(response_id)
 
-    async def _wait_for_budget(self, seconds: float) -> None:
+    async def _pause(self, seconds: float) -> None:
+        """Wait without holding a worker slot (a job waiting on the provider holds none)."""
         async with self._slot.released():
             await asyncio.sleep(seconds)
 
@@ -385,7 +483,11 @@ def ensure_completed(snapshot: ResponseSnapshot) -> ResponseSnapshot:
         raise ResponseIncomplete(f"response {snapshot.id} is incomplete: {detail}")
     if snapshot.status == "cancelled":
         raise ResponseCancelled(f"response {snapshot.id} was cancelled")
-    raise ResponseFailed(f"response {snapshot.id} failed: {detail}")
+    raise ResponseFailed(
+        f"response {snapshot.id} failed: {detail}",
+        code=snapshot.error_code,
+        transient=failure_is_transient(snapshot),
+    )
 
 
 def tool_call_problem(

@@ -51,6 +51,7 @@ def after_failure(
             Event.RETRY_SCHEDULED,
             error_kind=info.kind,
             error_message=info.message,
+            retryable=True,
             run_at=decision.run_at,
             count_as_retry=True,
         )
@@ -60,4 +61,5 @@ def after_failure(
         Event.FAILED,
         error_kind=info.kind,
         error_message=f"{info.message} ({decision.reason})",
+        retryable=info.retryable,
     )

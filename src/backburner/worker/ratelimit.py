@@ -4,8 +4,11 @@ A token bucket per limit, kept in the database (`rate_limits`), so every worker 
 and machine draws from the same budget. Before a model call a worker takes one request
 and the call's estimated tokens; after it, the estimate is corrected from `usage`. The
 budget breathes: a 429 halves it and blocks the model for the server's `retry-after`
-(every worker sees the block at once); each success gives back 5% of the full budget
-(additive increase, multiplicative decrease, as TCP does with a congested link).
+(every worker sees the block at once); each success gives back 5% of the full budget, and
+so does every 6 s that passes (additive increase, multiplicative decrease, as TCP does
+with a congested link). It never holds less than one request, so a low limit cannot wedge
+it, and it refills a little slower than the configured rate (97%), so the provider, whose
+window started a moment after ours, is not asked a hair too soon.
 
 The decisions are plain functions of a `Bucket`; `RateLimiter` does the I/O. (The design
 places the limiter with the providers; its state lives in the store, which providers may
@@ -30,6 +33,11 @@ T = TypeVar("T")
 
 MIN_SCALE = 0.05
 RECOVERY_STEP = 0.05
+# The scale grows back with time too, without successes (a budget shrunk before a restart
+# heals after it): RECOVERY_STEP every RECOVERY_SECONDS.
+RECOVERY_SECONDS = 6.0
+# The share of the configured rate the bucket refills at.
+REFILL_SHARE = 0.97
 DEFAULT_BLOCK_SECONDS = 1.0
 MAX_WAIT_SECONDS = 60.0
 
@@ -48,17 +56,25 @@ def limits_for(configured: Mapping[str, Mapping[str, int]], model: str) -> Limit
     return Limits(rpm=entry.get("rpm"), tpm=entry.get("tpm"))
 
 
+def request_capacity(limits: Limits, scale: float) -> float:
+    """Requests the bucket holds at this scale: never less than one, or a shrunk budget
+    for a low limit could never admit a call again."""
+    return max(1.0, (limits.rpm or 0) * scale)
+
+
 def refilled(bucket: Bucket, limits: Limits, now: datetime) -> Bucket:
-    """The bucket after the time since its last update has refilled it."""
+    """The bucket after the time since its last update has refilled it (and grown its
+    scale back a little)."""
     elapsed = max(0.0, (now - bucket.updated_at).total_seconds())
+    scale = min(1.0, bucket.scale + RECOVERY_STEP * elapsed / RECOVERY_SECONDS)
     requests, tokens = bucket.requests, bucket.tokens
     if limits.rpm is not None:
-        full = limits.rpm * bucket.scale
-        requests = min(full, requests + elapsed * full / 60)
+        full = request_capacity(limits, bucket.scale)
+        requests = min(full, requests + elapsed * full * REFILL_SHARE / 60)
     if limits.tpm is not None:
         full = limits.tpm * bucket.scale
-        tokens = min(full, tokens + elapsed * full / 60)
-    return replace(bucket, requests=requests, tokens=tokens, updated_at=now)
+        tokens = min(full, tokens + elapsed * full * REFILL_SHARE / 60)
+    return replace(bucket, requests=requests, tokens=tokens, scale=scale, updated_at=now)
 
 
 def full_bucket(key: str, limits: Limits, now: datetime) -> Bucket:
@@ -90,12 +106,14 @@ def take(bucket: Bucket, limits: Limits, tokens: int, now: datetime) -> tuple[Bu
         return told_to_wait(bucket, (bucket.blocked_until - now).total_seconds())
     wait = 0.0
     if limits.rpm is not None and bucket.requests < 1:
-        wait = (1 - bucket.requests) * 60 / (limits.rpm * bucket.scale)
+        rate = request_capacity(limits, bucket.scale) * REFILL_SHARE
+        wait = (1 - bucket.requests) * 60 / rate
     if limits.tpm is not None:
         # A call larger than the whole (shrunk) budget waits for a full bucket, not forever.
         needed = min(float(tokens), limits.tpm * bucket.scale)
         if bucket.tokens < needed:
-            wait = max(wait, (needed - bucket.tokens) * 60 / (limits.tpm * bucket.scale))
+            rate = limits.tpm * bucket.scale * REFILL_SHARE
+            wait = max(wait, (needed - bucket.tokens) * 60 / rate)
     if wait > 0:
         return told_to_wait(bucket, wait)
     return (

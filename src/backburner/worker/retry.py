@@ -1,21 +1,86 @@
-"""Deciding what happens after an attempt fails: plain functions, no I/O.
+"""Deciding what happens after something fails: plain functions, no I/O.
 
 `classify_error` says what kind of failure an exception is; `decide_after_failure` says
-whether to run again and when, from the type's policy and the attempt number.
+whether to run the job again and when, from the type's policy and the attempt number;
+`provider_wait` says how long to wait out a throttled or failing provider *inside* an
+attempt (429s, 5xx and timeouts never use up a job's attempts).
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from backburner.errors import BackburnerError, ErrorInfo, JobTimeout, RateLimited, Retry
+import aiohttp
+import httpx
+
+from backburner.errors import (
+    BackburnerError,
+    ErrorInfo,
+    JobTimeout,
+    ProviderUnavailable,
+    RateLimited,
+    Retry,
+)
 from backburner.jobs.registry import RetryPolicy
+
+# Network trouble from a handler's own calls (a tool fetching data): transient.
+NETWORK_ERRORS: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    ConnectionError,
+    httpx.TransportError,
+    aiohttp.ClientConnectionError,
+)
+
+PROVIDER_WAIT_BASE = 0.5
+PROVIDER_WAIT_MAX = 30.0
+
+
+def is_throttled_or_unavailable(error: BaseException) -> bool:
+    """A provider answer to wait out inside the attempt: 429 rate_limit_exceeded, 5xx,
+    timeouts and connection errors (never a permanent 4xx, quota or request too large)."""
+    return isinstance(error, RateLimited | ProviderUnavailable)
+
+
+def provider_wait(failures: int, hint: float | None, unit_random: float) -> float:
+    """Seconds to wait before asking the provider again after `failures` transient answers
+    in a row: exponential from 0.5 s to 30 s, up to half of it taken off at random (so
+    many waiting calls do not return together), and never sooner than the provider's own
+    hint (`retry-after`, or when its rate limit resets)."""
+    raw = min(PROVIDER_WAIT_MAX, PROVIDER_WAIT_BASE * 2 ** max(0, failures - 1))
+    delay = raw * (1 - 0.5 * unit_random)
+    if hint is not None:
+        delay = max(delay, hint)
+    return float(delay)
+
+
+def leaf_errors(error: BaseException) -> list[BaseException]:
+    """The errors inside (nested) exception groups, or the error itself."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaf_errors(inner)]
+    return [error]
 
 
 def classify_error(error: BaseException, policy: RetryPolicy) -> ErrorInfo:
-    """What kind of failure `error` is, and whether it is worth another attempt."""
+    """What kind of failure `error` is, and whether it is worth another attempt.
+
+    Errors of a handler's own code (ValueError, KeyError, TypeError, ...) are permanent
+    unless the type's policy names them (`retry_on`) or asks for it
+    (`retry_unknown_errors`); provider, network and timeout errors are transient. Of a
+    group of errors (tasks run together), a permanent one decides: running again cannot
+    succeed."""
+    if isinstance(error, BaseExceptionGroup):
+        infos = [
+            classify_error(leaf, policy)
+            for leaf in leaf_errors(error)
+            if not isinstance(leaf, asyncio.CancelledError)
+        ]
+        if not infos:
+            return ErrorInfo("error", "every task was cancelled", False)
+        permanent = [info for info in infos if not info.retryable]
+        return (permanent or infos)[0]
     message = str(error) or type(error).__name__
     if isinstance(error, Retry):
         return ErrorInfo(error.kind, message, True, retry_after=error.defer)
@@ -27,12 +92,12 @@ def classify_error(error: BaseException, policy: RetryPolicy) -> ErrorInfo:
         return ErrorInfo(error.kind, message, error.retryable)
     if policy.retry_on and isinstance(error, policy.retry_on):
         return ErrorInfo("transient", f"{type(error).__name__}: {message}", True)
-    if isinstance(error, TimeoutError | ConnectionError):
+    if isinstance(error, NETWORK_ERRORS):
         return ErrorInfo("transient", f"{type(error).__name__}: {message}", True)
-    if isinstance(error, ValueError | TypeError | KeyError | LookupError):
-        # Programming or data errors rarely fix themselves, but a deploy may fix them.
-        return ErrorInfo("error", f"{type(error).__name__}: {message}", policy.retry_unknown_errors)
-    return ErrorInfo("error", f"{type(error).__name__}: {message}", policy.retry_unknown_errors)
+    # A bug or bad data in the handler's own code: running it again does the same.
+    return ErrorInfo(
+        "handler_error", f"{type(error).__name__}: {message}", policy.retry_unknown_errors
+    )
 
 
 def backoff_delay(attempt: int, policy: RetryPolicy, unit_random: float) -> float:

@@ -95,5 +95,11 @@ class Spending:
         price = price_for(self._prices, terms.model, terms.service_tier)
         if price is None:
             return None
-        cost = cost_of(usage, price, terms.completion_window, self._settings.window_discounts)
+        cost = cost_of(
+            usage,
+            price,
+            terms.completion_window,
+            self._settings.window_discounts,
+            standard=price_for(self._prices, terms.model, None),
+        )
         return cost.usd, cost.list_usd

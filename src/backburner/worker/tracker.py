@@ -4,6 +4,11 @@ Handlers await `wait(response_id)`; the tracker polls every outstanding response
 process in one loop, each on its own backoff (soon at first, then less often), and wakes
 the waiter when the response ends. `nudge(response_id)` (e.g. from a webhook) makes the
 next poll of that response happen at once; both paths end in the same code.
+
+A poll the provider answers with a 429, a 5xx or a timeout is not the response's fate:
+the response is polled again after a backoff (honouring `retry-after`), however long the
+waiter waits. Only an answer about the response itself (it is lost, or refused) ends the
+wait with an error.
 """
 
 from __future__ import annotations
@@ -12,12 +17,15 @@ import asyncio
 import contextlib
 import heapq
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from backburner.errors import RateLimited
 from backburner.providers.base import Provider, ResponseSnapshot
+from backburner.worker.retry import is_throttled_or_unavailable, provider_wait
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +43,7 @@ class _Waiting:
     due: float = 0.0
     waiters: int = 1
     nudged: bool = False
+    failures: int = 0  # polls in a row the provider could not answer
 
 
 @dataclass(order=True)
@@ -69,6 +78,7 @@ class ResponseTracker:
         self._poll_interval = 1.0 / polls_per_second if polls_per_second else 0.0
         self._next_launch = 0.0
         self.polls = 0
+        self.poll_failures = 0
 
     @property
     def outstanding(self) -> int:
@@ -152,12 +162,16 @@ class ResponseTracker:
     async def _poll(self, entry: _Waiting) -> None:
         try:
             snapshot = await self._provider.retrieve(entry.response_id)
-        except Exception as error:  # the waiter decides what the failure means
-            self._finish(entry, error=error)
+        except Exception as error:
+            if is_throttled_or_unavailable(error) and entry.response_id in self._waiting:
+                self._poll_later(entry, error)
+            else:  # the waiter decides what the failure means
+                self._finish(entry, error=error)
             return
         finally:
             self._poll_slots.release()
             self.polls += 1
+        entry.failures = 0
         if snapshot.is_terminal:
             self._finish(entry, snapshot=snapshot)
             return
@@ -170,6 +184,24 @@ class ResponseTracker:
             self._wake.set()
             return
         entry.due = self._clock() + next_poll_delay(entry.polls, self._initial, self._max)
+        self._push(entry)
+
+    def _poll_later(self, entry: _Waiting, error: BaseException) -> None:
+        """The provider could not answer this poll: ask again after a backoff."""
+        entry.failures += 1
+        hint = error.retry_after if isinstance(error, RateLimited) else None
+        delay = provider_wait(entry.failures, hint, random.random())
+        self.poll_failures += 1
+        log.warning(
+            "polling a response failed; polling again later",
+            extra={
+                "response_id": entry.response_id,
+                "error": str(error),
+                "failures": entry.failures,
+                "seconds": round(delay, 3),
+            },
+        )
+        entry.due = self._clock() + delay
         self._push(entry)
 
     def _finish(

@@ -3,6 +3,7 @@ the background one (a `summarize_documents` job)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
@@ -17,11 +18,19 @@ from backburner.api.schemas import (
     QuickSummary,
     QuickSummaryRequest,
 )
-from backburner.api.state import ServicesDep
-from backburner.errors import FieldProblem, InvalidModelOutput, InvalidRequest, NotFound
+from backburner.api.state import Services, ServicesDep
+from backburner.errors import (
+    FieldProblem,
+    InvalidModelOutput,
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+)
 from backburner.jobs.types.summarize import STYLE_INSTRUCTIONS, PartialSummary
-from backburner.providers.base import JsonSchemaFormat, ModelRequest
+from backburner.providers.base import JsonSchemaFormat, ModelRequest, ResponseSnapshot
 from backburner.store import documents as documents_store
+from backburner.store import steps as steps_store
+from backburner.worker.spending import CallTerms, Spending
 
 router = APIRouter(prefix="/api/summaries", tags=["summaries"])
 
@@ -69,8 +78,9 @@ async def quick_summary(
         text_format=JsonSchemaFormat(
             name="summary", json_schema=PartialSummary.model_json_schema()
         ),
+        service_tier=svc.settings.service_tier,
     )
-    snapshot = await svc.provider.complete(request)
+    snapshot = await _spend_on(svc, principal.owner, request)
     try:
         part = PartialSummary.model_validate_json(snapshot.output_text)
     except ValueError as error:
@@ -83,6 +93,46 @@ async def quick_summary(
         model=request.model,
         usage=usage,
     )
+
+
+# A request waits at most this long for the shared rate budget; past it, a 429.
+QUICK_MAX_BUDGET_WAIT = 5.0
+
+
+async def _spend_on(svc: Services, owner: str, request: ModelRequest) -> ResponseSnapshot:
+    """One model call answered in the request, as a job's calls are made: within the
+    owner's budget and the shared rate limit, its usage and cost recorded for the owner
+    (usage reports, the month's spend, metrics)."""
+    spending = Spending(svc.db, svc.settings, svc.clock, svc.provider.name)
+    await spending.check_budget(owner)
+    estimate = spending.estimate(request)
+
+    async def wait_or_refuse(seconds: float) -> None:
+        if seconds > QUICK_MAX_BUDGET_WAIT:
+            raise RateLimited(
+                f"the rate budget for {request.model} is spent for now", retry_after=seconds
+            )
+        await asyncio.sleep(seconds)
+
+    await spending.take_rate_budget(request, estimate, wait_or_refuse)
+    try:
+        snapshot = await svc.provider.complete(request)
+    except RateLimited as limited:
+        await spending.throttled(request.model, limited.retry_after)
+        raise
+    await spending.settle(request.model, estimate, snapshot.usage)
+    await steps_store.record_call_outside_a_job(
+        svc.db,
+        owner=owner,
+        job_type="quick_summary",
+        provider=svc.provider.name,
+        model=request.model,
+        response_id=snapshot.id,
+        usage=snapshot.usage.as_counts() if snapshot.usage else {},
+        cost=spending.cost(CallTerms(request.model, None, request.service_tier), snapshot.usage),
+        now=svc.clock(),
+    )
+    return snapshot
 
 
 @router.post("/batch", status_code=201, response_model=JobCreated)

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from backburner.errors import InvalidModelOutput
+from backburner.jobs.concurrency import gather_all
 from backburner.jobs.context import JobContext
 from backburner.jobs.registry import JobRegistry, RetryPolicy
 from backburner.providers.base import JsonSchemaFormat, ModelRequest
@@ -126,7 +127,7 @@ async def classify_leads(ctx: JobContext, payload: ClassifyInput) -> ClassifyOut
             await ctx.progress(done / len(batches), f"batch {done} of {len(batches)}")
         return answer
 
-    answers = await asyncio.gather(*(classify_batch(i, b) for i, b in enumerate(batches)))
+    answers = await gather_all(classify_batch(i, b) for i, b in enumerate(batches))
     by_id = {c.id: c for answer in answers for c in answer.classifications}
     ordered = [by_id[lead.id] for lead in payload.leads]
     counts = Counter(c.label for c in ordered)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backburner.errors import InvalidInput
 from backburner.jobs.chunking import chunk_text, group_by_size
+from backburner.jobs.concurrency import gather_all
 from backburner.jobs.context import JobContext
 from backburner.jobs.registry import JobRegistry, RetryPolicy
 from backburner.providers.base import ModelRequest
@@ -84,7 +85,7 @@ async def summarize_documents(ctx: JobContext, payload: SummarizeInput) -> Summa
         await ctx.progress(0.8 * done / len(chunks), f"summarised part {done} of {len(chunks)}")
         return part
 
-    partials = await asyncio.gather(*(summarise_chunk(*chunk) for chunk in chunks))
+    partials = await gather_all(summarise_chunk(*chunk) for chunk in chunks)
     level = 0
     while len(partials) > 1:
         level += 1
@@ -103,7 +104,7 @@ async def summarize_documents(ctx: JobContext, payload: SummarizeInput) -> Summa
                     PartialSummary,
                 )
 
-        partials = list(await asyncio.gather(*(combine(i, g) for i, g in enumerate(groups))))
+        partials = await gather_all(combine(i, g) for i, g in enumerate(groups))
         await ctx.progress(0.9, f"combined summaries (round {level})")
     final = partials[0]
     return SummarizeOutput(
