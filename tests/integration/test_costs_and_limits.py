@@ -16,6 +16,7 @@ from backburner.store import ratelimits as ratelimits_store
 from backburner.store import steps as steps_store
 from backburner.store import usage as usage_store
 from backburner.worker.ratelimit import REFILL_SHARE, RateLimiter
+from backburner.worker.retry import provider_wait
 from tests.conftest import fast_settings, wait_for
 from tests.running import finished, submit, worker_on
 from tests.servers import emulated, emulator_stats
@@ -218,3 +219,33 @@ async def test_a_job_type_can_have_its_own_model_and_is_priced_by_it(
     nano = cost_of(usage, DEFAULT_PRICES["gpt-4.1-nano"], "soonest", settings.window_discounts)
     assert call.cost_usd == pytest.approx(nano.usd)
     assert {c.model for c in await steps_store.list_calls(db, other.id)} == {settings.model}
+
+
+async def test_at_rpm_5_many_429s_never_wedge_the_shared_budget(db: Database) -> None:
+    # The limiter against the real store, in virtual time: every wait it asks for moves
+    # the clock instead of sleeping. Fifty calls in a row draw a 429 (each after the
+    # attempt's own backoff), yet the next call is admitted within about a minute, and
+    # with the provider healthy again the budget is back to 5 a minute.
+    now = [datetime(2026, 11, 30, 9, 0, tzinfo=UTC)]
+    limiter = RateLimiter(db, {"*": {"rpm": 5}}, lambda: now[0])
+
+    async def let_time_pass(seconds: float) -> None:
+        now[0] += timedelta(seconds=seconds)
+
+    for failures in range(1, 51):
+        await limiter.acquire("openai", "gpt-4.1-mini", 10, waiting=let_time_pass)
+        await limiter.throttle("openai", "gpt-4.1-mini", retry_after=1.0)
+        await let_time_pass(provider_wait(failures, 1.0, 0.5))
+    before = now[0]
+    await limiter.acquire("openai", "gpt-4.1-mini", 10, waiting=let_time_pass)
+    assert now[0] - before <= timedelta(seconds=65)
+    # Healthy again: ten minutes of successes later, five calls a minute go through.
+    for _ in range(60):
+        await limiter.acquire("openai", "gpt-4.1-mini", 10, waiting=let_time_pass)
+        await limiter.settle("openai", "gpt-4.1-mini", 10, 10)
+    minute = now[0]
+    for _ in range(5):
+        await limiter.acquire("openai", "gpt-4.1-mini", 10, waiting=let_time_pass)
+    assert now[0] - minute <= timedelta(seconds=65)
+    (bucket,) = await ratelimits_store.list_buckets(db)
+    assert bucket.scale == 1.0

@@ -10,6 +10,8 @@ import pytest
 from backburner.worker.ratelimit import (
     MAX_WAIT_SECONDS,
     MIN_SCALE,
+    RECOVERY_SECONDS,
+    RECOVERY_STEP,
     REFILL_SHARE,
     Limits,
     full_bucket,
@@ -80,8 +82,27 @@ def test_a_call_bigger_than_the_budget_waits_for_a_full_bucket_not_forever() -> 
 def test_refill_never_exceeds_the_scaled_budget() -> None:
     bucket = full_bucket("k", LIMITS, T0)
     assert refilled(bucket, LIMITS, later(3_600)).requests == 60
-    half = throttled(bucket, None, T0)
-    assert refilled(half, LIMITS, later(3_600)).requests == pytest.approx(30)
+    half = replace(throttled(bucket, None, T0), requests=30.0)  # full at half the scale
+    soon = refilled(half, LIMITS, later(2))
+    assert soon.scale == pytest.approx(0.5 + 2 * RECOVERY_STEP / RECOVERY_SECONDS)
+    assert soon.requests == pytest.approx(60 * soon.scale)  # capped at its scale's budget
+    # An hour on, the scale has grown back and so has the budget.
+    assert refilled(half, LIMITS, later(3_600)).requests == 60
+
+
+def test_a_bucket_refilled_for_the_wait_it_was_told_admits_the_call() -> None:
+    # Rounding must not leave it a hair short, to be told to wait a hair more, for ever.
+    limits = Limits(rpm=5, tpm=None)
+    bucket = throttled(full_bucket("k", limits, T0), 1.0, T0)
+    now = later(1)
+    for _ in range(3):
+        bucket = refilled(bucket, limits, now)
+        bucket, wait = take(bucket, limits, 10, now)
+        if wait == 0:
+            break
+        assert wait >= 0.01
+        now += timedelta(seconds=wait)
+    assert wait == 0
 
 
 def test_a_429_halves_the_budget_and_blocks_for_retry_after() -> None:
@@ -92,9 +113,18 @@ def test_a_429_halves_the_budget_and_blocks_for_retry_after() -> None:
     assert hit.requests <= 0
     _, wait = take(refilled(hit, LIMITS, later(1)), LIMITS, 1, later(1))
     assert wait == pytest.approx(6.0)
-    for _ in range(20):
-        hit = throttled(hit, None, T0)
+    # 429s apart in time are congestion each time: down to the floor.
+    for i in range(1, 21):
+        hit = throttled(hit, None, later(11 * i))
     assert hit.scale == MIN_SCALE
+
+
+def test_a_burst_of_429s_halves_the_budget_once() -> None:
+    bucket = full_bucket("k", LIMITS, T0)
+    for i in range(30):  # thirty calls that went out together, thirty 429s
+        bucket = throttled(bucket, 2.0, later(i * 0.01))
+    assert bucket.scale == 0.5
+    assert bucket.blocked_until == later(0.29 + 2.0)
 
 
 def test_success_charges_the_real_tokens_and_grows_the_budget_back() -> None:
@@ -115,17 +145,17 @@ def test_success_charges_the_real_tokens_and_grows_the_budget_back() -> None:
 def test_a_low_limit_hit_by_many_429s_still_admits_a_call_and_heals_with_time() -> None:
     limits = Limits(rpm=5, tpm=None)
     bucket = full_bucket("k", limits, T0)
-    for _ in range(20):
-        bucket = throttled(bucket, 1.0, T0)
+    for i in range(20):
+        bucket = throttled(bucket, 1.0, T0 + timedelta(seconds=11 * i))
     assert bucket.scale == MIN_SCALE  # 0.25 requests a minute, were it not for the floor
     # Never less than one request: within a minute or so a call goes through.
-    soon = later(65)
+    soon = later(11 * 19 + 65)
     bucket = refilled(bucket, limits, soon)
     taken, wait = take(bucket, limits, 1, soon)
     assert wait == 0
     assert taken.requests == pytest.approx(bucket.requests - 1)
     # With no success at all, time alone grows the budget back to its configured size.
-    assert refilled(taken, limits, later(65 + 120)).scale == 1.0
+    assert refilled(taken, limits, later(11 * 19 + 65 + 120)).scale == 1.0
 
 
 def test_a_bucket_shrunk_before_a_restart_heals_after_it() -> None:

@@ -38,6 +38,11 @@ RECOVERY_STEP = 0.05
 RECOVERY_SECONDS = 6.0
 # The share of the configured rate the bucket refills at.
 REFILL_SHARE = 0.97
+# 429s within this many seconds of the last block are the same congestion: one halving.
+SAME_CONGESTION_SECONDS = 10.0
+# Rounding leaves a refilled bucket a hair short of what was waited for: close enough.
+TOLERANCE = 1e-6
+MIN_WAIT_SECONDS = 0.01
 DEFAULT_BLOCK_SECONDS = 1.0
 MAX_WAIT_SECONDS = 60.0
 
@@ -66,13 +71,14 @@ def refilled(bucket: Bucket, limits: Limits, now: datetime) -> Bucket:
     """The bucket after the time since its last update has refilled it (and grown its
     scale back a little)."""
     elapsed = max(0.0, (now - bucket.updated_at).total_seconds())
+    # The rate used is the one `take` predicted its wait with: the grown-back scale.
     scale = min(1.0, bucket.scale + RECOVERY_STEP * elapsed / RECOVERY_SECONDS)
     requests, tokens = bucket.requests, bucket.tokens
     if limits.rpm is not None:
-        full = request_capacity(limits, bucket.scale)
+        full = request_capacity(limits, scale)
         requests = min(full, requests + elapsed * full * REFILL_SHARE / 60)
     if limits.tpm is not None:
-        full = limits.tpm * bucket.scale
+        full = limits.tpm * scale
         tokens = min(full, tokens + elapsed * full * REFILL_SHARE / 60)
     return replace(bucket, requests=requests, tokens=tokens, scale=scale, updated_at=now)
 
@@ -105,17 +111,18 @@ def take(bucket: Bucket, limits: Limits, tokens: int, now: datetime) -> tuple[Bu
     if bucket.blocked_until is not None and bucket.blocked_until > now:
         return told_to_wait(bucket, (bucket.blocked_until - now).total_seconds())
     wait = 0.0
-    if limits.rpm is not None and bucket.requests < 1:
+    if limits.rpm is not None and bucket.requests < 1 - TOLERANCE:
         rate = request_capacity(limits, bucket.scale) * REFILL_SHARE
         wait = (1 - bucket.requests) * 60 / rate
     if limits.tpm is not None:
         # A call larger than the whole (shrunk) budget waits for a full bucket, not forever.
         needed = min(float(tokens), limits.tpm * bucket.scale)
-        if bucket.tokens < needed:
+        if bucket.tokens < needed - TOLERANCE:
             rate = limits.tpm * bucket.scale * REFILL_SHARE
             wait = max(wait, (needed - bucket.tokens) * 60 / rate)
     if wait > 0:
-        return told_to_wait(bucket, wait)
+        # Never a wait so short that asking again is all the waiter does.
+        return told_to_wait(bucket, max(wait, MIN_WAIT_SECONDS))
     return (
         replace(
             bucket,
@@ -138,15 +145,24 @@ def settled(bucket: Bucket, limits: Limits, extra_tokens: int) -> Bucket:
 
 
 def throttled(bucket: Bucket, retry_after: float | None, now: datetime) -> Bucket:
-    """After a 429: halve the budget, empty it, and block until the server's retry-after."""
-    scale = max(MIN_SCALE, bucket.scale / 2)
+    """After a 429: empty the budget and block until the server's retry-after; halve it,
+    unless it was halved moments ago. The 429s of one burst (many calls that went out
+    together) are one sign of congestion, not one each, as TCP cuts its window once per
+    round trip."""
     block = retry_after if retry_after is not None else DEFAULT_BLOCK_SECONDS
+    recently = bucket.blocked_until is not None and bucket.blocked_until > now - timedelta(
+        seconds=SAME_CONGESTION_SECONDS
+    )
+    scale = bucket.scale if recently else max(MIN_SCALE, bucket.scale / 2)
+    until = now + timedelta(seconds=block)
+    if bucket.blocked_until is not None:
+        until = max(until, bucket.blocked_until)
     return replace(
         bucket,
         requests=min(bucket.requests, 0.0),
         tokens=min(bucket.tokens, 0.0),
         scale=scale,
-        blocked_until=now + timedelta(seconds=block),
+        blocked_until=until,
     )
 
 
