@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     poll_initial_seconds: float = Field(default=0.25, gt=0)
     poll_max_seconds: float = Field(default=5.0, gt=0)
     poll_budget_per_second: float = Field(default=100.0, gt=0)
+    # A response still `queued` this long after it was submitted (plus the length of a
+    # discounted completion window) is stuck at the provider: cancelled and asked again.
+    response_queued_limit_seconds: float = Field(default=900.0, gt=0)
 
     # Job types
     summarize_chunk_chars: int = Field(default=12_000, ge=500)

@@ -220,3 +220,33 @@ async def test_a_429_that_never_clears_is_waited_out_only_for_the_jobs_time(
     assert done.attempts == 1
     assert done.completed_at is not None
     assert done.completed_at - done.created_at < timedelta(seconds=20)
+
+
+async def test_a_response_stuck_in_the_queue_is_cancelled_and_asked_again(
+    db: Database, db_url: str
+) -> None:
+    settings = fast_settings(db_url, response_queued_limit_seconds=1.0)
+    async with (
+        emulated(share_stuck=1.0, latency_s=0.1) as (provider, base),
+        worker_on(db, settings, provider),
+    ):
+        job = await submit(db)
+
+        async def given_up_on_once() -> bool:
+            return (await emulator_stats(base))["responses_cancelled"] >= 1
+
+        await wait_for(given_up_on_once)
+        await set_faults(base, share_stuck=0.0)
+        done = await finished(db, job.id)
+        counters = await emulator_stats(base)
+    assert done.status == JobStatus.SUCCEEDED
+    assert done.attempts == 1
+    stuck = counters["responses_cancelled"]
+    assert counters["responses_created"] == 1 + stuck  # every extra one explained
+    finished_events = [
+        e for e in await events_store.list_events(db, job.id) if e.kind == "model_call_finished"
+    ]
+    assert [e.data["status"] for e in finished_events if e.data] == ["cancelled"] * stuck + [
+        "completed"
+    ]
+    assert all("still queued" in (e.message or "") for e in finished_events[:-1])

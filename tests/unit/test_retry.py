@@ -160,3 +160,12 @@ def test_a_held_job_not_running_here_is_orphaned_at_the_second_heartbeat() -> No
     # Next heartbeat: "n" runs now (cleared); "x" is held, not running, suspected before.
     orphaned, suspects = orphaned_leases({"a", "n", "x"}, {"a": 1, "n": 2}, {"n", "x"})
     assert (orphaned, suspects) == ({"x"}, set())
+
+
+def test_a_response_may_queue_for_longer_in_a_discounted_window() -> None:
+    from backburner.worker.context import queued_limit
+
+    assert queued_limit(None, 900) == 900
+    assert queued_limit("soonest", 900) == 900
+    assert queued_limit("2h", 900) == 900 + 7200
+    assert queued_limit("8h", 60) == 60 + 8 * 3600

@@ -48,11 +48,12 @@ from backburner.providers.base import (
     failure_is_transient,
     is_strict_compatible,
 )
+from backburner.providers.pricing import WINDOW_SECONDS
 from backburner.store import OUTSTANDING_CALL_STATUSES, Database, Document, Job, ProviderCall
 from backburner.store import documents as documents_store
 from backburner.store import queue as queue_store
 from backburner.store import steps as steps_store
-from backburner.worker.retry import provider_wait
+from backburner.worker.retry import is_throttled_or_unavailable, provider_wait
 from backburner.worker.spending import CallTerms, Spending
 from backburner.worker.tracker import ResponseTracker
 
@@ -69,6 +70,8 @@ TRANSIENT_RESUBMITS = 3
 # before the job fails for good.
 SCHEMA_REPAIRS = 1
 DISCOUNTED_WINDOWS = ("2h", "8h")
+# The error code we give a response that stayed queued past its limit (and was cancelled).
+STUCK = "stuck_in_queue"
 
 
 class AttemptEnded(asyncio.CancelledError):
@@ -298,7 +301,9 @@ class RunningJob:
             replaces = known.response_id
             if known.status in OUTSTANDING_CALL_STATUSES:
                 try:
-                    snapshot = await self._wait(known.response_id)
+                    snapshot = await self._wait(
+                        known.response_id, known.submitted_at, known.completion_window
+                    )
                 except ResponseLost:
                     log.warning(
                         "response lost; submitting again",
@@ -307,11 +312,12 @@ class RunningJob:
         resubmits = 0
         while True:
             if snapshot is None:
+                submitted_at = self._clock()
                 snapshot, terms = await self._submit(key, request, replaces=replaces)
                 if not snapshot.is_terminal:
-                    snapshot = await self._wait(snapshot.id)
+                    snapshot = await self._wait(snapshot.id, submitted_at, terms.completion_window)
             await self._record_end(key, snapshot, terms)
-            if not (failure_is_transient(snapshot) and resubmits < TRANSIENT_RESUBMITS):
+            if not (worth_asking_again(snapshot) and resubmits < TRANSIENT_RESUBMITS):
                 break
             resubmits += 1
             log.warning(
@@ -414,9 +420,47 @@ class RunningJob:
         )
         return snapshot, terms
 
-    async def _wait(self, response_id: str) -> ResponseSnapshot:
+    async def _wait(
+        self, response_id: str, submitted_at: datetime, window: str | None
+    ) -> ResponseSnapshot:
+        """The response once it ended, waited for without a slot. One still `queued` long
+        past when it should have started is stuck at the provider: it is cancelled, and the
+        snapshot says so (`STUCK`), to be asked again."""
+        limit = queued_limit(window, self._settings.response_queued_limit_seconds)
+        patience = limit - (self._clock() - submitted_at).total_seconds()
         async with self._slot.released():
-            return await self._tracker.wait(response_id)
+            while True:
+                try:
+                    async with asyncio.timeout(max(0.0, patience)) as waiting:
+                        return await self._tracker.wait(response_id)
+                except TimeoutError:
+                    if not waiting.expired():
+                        raise
+                try:
+                    now = await self._provider.retrieve(response_id)
+                except ProviderError as error:
+                    if not is_throttled_or_unavailable(error):
+                        raise
+                    patience = self._settings.poll_max_seconds  # look again shortly
+                    continue
+                if now.is_terminal:
+                    return now
+                if now.status != "queued":  # it has started: wait however long it takes
+                    return await self._tracker.wait(response_id)
+                break
+        log.warning(
+            "response still queued long after it should have started; asking again",
+            extra={"response_id": response_id, "seconds": round(limit)},
+        )
+        with contextlib.suppress(ProviderError):
+            now = await self._provider.cancel(response_id)
+        return now.model_copy(
+            update={
+                "status": "cancelled",
+                "error_code": STUCK,
+                "error_message": f"still queued after {limit:g}s; cancelled and asked again",
+            }
+        )
 
     async def _pause(self, seconds: float) -> None:
         """Wait without holding a worker slot (a job waiting on the provider holds none)."""
@@ -472,6 +516,18 @@ class RunningJob:
         if missing:
             raise InvalidInput(f"documents not found: {', '.join(missing[:10])}")
         return [found[doc_id] for doc_id in ids]
+
+
+def queued_limit(window: str | None, base: float) -> float:
+    """Seconds a response may stay `queued` before it counts as stuck: `base` in the
+    `soonest` window; a discounted window may queue it for its whole length first."""
+    window_length = next((s for name, s in WINDOW_SECONDS.items() if name == window), 0.0)
+    return base + window_length
+
+
+def worth_asking_again(snapshot: ResponseSnapshot) -> bool:
+    """A response that failed for the provider's own reasons, or stuck in its queue."""
+    return failure_is_transient(snapshot) or snapshot.error_code == STUCK
 
 
 def ensure_completed(snapshot: ResponseSnapshot) -> ResponseSnapshot:
