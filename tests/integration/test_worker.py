@@ -352,3 +352,49 @@ async def test_stopping_lets_a_housekeeping_round_finish(db: Database, db_url: s
     # The worker has stopped: the round that had begun finished, and no other began.
     await asyncio.wait_for(housekeeping, timeout=1)
     assert rounds == ["begun", "finished"]
+
+
+async def test_a_worker_takes_over_at_once_the_jobs_of_a_dead_worker_on_its_host(
+    db: Database, db_url: str
+) -> None:
+    # A worker killed with -9 and started again by its supervisor: the dead one's lease
+    # would hold its job for an hour, but its process is gone, so the new one hands the
+    # job on at once. A worker whose process lives (this one's) is left alone.
+    import os
+    import socket
+
+    from backburner.store import workers as workers_store
+
+    gone = await asyncio.create_subprocess_exec("true")
+    await gone.wait()
+    now = datetime.now(UTC)
+    host = socket.gethostname()
+    await workers_store.register_worker(
+        db, worker_id="dead-1", hostname=host, pid=gone.pid, concurrency=4, now=now
+    )
+    await workers_store.register_worker(
+        db, worker_id="alive-1", hostname=host, pid=os.getpid(), concurrency=4, now=now
+    )
+    harness = Harness(
+        db, fast_settings(db_url, lease_seconds=3600), OfflineProvider(latency_s=0.01)
+    )
+    orphan = await harness.enqueue("test_flaky", {"fail_times": 0})
+    held = await harness.enqueue("test_flaky", {"fail_times": 0})
+    for job, owner in ((orphan, "dead-1"), (held, "alive-1")):
+        async with db.write() as tx:
+            await tx.conn.execute(
+                sa.update(jobs_table)
+                .where(jobs_table.c.id == job.id)
+                .values(
+                    status="running",
+                    lease_owner=owner,
+                    lease_expires_at=now + timedelta(hours=1),
+                    attempts=1,
+                )
+            )
+    async with harness.worker():
+        done = await harness.until(orphan.id, JobStatus.SUCCEEDED, within=10)
+        still = await harness.job(held.id)
+    assert done.attempts == 2
+    assert "lease_expired" in await harness.event_kinds(orphan.id)
+    assert (still.status, still.lease_owner) == (JobStatus.RUNNING, "alive-1")

@@ -976,6 +976,24 @@ def create_emulator_app(
             }
         )
 
+    async def responses(request: Request) -> JSONResponse:
+        """Every response it created: id, status now, fate, and the tokens it bills (what
+        a chaos run compares with what the client recorded)."""
+        now = state.clock()
+        listed = []
+        for response_id, stored in state.responses.items():
+            status = _status(stored, now)
+            usage = _usage(stored, status) or {}
+            listed.append(
+                {
+                    "id": response_id,
+                    "status": status,
+                    "fate": stored.fate,
+                    "billed_tokens": usage.get("total_tokens", 0),
+                }
+            )
+        return JSONResponse({"data": listed})
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield
@@ -991,6 +1009,7 @@ def create_emulator_app(
             Route("/v1/responses/{response_id}/input_items", list_input_items, methods=["GET"]),
             Route("/_emulator/stats", stats, methods=["GET"]),
             Route("/_emulator/faults", faults, methods=["POST"]),
+            Route("/_emulator/responses", responses, methods=["GET"]),
         ],
         middleware=[Middleware(RequestIds)],
     )

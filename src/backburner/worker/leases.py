@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 
@@ -17,6 +18,7 @@ from backburner.clock import Clock
 from backburner.config import Settings
 from backburner.store import Database
 from backburner.store import queue as queue_store
+from backburner.store import workers as workers_store
 from backburner.worker.attempt import Attempt, StopReason
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,17 @@ def orphaned_leases(
     next heartbeat)."""
     unknown = {job_id for job_id in held if job_id not in running}
     return unknown & suspects, unknown - suspects
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host (signal 0 checks, sends nothing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, as another user's
+    return True
 
 
 class LeaseKeeper:
@@ -87,6 +100,21 @@ class LeaseKeeper:
                 await action()
             except Exception:
                 log.exception("worker housekeeping failed", extra={"action": action.__name__})
+
+    async def take_over_dead_neighbours(self, hostname: str) -> None:
+        """Workers on this host whose process is gone (killed, crashed; a supervisor has
+        just started us in their place) hold leases that would run out only later: hand
+        their jobs on now. A process that still runs, under any name, is left alone."""
+        suspects = await workers_store.running_workers_on(self.db, hostname, besides=self.worker_id)
+        dead = [worker_id for worker_id, pid in suspects if not process_alive(pid)]
+        if not dead:
+            return
+        released = await workers_store.release_leases_of(self.db, dead, now=self.clock())
+        log.warning(
+            "took over the jobs of workers on this host whose process is gone",
+            extra={"workers": dead, "jobs": released},
+        )
+        await self.reap()
 
     async def refresh_owner_caps(self) -> None:
         """Notice owner caps set while we run (`backburner owners set`), every reap round."""

@@ -104,6 +104,10 @@ class Worker:
             now=self.clock(),
         )
         await self.leases.refresh_owner_caps()
+        try:
+            await self.leases.take_over_dead_neighbours(socket.gethostname())
+        except Exception:  # housekeeping: the lease expiry recovers them anyway
+            log.exception("taking over dead workers' jobs failed", extra={"worker_id": self.id})
         unsubscribe = [
             self.db.signals.subscribe(CHANNEL_JOBS, lambda _payload: self._wake.set()),
             self.db.signals.subscribe(CHANNEL_CANCEL, self.leases.cancel_running),
