@@ -5,7 +5,7 @@ HTTP, a real worker, both databases."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -250,3 +250,29 @@ async def test_a_response_stuck_in_the_queue_is_cancelled_and_asked_again(
         "completed"
     ]
     assert all("still queued" in (e.message or "") for e in finished_events[:-1])
+
+
+async def test_a_cancelled_jobs_response_records_what_the_provider_bills_for_it(
+    db: Database, db_url: str
+) -> None:
+    settings = fast_settings(db_url)
+    async with (
+        emulated(latency_s=30.0) as (provider, base),
+        worker_on(db, settings, provider),
+    ):
+        job = await submit(db)
+
+        async def started() -> bool:
+            return (await emulator_stats(base))["by_status"].get("in_progress", 0) == 1
+
+        await wait_for(started)
+        await jobs_store.request_cancel(db, job.id, owner=None, now=datetime.now(UTC))
+        done = await finished(db, job.id)
+    assert done.status == JobStatus.CANCELED
+    (call,) = await steps_store.list_calls(db, job.id)
+    assert call.status == "cancelled"
+    # It had read its input before it was stopped: that much is billed, and recorded.
+    assert call.input_tokens > 0
+    assert call.output_tokens == 0
+    assert call.cost_usd is not None
+    assert call.cost_usd > 0
