@@ -169,3 +169,23 @@ def test_a_response_may_queue_for_longer_in_a_discounted_window() -> None:
     assert queued_limit("soonest", 900) == 900
     assert queued_limit("2h", 900) == 900 + 7200
     assert queued_limit("8h", 60) == 60 + 8 * 3600
+
+
+def test_a_response_given_up_on_as_stuck_is_a_transient_failure() -> None:
+    from backburner.providers.base import ResponseSnapshot
+    from backburner.worker.context import STUCK, ensure_completed, worth_asking_again
+
+    stuck = ResponseSnapshot(
+        id="resp_1", status="cancelled", error_code=STUCK, error_message="still queued after 9s"
+    )
+    assert worth_asking_again(stuck)
+    with pytest.raises(ProviderUnavailable) as raised:
+        ensure_completed(stuck)
+    assert classify_error(raised.value, POLICY).retryable
+    cancelled = ResponseSnapshot(id="resp_2", status="cancelled")
+    assert not worth_asking_again(cancelled)
+    failed = ResponseSnapshot(id="resp_3", status="failed", error_code="server_error")
+    assert worth_asking_again(failed)
+    with pytest.raises(ResponseFailed) as transient:
+        ensure_completed(failed)
+    assert classify_error(transient.value, POLICY).retryable

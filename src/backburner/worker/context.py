@@ -312,8 +312,8 @@ class RunningJob:
         resubmits = 0
         while True:
             if snapshot is None:
-                submitted_at = self._clock()
                 snapshot, terms = await self._submit(key, request, replaces=replaces)
+                submitted_at = self._clock()  # its time in the queue starts now
                 if not snapshot.is_terminal:
                     snapshot = await self._wait(snapshot.id, submitted_at, terms.completion_window)
             await self._record_end(key, snapshot, terms)
@@ -537,6 +537,8 @@ def ensure_completed(snapshot: ResponseSnapshot) -> ResponseSnapshot:
     detail = snapshot.error_message or snapshot.incomplete_reason or "no detail given"
     if snapshot.status == "incomplete":
         raise ResponseIncomplete(f"response {snapshot.id} is incomplete: {detail}")
+    if snapshot.error_code == STUCK:  # the provider's trouble: a later attempt may do
+        raise ProviderUnavailable(f"response {snapshot.id} {detail}")
     if snapshot.status == "cancelled":
         raise ResponseCancelled(f"response {snapshot.id} was cancelled")
     raise ResponseFailed(
