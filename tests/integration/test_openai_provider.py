@@ -275,3 +275,64 @@ async def test_completion_windows_reach_the_api_and_bad_ones_are_refused() -> No
     for refused in (bad_window, not_background, with_flex):
         assert refused.status_code == 400
         assert refused.json()["error"]["param"] == "background_options.completion_window"
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("1s", 1.0), ("6m0s", 360.0), ("12ms", 0.012), ("1h2m3.5s", 3723.5), ("0s", 0.0)],
+)
+def test_rate_limit_resets_read_as_openai_writes_them(value: str, seconds: float) -> None:
+    from backburner.providers.openai import parse_reset
+
+    assert parse_reset(value) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("value", ["", "soon", "5", "1x", "-1s", "1s garbage"])
+def test_a_reset_that_reads_like_nothing_is_no_hint(value: str) -> None:
+    from backburner.providers.openai import parse_reset
+
+    assert parse_reset(value) is None
+
+
+def test_the_wait_a_429_names_comes_from_the_best_header_it_has() -> None:
+    from backburner.providers.openai import retry_after_seconds
+
+    assert retry_after_seconds({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+    assert retry_after_seconds({"retry-after": "9"}) == 9.0
+    # No retry-after: the longer of the two resets.
+    resets = {"x-ratelimit-reset-requests": "2s", "x-ratelimit-reset-tokens": "1m0s"}
+    assert retry_after_seconds(resets) == 60.0
+    assert retry_after_seconds({"retry-after": "nan", "x-ratelimit-reset-tokens": "3s"}) == 3.0
+    assert retry_after_seconds({}) is None
+
+
+def test_429s_are_told_apart_by_what_they_mean() -> None:
+    from backburner.errors import QuotaExhausted, RequestTooLarge
+    from backburner.providers.openai import provider_error
+
+    request = httpx.Request("POST", "http://127.0.0.1/v1/responses")
+
+    def a_429(
+        message: str, code: str, headers: dict[str, str] | None = None
+    ) -> openai.RateLimitError:
+        body = {"message": message, "type": "requests", "param": None, "code": code}
+        return openai.RateLimitError(
+            message,
+            response=httpx.Response(429, request=request, headers=headers or {}),
+            body=body,
+        )
+
+    quota = provider_error(a_429("You exceeded your current quota", "insufficient_quota"))
+    assert isinstance(quota, QuotaExhausted)
+    assert not quota.retryable
+    large = provider_error(
+        a_429("Request too large for gpt-4.1 on tokens per min (TPM)", "rate_limit_exceeded")
+    )
+    assert isinstance(large, RequestTooLarge)
+    assert not large.retryable
+    busy = provider_error(
+        a_429("Rate limit reached", "rate_limit_exceeded", {"x-ratelimit-reset-requests": "20ms"})
+    )
+    assert isinstance(busy, RateLimited)
+    assert busy.retryable
+    assert busy.retry_after == pytest.approx(0.02)
