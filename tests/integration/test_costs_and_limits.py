@@ -74,6 +74,9 @@ async def test_a_deadline_buys_the_cheapest_window_that_meets_it(
         counters = await emulator_stats(base)
     assert job.status == JobStatus.SUCCEEDED
     assert counters["completion_windows"][window] == 1
+    # A discounted window's calls are grouped by the job for the provider's queue priority.
+    expected = {} if window == "soonest" else {job.id: 1}
+    assert counters["continuation_ids"] == expected
     (call,) = await steps_store.list_calls(db, job.id)
     assert call.completion_window == window
     assert call.cost_usd is not None

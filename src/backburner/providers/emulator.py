@@ -153,6 +153,8 @@ class EmulatorState:
         self.deliveries: set[asyncio.Task[None]] = set()
         # Why webhook attempts failed ("HTTP 500", "TimeoutError", ...), for diagnosis.
         self.attempt_failures: Counter[str] = Counter()
+        # Creates per background_options.continuation_id (related requests grouped).
+        self.continuations: Counter[str] = Counter()
         self._client: aiohttp.ClientSession | None = None
         # Bursts of completions queue here, not inside the HTTP pool, whose bookkeeping
         # per request grows with the number of requests waiting in it.
@@ -834,8 +836,11 @@ def create_emulator_app(
         response_id = "resp_" + secrets.token_hex(24)
         state.responses[response_id] = stored
         state.stats["responses_created"] += 1
-        window = (body.get("background_options") or {}).get("completion_window", "soonest")
+        options = body.get("background_options") or {}
+        window = options.get("completion_window", "soonest")
         state.stats[f"window_{window}"] += 1
+        if options.get("continuation_id"):
+            state.continuations[options["continuation_id"]] += 1
         if background and stored.fate != "stuck":
             state.schedule_webhook(response_id, stored.ready_at - now)
         if body.get("stream"):
@@ -973,6 +978,7 @@ def create_emulator_app(
                 },
                 "by_status": dict(by_status),
                 "by_fate": dict(Counter(s.fate for s in state.responses.values())),
+                "continuation_ids": dict(state.continuations),
             }
         )
 
