@@ -132,7 +132,7 @@ async def test_a_receiver_down_for_a_while_gets_everything_when_back(
         async with receiving(Receiver(), port=port) as receiver:
             found = [(await settled(api, job_id))[0] for job_id in ids]
     assert all(d["status"] == "succeeded" for d in found)
-    assert all("Connect" in (d["history"][0]["error"] or "") for d in found)
+    assert all((d["history"][0]["error"] or "").startswith("could not deliver") for d in found)
     arrived = {json.loads(body)["job_id"] for body in receiver.bodies()}
     assert arrived == set(ids)
 
@@ -148,7 +148,7 @@ async def test_a_slow_receiver_times_out_and_is_tried_again(service: httpx.Async
             return found if found and len(found[0]["history"]) >= 2 else None
 
         (delivery,) = await wait_for(two_attempts, within=15)
-    assert "Timeout" in delivery["history"][0]["error"]
+    assert delivery["history"][0]["error"].startswith("could not deliver")
     assert delivery["history"][0]["latency_ms"] < 1500
 
 
@@ -411,3 +411,75 @@ async def test_the_jobs_page_lists_its_deliveries(service: httpx.AsyncClient, ke
     assert f"{receiver.base}/cb" in row
     assert "job.succeeded" in row
     assert ">2<" in row  # attempts: the 503, then the 200
+
+
+SPELLINGS_OF_LOOPBACK = ["１２７.０.０.１", "127。0。0。1", "①②⑦.0.0.1", "2130706433", "0x7f.1"]
+
+
+async def test_no_spelling_of_loopback_reaches_a_listener_on_it(
+    db_url: str, db: Database, keys: Keys
+) -> None:
+    # Plain http allowed, nothing allow-listed: a listener on 127.0.0.1 is what an attacker
+    # wants to reach. Refused at creation (422 naming the field), and refused again at
+    # delivery for a target that got into the database some other way: zero connections.
+    from datetime import UTC, datetime
+
+    from backburner.store import NewJob
+    from backburner.store import jobs as jobs_store
+
+    settings = notify_settings(db_url, webhook_allowed_hosts=[])
+    async with (
+        receiving(Receiver()) as listener,
+        serving(settings, keys.alice, embed_worker=True) as api,
+    ):
+        port = listener.base.rsplit(":", 1)[1]
+        for host in SPELLINGS_OF_LOOPBACK:
+            url = f"http://{host}:{port}/hook"
+            refused = await create(api, {"type": "noop", "callback_url": url})
+            assert_problem(refused, 422, "callback_url")
+            endpoint = await api.post("/api/webhook-endpoints", json={"url": url})
+            assert_problem(endpoint, 422, "url")
+        smuggled = [
+            (
+                await jobs_store.insert_job(
+                    db,
+                    NewJob(
+                        owner="alice",
+                        type="noop",
+                        payload={},
+                        max_attempts=1,
+                        timeout_seconds=60,
+                        callback_url=f"http://{host}:{port}/hook",
+                    ),
+                    now=datetime.now(UTC),
+                )
+            )[0]
+            for host in SPELLINGS_OF_LOOPBACK
+        ]
+        settled_ones = [(await settled(api, job.id))[0] for job in smuggled]
+    assert listener.received == []
+    assert all(d["status"] == "failed" for d in settled_ones)
+    assert all("not a public address" in (d["last_error"] or "") for d in settled_ones)
+
+
+async def test_members_read_one_error_class_not_the_transports_words(
+    db_url: str, keys: Keys
+) -> None:
+    # Whether a port is closed, or open but silent, reads the same: no port scanning
+    # through the delivery history.
+    settings = notify_settings(db_url, notify_retry_base_seconds=30.0)
+    closed = free_port()
+    async with serving(settings, keys.alice, embed_worker=True) as api:
+        job = (
+            await create(api, {"type": "noop", "callback_url": f"http://127.0.0.1:{closed}/cb"})
+        ).json()
+
+        async def tried() -> list[dict[str, Any]] | None:
+            found = await deliveries(api, job["job_id"])
+            return found if found and found[0]["history"] else None
+
+        (delivery,) = await wait_for(tried, within=10)
+    error = delivery["history"][0]["error"]
+    assert error.startswith("could not deliver")
+    assert "Connect" not in error
+    assert "refused" not in error.lower()

@@ -18,6 +18,8 @@ from backburner.notify.ssrf import (
     check_url,
     checked_addresses,
     is_public,
+    normalised_host,
+    safe_url,
 )
 from backburner.store import Job, JobStatus
 from backburner.store.channels import Endpoint, OwnerChannels
@@ -200,3 +202,59 @@ def test_large_results_are_linked_not_inlined() -> None:
     large = owed(job(status=JobStatus.SUCCEEDED, result={"text": "x" * 500}))[0].payload
     assert large["result"] is None
     assert large["result_url"] == "https://bb.example/api/jobs/j1"
+
+
+LOOPBACK_SPELLINGS = [
+    "１２７.０.０.１",  # fullwidth digits
+    "127。0。0。1",  # ideographic full stops
+    "①②⑦.0.0.1",  # circled digits
+    "127．0．0．1",  # fullwidth full stops
+    "2130706433",  # one decimal number
+    "0177.0.0.1",  # octal
+    "0x7f.0.0.1",  # hex
+    "0x7f000001",
+    "127.1",  # short form
+    "[::ffff:127.0.0.1]",  # IPv4-mapped IPv6
+    "[::1]",
+]
+
+
+@pytest.mark.parametrize("host", LOOPBACK_SPELLINGS)
+def test_every_spelling_of_loopback_is_refused_before_any_request(host: str) -> None:
+    relaxed = Allowed.parse([], allow_http=True)
+    for url in (f"https://{host}:8325/hook", f"http://{host}/hook"):
+        with pytest.raises(UnsafeTarget, match="not a public address"):
+            check_url(url, relaxed)
+        with pytest.raises(UnsafeTarget):
+            safe_url(url, relaxed)
+
+
+@pytest.mark.parametrize(
+    "host", ["１６９.２５４.１６９.２５４", "169。254。169。254", "2852039166", "0xa9fea9fe"]
+)
+def test_cloud_metadata_in_any_spelling_is_refused(host: str) -> None:
+    with pytest.raises(UnsafeTarget, match="not a public address"):
+        check_url(f"https://{host}/latest/meta-data", Allowed.parse([], allow_http=False))
+
+
+def test_hosts_are_normalised_as_the_network_sees_them() -> None:
+    assert normalised_host("１２７.０.０.１") == "127.0.0.1"
+    assert normalised_host("Example.COM.") == "example.com"
+    assert normalised_host("ｅｘａｍｐｌｅ.com") == "example.com"
+    assert normalised_host("例え.テスト") == "xn--r8jz45g.xn--zckzah"
+    assert normalised_host("hooks_test.example.com") == "hooks_test.example.com"
+    assert normalised_host("deadbeef.cafe") == "deadbeef.cafe"  # hex-looking, still a name
+    for bad in ("\ud800x.com", "a\u2028.com", "bad\x00.com", "a b.com", "-x.例え"):
+        with pytest.raises(UnsafeTarget):
+            normalised_host(bad)
+
+
+def test_the_request_goes_to_the_url_the_guard_checked() -> None:
+    allowed = Allowed.parse(["127.0.0.0/8"], allow_http=True)
+    # An allow-listed loopback receiver still works, written any way.
+    assert safe_url("http://１２７.０.０.１:8325/hook?x=1", allowed) == (
+        "http://127.0.0.1:8325/hook?x=1"
+    )
+    assert safe_url("http://0x7f.1/hook", allowed) == "http://127.0.0.1/hook"
+    public = Allowed.parse([], allow_http=False)
+    assert safe_url("https://例え.テスト:443/p#frag", public) == "https://xn--r8jz45g.xn--zckzah/p"

@@ -27,7 +27,7 @@ from backburner.clock import utcnow
 from backburner.config import Settings
 from backburner.errors import UnsafeTarget
 from backburner.notify import messages, policy, signing
-from backburner.notify.ssrf import Allowed, GuardedResolver, check_url
+from backburner.notify.ssrf import Allowed, GuardedResolver, safe_url
 from backburner.store import CHANNEL_OUTBOX, Database, Job
 from backburner.store import channels as channels_store
 from backburner.store import outbox as outbox_store
@@ -37,6 +37,8 @@ from backburner.store.outbox import Attempt, AttemptResult, Delivery
 log = logging.getLogger(__name__)
 
 EXCERPT_BYTES = 2048
+# What a member reads when a delivery got no HTTP answer, whatever the reason.
+UNDELIVERED = "could not deliver: no HTTP answer (the receiver was unreachable or did not answer)"
 USER_AGENT = "Backburner-Webhooks/1.0"
 LANES = 3
 
@@ -172,6 +174,7 @@ class Dispatcher:
             code: int | None = None
             excerpt: str | None = None
             error: str | None = None
+            detail: str | None = None  # for the log; members see `error`
             try:
                 if delivery.channel == "email":
                     await self._send_email(delivery)
@@ -183,10 +186,16 @@ class Dispatcher:
                         error = f"HTTP {code}"
             except UnsafeTarget as refused:
                 ok, error = False, f"refused: {refused}"
-            except TimeoutError:
-                ok, error = False, "Timeout: no answer in time"
-            except (aiohttp.ClientError, aiosmtplib.SMTPException, OSError) as failure:
-                ok, error = False, f"{type(failure).__name__}: {failure}"[:500]
+            except (
+                TimeoutError,
+                aiohttp.ClientError,
+                aiosmtplib.SMTPException,
+                OSError,
+            ) as failure:
+                # One class of error whatever the transport said: its words would tell a
+                # member whether a port is closed, open, or speaks something (a scanner).
+                ok, error = False, UNDELIVERED
+                detail = f"{type(failure).__name__}: {failure}"[:500]
             latency_ms = (time.monotonic() - started) * 1000
         gone = code == 410 or (error or "").startswith("refused:")
         status, next_at = policy.next_step(
@@ -204,7 +213,7 @@ class Dispatcher:
                     "job_id": delivery.job_id,
                     "delivery_id": delivery.id,
                     "channel": delivery.channel,
-                    "error": error,
+                    "error": detail or error,
                     "next": status,
                 },
             )
@@ -217,13 +226,13 @@ class Dispatcher:
 
     async def _post(self, delivery: Delivery, owner_secrets: list[str]) -> tuple[int, str]:
         assert self._client is not None
-        check_url(delivery.target, self.allowed)
+        target = safe_url(delivery.target, self.allowed)
         body = json.dumps(delivery.payload, separators=(",", ":")).encode()
         headers = {"content-type": "application/json"}
         if delivery.channel == "webhook":
             headers |= signing.headers(owner_secrets, delivery.event_id, int(time.time()), body)
         async with self._client.post(
-            delivery.target, data=body, headers=headers, allow_redirects=False
+            target, data=body, headers=headers, allow_redirects=False
         ) as response:
             # At most EXCERPT_BYTES of the answer: a receiver cannot make us read a flood.
             excerpt = await response.content.read(EXCERPT_BYTES)
