@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 import standardwebhooks
 
 from backburner.config import Settings
@@ -483,3 +484,50 @@ async def test_members_read_one_error_class_not_the_transports_words(
     assert error.startswith("could not deliver")
     assert "Connect" not in error
     assert "refused" not in error.lower()
+
+
+async def test_one_owners_doubled_endpoint_holds_back_no_one(
+    db_url: str, db: Database, keys: Keys
+) -> None:
+    # Two endpoints with one URL used to break the delivery batch's unique key: the whole
+    # batch, every owner's notifications in it, rolled back and was retried for ever.
+    from datetime import UTC, datetime
+
+    from backburner.store.models import new_id
+    from backburner.store.schema import webhook_endpoints
+
+    settings = notify_settings(db_url)
+    async with (
+        receiving(Receiver()) as alices,
+        receiving(Receiver()) as bobs,
+        serving(settings, keys.alice, embed_worker=True) as api,
+    ):
+        url = f"{alices.base}/a"
+        assert (await api.post("/api/webhook-endpoints", json={"url": url})).status_code == 201
+        assert_problem(await api.post("/api/webhook-endpoints", json={"url": url}), 409)
+        # The twin got in anyway (two requests racing, or rows from before the check).
+        async with db.write() as tx:
+            await tx.conn.execute(
+                sa.insert(webhook_endpoints).values(
+                    id=new_id(),
+                    owner="alice",
+                    url=url,
+                    event_types=["job.succeeded", "job.failed", "job.canceled"],
+                    enabled=True,
+                    created_at=datetime.now(UTC),
+                )
+            )
+        alice_job = (await create(api, {"type": "noop"})).json()["job_id"]
+        bob_job = (
+            await api.post(
+                "/api/jobs",
+                json={"type": "noop", "callback_url": f"{bobs.base}/b"},
+                headers=auth(keys.bob),
+            )
+        ).json()["job_id"]
+        await settled(api, alice_job)
+        bob_api = {"headers": auth(keys.bob)}
+        await wait_for(lambda: len(bobs.received) == 1, within=15)
+        (bobs_delivery,) = await deliveries(api, bob_job, **bob_api)
+    assert bobs_delivery["status"] == "succeeded"
+    assert len(alices.received) == 1  # one delivery per URL, not two

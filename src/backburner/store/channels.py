@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from backburner.errors import NotFound
+from backburner.errors import Conflict, NotFound
 from backburner.store.database import Database
 from backburner.store.models import new_id
 from backburner.store.schema import owner_channels, webhook_endpoints, webhook_secrets
@@ -98,8 +98,18 @@ async def rotate_secret(
 async def add_endpoint(
     db: Database, owner: str, url: str, event_types: list[str], *, now: datetime
 ) -> Endpoint:
+    """A new endpoint of the owner's; Conflict if the owner has one for this URL already
+    (it would receive every event twice). Checked in the write transaction: exact on
+    SQLite; two requests racing on PostgreSQL could both pass, and the outbox still makes
+    one delivery per URL."""
     endpoint = Endpoint(new_id(), owner, url, event_types, True, None, now)
+    same = sa.select(webhook_endpoints.c.id).where(
+        webhook_endpoints.c.owner == owner, webhook_endpoints.c.url == url
+    )
     async with db.write() as tx:
+        existing = (await tx.conn.execute(same)).scalar()
+        if existing is not None:
+            raise Conflict(f"you have an endpoint for this URL already: {existing}")
         await tx.conn.execute(sa.insert(webhook_endpoints).values(**vars(endpoint)))
     return endpoint
 

@@ -11,12 +11,14 @@ delivery is sent again: at least once, with one stable event id.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backburner.errors import Conflict, NotFound
@@ -31,6 +33,8 @@ from backburner.store.schema import (
     owner_channels,
     webhook_endpoints,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -191,14 +195,52 @@ async def expand_notifications(
                         "updated_at": now,
                     }
                 )
-        if values:
-            await tx.conn.execute(sa.insert(deliveries), values)
+        # One delivery per notification, channel and target: an owner's two endpoints
+        # with one URL (or a callback that is also an endpoint) make one.
+        values = list(
+            {(v["notification_id"], v["channel"], v["target"]): v for v in values}.values()
+        )
+        inserted = await _insert_isolated(tx.conn, values)
         await tx.conn.execute(
             sa.update(notifications)
             .where(notifications.c.id.in_([row["id"] for row in rows]))
             .values(expanded_at=now)
         )
+        return inserted
+
+
+async def _insert_isolated(conn: AsyncConnection, values: list[dict[str, Any]]) -> int:
+    """Insert a batch of deliveries that spans many owners. Should the batch fail, each
+    notification's deliveries go in on their own (a savepoint each), and one that cannot
+    is logged and dropped: one owner's bad row never holds back another owner's."""
+    if not values:
+        return 0
+    try:
+        async with conn.begin_nested():
+            await conn.execute(sa.insert(deliveries), values)
         return len(values)
+    except DBAPIError:
+        pass
+    by_notification: dict[Any, list[dict[str, Any]]] = {}
+    for value in values:
+        by_notification.setdefault(value["notification_id"], []).append(value)
+    inserted = 0
+    for notification_id, owed in by_notification.items():
+        try:
+            async with conn.begin_nested():
+                await conn.execute(sa.insert(deliveries), owed)
+            inserted += len(owed)
+        except DBAPIError as error:
+            log.error(
+                "a notification's deliveries could not be stored; dropped",
+                extra={
+                    "notification_id": notification_id,
+                    "job_id": owed[0]["job_id"],
+                    "owner": owed[0]["owner"],
+                    "error": f"{type(error.orig).__name__}: {error.orig}"[:300],
+                },
+            )
+    return inserted
 
 
 async def has_work(db: Database, *, now: datetime) -> tuple[bool, bool]:
