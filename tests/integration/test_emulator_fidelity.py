@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response as StarletteResponse
 from starlette.routing import Route
 
-from backburner.providers.emulator import EmulatorConfig, create_emulator_app, render
+from backburner.providers.emulator import EmulatorConfig, create_emulator_app
 from tests.conftest import wait_for
 from tests.servers import serve_on_loopback, set_faults
 
@@ -269,18 +269,9 @@ async def test_one_webhook_per_event_with_a_delivery_id_apart_from_the_event_id(
         assert headers["webhook-id"] != body["id"]
 
 
-def test_rendering_a_stuck_response_is_valid_too() -> None:
-    from backburner.providers.base import ModelRequest
-    from backburner.providers.emulator import _Stored
-    from backburner.providers.offline_engine import answer
-
-    stored = _Stored(
-        body={"model": "gpt-4.1-mini", "input": "x", "background": True},
-        created=100.0,
-        ready_at=101.0,
-        answer=answer(ModelRequest(model="gpt-4.1-mini", input="x")),
-        background=True,
-        fate="stuck",
-    )
-    for now in (100.0, 100.5, 500.0):
-        assert strict(render("resp_x", stored, now)).status == "queued"
+async def test_a_stuck_response_stays_queued_and_valid() -> None:
+    async with emulator(share_stuck=1.0, latency_s=0.01) as (client, _):
+        created = await client.responses.create(model="m", input="x", background=True)
+        bodies = [await raw(client, created.id) for _ in range(3)]
+    assert [strict(body).status for body in bodies] == ["queued"] * 3
+    assert all(body["usage"] is None and body["completed_at"] is None for body in bodies)
