@@ -267,6 +267,13 @@ class Unresolvable(OSError):
     the HTTP client's resolver must raise."""
 
 
+def leaf_errors(error: BaseException) -> list[BaseException]:
+    """The errors inside (nested) exception groups, in order, or the error itself."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaf_errors(inner)]
+    return [error]
+
+
 @dataclass
 class ErrorInfo:
     """What the worker records about a failure."""

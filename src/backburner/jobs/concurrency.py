@@ -14,6 +14,8 @@ import asyncio
 from collections.abc import Coroutine, Iterable
 from typing import Any, TypeVar
 
+from backburner.errors import leaf_errors
+
 T = TypeVar("T")
 
 
@@ -29,9 +31,5 @@ async def gather_all(calls: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
 
 
 def _first_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    for error in group.exceptions:
-        if isinstance(error, BaseExceptionGroup):
-            return _first_failure(error)
-        if not isinstance(error, asyncio.CancelledError):
-            return error
-    return group.exceptions[0]
+    leaves = leaf_errors(group)
+    return next((e for e in leaves if not isinstance(e, asyncio.CancelledError)), leaves[0])

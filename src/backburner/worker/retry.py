@@ -23,6 +23,7 @@ from backburner.errors import (
     ProviderUnavailable,
     RateLimited,
     Retry,
+    leaf_errors,
 )
 from backburner.jobs.registry import RetryPolicy
 
@@ -54,13 +55,6 @@ def provider_wait(failures: int, hint: float | None, unit_random: float) -> floa
     if hint is not None:
         delay = max(delay, hint)
     return float(delay)
-
-
-def leaf_errors(error: BaseException) -> list[BaseException]:
-    """The errors inside (nested) exception groups, or the error itself."""
-    if isinstance(error, BaseExceptionGroup):
-        return [leaf for inner in error.exceptions for leaf in leaf_errors(inner)]
-    return [error]
 
 
 def classify_error(error: BaseException, policy: RetryPolicy) -> ErrorInfo:
