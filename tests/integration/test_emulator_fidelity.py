@@ -275,3 +275,21 @@ async def test_a_stuck_response_stays_queued_and_valid() -> None:
         bodies = [await raw(client, created.id) for _ in range(3)]
     assert [strict(body).status for body in bodies] == ["queued"] * 3
     assert all(body["usage"] is None and body["completed_at"] is None for body in bodies)
+
+
+async def test_streaming_what_was_not_streamed_or_from_a_bad_number_is_a_400() -> None:
+    async with emulator() as (client, base):
+        plain = await client.responses.create(model="m", input="x", background=True)
+        streamed = await client.responses.create(model="m", input="x", background=True, stream=True)
+        (first, *_) = [event async for event in streamed]
+        async with httpx.AsyncClient(headers={"Authorization": "Bearer sk"}) as http:
+            not_streamed = await http.get(f"{base}/v1/responses/{plain.id}?stream=true")
+            bad_number = await http.get(
+                f"{base}/v1/responses/{first.response.id}?stream=true&starting_after=%00x"
+            )
+            unknown = await http.delete(f"{base}/v1/responses/resp_%00")
+    assert not_streamed.status_code == 400
+    assert not_streamed.json()["error"]["param"] == "stream"
+    assert bad_number.status_code == 400
+    assert bad_number.json()["error"]["param"] == "starting_after"
+    assert unknown.status_code == 404
