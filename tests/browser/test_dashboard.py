@@ -309,6 +309,15 @@ async def test_classifications_are_a_sortable_table(site: str, keys: Keys) -> No
         # Whole rows move, not just the sorted cells.
         await expect(table.locator("tbody tr td:first-child").first).to_have_text("c")
         await expect(table.locator("th[aria-sort=descending]")).to_have_count(1)
+        # A live change of the job redraws the page's body; the reader's order stays.
+        async with page.expect_response(lambda r: "part=body" in r.url):
+            await page.evaluate(
+                """(jobId) => document.dispatchEvent(new CustomEvent("backburner:job",
+                       { detail: { job_id: jobId, kind: "model_call_finished" } }))""",
+                job_id,
+            )
+        await expect(cells).to_have_text(sorted(listed, key=float, reverse=True))
+        await expect(table.locator("th[aria-sort=descending]")).to_have_count(1)
         await shot(page, "job-classifications")
 
 
