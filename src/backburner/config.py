@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     # API limits
     max_request_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     max_document_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    # Reading a PDF (in worker processes; see backburner.jobs.parsing): its limits.
+    document_parse_seconds: float = Field(default=30.0, gt=0)
+    document_parse_memory_mb: int = Field(default=1024, ge=128)
+    document_max_pages: int = Field(default=5_000, ge=1)
+    document_max_stream_mb: int = Field(default=64, ge=1)
+    document_parse_processes: int = Field(default=0, ge=0)  # 0: min(4, CPUs)
     auth_cache_seconds: float = Field(default=5.0, ge=0)
 
     # Notifications (webhooks, e-mail, Slack, Teams) and their delivery.

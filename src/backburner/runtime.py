@@ -27,6 +27,7 @@ from backburner.api.estimates import EtaEstimator
 from backburner.api.live import EventHub
 from backburner.api.state import Services
 from backburner.config import Settings
+from backburner.jobs.parsing import MIB, DocumentParser, ParseLimits
 from backburner.jobs.registry import JobRegistry, build_registry
 from backburner.notify import Dispatcher
 from backburner.providers import start_provider
@@ -150,7 +151,8 @@ def create_app(
             await migrate.upgrade(db)
         model_provider = provider or await start_provider(settings)
         job_registry = registry or build_registry(settings.plugins)
-        services = Services(settings, db, job_registry, model_provider)
+        parser = DocumentParser(parse_limits(settings), settings.document_parse_processes or None)
+        services = Services(settings, db, job_registry, model_provider, parser)
         app.state.services = services
         app.state.key_cache = KeyCache(settings.auth_cache_seconds)
         app.state.eta = EtaEstimator(db)
@@ -170,6 +172,7 @@ def create_app(
                 yield
         finally:
             await app.state.event_hub.stop()
+            await parser.close()
             await model_provider.aclose()
             await db.close()
 
@@ -182,6 +185,15 @@ def create_app(
     mount_api(app, settings)
     app.include_router(ui_routes.router)
     return app
+
+
+def parse_limits(settings: Settings) -> ParseLimits:
+    return ParseLimits(
+        seconds=settings.document_parse_seconds,
+        memory_bytes=settings.document_parse_memory_mb * MIB,
+        pages=settings.document_max_pages,
+        decompressed_bytes=settings.document_max_stream_mb * MIB,
+    )
 
 
 async def run_worker(

@@ -3,13 +3,22 @@ and the job page."""
 
 from __future__ import annotations
 
+import asyncio
+import statistics
+import time
+from collections.abc import Callable
+
 import httpx
 import pytest
+import sqlalchemy as sa
 from fpdf import FPDF
 
 from backburner.config import Settings
+from backburner.store import Database
+from backburner.store.schema import documents as documents_table
 from tests.conftest import Keys, auth, serving, wait_for
 from tests.e2e.test_api_jobs import assert_problem, until_done
+from tests.pdfs import bomb_pdf, slow_pdf, text_pdf
 
 ARTICLE = (
     "The city council approved a new budget for public transport on Monday. "
@@ -201,3 +210,84 @@ async def test_the_job_page_is_signed_in_with_the_token_link(
     await api.get(f"/?token={keys.bob}", follow_redirects=False)
     assert (await api.get(f"/jobs/{job_id}", headers=no_header)).status_code == 404
     assert (await api.get("/?token=bb_wrong")).status_code == 401
+
+
+async def stored_documents(db: Database) -> int:
+    async with db.read() as conn:
+        found = await conn.execute(sa.select(sa.func.count()).select_from(documents_table))
+        return int(found.scalar_one())
+
+
+async def test_a_slow_pdf_is_stopped_while_the_service_keeps_answering(
+    settings: Settings, keys: Keys, db: Database
+) -> None:
+    # pypdf needs seconds for this 11 KB file; it is read in a worker process, so the event
+    # loop that serves /healthz (and the worker, and the dispatcher) stays free.
+    limited = settings.model_copy(update={"document_parse_seconds": 1.0})
+    async with serving(limited, keys.alice, embed_worker=True) as api:
+        parse = asyncio.create_task(upload(api, "slow.pdf", slow_pdf()))
+        waits = []
+        while not parse.done():
+            started = time.perf_counter()
+            assert (await api.get("/healthz")).status_code == 200
+            waits.append(time.perf_counter() - started)
+            await asyncio.sleep(0.02)
+        assert_problem(await parse, 422, "file")
+        assert "longer than 1 s" in (await parse).json()["detail"]
+        assert len(waits) >= 10
+        assert statistics.median(waits) < 0.1, waits
+        assert max(waits) < 0.5, waits
+        # The stopped reader was replaced: the next PDF is read as usual.
+        fine = await upload(api, "fine.pdf", text_pdf("Quarterly revenue rose"))
+        assert fine.status_code == 201
+    assert await stored_documents(db) == 1
+
+
+@pytest.mark.parametrize(
+    ("limits", "pdf", "named"),
+    [
+        ({}, bomb_pdf, "expands past 64 MiB"),
+        ({"document_max_pages": 2}, lambda: text_pdf("page", pages=3), "has 3 pages; at most 2"),
+        (
+            {"document_parse_memory_mb": 160, "document_max_stream_mb": 1000},
+            bomb_pdf,
+            "needs more than 160 MiB",
+        ),
+    ],
+    ids=["bomb", "pages", "memory"],
+)
+async def test_a_pdf_over_a_limit_gets_a_422_that_names_it(
+    settings: Settings,
+    keys: Keys,
+    db: Database,
+    limits: dict[str, int],
+    pdf: Callable[[], bytes],
+    named: str,
+) -> None:
+    async with serving(settings.model_copy(update=limits), keys.alice, embed_worker=False) as api:
+        refused = await upload(api, "hostile.pdf", pdf())
+        assert_problem(refused, 422, "file")
+        assert named in refused.json()["detail"]
+        assert await stored_documents(db) == 0
+        assert (await upload(api, "fine.pdf", text_pdf("Costs fell"))).status_code == 201
+
+
+async def test_odd_filenames_are_refused_before_anything_is_stored(
+    api: httpx.AsyncClient, db: Database
+) -> None:
+    long_name = "x" * 1000 + ".exe"
+    assert_problem(await upload(api, long_name, b"text"), 422, "file")
+    # httpx escapes control characters in a filename; an attacker's client need not.
+    for name in (b"nul\x00.txt", b"bell\x07.txt", b"half\xed\xa0\x80.txt"):
+        body = (
+            b'--b\r\nContent-Disposition: form-data; name="file"; filename="'
+            + name
+            + b'"\r\nContent-Type: text/plain\r\n\r\ntext\r\n--b--\r\n'
+        )
+        refused = await api.post(
+            "/api/documents",
+            content=body,
+            headers={"content-type": "multipart/form-data; boundary=b"},
+        )
+        assert_problem(refused, 422, "file")
+    assert await stored_documents(db) == 0

@@ -1,8 +1,9 @@
-"""Getting text out of uploaded files: .txt, .md and .pdf (via pypdf)."""
+"""Getting text out of uploaded files: .txt, .md and .pdf (read in worker processes by
+`backburner.jobs.parsing`, never on the event loop)."""
 
 from __future__ import annotations
 
-import io
+import unicodedata
 from dataclasses import dataclass
 from pathlib import PurePath
 
@@ -14,6 +15,7 @@ from backburner.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from backburner.jobs.parsing import DocumentParser
 
 READ_CHUNK = 1024 * 1024
 
@@ -40,8 +42,11 @@ def content_type_for(filename: str, data: bytes) -> str:
     )
 
 
-def extract_text(content_type: str, data: bytes) -> str:
-    text = _pdf_text(data) if content_type == "application/pdf" else _decode(data)
+async def extract_text(content_type: str, data: bytes, parser: DocumentParser) -> str:
+    if content_type == "application/pdf":
+        text = await parser.pdf_text(data)
+    else:
+        text = _decode(data)
     text = text.replace("\x00", "").strip()
     if not text:
         raise _invalid("the document has no text to read (a scanned PDF needs OCR first)")
@@ -58,17 +63,17 @@ def _decode(data: bytes) -> str:
     return data.decode("cp1252", errors="replace")
 
 
-def _pdf_text(data: bytes) -> str:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+MAX_FILENAME = 255
 
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            raise _invalid("the PDF is encrypted; upload an unprotected copy")
-        return "\n\n".join((page.extract_text() or "").strip() for page in reader.pages)
-    except (PdfReadError, ValueError, KeyError, TypeError) as error:
-        raise _invalid(f"the PDF could not be read: {error}") from None
+
+def checked_filename(name: str) -> str:
+    """A filename fit to store and show: no control characters, lone surrogates, or more
+    than 255 characters (a longer one would be cut, and its type with it)."""
+    if len(name) > MAX_FILENAME:
+        raise _invalid(f"the file name is longer than {MAX_FILENAME} characters")
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
+        raise _invalid("the file name holds control characters or invalid text")
+    return name
 
 
 @dataclass(frozen=True)
@@ -90,10 +95,11 @@ async def read_capped(upload: UploadFile, limit: int) -> bytes:
     return bytes(data)
 
 
-async def take_in(upload: UploadFile, limit: int) -> Intake:
+async def take_in(upload: UploadFile, limit: int, parser: DocumentParser) -> Intake:
     """Read an upload (at most `limit` bytes), tell what it is and extract its text; the
     API's upload and the dashboard's form both store documents this way."""
+    filename = checked_filename(upload.filename or "document.txt")
     data = await read_capped(upload, limit)
-    filename = (upload.filename or "document.txt")[:300]
     content_type = content_type_for(filename, data)
-    return Intake(filename, content_type, len(data), extract_text(content_type, data))
+    text = await extract_text(content_type, data, parser)
+    return Intake(filename, content_type, len(data), text)

@@ -1,4 +1,5 @@
-"""What the API's routes share: settings, database, registry, provider, clock."""
+"""What the API's routes share: settings, database, registry, provider, the PDF reader
+pool, clock."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi import Depends, Request
 
 from backburner.clock import utcnow
 from backburner.config import Settings
+from backburner.jobs.parsing import DocumentParser
 from backburner.jobs.registry import JobRegistry
 from backburner.providers.base import Provider
 from backburner.store import Database
@@ -22,6 +24,7 @@ class Services:
     db: Database
     registry: JobRegistry
     provider: Provider
+    parser: DocumentParser
     clock: Callable[[], datetime] = field(default=utcnow)
     # Embedded services (worker, dispatcher) that crashed: the process is not ready.
     crashed: list[str] = field(default_factory=list)

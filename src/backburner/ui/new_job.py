@@ -76,14 +76,15 @@ async def read_uploads(
     request: Request, fields: list[FormField], form: list[tuple[str, str | UploadFile]]
 ) -> tuple[list[tuple[str, Intake]], list[FieldProblem]]:
     """The documents dropped on each documents field, as (field, intake)."""
-    limit = services(request).settings.max_document_bytes
+    svc = services(request)
+    limit = svc.settings.max_document_bytes
     wanted = {spec.name for spec in fields if spec.widget == "documents"}
     uploads, problems = [], []
     for name, value in form:
         if name not in wanted or not isinstance(value, UploadFile) or not value.filename:
             continue
         try:
-            uploads.append((name, await take_in(value, limit)))
+            uploads.append((name, await take_in(value, limit, svc.parser)))
         except RequestError as error:
             problems.append(FieldProblem((name,), f"{value.filename}: {error.detail}"))
     return uploads, problems

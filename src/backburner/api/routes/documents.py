@@ -37,7 +37,7 @@ async def upload_document(
     principal: CurrentPrincipal,
 ) -> DocumentView:
     """Store a document and its extracted text; summarisation jobs refer to its id."""
-    intake = await take_in(file, svc.settings.max_document_bytes)
+    intake = await take_in(file, svc.settings.max_document_bytes, svc.parser)
     document = await documents_store.insert_document(
         svc.db,
         owner=principal.owner,
