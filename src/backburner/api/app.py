@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from backburner.api.inputs import InputGuard
 from backburner.api.limits import BodySizeLimit
 from backburner.api.problems import install_problem_handlers
 from backburner.api.routes import (
@@ -47,5 +48,7 @@ def mount_api(app: FastAPI, settings: Settings) -> None:
             return settings.max_document_bytes + MULTIPART_OVERHEAD
         return settings.max_request_bytes
 
+    # InputGuard reads JSON bodies through BodySizeLimit (added after it, so outside it).
+    app.add_middleware(InputGuard)
     app.add_middleware(BodySizeLimit, limit_for=limit_for)
     app.add_middleware(ServerTiming)

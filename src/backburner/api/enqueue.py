@@ -115,6 +115,19 @@ def deadline_of(create: JobCreate, job_type: JobType, now: datetime) -> datetime
     return (create.run_at or now) + timedelta(seconds=seconds)
 
 
+FURTHEST_START = timedelta(days=3653)
+
+
+def check_start(create: JobCreate, now: datetime) -> None:
+    """A job starts within ten years (a date like 9999-12-31 is a mistake, and its
+    deadline would not fit in a date)."""
+    if create.run_at is not None and create.run_at - now > FURTHEST_START:
+        raise InvalidRequest(
+            "run_at may be at most ten years ahead",
+            errors=[FieldProblem(("body", "run_at"), "at most ten years ahead")],
+        )
+
+
 def attempt_timeout(job_type: JobType, start: datetime, deadline: datetime | None) -> float:
     """A job that may wait hours for a discounted model window must not time out first:
     its attempts may run until the deadline when that is later than the type's timeout."""
@@ -134,6 +147,7 @@ async def enqueue(
     payload = await validated_payload(svc, job_type, create, principal.owner)
     fingerprint = request_fingerprint(create, payload)
     now = svc.clock()
+    check_start(create, now)
     deadline = deadline_of(create, job_type, now)
     job, created = await jobs_store.insert_job(
         svc.db,

@@ -12,6 +12,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     field_validator,
 )
 
@@ -19,16 +20,31 @@ from backburner.jobs.types.summarize import SummaryStyle
 from backburner.store import Job, JobEvent, ProviderCall
 from backburner.store import outbox as outbox_store
 
+# Numbers in requests are numbers: no `true` for 1, no 1.5 for a count, no NaN.
+Count = Annotated[int, Strict()]
+Amount = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+
+# Characters a URL never holds unescaped (RFC 3986): quotes, angle brackets, spaces...
+NOT_IN_URLS = re.compile(r"[\x00-\x20\x7f\"<>\\^`{|}]")
+
 
 def _http_url(value: str | None) -> str | None:
     if value is None:
         return None
     if not value.startswith(("https://", "http://")) or len(value) > 2000:
         raise ValueError("must be an http(s) URL of at most 2000 characters")
+    if NOT_IN_URLS.search(value):
+        raise ValueError("must not hold spaces, double quotes, angle brackets or backslashes")
     return value
 
 
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# An address as mail systems take it (RFC 5321's dot-atom local part, a dotted domain).
+# Written here rather than taken from email-validator: Backburner only needs to refuse
+# what is not an address (quotes, HTML, spaces), not to check deliverability.
+EMAIL = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+)
 
 
 def _email(value: str) -> str:
@@ -58,12 +74,12 @@ class JobCreate(BaseModel):
     type: str = Field(min_length=1, max_length=100, examples=["summarize_documents"])
     payload: dict[str, Any] = Field(default_factory=dict)
     callback_url: str | None = None
-    priority: int = Field(default=0, ge=-100, le=100)
+    priority: Count = Field(default=0, ge=-100, le=100)
     run_at: AwareDatetime | None = None
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
     # How long the caller can wait for the result; model calls may then use OpenAI's
     # discounted 2h/8h completion windows. Up to 7 days.
-    deadline_seconds: float | None = Field(default=None, gt=0, le=7 * 86400)
+    deadline_seconds: Amount | None = Field(default=None, gt=0, le=7 * 86400)
     notify: NotifyWishes | None = None
 
     _check_url = field_validator("callback_url")(classmethod(lambda cls, v: _http_url(v)))
@@ -275,11 +291,11 @@ class BatchSummaryRequest(BaseModel):
     document_ids: list[str] = Field(min_length=1, max_length=200)
     summary_style: SummaryStyle = SummaryStyle.EXECUTIVE
     callback_url: str | None = None
-    priority: int = Field(default=0, ge=-100, le=100)
+    priority: Count = Field(default=0, ge=-100, le=100)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
     # How long the caller can wait for the result; model calls may then use OpenAI's
     # discounted 2h/8h completion windows. Up to 7 days.
-    deadline_seconds: float | None = Field(default=None, gt=0, le=7 * 86400)
+    deadline_seconds: Amount | None = Field(default=None, gt=0, le=7 * 86400)
     notify: NotifyWishes | None = None
 
     _check_url = field_validator("callback_url")(classmethod(lambda cls, v: _http_url(v)))

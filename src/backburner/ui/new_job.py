@@ -15,6 +15,7 @@ from starlette.datastructures import UploadFile
 from backburner.api.auth import Principal
 from backburner.api.enqueue import enqueue
 from backburner.api.extraction import Intake, take_in
+from backburner.api.inputs import text_problem
 from backburner.api.problems import validation_problems
 from backburner.api.schemas import JobCreate
 from backburner.api.state import services
@@ -112,6 +113,14 @@ async def submit_new_job(request: Request) -> Response:
     form = await request.form()
     items = list(form.multi_items())
     values = {name: value for name, value in items if isinstance(value, str)}
+    unstorable = [
+        FieldProblem((name,), f"this field {problem}")
+        for name, value in values.items()
+        if (problem := text_problem(value))
+    ]
+    if unstorable:
+        message = "The form holds text that cannot be stored (a NUL character or invalid Unicode)."
+        return form_page(request, principal, None, problems=unstorable, message=message, status=422)
     type_name = values.get("type", "")
     if type_name not in svc.registry:
         return form_page(request, principal, None, message="Pick a job type.", status=422)

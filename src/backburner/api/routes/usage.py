@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from backburner.api.auth import CurrentPrincipal, Principal
+from backburner.api.schemas import Amount, Count
 from backburner.api.state import ServicesDep
 from backburner.errors import Forbidden
 from backburner.store import ratelimits as ratelimits_store
@@ -52,8 +53,8 @@ class UsageReport(BaseModel):
 class OwnerLimitsBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_running: int | None = Field(default=None, ge=1)
-    monthly_budget_usd: float | None = Field(default=None, ge=0)
+    max_running: Count | None = Field(default=None, ge=1)
+    monthly_budget_usd: Amount | None = Field(default=None, ge=0)
 
 
 class OwnerLimitsView(OwnerLimitsBody):
