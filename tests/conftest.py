@@ -128,6 +128,9 @@ def fast_settings(db_url: str, **overrides: object) -> Settings:
         "cancel_check_seconds": 0.1,
         "shutdown_grace_seconds": 1.0,
         "auth_cache_seconds": 0.0,
+        # Tests poll as fast as they like; tests/e2e/test_request_limits.py sets limits.
+        "api_requests_per_minute": 0,
+        "auth_failures_per_minute": 0,
         "plugins": ["tests.jobtypes"],
         "summarize_chunk_chars": 2000,
         "classify_batch_size": 10,

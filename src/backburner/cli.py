@@ -423,6 +423,7 @@ def owners_set(owner: str, max_running: Any, budget_usd: Any) -> None:
                 owner,
                 max_running=running if max_running is None else _none_or(max_running),
                 monthly_budget_usd=budget if budget_usd is None else _none_or(budget_usd),
+                requests_per_minute=current.requests_per_minute if current else None,
                 now=utcnow(),
             )
 

@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     document_max_stream_mb: int = Field(default=64, ge=1)
     document_parse_processes: int = Field(default=0, ge=0)  # 0: min(4, CPUs)
     auth_cache_seconds: float = Field(default=5.0, ge=0)
+    # Requests a minute per API key, shared by every API process (0: unlimited); admins set
+    # an owner's own with PUT /api/owners/{owner}/limits.
+    api_requests_per_minute: int = Field(default=1200, ge=0)
+    # Requests with unknown keys from one client address per minute before it is refused.
+    auth_failures_per_minute: int = Field(default=30, ge=0)
+    max_webhook_endpoints: int = Field(default=20, ge=1)
 
     # Notifications (webhooks, e-mail, Slack, Teams) and their delivery.
     notify_dispatcher: bool = True  # run a dispatcher in `serve` and `worker`

@@ -235,6 +235,18 @@ class Unauthorized(RequestError):
     kind = "unauthorized"
 
 
+class TooManyRequests(RequestError):
+    """Over a request rate limit; `retry_after` seconds until a request may pass."""
+
+    status = 429
+    title = "Too many requests"
+    kind = "too_many_requests"
+
+    def __init__(self, detail: str, *, retry_after: float) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class Forbidden(RequestError):
     status = 403
     title = "Forbidden"

@@ -26,6 +26,7 @@ from backburner.api.auth import KeyCache
 from backburner.api.estimates import EtaEstimator
 from backburner.api.live import EventHub
 from backburner.api.state import Services
+from backburner.api.throttle import KeyThrottle, SignInGuard
 from backburner.config import Settings
 from backburner.jobs.parsing import MIB, DocumentParser, ParseLimits
 from backburner.jobs.registry import JobRegistry, build_registry
@@ -155,6 +156,10 @@ def create_app(
         services = Services(settings, db, job_registry, model_provider, parser)
         app.state.services = services
         app.state.key_cache = KeyCache(settings.auth_cache_seconds)
+        app.state.key_throttle = KeyThrottle(
+            db, settings.api_requests_per_minute, settings.auth_cache_seconds
+        )
+        app.state.sign_in_guard = SignInGuard(settings.auth_failures_per_minute)
         app.state.eta = EtaEstimator(db)
         app.state.event_hub = EventHub(db)
         await app.state.event_hub.start()

@@ -40,6 +40,8 @@ def child_env(db_url: str, **settings: str) -> dict[str, str]:
             "BACKBURNER_HEARTBEAT_SECONDS": "0.5",
             "BACKBURNER_REAP_INTERVAL_SECONDS": "0.5",
             "BACKBURNER_IDLE_POLL_SECONDS": "0.2",
+            "BACKBURNER_API_REQUESTS_PER_MINUTE": "0",
+            "BACKBURNER_AUTH_FAILURES_PER_MINUTE": "0",
         }
     )
     env.update({f"BACKBURNER_{k.upper()}": v for k, v in settings.items()})

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from backburner.api.state import Services, ServicesDep
+from backburner.api.throttle import KeyThrottle, SignInGuard
 from backburner.errors import Unauthorized
 from backburner.store import Role
 from backburner.store import keys as keys_store
@@ -81,14 +82,27 @@ async def resolve_key(svc: Services, cache: KeyCache, secret: str) -> Principal 
     return principal
 
 
+def client_address(request: Request) -> str:
+    """The caller's address (behind a trusted proxy, the one it forwarded)."""
+    return request.client.host if request.client else "unknown"
+
+
 async def current_principal(request: Request, svc: ServicesDep) -> Principal:
+    """Who calls the API: a Bearer key, within its request rate. Unknown keys count
+    against the caller's address."""
     secret = bearer_token(request)
     if secret is None:
         raise Unauthorized("an API key is required: 'Authorization: Bearer <api key>'")
+    guard: SignInGuard = request.app.state.sign_in_guard
+    address = client_address(request)
+    guard.check(address)
     cache: KeyCache = request.app.state.key_cache
     principal = await resolve_key(svc, cache, secret)
     if principal is None:
+        guard.failed(address)
         raise Unauthorized("the API key is unknown or revoked")
+    throttle: KeyThrottle = request.app.state.key_throttle
+    await throttle.admit(principal.key_id, principal.owner, svc.clock())
     return principal
 
 

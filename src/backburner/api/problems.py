@@ -21,6 +21,7 @@ from backburner.errors import (
     QuotaExhausted,
     RateLimited,
     RequestError,
+    TooManyRequests,
 )
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, error: RequestError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        if isinstance(error, TooManyRequests):
+            headers = {"Retry-After": str(max(1, math.ceil(error.retry_after)))}
         return problem(
             error.status,
             error.detail,

@@ -96,20 +96,26 @@ async def rotate_secret(
 
 
 async def add_endpoint(
-    db: Database, owner: str, url: str, event_types: list[str], *, now: datetime
+    db: Database, owner: str, url: str, event_types: list[str], *, now: datetime, limit: int
 ) -> Endpoint:
     """A new endpoint of the owner's; Conflict if the owner has one for this URL already
-    (it would receive every event twice). Checked in the write transaction: exact on
-    SQLite; two requests racing on PostgreSQL could both pass, and the outbox still makes
-    one delivery per URL."""
+    (it would receive every event twice) or has `limit` endpoints already (each job's end
+    owes a delivery to each). Both are checked with the owner's endpoints serialised, so
+    two racing requests cannot both pass."""
     endpoint = Endpoint(new_id(), owner, url, event_types, True, None, now)
-    same = sa.select(webhook_endpoints.c.id).where(
-        webhook_endpoints.c.owner == owner, webhook_endpoints.c.url == url
+    mine = sa.select(webhook_endpoints.c.id, webhook_endpoints.c.url).where(
+        webhook_endpoints.c.owner == owner
     )
     async with db.write() as tx:
-        existing = (await tx.conn.execute(same)).scalar()
-        if existing is not None:
-            raise Conflict(f"you have an endpoint for this URL already: {existing}")
+        await tx.serialize_on(f"webhook_endpoints:{owner}")
+        existing = (await tx.conn.execute(mine)).all()
+        for endpoint_id, existing_url in existing:
+            if existing_url == url:
+                raise Conflict(f"you have an endpoint for this URL already: {endpoint_id}")
+        if len(existing) >= limit:
+            raise Conflict(
+                f"you have {len(existing)} webhook endpoints; at most {limit} are allowed"
+            )
         await tx.conn.execute(sa.insert(webhook_endpoints).values(**vars(endpoint)))
     return endpoint
 

@@ -91,6 +91,15 @@ class Tx:
     dialect: Dialect
     pending_signals: list[tuple[str, str]] = field(default_factory=list)
 
+    async def serialize_on(self, name: str) -> None:
+        """Make transactions that name the same thing take turns until this one ends: a
+        check-then-insert (a count, a duplicate) stays exact under concurrency. SQLite's
+        single writer does this already; PostgreSQL takes a transaction advisory lock."""
+        if self.dialect == "postgresql":
+            await self.conn.execute(
+                sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(name, 0)))
+            )
+
     async def signal(self, channel: str, payload: str = "") -> None:
         if self.dialect == "postgresql":
             # NOTIFY is transactional: delivered on commit, dropped on rollback.

@@ -240,6 +240,7 @@ owner_limits = sa.Table(
     # NULL: the settings' default applies (no limit unless one is set there).
     sa.Column("max_running", sa.Integer()),
     sa.Column("monthly_budget_usd", sa.Float()),
+    sa.Column("requests_per_minute", sa.Integer()),  # API requests per key (0: unlimited)
     sa.Column("updated_at", UtcDateTime(), nullable=False),
 )
 

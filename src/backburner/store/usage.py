@@ -17,6 +17,7 @@ class OwnerLimits:
     owner: str
     max_running: int | None
     monthly_budget_usd: float | None
+    requests_per_minute: int | None = None
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,9 @@ async def list_limits(db: Database) -> list[OwnerLimits]:
 
 
 def _limits(row: sa.RowMapping) -> OwnerLimits:
-    return OwnerLimits(row["owner"], row["max_running"], row["monthly_budget_usd"])
+    return OwnerLimits(
+        row["owner"], row["max_running"], row["monthly_budget_usd"], row["requests_per_minute"]
+    )
 
 
 async def set_limits(
@@ -64,20 +67,17 @@ async def set_limits(
     max_running: int | None,
     monthly_budget_usd: float | None,
     now: datetime,
+    requests_per_minute: int | None = None,
 ) -> OwnerLimits:
-    """Set (or, with both None, clear) an owner's own limits."""
+    """Set (or, with all None, clear) an owner's own limits."""
+    limits = OwnerLimits(owner, max_running, monthly_budget_usd, requests_per_minute)
     async with db.write() as tx:
         await tx.conn.execute(sa.delete(owner_limits).where(owner_limits.c.owner == owner))
-        if max_running is not None or monthly_budget_usd is not None:
-            await tx.conn.execute(
-                sa.insert(owner_limits).values(
-                    owner=owner,
-                    max_running=max_running,
-                    monthly_budget_usd=monthly_budget_usd,
-                    updated_at=now,
-                )
-            )
-    return OwnerLimits(owner, max_running, monthly_budget_usd)
+        if any(
+            value is not None for value in (max_running, monthly_budget_usd, requests_per_minute)
+        ):
+            await tx.conn.execute(sa.insert(owner_limits).values(**vars(limits), updated_at=now))
+    return limits
 
 
 async def monthly_budget(db: Database, owner: str, default: float | None) -> float | None:

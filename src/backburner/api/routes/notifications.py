@@ -135,7 +135,12 @@ async def add_endpoint(body: EndpointCreate, svc: ServicesDep, principal: Curren
     """Announce every job of yours that ends with one of `event_types` to `url`."""
     check_callable(svc, body.url, ("body", "url"))
     endpoint = await channels_store.add_endpoint(
-        svc.db, principal.owner, body.url, body.event_types, now=svc.clock()
+        svc.db,
+        principal.owner,
+        body.url,
+        body.event_types,
+        now=svc.clock(),
+        limit=svc.settings.max_webhook_endpoints,
     )
     return _endpoint_view(endpoint)
 

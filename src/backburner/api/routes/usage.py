@@ -55,12 +55,15 @@ class OwnerLimitsBody(BaseModel):
 
     max_running: Count | None = Field(default=None, ge=1)
     monthly_budget_usd: Amount | None = Field(default=None, ge=0)
+    # API requests a minute per key of the owner's (0: unlimited).
+    requests_per_minute: Count | None = Field(default=None, ge=0, le=1_000_000)
 
 
 class OwnerLimitsView(OwnerLimitsBody):
     owner: str
     default_max_running: int | None
     default_monthly_budget_usd: float | None
+    default_requests_per_minute: int
 
 
 class BucketView(BaseModel):
@@ -139,6 +142,7 @@ async def put_owner_limits(
         owner,
         max_running=body.max_running,
         monthly_budget_usd=body.monthly_budget_usd,
+        requests_per_minute=body.requests_per_minute,
         now=svc.clock(),
     )
     return limits_view(svc, owner, own)
@@ -151,8 +155,10 @@ def limits_view(
         owner=owner,
         max_running=own.max_running if own else None,
         monthly_budget_usd=own.monthly_budget_usd if own else None,
+        requests_per_minute=own.requests_per_minute if own else None,
         default_max_running=svc.settings.owner_max_running,
         default_monthly_budget_usd=svc.settings.owner_monthly_budget_usd,
+        default_requests_per_minute=svc.settings.api_requests_per_minute,
     )
 
 
