@@ -186,6 +186,9 @@ def create_app(
         version="0.1.0",
         summary="Long AI work, off the request path: durable background jobs.",
         lifespan=lifespan,
+        # /docs is served from packaged assets (api/docs.py), not FastAPI's CDN page.
+        docs_url=None,
+        redoc_url=None,
     )
     mount_api(app, settings)
     app.include_router(ui_routes.router)

@@ -17,6 +17,10 @@ import httpx
 import pytest
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Page, async_playwright, expect
+from starlette.applications import Starlette
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
 
 from backburner.config import Settings
 from backburner.runtime import create_app
@@ -270,7 +274,7 @@ async def test_cancel_a_long_job_and_retry_a_failed_one(
         await expect(page.get_by_role("button", name="Retry")).to_have_count(0)
         # Bob cannot cancel Alice's job through the page either.
         bob = await signed_in(browser, site, keys.bob)
-        answer = await bob.request.post(f"{site}/jobs/{job_id}/cancel")
+        answer = await bob.request.post(f"{site}/jobs/{job_id}/cancel", headers={"Origin": site})
         assert answer.status == 404
 
 
@@ -425,3 +429,70 @@ async def test_the_main_pages_pass_an_accessibility_audit(site: str, keys: Keys)
         await page.goto(f"{site}/?token=nope")
         found["sign-in"] = [v["id"] for v in (await Axe().run(page)).response["violations"]]
     assert found == {path: [] for path in found}
+
+
+def attacker_site(target: str, job_id: str) -> Starlette:
+    """A page another origin serves (another port of the same host: same site, so the
+    SameSite=Strict cookie goes along): plain forms that try to act on the victim's job."""
+    forms = "".join(
+        f'<form method="post" action="{target}{path}" id="f{n}"><button>go {n}</button></form>'
+        for n, path in enumerate(
+            (f"/jobs/{job_id}/cancel", f"/api/jobs/{job_id}/cancel", "/api/webhooks/secret/rotate")
+        )
+    )
+    frame = f'<iframe id="framed" src="{target}/"></iframe>'
+
+    async def home(_: StarletteRequest) -> HTMLResponse:
+        return HTMLResponse(f"<!doctype html><title>prize</title>{forms}{frame}")
+
+    return Starlette(routes=[Route("/", home)])
+
+
+async def test_pages_are_locked_down_and_other_origins_change_nothing(
+    site: str, keys: Keys
+) -> None:
+    async with chromium() as browser, httpx.AsyncClient(base_url=site) as client:
+        later = await client.post(
+            "/api/jobs",
+            json={"type": "noop", "run_at": "2030-01-01T00:00:00Z"},
+            headers=auth(keys.alice),
+        )
+        job_id = later.json()["job_id"]
+        done = await client.post("/api/jobs", json={"type": "noop"}, headers=auth(keys.alice))
+        admin = await signed_in(browser, site, keys.admin)
+        blocked: list[str] = []
+        admin.on(
+            "console",
+            lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None,
+        )
+        # Every page, and /docs from the packaged Swagger UI, runs under the policy.
+        for path in ("/", f"/jobs/{done.json()['job_id']}", "/new", "/ops", "/docs"):
+            answer = await admin.goto(f"{site}{path}")
+            assert answer is not None
+            headers = answer.headers
+            policy = headers["content-security-policy"]
+            assert re.search(r"script-src 'self' 'nonce-[\w-]+'", policy), policy
+            assert "unsafe-inline" not in policy
+            assert "frame-ancestors 'none'" in policy
+            assert headers["x-content-type-options"] == "nosniff"
+            assert headers["referrer-policy"] == "same-origin"
+            assert headers["x-frame-options"] == "DENY"
+        await expect(admin.locator(".swagger-ui .title").first).to_contain_text("Backburner")
+        assert blocked == []
+        # The live stream and toasts still work under the policy (inline script ran).
+        await admin.goto(f"{site}/")
+        await expect(admin.locator(f'tr[data-job-id="{job_id}"]')).to_have_count(1)
+
+        member = await signed_in(browser, site, keys.alice)
+        async with serve_on_loopback(attacker_site(site, job_id), lifespan=False) as evil:
+            await member.goto(evil)
+            framed = member.frame_locator("#framed")
+            await expect(framed.get_by_role("heading", name="Recent jobs")).to_have_count(0)
+            for n in range(3):
+                await member.goto(evil)
+                async with member.expect_navigation():
+                    await member.locator(f"#f{n} button").click()
+        job = (await client.get(f"/api/jobs/{job_id}", headers=auth(keys.alice))).json()
+        assert job["status"] == "pending"
+        events = await client.get(f"/api/jobs/{job_id}/events", headers=auth(keys.alice))
+        assert [e["kind"] for e in events.json()["items"]] == ["created"]

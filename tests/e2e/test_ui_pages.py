@@ -11,6 +11,7 @@ from tests.conftest import Keys
 from tests.e2e.test_api_jobs import create, until_done
 
 NO_HEADER = {"Authorization": ""}
+FORM = {**NO_HEADER, "Origin": "http://test"}  # what a browser sends with a form post
 
 
 async def test_recent_jobs_filter_by_state_and_type(api: httpx.AsyncClient, keys: Keys) -> None:
@@ -50,7 +51,7 @@ async def test_a_refused_form_stores_neither_documents_nor_a_job(
         ("document_ids", ("bad.pdf", b"not a pdf at all", "application/pdf")),
     ]
     answer = await api_only.post(
-        "/new", data={"type": "summarize_documents"}, files=files, headers=NO_HEADER
+        "/new", data={"type": "summarize_documents"}, files=files, headers=FORM
     )
     assert answer.status_code == 422
     assert "bad.pdf: the file is named .pdf but is not a PDF" in answer.text
@@ -59,14 +60,14 @@ async def test_a_refused_form_stores_neither_documents_nor_a_job(
     answer = await api_only.post(
         "/new",
         data={"type": "generate_report", "user_id": "u 1", "period": "2026-13"},
-        headers=NO_HEADER,
+        headers=FORM,
     )
     assert answer.status_code == 422
     assert "should match pattern" in answer.text
     assert 'aria-invalid="true"' in answer.text
     assert (await api_only.get("/api/jobs")).json()["items"] == []
     # An unknown type is a clear answer too, not a 500.
-    answer = await api_only.post("/new", data={"type": "nope"}, headers=NO_HEADER)
+    answer = await api_only.post("/new", data={"type": "nope"}, headers=FORM)
     assert answer.status_code == 422
     assert "Pick a job type" in answer.text
 
@@ -79,7 +80,7 @@ async def test_a_form_creates_the_job_and_moves_to_its_page(
         "/new",
         data={"type": "summarize_documents", "summary_style": "detailed"},
         files=[("document_ids", ("a.md", b"# Minutes\nThe board met.", "text/markdown"))],
-        headers=NO_HEADER,
+        headers=FORM,
         follow_redirects=False,
     )
     assert answer.status_code == 303
@@ -100,21 +101,21 @@ async def test_forms_posted_from_another_site_or_signed_out_are_refused(
     api_only: httpx.AsyncClient, keys: Keys
 ) -> None:
     created = (await create(api_only, {"type": "noop"})).json()["job_id"]
-    answer = await api_only.post(f"/jobs/{created}/cancel", headers=NO_HEADER)
+    answer = await api_only.post(f"/jobs/{created}/cancel", headers=FORM)
     assert answer.status_code == 401  # no session: the sign-in page
     await signed_in(api_only, keys.alice)
-    answer = await api_only.post(
-        f"/jobs/{created}/cancel", headers={**NO_HEADER, "Origin": "https://evil.example"}
-    )
-    assert answer.status_code == 403
+    # Another site, another port of this host (same site, other origin), a sandboxed
+    # frame, and no Origin at all: each refused, and nothing changes.
+    for origin in ("https://evil.example", "http://test:8081", "https://test", "null", None):
+        headers = NO_HEADER if origin is None else {**NO_HEADER, "Origin": origin}
+        answer = await api_only.post(f"/jobs/{created}/cancel", headers=headers)
+        assert answer.status_code == 403, origin
     assert (await api_only.get(f"/api/jobs/{created}")).json()["status"] == "pending"
-    answer = await api_only.post(
-        f"/jobs/{created}/cancel", headers=NO_HEADER, follow_redirects=False
-    )
+    answer = await api_only.post(f"/jobs/{created}/cancel", headers=FORM, follow_redirects=False)
     assert answer.status_code == 303
     assert (await api_only.get(f"/api/jobs/{created}")).json()["status"] == "canceled"
     # Cancelling again is a conflict, said on the job's page.
-    answer = await api_only.post(f"/jobs/{created}/cancel", headers=NO_HEADER)
+    answer = await api_only.post(f"/jobs/{created}/cancel", headers=FORM)
     assert answer.status_code == 409
     assert "already" in answer.text or "canceled" in answer.text
 
@@ -168,7 +169,7 @@ async def test_a_forms_options_set_priority_deadline_and_email(
     answer = await api_only.post(
         "/new",
         data={**form, "job.notify_email": "ops@example.com, lead@example.com"},
-        headers=NO_HEADER,
+        headers=FORM,
         follow_redirects=False,
     )
     assert answer.status_code == 303
@@ -179,7 +180,7 @@ async def test_a_forms_options_set_priority_deadline_and_email(
     refused = await api_only.post(
         "/new",
         data={**form, "job.deadline_hours": "500", "job.notify_email": "not-an-address"},
-        headers=NO_HEADER,
+        headers=FORM,
     )
     assert refused.status_code == 422
     assert "Needed within (hours): must be more than 0 and at most 168 hours" in refused.text

@@ -12,6 +12,7 @@ from backburner.store import keys as keys_store
 from tests.conftest import Keys
 
 NO_HEADER = {"Authorization": ""}
+FORM = {**NO_HEADER, "Origin": "http://test"}
 
 
 async def sign_in(api: httpx.AsyncClient, key: str) -> str:
@@ -25,17 +26,26 @@ async def sign_in(api: httpx.AsyncClient, key: str) -> str:
     return token
 
 
+async def signed_in_page(api: httpx.AsyncClient, **kw: object) -> bool:
+    page = await api.get("/", headers=NO_HEADER, **kw)  # type: ignore[arg-type]
+    return page.status_code == 200 and "Sign out" in page.text
+
+
 async def test_the_cookie_is_a_session_not_the_key(api: httpx.AsyncClient, keys: Keys) -> None:
     token = await sign_in(api, keys.alice)
     assert token.startswith("bbs_")
     assert keys.alice not in token
-    assert (await api.get("/api/jobs", headers=NO_HEADER)).status_code == 200
-    signed_out = await api.post("/signout", headers=NO_HEADER, follow_redirects=False)
+    assert await signed_in_page(api)
+    # The session opens the dashboard only: the API takes Bearer keys, never the cookie
+    # (a page on another origin could otherwise act on the API as the user).
+    assert (await api.get("/api/jobs", headers=NO_HEADER)).status_code == 401
+    as_bearer = await api.get("/api/jobs", headers={"Authorization": f"Bearer {token}"})
+    assert as_bearer.status_code == 401
+    signed_out = await api.post("/signout", headers=FORM, follow_redirects=False)
     assert signed_out.status_code == 303
     assert api.cookies.get("backburner_session") is None
     # The old token, presented again (a stolen cookie), no longer opens anything.
-    replay = await api.get("/api/jobs", headers=NO_HEADER, cookies={"backburner_session": token})
-    assert replay.status_code == 401
+    assert not await signed_in_page(api, cookies={"backburner_session": token})
     assert "Sign in" in (await api.get("/", headers=NO_HEADER)).text
 
 
@@ -43,8 +53,8 @@ async def test_revoking_the_key_ends_its_sessions(
     api: httpx.AsyncClient, keys: Keys, db: Database
 ) -> None:
     await sign_in(api, keys.bob)
-    assert (await api.get("/api/jobs", headers=NO_HEADER)).status_code == 200
+    assert await signed_in_page(api)
     bob = next(k for k in await keys_store.list_keys(db) if k.owner == "bob")
     await keys_store.revoke_key(db, bob.id, now=datetime.now(UTC))
-    assert (await api.get("/api/jobs", headers=NO_HEADER)).status_code == 401
+    assert not await signed_in_page(api)
     assert (await api.get("/?token=bbs_made_up", follow_redirects=False)).status_code == 401

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from backburner.api.docs import mount_docs
+from backburner.api.headers import SecurityHeaders
 from backburner.api.inputs import InputGuard
 from backburner.api.limits import BodySizeLimit
 from backburner.api.problems import install_problem_handlers
@@ -42,6 +44,7 @@ def mount_api(app: FastAPI, settings: Settings) -> None:
     )
     for router in routers:
         app.include_router(router)
+    mount_docs(app)
 
     def limit_for(path: str) -> int:
         if path.startswith("/api/documents"):
@@ -52,3 +55,4 @@ def mount_api(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(InputGuard)
     app.add_middleware(BodySizeLimit, limit_for=limit_for)
     app.add_middleware(ServerTiming)
+    app.add_middleware(SecurityHeaders)

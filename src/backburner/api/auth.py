@@ -56,14 +56,16 @@ class KeyCache:
 
 
 def bearer_token(request: Request) -> str | None:
-    """The API key of the `Authorization` header, or the dashboard's session token."""
+    """The API key of the `Authorization` header. The API takes nothing else: the
+    dashboard's session cookie is for the dashboard's own routes, so a page on another
+    origin cannot act on the API with a signed-in user's cookie (CSRF)."""
     header = request.headers.get("authorization")
-    if header:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("use 'Authorization: Bearer <api key>'")
-        return token.strip()
-    return request.cookies.get(SESSION_COOKIE)
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("use 'Authorization: Bearer <api key>'")
+    return token.strip()
 
 
 async def resolve_key(svc: Services, cache: KeyCache, secret: str) -> Principal | None:
@@ -91,7 +93,7 @@ async def current_principal(request: Request, svc: ServicesDep) -> Principal:
     """Who calls the API: a Bearer key, within its request rate. Unknown keys count
     against the caller's address."""
     secret = bearer_token(request)
-    if secret is None:
+    if secret is None or secret.startswith(keys_store.SESSION_PREFIX):
         raise Unauthorized("an API key is required: 'Authorization: Bearer <api key>'")
     guard: SignInGuard = request.app.state.sign_in_guard
     address = client_address(request)

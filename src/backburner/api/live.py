@@ -23,6 +23,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+
 from backburner.store import Database, JobEvent
 from backburner.store import events as events_store
 
@@ -197,3 +200,20 @@ async def stream(
                 return
             if live.id not in backfilled:  # the hub itself sends each event once
                 yield live.frame()
+
+
+def live_response(
+    request: Request, *, owner: str | None, job_id: str | None, after: int
+) -> StreamingResponse:
+    frames = stream(
+        request.app.state.event_hub,
+        owner=owner,
+        job_id=job_id,
+        last_event_id=after,
+        is_disconnected=request.is_disconnected,
+    )
+    return StreamingResponse(
+        frames,
+        media_type="text/event-stream",
+        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+    )

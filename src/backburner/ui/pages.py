@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -51,11 +50,12 @@ async def page_principal(request: Request) -> Principal | None:
 
 
 def same_origin(request: Request) -> None:
-    """Forms post with the session cookie; besides SameSite=Strict, refuse a post another
-    site's page sent (browsers name it in Origin)."""
+    """Forms post with the session cookie; besides SameSite=Strict, refuse any post whose
+    Origin is not this very origin: another site, another port of this host, a sandboxed
+    frame (`null`) or no Origin at all (every browser sends one with a POST)."""
     origin = request.headers.get("origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.url.netloc:
-        raise Forbidden("this form was posted from another site")
+    if origin != f"{request.url.scheme}://{request.url.netloc}":
+        raise Forbidden("this form was not posted from this dashboard")
 
 
 def sign_in_page(request: Request, message: str | None = None, status: int = 200) -> Response:

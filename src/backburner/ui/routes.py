@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from backburner.api.auth import SESSION_COOKIE, Principal, resolve_key
 from backburner.api.estimates import estimator, eta_of
+from backburner.api.live import live_response
 from backburner.api.schemas import DeliveryView
 from backburner.api.state import services
 from backburner.errors import RequestError
@@ -167,3 +168,32 @@ async def cancel(job_id: str, request: Request) -> Response:
 @router.post("/jobs/{job_id}/retry")
 async def retry(job_id: str, request: Request) -> Response:
     return await act_on_job(request, job_id, "retry")
+
+
+@router.get("/live")
+async def live(request: Request, after: int | None = None) -> Response:
+    """The signed-in user's live changes (Server-Sent Events), as /api/events gives them to
+    API keys: the dashboard's pages listen here, with the session cookie."""
+    principal = await page_principal(request)
+    if principal is None:
+        return sign_in_page(request, status=401)
+    start = after if after is not None and after >= 0 else None
+    last = request.headers.get("last-event-id", "")
+    if last.isdigit():
+        start = int(last)
+    if start is None:
+        start = await events_store.latest_event_id(services(request).db)
+    return live_response(request, owner=principal.visible_owner(), job_id=None, after=start)
+
+
+@router.get("/jobs/{job_id}/result.json")
+async def download_result(job_id: str, request: Request) -> Response:
+    """The job's result as a file to save."""
+    principal = await page_principal(request)
+    if principal is None:
+        return sign_in_page(request, status=401)
+    job = await jobs_store.get_job(services(request).db, job_id, owner=principal.visible_owner())
+    if job is None or job.status != JobStatus.SUCCEEDED:
+        return not_found(request, principal, f"a result of job {job_id}")
+    disposition = f'attachment; filename="{job.type}-{job.id}.json"'
+    return JSONResponse(job.result, headers={"content-disposition": disposition})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
 from backburner.api import live
 from backburner.api.auth import CurrentPrincipal, Principal
@@ -170,26 +170,9 @@ async def job_events(
     With `stream=1`, the same as Server-Sent Events, live (resume with Last-Event-ID)."""
     job = await owned_job(svc, principal, job_id)
     if stream:
-        return live_response(request, owner=None, job_id=job.id, after=last_event_id or after)
+        return live.live_response(request, owner=None, job_id=job.id, after=last_event_id or after)
     events = await events_store.list_events(svc.db, job.id, after_id=after, limit=limit)
     return EventList(items=[EventView.of(event) for event in events])
-
-
-def live_response(
-    request: Request, *, owner: str | None, job_id: str | None, after: int
-) -> StreamingResponse:
-    frames = live.stream(
-        request.app.state.event_hub,
-        owner=owner,
-        job_id=job_id,
-        last_event_id=after,
-        is_disconnected=request.is_disconnected,
-    )
-    return StreamingResponse(
-        frames,
-        media_type="text/event-stream",
-        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
-    )
 
 
 @router.get("/{job_id}/model-calls", response_model=ModelCallList)

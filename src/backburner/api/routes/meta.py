@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from backburner.api.auth import CurrentPrincipal
-from backburner.api.routes.jobs import live_response
+from backburner.api.live import live_response
 from backburner.api.schemas import Health, JobTypeList, JobTypeView
 from backburner.api.state import ServicesDep
 from backburner.errors import NotFound
