@@ -12,6 +12,7 @@ from backburner.api.docs import mount_docs
 from backburner.api.headers import SecurityHeaders
 from backburner.api.inputs import InputGuard
 from backburner.api.limits import BodySizeLimit
+from backburner.api.openapi import install_openapi
 from backburner.api.problems import install_problem_handlers
 from backburner.api.routes import (
     documents,
@@ -45,6 +46,7 @@ def mount_api(app: FastAPI, settings: Settings) -> None:
     for router in routers:
         app.include_router(router)
     mount_docs(app)
+    install_openapi(app)
 
     def limit_for(path: str) -> int:
         if path.startswith("/api/documents"):

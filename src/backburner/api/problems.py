@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from backburner.errors import (
     BudgetExhausted,
@@ -98,6 +99,16 @@ def provider_status(error: ProviderError) -> tuple[int, dict[str, str] | None]:
     return 502, None
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers on this request's path."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, error: RequestError) -> JSONResponse:
@@ -138,11 +149,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        headers = dict(error.headers) if error.headers else None
+        if error.status_code == 405:
+            # Starlette names only the first matching route's methods; the path has more.
+            headers = {"Allow": ", ".join(allowed_methods(request))}
         return problem(
-            error.status_code,
-            str(error.detail),
-            instance=request.url.path,
-            headers=dict(error.headers) if error.headers else None,
+            error.status_code, str(error.detail), instance=request.url.path, headers=headers
         )
 
     def unavailable(request: Request, error: BaseException) -> JSONResponse:

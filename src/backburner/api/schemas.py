@@ -10,6 +10,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     Strict,
@@ -23,6 +24,20 @@ from backburner.store import outbox as outbox_store
 # Numbers in requests are numbers: no `true` for 1, no 1.5 for a count, no NaN.
 Count = Annotated[int, Strict()]
 Amount = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+
+NUMERIC = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+
+
+def _iso_only(value: object) -> object:
+    """A moment is an ISO 8601 text, as the document says, not a Unix timestamp."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or NUMERIC.match(value):
+        raise ValueError("must be an ISO 8601 date-time with a time zone")
+    return value
+
+
+Moment = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
 
 # Characters a URL never holds unescaped (RFC 3986): quotes, angle brackets, spaces...
 NOT_IN_URLS = re.compile(r"[\x00-\x20\x7f\"<>\\^`{|}]")
@@ -75,7 +90,7 @@ class JobCreate(BaseModel):
     payload: dict[str, Any] = Field(default_factory=dict)
     callback_url: str | None = None
     priority: Count = Field(default=0, ge=-100, le=100)
-    run_at: AwareDatetime | None = None
+    run_at: Moment | None = None
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
     # How long the caller can wait for the result; model calls may then use OpenAI's
     # discounted 2h/8h completion windows. Up to 7 days.

@@ -8,6 +8,7 @@ from fastapi import APIRouter, File, Query, UploadFile
 
 from backburner.api.auth import CurrentPrincipal
 from backburner.api.extraction import take_in
+from backburner.api.openapi import problems
 from backburner.api.schemas import DocumentView
 from backburner.api.state import ServicesDep
 from backburner.errors import NotFound
@@ -30,7 +31,7 @@ def view_of(document: Document, *, with_text: bool) -> DocumentView:
     )
 
 
-@router.post("", status_code=201, response_model=DocumentView)
+@router.post("", status_code=201, response_model=DocumentView, responses=problems(415))
 async def upload_document(
     file: Annotated[UploadFile, File(description="A .txt, .md or .pdf file")],
     svc: ServicesDep,

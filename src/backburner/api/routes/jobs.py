@@ -11,6 +11,7 @@ from backburner.api import live
 from backburner.api.auth import CurrentPrincipal, Principal
 from backburner.api.enqueue import enqueue
 from backburner.api.estimates import eta_of
+from backburner.api.openapi import problems
 from backburner.api.pagination import decode_cursor, encode_cursor
 from backburner.api.schemas import (
     EventList,
@@ -132,7 +133,7 @@ async def job_result(
     return JSONResponse(job.result, headers=headers)
 
 
-@router.post("/{job_id}/cancel", status_code=202, response_model=JobView)
+@router.post("/{job_id}/cancel", status_code=202, response_model=JobView, responses=problems(409))
 async def cancel_job(job_id: str, svc: ServicesDep, principal: CurrentPrincipal) -> JobView:
     """Cancel: a pending job at once; a running one within about a second (its model calls
     are cancelled at the provider). A job that already ended answers 409."""
@@ -142,7 +143,7 @@ async def cancel_job(job_id: str, svc: ServicesDep, principal: CurrentPrincipal)
     return JobView.of(job)
 
 
-@router.post("/{job_id}/retry", status_code=202, response_model=JobView)
+@router.post("/{job_id}/retry", status_code=202, response_model=JobView, responses=problems(409))
 async def retry_job(job_id: str, svc: ServicesDep, principal: CurrentPrincipal) -> JobView:
     """Run a failed or canceled job again; finished steps and model calls are reused."""
     job = await jobs_store.retry_job(

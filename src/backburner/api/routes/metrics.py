@@ -22,6 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from backburner.api.auth import CurrentPrincipal
+from backburner.api.openapi import problems
 from backburner.api.state import ServicesDep
 from backburner.errors import Forbidden
 from backburner.store import stats as stats_store
@@ -186,7 +187,7 @@ class _Snapshot:
         return families(self._stats)
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, responses=problems(403))
 async def metrics(request: Request, svc: ServicesDep, principal: CurrentPrincipal) -> Response:
     """Prometheus metrics (admins' keys; scrape with `authorization: Bearer <key>`)."""
     if not principal.is_admin:

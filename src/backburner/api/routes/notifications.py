@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from backburner.api.auth import CurrentPrincipal
 from backburner.api.enqueue import check_callable
+from backburner.api.openapi import problems
 from backburner.api.routes.jobs import owned_job
 from backburner.api.schemas import DeliveryView, EmailAddress
 from backburner.api.state import ServicesDep
@@ -89,6 +90,7 @@ async def job_deliveries(job_id: str, svc: ServicesDep, principal: CurrentPrinci
     "/api/deliveries/{delivery_id}/redeliver",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=DeliveryView,
+    responses=problems(409),
 )
 async def redeliver(delivery_id: str, svc: ServicesDep, principal: CurrentPrincipal) -> Any:
     """Send a delivery again, with the same event id (receivers may drop it as a duplicate)."""
@@ -130,7 +132,12 @@ async def list_endpoints(svc: ServicesDep, principal: CurrentPrincipal) -> Any:
     return EndpointList(items=[_endpoint_view(e) for e in found])
 
 
-@router.post("/api/webhook-endpoints", status_code=201, response_model=EndpointView)
+@router.post(
+    "/api/webhook-endpoints",
+    status_code=201,
+    response_model=EndpointView,
+    responses=problems(409),
+)
 async def add_endpoint(body: EndpointCreate, svc: ServicesDep, principal: CurrentPrincipal) -> Any:
     """Announce every job of yours that ends with one of `event_types` to `url`."""
     check_callable(svc, body.url, ("body", "url"))

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Request, Response
 
 from backburner.api.auth import CurrentPrincipal
 from backburner.api.enqueue import enqueue
+from backburner.api.openapi import problems
 from backburner.api.routes.jobs import created_response
 from backburner.api.schemas import (
     BatchSummaryRequest,
@@ -35,7 +36,7 @@ from backburner.worker.spending import CallTerms, Spending
 router = APIRouter(prefix="/api/summaries", tags=["summaries"])
 
 
-@router.post("/quick", response_model=QuickSummary)
+@router.post("/quick", response_model=QuickSummary, responses=problems(402, 404, 502))
 async def quick_summary(
     body: QuickSummaryRequest, svc: ServicesDep, principal: CurrentPrincipal
 ) -> QuickSummary:

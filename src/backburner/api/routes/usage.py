@@ -6,10 +6,11 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from backburner.api.auth import CurrentPrincipal, Principal
-from backburner.api.schemas import Amount, Count
+from backburner.api.openapi import problems
+from backburner.api.schemas import Amount, Count, Moment
 from backburner.api.state import ServicesDep
 from backburner.errors import Forbidden
 from backburner.store import ratelimits as ratelimits_store
@@ -87,7 +88,7 @@ def require_admin(principal: Principal) -> None:
 async def usage(
     svc: ServicesDep,
     principal: CurrentPrincipal,
-    since: Annotated[AwareDatetime | None, Query()] = None,
+    since: Annotated[Moment | None, Query()] = None,
     owner: Annotated[str | None, Query(max_length=200)] = None,
 ) -> UsageReport:
     """Tokens and estimated cost by owner, job type and model; with one owner in view
@@ -120,7 +121,7 @@ async def budget_of(svc: ServicesDep, owner: str) -> Budget:
     )
 
 
-@router.get("/api/owners/{owner}/limits", response_model=OwnerLimitsView)
+@router.get("/api/owners/{owner}/limits", response_model=OwnerLimitsView, responses=problems(403))
 async def get_owner_limits(
     owner: str, svc: ServicesDep, principal: CurrentPrincipal
 ) -> OwnerLimitsView:
@@ -131,7 +132,7 @@ async def get_owner_limits(
     return limits_view(svc, owner, own)
 
 
-@router.put("/api/owners/{owner}/limits", response_model=OwnerLimitsView)
+@router.put("/api/owners/{owner}/limits", response_model=OwnerLimitsView, responses=problems(403))
 async def put_owner_limits(
     owner: str, body: OwnerLimitsBody, svc: ServicesDep, principal: CurrentPrincipal
 ) -> OwnerLimitsView:
@@ -162,7 +163,7 @@ def limits_view(
     )
 
 
-@router.get("/api/rate-limits", response_model=list[BucketView])
+@router.get("/api/rate-limits", response_model=list[BucketView], responses=problems(403))
 async def rate_limits(svc: ServicesDep, principal: CurrentPrincipal) -> list[BucketView]:
     """The shared rate limiter's buckets (admins): what is left, and how far 429s have
     shrunk each budget (`scale`)."""

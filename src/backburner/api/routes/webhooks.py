@@ -14,6 +14,7 @@ from typing import Any
 import openai
 from fastapi import APIRouter, Request
 
+from backburner.api.openapi import problems
 from backburner.api.state import ServicesDep
 from backburner.errors import BadSignature, FieldProblem, InvalidRequest, NotFound
 from backburner.store import webhooks as webhooks_store
@@ -33,7 +34,7 @@ def _verifier(secret: str) -> openai.OpenAI:
     return openai.OpenAI(api_key="webhook-verification-only", webhook_secret=secret)
 
 
-@router.post("/webhooks/openai", status_code=200, include_in_schema=True)
+@router.post("/webhooks/openai", status_code=200, include_in_schema=True, responses=problems(404))
 async def openai_webhook(request: Request, svc: ServicesDep) -> dict[str, Any]:
     """Receive `response.completed|failed|cancelled|incomplete` from OpenAI."""
     secret = svc.settings.openai_webhook_secret
