@@ -37,12 +37,14 @@ lint: $(VENV)/.dev-installed
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
-# Test tools from Debian packages: promtool (checks docs/alerts.yml) and Chromium (the
-# browser tests drive it with Playwright; `playwright install` is never used).
+# Test tools from Debian packages: promtool (checks docs/alerts.yml), Chromium (the
+# browser tests drive it with Playwright; `playwright install` is never used) and openssl
+# (the TLS test makes a self-signed certificate).
 tools:
 	@missing=""; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing test tools from Debian:$$missing"; \
 	  apt-get install -y --no-install-recommends $$missing >/dev/null 2>&1 || \

@@ -88,16 +88,34 @@ async def _bootstrap(settings: Settings) -> str | None:
     default=None,
     help="Embedded worker's concurrent jobs.",
 )
-def serve(host: str | None, port: int | None, no_worker: bool, concurrency: int | None) -> None:
+@click.option("--ssl-certfile", default=None, help="Serve https with this PEM certificate.")
+@click.option("--ssl-keyfile", default=None, help="The certificate's PEM private key.")
+def serve(
+    host: str | None,
+    port: int | None,
+    no_worker: bool,
+    concurrency: int | None,
+    ssl_certfile: str | None,
+    ssl_keyfile: str | None,
+) -> None:
     """Start the API and dashboard (and, unless --no-worker, a worker) in one process."""
     import uvicorn
 
     from backburner.runtime import create_app
 
-    settings = _settings(host=host, port=port, worker_concurrency=concurrency)
+    settings = _settings(
+        host=host,
+        port=port,
+        worker_concurrency=concurrency,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+    )
+    if bool(settings.ssl_certfile) != bool(settings.ssl_keyfile):
+        raise click.UsageError("give both --ssl-certfile and --ssl-keyfile, or neither")
     configure_logging(settings.log_level, settings.log_format)
     admin_key = asyncio.run(_bootstrap(settings))
-    base = settings.public_url or f"http://{settings.host}:{settings.port}"
+    scheme = "https" if settings.ssl_certfile else "http"
+    base = settings.public_url or f"{scheme}://{settings.host}:{settings.port}"
     if admin_key:
         click.echo(
             f"\n  Backburner is starting at {base}/\n"
@@ -124,6 +142,11 @@ def serve(host: str | None, port: int | None, no_worker: bool, concurrency: int 
         port=settings.port,
         log_config=None,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
+        ssl_certfile=settings.ssl_certfile,
+        ssl_keyfile=settings.ssl_keyfile,
+        # Forwarded headers are believed only from these proxies (none: never).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
     )
     if crashed:
         raise SystemExit(1)

@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     public_url: str | None = None
+    # TLS: serve https with this certificate (PEM) and key; or terminate TLS in a proxy.
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    # Addresses of reverse proxies whose X-Forwarded-For/-Proto are believed (the client
+    # address for throttling and logs; https links and Secure cookies). Empty: none.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["127.0.0.1"])
 
     # Worker
     worker_concurrency: int = Field(default=100, ge=1)
@@ -138,7 +144,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = Field(default="auto", pattern="^(auto|json|text)$")
 
-    @field_validator("plugins", "completion_windows", "webhook_allowed_hosts", mode="before")
+    @field_validator(
+        "plugins", "completion_windows", "webhook_allowed_hosts", "trusted_proxies", mode="before"
+    )
     @classmethod
     def _split_list(cls, value: object) -> object:
         # Env values come as text: a JSON list, or friendlier, comma-separated module names.
