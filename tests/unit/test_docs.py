@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import AliasChoices
 
 from backburner.config import Settings
@@ -29,3 +31,16 @@ def test_readme_starts_with_the_two_commands() -> None:
     quick_start = readme[: readme.index("## Use it")]
     assert "make run" in quick_start
     assert "make test" in quick_start
+
+
+def test_every_file_security_md_names_exists() -> None:
+    security = (REPO / "docs" / "security.md").read_text()
+    named = set(re.findall(r"`((?:tests|bench|src|docs|notify)/[\w/.]+\.(?:py|md))`", security))
+    named |= {f"tests/e2e/{n}" for n in re.findall(r"`(test_[\w]+\.py)`", security)}
+    assert named
+    missing = sorted(
+        path
+        for path in named
+        if not (REPO / path).exists() and not (REPO / "src" / "backburner" / path).exists()
+    )
+    assert missing == []
