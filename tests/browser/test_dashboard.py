@@ -485,13 +485,16 @@ async def test_pages_are_locked_down_and_other_origins_change_nothing(
 
         member = await signed_in(browser, site, keys.alice)
         async with serve_on_loopback(attacker_site(site, job_id), lifespan=False) as evil:
-            await member.goto(evil)
-            framed = member.frame_locator("#framed")
-            await expect(framed.get_by_role("heading", name="Recent jobs")).to_have_count(0)
-            for n in range(3):
-                await member.goto(evil)
-                async with member.expect_navigation():
-                    await member.locator(f"#f{n} button").click()
+            # Another port of this host (same site: the cookie goes along) and another
+            # host name for it (another site: it does not).
+            for attacker in (evil, evil.replace("127.0.0.1", "localhost")):
+                await member.goto(attacker)
+                framed = member.frame_locator("#framed")
+                await expect(framed.get_by_role("heading", name="Recent jobs")).to_have_count(0)
+                for n in range(3):
+                    await member.goto(attacker)
+                    async with member.expect_navigation():
+                        await member.locator(f"#f{n} button").click()
         job = (await client.get(f"/api/jobs/{job_id}", headers=auth(keys.alice))).json()
         assert job["status"] == "pending"
         events = await client.get(f"/api/jobs/{job_id}/events", headers=auth(keys.alice))

@@ -29,7 +29,12 @@ async def _story(db: Database) -> dict[str, Any]:
     model calls, end them every way an attempt can end (and twice where a late or foreign
     outcome must be dropped), claim what came back; return what the database holds."""
     await channels_store.add_endpoint(
-        db, "hooked", "https://hooks.example.com/x", ["job.succeeded", "job.canceled"], now=T0
+        db,
+        "hooked",
+        "https://hooks.example.com/x",
+        ["job.succeeded", "job.canceled"],
+        now=T0,
+        limit=20,
     )
     await channels_store.set_channels(
         db, OwnerChannels("channelled", ["ops@example.com"], None, None, ["job.failed"]), now=T0
