@@ -9,6 +9,7 @@ import json
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,13 @@ from backburner.clock import utcnow
 from backburner.config import Settings
 from backburner.logs import configure_logging
 from backburner.store import Database, Role, migrate
+from backburner.store import audit as audit_store
 from backburner.store import keys as keys_store
 from backburner.store import usage as usage_store
+from backburner.store.audit import Actor
+
+# The command line acts as the system: whoever can run it can read the settings anyway.
+CLI = Actor("system", user_agent="backburner cli")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -72,7 +78,12 @@ async def _bootstrap(settings: Settings) -> str | None:
         if await keys_store.count_active_keys(db) > 0:
             return None
         _, secret = await keys_store.create_key(
-            db, owner="admin", role=Role.ADMIN, name="first-start admin key", now=utcnow()
+            db,
+            owner="admin",
+            role=Role.ADMIN,
+            name="first-start admin key",
+            now=utcnow(),
+            actor=CLI,
         )
         return secret
 
@@ -356,7 +367,7 @@ def keys_create(owner: str, role: str, name: str | None) -> None:
         async with _database(settings) as database:
             await migrate.upgrade(database)
             key, secret = await keys_store.create_key(
-                database, owner=owner, role=Role(role), name=name, now=utcnow()
+                database, owner=owner, role=Role(role), name=name, now=utcnow(), actor=CLI
             )
             click.echo(f"created {key.role.value} key {key.id} for owner {key.owner}")
             return secret
@@ -389,7 +400,7 @@ def keys_revoke(key_id: str) -> None:
 
     async def run() -> None:
         async with _database(settings) as database:
-            await keys_store.revoke_key(database, key_id, now=utcnow())
+            await keys_store.revoke_key(database, key_id, now=utcnow(), actor=CLI)
 
     try:
         asyncio.run(run())
@@ -448,6 +459,7 @@ def owners_set(owner: str, max_running: Any, budget_usd: Any) -> None:
                 monthly_budget_usd=budget if budget_usd is None else _none_or(budget_usd),
                 requests_per_minute=current.requests_per_minute if current else None,
                 now=utcnow(),
+                actor=CLI,
             )
 
     limits = asyncio.run(run())
@@ -680,3 +692,47 @@ def retry(job_id: str, url: str, api_key: str) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@main.group()
+def audit() -> None:
+    """The audit trail: who did what to whose data."""
+
+
+@audit.command("export")
+@click.option(
+    "--since",
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]),
+    help="From this moment (UTC unless it says otherwise), e.g. 2026-11-01.",
+)
+def audit_export(since: datetime) -> None:
+    """Write the audit events since a moment as JSON lines, oldest first."""
+    settings = _settings()
+    start = since if since.tzinfo else since.replace(tzinfo=UTC)
+
+    async def run() -> None:
+        async with _database(settings) as database:
+            after = 0
+            while True:
+                page = await audit_store.events_since(database, start, after_id=after, limit=1000)
+                for event in page:
+                    click.echo(json.dumps(audit_line(event), default=str))
+                if len(page) < 1000:
+                    return
+                after = page[-1].id
+
+    asyncio.run(run())
+
+
+def audit_line(event: audit_store.AuditEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "at": event.at.isoformat(),
+        "actor": vars(event.actor),
+        "action": event.action,
+        "target_type": event.target_type,
+        "target_id": event.target_id,
+        "owner": event.owner,
+        "detail": event.detail,
+    }

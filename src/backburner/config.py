@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     # Requests with unknown keys from one client address per minute before it is refused.
     auth_failures_per_minute: int = Field(default=30, ge=0)
     max_webhook_endpoints: int = Field(default=20, ge=1)
+    # The audit trail: how long its events are kept, and how often workers prune.
+    audit_retention_days: int = Field(default=400, ge=1)
+    retention_check_seconds: float = Field(default=3600.0, gt=0)
 
     # Notifications (webhooks, e-mail, Slack, Teams) and their delivery.
     notify_dispatcher: bool = True  # run a dispatcher in `serve` and `worker`

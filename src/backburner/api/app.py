@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from backburner.api.access import AccessLog
 from backburner.api.docs import mount_docs
 from backburner.api.headers import SecurityHeaders
 from backburner.api.inputs import InputGuard
@@ -15,6 +16,7 @@ from backburner.api.limits import BodySizeLimit
 from backburner.api.openapi import install_openapi
 from backburner.api.problems import install_problem_handlers
 from backburner.api.routes import (
+    audit,
     documents,
     jobs,
     meta,
@@ -42,6 +44,7 @@ def mount_api(app: FastAPI, settings: Settings) -> None:
         usage.router,
         notifications.router,
         metrics.router,
+        audit.router,
     )
     for router in routers:
         app.include_router(router)
@@ -58,3 +61,4 @@ def mount_api(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(BodySizeLimit, limit_for=limit_for)
     app.add_middleware(ServerTiming)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(AccessLog)

@@ -13,6 +13,7 @@ from backburner.api.throttle import KeyThrottle, SignInGuard
 from backburner.errors import Unauthorized
 from backburner.store import Role
 from backburner.store import keys as keys_store
+from backburner.store.audit import Actor
 
 SESSION_COOKIE = "backburner_session"
 
@@ -103,9 +104,32 @@ async def current_principal(request: Request, svc: ServicesDep) -> Principal:
     if principal is None:
         guard.failed(address)
         raise Unauthorized("the API key is unknown or revoked")
+    request.state.key_id = principal.key_id
     throttle: KeyThrottle = request.app.state.key_throttle
     await throttle.admit(principal.key_id, principal.owner, svc.clock())
     return principal
 
 
+def actor_of(request: Request, principal: Principal | None) -> Actor:
+    """The audit trail's actor for a request: its key (none yet when signing in), address,
+    user agent and request id."""
+    return Actor(
+        kind="key",
+        key_id=principal.key_id if principal else None,
+        owner=principal.owner if principal else None,
+        role=principal.role.value if principal else None,
+        client_address=client_address(request)[:64],
+        user_agent=(request.headers.get("user-agent") or "")[:300] or None,
+        request_id=getattr(request.state, "request_id", None),
+    )
+
+
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+async def current_actor(request: Request, principal: CurrentPrincipal) -> Actor:
+    return actor_of(request, principal)
+
+
+CurrentActor = Annotated[Actor, Depends(current_actor)]
+"""The caller as the audit trail records it (authenticates, as CurrentPrincipal does)."""

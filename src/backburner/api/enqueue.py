@@ -18,6 +18,7 @@ from backburner.notify.ssrf import Allowed, check_url
 from backburner.store import Job, NewJob
 from backburner.store import documents as documents_store
 from backburner.store import jobs as jobs_store
+from backburner.store.audit import Actor
 
 
 def request_fingerprint(create: JobCreate, payload: dict[str, object]) -> str:
@@ -137,7 +138,11 @@ def attempt_timeout(job_type: JobType, start: datetime, deadline: datetime | Non
 
 
 async def enqueue(
-    svc: Services, principal: Principal, create: JobCreate, header_key: str | None
+    svc: Services,
+    principal: Principal,
+    create: JobCreate,
+    header_key: str | None,
+    actor: Actor | None = None,
 ) -> tuple[Job, bool]:
     """Queue the job (or find the one this idempotency key already made)."""
     key = idempotency_key_of(create, header_key)
@@ -166,6 +171,7 @@ async def enqueue(
             notify=create.notify.model_dump(exclude_defaults=True) if create.notify else None,
         ),
         now=now,
+        actor=actor,
     )
     if not created and job.request_hash != fingerprint:
         raise InvalidRequest(

@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backburner.errors import Conflict, NotFound
+from backburner.store import audit
+from backburner.store.audit import Actor
 from backburner.store.database import Database
 from backburner.store.models import new_id
 from backburner.store.schema import owner_channels, webhook_endpoints, webhook_secrets
@@ -78,7 +80,13 @@ async def current_secret(
 
 
 async def rotate_secret(
-    db: Database, owner: str, *, now: datetime, overlap: timedelta, make: Callable[[], str]
+    db: Database,
+    owner: str,
+    *,
+    now: datetime,
+    overlap: timedelta,
+    make: Callable[[], str],
+    actor: Actor | None = None,
 ) -> tuple[str, datetime]:
     """A new current secret; the previous one keeps signing until `now + overlap`."""
     until = now + overlap
@@ -92,6 +100,16 @@ async def rotate_secret(
         await tx.conn.execute(
             sa.insert(webhook_secrets).values(owner=owner, secret=secret, created_at=now)
         )
+        if actor is not None:
+            await audit.record(
+                tx.conn,
+                actor,
+                audit.Action.WEBHOOK_SECRET_ROTATED,
+                target_type="owner",
+                target_id=owner,
+                owner=owner,
+                at=now,
+            )
     return secret, until
 
 

@@ -8,6 +8,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from backburner.store import audit
+from backburner.store.audit import Actor
 from backburner.store.database import Database
 from backburner.store.models import Document, new_id
 from backburner.store.schema import documents
@@ -22,6 +24,7 @@ async def insert_document(
     size_bytes: int,
     text: str,
     now: datetime,
+    actor: Actor | None = None,
 ) -> Document:
     values = {
         "id": new_id(),
@@ -40,6 +43,17 @@ async def insert_document(
             .mappings()
             .one()
         )
+        if actor is not None:
+            await audit.record(
+                tx.conn,
+                actor,
+                audit.Action.DOCUMENT_UPLOADED,
+                target_type="document",
+                target_id=row["id"],
+                owner=owner,
+                at=now,
+                detail={"content_type": content_type, "size_bytes": size_bytes},
+            )
     return Document.from_row(row)
 
 

@@ -16,6 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backburner.errors import Conflict, NotFound
+from backburner.store import audit
+from backburner.store.audit import Actor
 from backburner.store.database import CHANNEL_CANCEL, CHANNEL_JOBS, CHANNEL_OUTBOX, Database
 from backburner.store.events import add_events, event_row, transition_row
 from backburner.store.models import Job, NewJob, new_id
@@ -26,9 +28,12 @@ from backburner.store.transitions import Event, JobStatus, next_state, sources_o
 # --- Enqueue ------------------------------------------------------------------------------
 
 
-async def insert_job(db: Database, new: NewJob, *, now: datetime) -> tuple[Job, bool]:
+async def insert_job(
+    db: Database, new: NewJob, *, now: datetime, actor: Actor | None = None
+) -> tuple[Job, bool]:
     """Enqueue a job. Returns the job and whether it was created (False: the owner's
-    idempotency key named an existing job, which is returned instead)."""
+    idempotency key named an existing job, which is returned instead). With `actor`, the
+    creation is audited in the same transaction."""
     try:
         async with db.write() as tx:
             if new.idempotency_key is not None:
@@ -60,6 +65,17 @@ async def insert_job(db: Database, new: NewJob, *, now: datetime) -> tuple[Job, 
                 .one()
             )
             await add_events(tx.conn, [transition_row(job_id, None, Event.CREATED, now, attempt=0)])
+            if actor is not None:
+                await audit.record(
+                    tx.conn,
+                    actor,
+                    audit.Action.JOB_CREATED,
+                    target_type="job",
+                    target_id=job_id,
+                    owner=new.owner,
+                    at=now,
+                    detail={"type": new.type},
+                )
             await tx.signal(CHANNEL_JOBS)
             return Job.from_row(row), True
     except IntegrityError:
@@ -130,7 +146,9 @@ async def _lock_owned_job(conn: AsyncConnection, job_id: str, owner: str | None)
     return Job.from_row(row)
 
 
-async def request_cancel(db: Database, job_id: str, *, owner: str | None, now: datetime) -> Job:
+async def request_cancel(
+    db: Database, job_id: str, *, owner: str | None, now: datetime, actor: Actor | None = None
+) -> Job:
     """Cancel a job: a pending one at once; a running one is flagged and its worker told.
     Cancelling a job that already ended is a conflict."""
     async with db.write() as tx:
@@ -159,6 +177,16 @@ async def request_cancel(db: Database, job_id: str, *, owner: str | None, now: d
         )
         row = (await tx.conn.execute(update)).mappings().one()
         await add_events(tx.conn, [event])
+        if actor is not None:
+            await audit.record(
+                tx.conn,
+                actor,
+                audit.Action.JOB_CANCELED,
+                target_type="job",
+                target_id=job_id,
+                owner=job.owner,
+                at=now,
+            )
         if row["status"] == JobStatus.CANCELED.value and await owe_notifications(
             tx.conn, [job_id], now
         ):
@@ -166,7 +194,9 @@ async def request_cancel(db: Database, job_id: str, *, owner: str | None, now: d
     return Job.from_row(row)
 
 
-async def retry_job(db: Database, job_id: str, *, owner: str | None, now: datetime) -> Job:
+async def retry_job(
+    db: Database, job_id: str, *, owner: str | None, now: datetime, actor: Actor | None = None
+) -> Job:
     """Run a failed or canceled job again, from its memoised steps; recorded as an event."""
     async with db.write() as tx:
         job = await _lock_owned_job(tx.conn, job_id, owner)
@@ -196,6 +226,16 @@ async def retry_job(db: Database, job_id: str, *, owner: str | None, now: dateti
             .returning(*jobs.c)
         )
         row = (await tx.conn.execute(update)).mappings().one()
+        if actor is not None:
+            await audit.record(
+                tx.conn,
+                actor,
+                audit.Action.JOB_RETRIED,
+                target_type="job",
+                target_id=job_id,
+                owner=job.owner,
+                at=now,
+            )
         await add_events(
             tx.conn,
             [

@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from backburner.errors import NotFound
+from backburner.store import audit
+from backburner.store.audit import Actor
 from backburner.store.database import Database
 from backburner.store.models import ApiKey, Role, new_id
 from backburner.store.schema import api_keys, sessions
@@ -23,7 +25,13 @@ def hash_key(secret: str) -> str:
 
 
 async def create_key(
-    db: Database, *, owner: str, role: Role, now: datetime, name: str | None = None
+    db: Database,
+    *,
+    owner: str,
+    role: Role,
+    now: datetime,
+    name: str | None = None,
+    actor: Actor | None = None,
 ) -> tuple[ApiKey, str]:
     """A new key for `owner`; returns its record and the secret, which is not kept."""
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -42,6 +50,17 @@ async def create_key(
             .mappings()
             .one()
         )
+        if actor is not None:
+            await audit.record(
+                tx.conn,
+                actor,
+                audit.Action.KEY_CREATED,
+                target_type="key",
+                target_id=row["id"],
+                owner=owner,
+                at=now,
+                detail={"role": role.value},
+            )
     return ApiKey.from_row(row), secret
 
 
@@ -70,21 +89,38 @@ async def count_active_keys(db: Database) -> int:
         return int((await conn.execute(query)).scalar() or 0)
 
 
-async def revoke_key(db: Database, key_id: str, *, now: datetime) -> None:
+async def revoke_key(
+    db: Database, key_id: str, *, now: datetime, actor: Actor | None = None
+) -> None:
     async with db.write() as tx:
-        result = await tx.conn.execute(
-            sa.update(api_keys)
-            .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
-            .values(revoked_at=now)
-        )
-        if result.rowcount == 0:
+        owner = (
+            await tx.conn.execute(
+                sa.update(api_keys)
+                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+                .returning(api_keys.c.owner)
+            )
+        ).scalar()
+        if owner is None:
             raise NotFound(f"no active key {key_id}")
+        if actor is not None:
+            await audit.record(
+                tx.conn,
+                actor,
+                audit.Action.KEY_REVOKED,
+                target_type="key",
+                target_id=key_id,
+                owner=owner,
+                at=now,
+            )
 
 
 SESSION_PREFIX = "bbs_"
 
 
-async def create_session(db: Database, key_id: str, *, now: datetime, ttl: timedelta) -> str:
+async def create_session(
+    db: Database, key_id: str, *, now: datetime, ttl: timedelta, actor: Actor | None = None
+) -> str:
     """A new dashboard session for a key; returns its token (only the hash is stored)."""
     token = SESSION_PREFIX + secrets.token_urlsafe(32)
     async with db.write() as tx:
@@ -93,6 +129,16 @@ async def create_session(db: Database, key_id: str, *, now: datetime, ttl: timed
                 token_hash=hash_key(token), key_id=key_id, created_at=now, expires_at=now + ttl
             )
         )
+        if actor is not None:
+            await audit.record(
+                tx.conn,
+                actor,
+                audit.Action.SESSION_SIGNED_IN,
+                target_type="key",
+                target_id=key_id,
+                owner=actor.owner,
+                at=now,
+            )
     return token
 
 
@@ -112,6 +158,24 @@ async def find_session_key(db: Database, token: str, *, now: datetime) -> ApiKey
     return ApiKey.from_row(row) if row else None
 
 
-async def end_session(db: Database, token: str) -> None:
+async def end_session(
+    db: Database, token: str, *, now: datetime | None = None, actor: Actor | None = None
+) -> None:
     async with db.write() as tx:
-        await tx.conn.execute(sa.delete(sessions).where(sessions.c.token_hash == hash_key(token)))
+        key_id = (
+            await tx.conn.execute(
+                sa.delete(sessions)
+                .where(sessions.c.token_hash == hash_key(token))
+                .returning(sessions.c.key_id)
+            )
+        ).scalar()
+        if key_id is not None and actor is not None and now is not None:
+            await audit.record(
+                tx.conn,
+                actor,
+                audit.Action.SESSION_SIGNED_OUT,
+                target_type="key",
+                target_id=key_id,
+                owner=actor.owner,
+                at=now,
+            )

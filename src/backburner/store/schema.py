@@ -385,3 +385,27 @@ sessions = sa.Table(
     sa.Column("expires_at", UtcDateTime(), nullable=False),
     sa.Index("ix_sessions_key", "key_id"),
 )
+
+# Who did what to whose data, append-only (a trigger refuses updates; rows leave only by
+# retention). `owner` is whose data the target is: members read the events of their own.
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("actor_kind", sa.String(10), nullable=False),  # key | system
+    sa.Column("actor_key_id", sa.String(36)),
+    sa.Column("actor_owner", sa.String(200)),
+    sa.Column("actor_role", sa.String(10)),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("target_type", sa.String(20), nullable=False),
+    sa.Column("target_id", sa.String(200), nullable=False),
+    sa.Column("owner", sa.String(200)),
+    sa.Column("client_address", sa.String(64)),
+    sa.Column("user_agent", sa.String(300)),
+    sa.Column("request_id", sa.String(64)),
+    sa.Column("detail", Json()),
+    sa.Index("ix_audit_events_owner", "owner", "id"),
+    sa.Index("ix_audit_events_target", "target_id", "id"),
+    sa.Index("ix_audit_events_at", "at"),
+)

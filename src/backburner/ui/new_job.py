@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from backburner.api.auth import Principal
+from backburner.api.auth import Principal, actor_of
 from backburner.api.enqueue import enqueue
 from backburner.api.extraction import Intake, take_in
 from backburner.api.inputs import text_problem
@@ -151,12 +151,13 @@ async def submit_new_job(request: Request) -> Response:
             size_bytes=intake.size_bytes,
             text=intake.text,
             now=svc.clock(),
+            actor=actor_of(request, principal),
         )
         stored.setdefault(field, []).append(document.id)
     payload, _ = payload_from_form(fields, values, stored)
     try:
         create = JobCreate(type=type_name, payload=payload, **options)
-        job, _ = await enqueue(svc, principal, create, None)
+        job, _ = await enqueue(svc, principal, create, None, actor_of(request, principal))
     except RequestError as error:
         return form_page(
             request,

@@ -43,6 +43,7 @@ async def page_principal(request: Request) -> Principal | None:
     cache: KeyCache = request.app.state.key_cache
     principal = await resolve_key(services(request), cache, secret)
     if principal is not None:
+        request.state.key_id = principal.key_id
         # Read before the page's data: the page's live stream starts here, so nothing that
         # happens while the page renders and loads is missed.
         request.state.live_after = await events_store.latest_event_id(services(request).db)

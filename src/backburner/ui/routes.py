@@ -7,25 +7,28 @@ from datetime import timedelta
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from backburner.api.auth import SESSION_COOKIE, Principal, resolve_key
+from backburner.api.auth import SESSION_COOKIE, Principal, actor_of, client_address, resolve_key
 from backburner.api.estimates import estimator, eta_of
 from backburner.api.live import live_response
 from backburner.api.schemas import DeliveryView
 from backburner.api.state import services
-from backburner.errors import RequestError
+from backburner.api.throttle import SignInGuard
+from backburner.errors import RequestError, TooManyRequests
 from backburner.store import Job, JobStatus
+from backburner.store import audit as audit_store
 from backburner.store import events as events_store
 from backburner.store import jobs as jobs_store
 from backburner.store import keys as keys_store
 from backburner.store import outbox as outbox_store
 from backburner.store import steps as steps_store
-from backburner.ui import new_job, ops
+from backburner.ui import audit, new_job, ops
 from backburner.ui.pages import not_found, page, page_principal, same_origin, sign_in_page
 from backburner.ui.results import result_blocks
 
 router = APIRouter(include_in_schema=False)
 router.include_router(new_job.router)
 router.include_router(ops.router)
+router.include_router(audit.router)
 SESSION_TTL = timedelta(days=7)
 RECENT = 50
 TIMELINE = 500
@@ -33,13 +36,25 @@ TIMELINE = 500
 
 async def sign_in(request: Request, token: str) -> Response:
     svc = services(request)
+    # Guessing keys here is counted per address as on the API.
+    guard: SignInGuard = request.app.state.sign_in_guard
+    address = client_address(request)
+    try:
+        guard.check(address)
+    except TooManyRequests as throttled:
+        return sign_in_page(request, throttled.detail, 429)
     principal = await resolve_key(svc, request.app.state.key_cache, token)
-    if principal is None:
+    if principal is None or token.startswith(keys_store.SESSION_PREFIX):
+        guard.failed(address)
         return sign_in_page(request, "That key is unknown or revoked.", 401)
     # Trade the key in the URL for a session: the cookie (HttpOnly, SameSite) holds a
     # random session token, never the key, and the redirect drops the key from history.
     session = await keys_store.create_session(
-        svc.db, principal.key_id, now=svc.clock(), ttl=SESSION_TTL
+        svc.db,
+        principal.key_id,
+        now=svc.clock(),
+        ttl=SESSION_TTL,
+        actor=actor_of(request, principal),
     )
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
@@ -92,7 +107,11 @@ async def sign_out(request: Request) -> Response:
     same_origin(request)
     token = request.cookies.get(SESSION_COOKIE)
     if token and token.startswith(keys_store.SESSION_PREFIX):
-        await keys_store.end_session(services(request).db, token)
+        principal = await page_principal(request)
+        svc = services(request)
+        await keys_store.end_session(
+            svc.db, token, now=svc.clock(), actor=actor_of(request, principal)
+        )
         request.app.state.key_cache.forget(token)
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
@@ -135,10 +154,29 @@ async def job_page(job_id: str, request: Request, part: str | None = None) -> Re
     principal = await page_principal(request)
     if principal is None:
         return sign_in_page(request, status=401)
-    job = await jobs_store.get_job(services(request).db, job_id, owner=principal.visible_owner())
+    svc = services(request)
+    job = await jobs_store.get_job(svc.db, job_id, owner=principal.visible_owner())
     if job is None:
         return not_found(request, principal, f"job {job_id}")
+    if job.result is not None and part != "body":
+        await read_result(request, principal, job, audit_store.Action.JOB_READ)
     return await job_page_response(request, principal, job, fragment=part == "body")
+
+
+async def read_result(
+    request: Request, principal: Principal, job: Job, action: audit_store.Action
+) -> None:
+    """A person saw a job's result on a page or downloaded it: audited. (The live redraws of
+    a page already open are not new reads.)"""
+    await audit_store.record_read(
+        services(request).db,
+        actor_of(request, principal),
+        action,
+        target_type="job",
+        target_id=job.id,
+        owner=job.owner,
+        at=services(request).clock(),
+    )
 
 
 async def act_on_job(request: Request, job_id: str, action: str) -> Response:
@@ -149,7 +187,13 @@ async def act_on_job(request: Request, job_id: str, action: str) -> Response:
     svc = services(request)
     act = jobs_store.request_cancel if action == "cancel" else jobs_store.retry_job
     try:
-        await act(svc.db, job_id, owner=principal.visible_owner(), now=svc.clock())
+        await act(
+            svc.db,
+            job_id,
+            owner=principal.visible_owner(),
+            now=svc.clock(),
+            actor=actor_of(request, principal),
+        )
     except RequestError as error:
         job = await jobs_store.get_job(svc.db, job_id, owner=principal.visible_owner())
         if job is None:
@@ -195,5 +239,6 @@ async def download_result(job_id: str, request: Request) -> Response:
     job = await jobs_store.get_job(services(request).db, job_id, owner=principal.visible_owner())
     if job is None or job.status != JobStatus.SUCCEEDED:
         return not_found(request, principal, f"a result of job {job_id}")
+    await read_result(request, principal, job, audit_store.Action.JOB_RESULT_DOWNLOADED)
     disposition = f'attachment; filename="{job.type}-{job.id}.json"'
     return JSONResponse(job.result, headers={"content-disposition": disposition})

@@ -1,5 +1,6 @@
 """Keeping a worker's leases: heartbeats that renew them, orphans no longer renewed, the
-reaper that hands on other workers' expired leases, owner caps, and cancel checks.
+reaper that hands on other workers' expired leases, owner caps, and cancel checks; and the
+retention of old records.
 
 Each chore runs on its own period until `stop()`; a round that has begun finishes (cut off
 mid-transaction, it could leave SQLite's write lock held for the next process).
@@ -17,6 +18,7 @@ from datetime import datetime, timedelta
 from backburner.clock import Clock
 from backburner.config import Settings
 from backburner.store import Database
+from backburner.store import audit as audit_store
 from backburner.store import queue as queue_store
 from backburner.store import workers as workers_store
 from backburner.worker.attempt import Attempt, StopReason
@@ -84,6 +86,7 @@ class LeaseKeeper:
             chores.create_task(self.every(settings.heartbeat_seconds, self.heartbeat))
             chores.create_task(self.every(settings.reap_interval_seconds, self.reap))
             chores.create_task(self.every(settings.cancel_check_seconds, self.check_cancels))
+            chores.create_task(self.every(settings.retention_check_seconds, self.prune))
 
     def stop(self) -> None:
         """End the chores once the rounds under way have finished."""
@@ -100,6 +103,14 @@ class LeaseKeeper:
                 await action()
             except Exception:
                 log.exception("worker housekeeping failed", extra={"action": action.__name__})
+
+    async def prune(self) -> None:
+        """Retention: audit events older than `audit_retention_days` go, in small batches
+        (every worker may do it; deleting what another just deleted is harmless)."""
+        before = self.clock() - timedelta(days=self.settings.audit_retention_days)
+        removed = await audit_store.prune(self.db, before=before)
+        if removed:
+            log.info("pruned audit events", extra={"removed": removed, "before": before})
 
     async def take_over_dead_neighbours(self, hostname: str) -> None:
         """Workers on this host whose process is gone (killed, crashed; a supervisor has

@@ -6,13 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Query, UploadFile
 
-from backburner.api.auth import CurrentPrincipal
+from backburner.api.auth import CurrentActor, CurrentPrincipal
 from backburner.api.extraction import take_in
 from backburner.api.openapi import problems
 from backburner.api.schemas import DocumentView
 from backburner.api.state import ServicesDep
 from backburner.errors import NotFound
 from backburner.store import Document
+from backburner.store import audit as audit_store
 from backburner.store import documents as documents_store
 
 router = APIRouter(prefix="/api/documents", tags=["documents"])
@@ -36,6 +37,7 @@ async def upload_document(
     file: Annotated[UploadFile, File(description="A .txt, .md or .pdf file")],
     svc: ServicesDep,
     principal: CurrentPrincipal,
+    actor: CurrentActor,
 ) -> DocumentView:
     """Store a document and its extracted text; summarisation jobs refer to its id."""
     intake = await take_in(file, svc.settings.max_document_bytes, svc.parser)
@@ -47,6 +49,7 @@ async def upload_document(
         size_bytes=intake.size_bytes,
         text=intake.text,
         now=svc.clock(),
+        actor=actor,
     )
     return view_of(document, with_text=False)
 
@@ -56,11 +59,24 @@ async def get_document(
     document_id: str,
     svc: ServicesDep,
     principal: CurrentPrincipal,
+    actor: CurrentActor,
     include_text: bool = Query(default=True),
 ) -> DocumentView:
+    """The document; with its text (the default), the read is audited."""
     found = await documents_store.get_documents(
         svc.db, [document_id], owner=principal.visible_owner()
     )
     if document_id not in found:
         raise NotFound(f"no document {document_id}")
-    return view_of(found[document_id], with_text=include_text)
+    document = found[document_id]
+    if include_text:
+        await audit_store.record_read(
+            svc.db,
+            actor,
+            audit_store.Action.DOCUMENT_READ,
+            target_type="document",
+            target_id=document.id,
+            owner=document.owner,
+            at=svc.clock(),
+        )
+    return view_of(document, with_text=include_text)

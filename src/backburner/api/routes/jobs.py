@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from backburner.api import live
-from backburner.api.auth import CurrentPrincipal, Principal
+from backburner.api.auth import CurrentActor, CurrentPrincipal, Principal
 from backburner.api.enqueue import enqueue
 from backburner.api.estimates import eta_of
 from backburner.api.openapi import problems
@@ -26,9 +26,11 @@ from backburner.api.schemas import (
 from backburner.api.state import Services, ServicesDep
 from backburner.errors import Conflict, NotFound
 from backburner.store import Job, JobStatus
+from backburner.store import audit as audit_store
 from backburner.store import events as events_store
 from backburner.store import jobs as jobs_store
 from backburner.store import steps as steps_store
+from backburner.store.audit import Actor
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
@@ -63,11 +65,26 @@ async def create_job(
     response: Response,
     svc: ServicesDep,
     principal: CurrentPrincipal,
+    actor: CurrentActor,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JobCreated:
     """Queue a job; answers at once with its id and an estimate of when it will be done."""
-    job, created = await enqueue(svc, principal, body, idempotency_key)
+    job, created = await enqueue(svc, principal, body, idempotency_key, actor)
     return await created_response(request, svc, job, created, response)
+
+
+async def audit_result_read(
+    svc: Services, actor: Actor, job: Job, action: audit_store.Action
+) -> None:
+    await audit_store.record_read(
+        svc.db,
+        actor,
+        action,
+        target_type="job",
+        target_id=job.id,
+        owner=job.owner,
+        at=svc.clock(),
+    )
 
 
 async def owned_job(svc: Services, principal: Principal, job_id: str) -> Job:
@@ -103,9 +120,17 @@ async def list_jobs(
 
 @router.get("/{job_id}", response_model=JobView)
 async def get_job(
-    job_id: str, request: Request, svc: ServicesDep, principal: CurrentPrincipal
+    job_id: str,
+    request: Request,
+    svc: ServicesDep,
+    principal: CurrentPrincipal,
+    actor: CurrentActor,
 ) -> JobView:
+    """The job, with its result once it has one (that read is audited; polls before it
+    are not)."""
     job = await owned_job(svc, principal, job_id)
+    if job.result is not None:
+        await audit_result_read(svc, actor, job, audit_store.Action.JOB_READ)
     usage = await steps_store.usage_totals(svc.db, job.id)
     return JobView.of(job, eta=await eta_of(request, svc, job), usage=usage)
 
@@ -118,6 +143,7 @@ async def job_result(
     job_id: str,
     svc: ServicesDep,
     principal: CurrentPrincipal,
+    actor: CurrentActor,
     download: bool = Query(default=False, description="As a file to save"),
 ) -> JSONResponse:
     """The job's result alone, as its type's output schema describes it; 409 until the
@@ -125,6 +151,10 @@ async def job_result(
     job = await owned_job(svc, principal, job_id)
     if job.status != JobStatus.SUCCEEDED:
         raise Conflict(f"job {job.id} has no result: it is {job.status.value}")
+    action = (
+        audit_store.Action.JOB_RESULT_DOWNLOADED if download else audit_store.Action.JOB_RESULT_READ
+    )
+    await audit_result_read(svc, actor, job, action)
     headers = (
         {"content-disposition": f'attachment; filename="{job.type}-{job.id}.json"'}
         if download
@@ -134,20 +164,24 @@ async def job_result(
 
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=JobView, responses=problems(409))
-async def cancel_job(job_id: str, svc: ServicesDep, principal: CurrentPrincipal) -> JobView:
+async def cancel_job(
+    job_id: str, svc: ServicesDep, principal: CurrentPrincipal, actor: CurrentActor
+) -> JobView:
     """Cancel: a pending job at once; a running one within about a second (its model calls
     are cancelled at the provider). A job that already ended answers 409."""
     job = await jobs_store.request_cancel(
-        svc.db, job_id, owner=principal.visible_owner(), now=svc.clock()
+        svc.db, job_id, owner=principal.visible_owner(), now=svc.clock(), actor=actor
     )
     return JobView.of(job)
 
 
 @router.post("/{job_id}/retry", status_code=202, response_model=JobView, responses=problems(409))
-async def retry_job(job_id: str, svc: ServicesDep, principal: CurrentPrincipal) -> JobView:
+async def retry_job(
+    job_id: str, svc: ServicesDep, principal: CurrentPrincipal, actor: CurrentActor
+) -> JobView:
     """Run a failed or canceled job again; finished steps and model calls are reused."""
     job = await jobs_store.retry_job(
-        svc.db, job_id, owner=principal.visible_owner(), now=svc.clock()
+        svc.db, job_id, owner=principal.visible_owner(), now=svc.clock(), actor=actor
     )
     return JobView.of(job)
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Response, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from backburner.api.auth import CurrentPrincipal
+from backburner.api.auth import CurrentActor, CurrentPrincipal
 from backburner.api.enqueue import check_callable
 from backburner.api.openapi import problems
 from backburner.api.routes.jobs import owned_job
@@ -114,7 +114,9 @@ async def webhook_secret(svc: ServicesDep, principal: CurrentPrincipal) -> Any:
 
 
 @router.post("/api/webhooks/secret/rotate", response_model=RotatedSecret)
-async def rotate_webhook_secret(svc: ServicesDep, principal: CurrentPrincipal) -> Any:
+async def rotate_webhook_secret(
+    svc: ServicesDep, principal: CurrentPrincipal, actor: CurrentActor
+) -> Any:
     """A new secret; webhooks carry signatures by both until the old one expires."""
     secret, until = await channels_store.rotate_secret(
         svc.db,
@@ -122,6 +124,7 @@ async def rotate_webhook_secret(svc: ServicesDep, principal: CurrentPrincipal) -
         now=svc.clock(),
         overlap=timedelta(hours=svc.settings.webhook_secret_overlap_hours),
         make=new_secret,
+        actor=actor,
     )
     return RotatedSecret(secret=secret, previous_valid_until=until)
 

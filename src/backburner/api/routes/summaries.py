@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
 
-from backburner.api.auth import CurrentPrincipal
+from backburner.api.auth import CurrentActor, CurrentPrincipal
 from backburner.api.enqueue import enqueue
 from backburner.api.openapi import problems
 from backburner.api.routes.jobs import created_response
@@ -143,6 +143,7 @@ async def batch_summary(
     response: Response,
     svc: ServicesDep,
     principal: CurrentPrincipal,
+    actor: CurrentActor,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JobCreated:
     """Summarise up to 200 documents in the background: creates a summarize_documents job."""
@@ -152,6 +153,8 @@ async def batch_summary(
         callback_url=body.callback_url,
         priority=body.priority,
         idempotency_key=body.idempotency_key,
+        deadline_seconds=body.deadline_seconds,
+        notify=body.notify,
     )
-    job, created = await enqueue(svc, principal, create, idempotency_key)
+    job, created = await enqueue(svc, principal, create, idempotency_key, actor)
     return await created_response(request, svc, job, created, response)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from backburner.api.auth import CurrentPrincipal, Principal
+from backburner.api.auth import CurrentActor, CurrentPrincipal, Principal
 from backburner.api.openapi import problems
 from backburner.api.schemas import Amount, Count, Moment
 from backburner.api.state import ServicesDep
@@ -134,7 +134,11 @@ async def get_owner_limits(
 
 @router.put("/api/owners/{owner}/limits", response_model=OwnerLimitsView, responses=problems(403))
 async def put_owner_limits(
-    owner: str, body: OwnerLimitsBody, svc: ServicesDep, principal: CurrentPrincipal
+    owner: str,
+    body: OwnerLimitsBody,
+    svc: ServicesDep,
+    principal: CurrentPrincipal,
+    actor: CurrentActor,
 ) -> OwnerLimitsView:
     """Set an owner's own limits (admins); a null field falls back to the default."""
     require_admin(principal)
@@ -145,6 +149,7 @@ async def put_owner_limits(
         monthly_budget_usd=body.monthly_budget_usd,
         requests_per_minute=body.requests_per_minute,
         now=svc.clock(),
+        actor=actor,
     )
     return limits_view(svc, owner, own)
 

@@ -1,0 +1,208 @@
+"""The audit trail: who did what to whose data, and from where.
+
+A change is recorded in the same transaction as the change itself (the store's writers take
+an `Actor` and call `record` inside their transaction), so there is never a change without
+its record nor a record of a change that rolled back. Reads of results are recorded on
+their own. Rows are never updated (a trigger refuses it); they leave only by retention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from backburner.store.database import Database
+from backburner.store.schema import audit_events
+
+
+class Action(StrEnum):
+    JOB_CREATED = "job.created"
+    JOB_READ = "job.read"
+    JOB_RESULT_READ = "job.result_read"
+    JOB_RESULT_DOWNLOADED = "job.result_downloaded"
+    JOB_CANCELED = "job.canceled"
+    JOB_RETRIED = "job.retried"
+    JOB_DELETED = "job.deleted"
+    DOCUMENT_UPLOADED = "document.uploaded"
+    DOCUMENT_READ = "document.read"
+    DOCUMENT_DELETED = "document.deleted"
+    KEY_CREATED = "key.created"
+    KEY_REVOKED = "key.revoked"
+    WEBHOOK_SECRET_ROTATED = "webhook_secret.rotated"
+    OWNER_LIMITS_CHANGED = "owner.limits_changed"
+    OWNER_ERASED = "owner.erased"
+    SESSION_SIGNED_IN = "session.signed_in"
+    SESSION_SIGNED_OUT = "session.signed_out"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: a key (directly, or through its dashboard session) or the system (the
+    command line, a worker's own decisions), and the request it came with."""
+
+    kind: str  # "key" | "system"
+    key_id: str | None = None
+    owner: str | None = None
+    role: str | None = None
+    client_address: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+
+
+SYSTEM = Actor("system")
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    id: int
+    at: datetime
+    actor: Actor
+    action: str
+    target_type: str
+    target_id: str
+    owner: str | None
+    detail: dict[str, Any] | None
+
+
+async def record(
+    conn: AsyncConnection,
+    actor: Actor,
+    action: Action,
+    *,
+    target_type: str,
+    target_id: str,
+    owner: str | None,
+    at: datetime,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append one event (inside the caller's transaction, when it has one)."""
+    await conn.execute(
+        sa.insert(audit_events).values(
+            at=at,
+            actor_kind=actor.kind,
+            actor_key_id=actor.key_id,
+            actor_owner=actor.owner,
+            actor_role=actor.role,
+            action=action.value,
+            target_type=target_type,
+            target_id=target_id,
+            owner=owner,
+            client_address=actor.client_address,
+            user_agent=actor.user_agent,
+            request_id=actor.request_id,
+            detail=detail,
+        )
+    )
+
+
+async def record_read(
+    db: Database,
+    actor: Actor,
+    action: Action,
+    *,
+    target_type: str,
+    target_id: str,
+    owner: str | None,
+    at: datetime,
+) -> None:
+    """A read changes nothing: its record is a statement of its own."""
+    async with db.read() as conn:
+        await record(
+            conn, actor, action, target_type=target_type, target_id=target_id, owner=owner, at=at
+        )
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    owner: str | None = None  # whose data (members: always their own)
+    actor_key_id: str | None = None
+    action: str | None = None
+    target_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+async def list_events(
+    db: Database, where: AuditFilter, *, before_id: int | None, limit: int
+) -> tuple[list[AuditEvent], bool]:
+    """Newest first; `before_id` continues a page. Returns the events and whether more
+    follow."""
+    query = sa.select(audit_events).order_by(audit_events.c.id.desc()).limit(limit + 1)
+    c = audit_events.c
+    if where.owner is not None:
+        query = query.where(c.owner == where.owner)
+    if where.actor_key_id is not None:
+        query = query.where(c.actor_key_id == where.actor_key_id)
+    if where.action is not None:
+        query = query.where(c.action == where.action)
+    if where.target_id is not None:
+        query = query.where(c.target_id == where.target_id)
+    if where.since is not None:
+        query = query.where(c.at >= where.since)
+    if where.until is not None:
+        query = query.where(c.at < where.until)
+    if before_id is not None:
+        query = query.where(c.id < before_id)
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    return [_event(row) for row in rows[:limit]], len(rows) > limit
+
+
+async def events_since(
+    db: Database, since: datetime, *, after_id: int, limit: int
+) -> list[AuditEvent]:
+    """Oldest first from `since`, for exports: pages by id."""
+    query = (
+        sa.select(audit_events)
+        .where(audit_events.c.at >= since, audit_events.c.id > after_id)
+        .order_by(audit_events.c.id)
+        .limit(limit)
+    )
+    async with db.read() as conn:
+        return [_event(row) for row in (await conn.execute(query)).mappings().all()]
+
+
+async def prune(db: Database, *, before: datetime, batch: int = 1000) -> int:
+    """Delete events older than `before`, a batch at a time (short transactions); returns
+    how many went."""
+    removed = 0
+    while True:
+        oldest = (
+            sa.select(audit_events.c.id)
+            .where(audit_events.c.at < before)
+            .order_by(audit_events.c.id)
+            .limit(batch)
+        )
+        async with db.write() as tx:
+            ids = list((await tx.conn.execute(oldest)).scalars())
+            if ids:
+                await tx.conn.execute(sa.delete(audit_events).where(audit_events.c.id.in_(ids)))
+        removed += len(ids)
+        if len(ids) < batch:
+            return removed
+
+
+def _event(row: sa.RowMapping) -> AuditEvent:
+    return AuditEvent(
+        id=row["id"],
+        at=row["at"],
+        actor=Actor(
+            kind=row["actor_kind"],
+            key_id=row["actor_key_id"],
+            owner=row["actor_owner"],
+            role=row["actor_role"],
+            client_address=row["client_address"],
+            user_agent=row["user_agent"],
+            request_id=row["request_id"],
+        ),
+        action=row["action"],
+        target_type=row["target_type"],
+        target_id=row["target_id"],
+        owner=row["owner"],
+        detail=row["detail"],
+    )
