@@ -291,3 +291,20 @@ async def test_odd_filenames_are_refused_before_anything_is_stored(
         )
         assert_problem(refused, 422, "file")
     assert await stored_documents(db) == 0
+
+
+async def test_a_batch_summary_keeps_its_deadline_and_notifications(
+    api_only: httpx.AsyncClient,
+) -> None:
+    document = (await upload(api_only, "a.txt", ARTICLE.encode())).json()["document_id"]
+    created = await api_only.post(
+        "/api/summaries/batch",
+        json={
+            "document_ids": [document],
+            "deadline_seconds": 7200,
+            "notify": {"email": ["ops@example.com"]},
+        },
+    )
+    assert created.status_code == 201, created.text
+    job = (await api_only.get(f"/api/jobs/{created.json()['job_id']}")).json()
+    assert job["deadline_at"] is not None
