@@ -196,6 +196,11 @@ class Provider(Protocol):
         """Stop a response; cancelling a finished one returns it unchanged."""
         ...
 
+    async def delete(self, response_id: str) -> None:
+        """Delete a stored response at the provider; one it no longer knows is gone already
+        (no error). Raises a ProviderError subclass when the provider cannot answer."""
+        ...
+
     async def complete(self, request: ModelRequest) -> ResponseSnapshot:
         """A synchronous (non-background) call, answered in full."""
         ...

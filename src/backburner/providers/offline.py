@@ -60,6 +60,9 @@ class OfflineProvider:
             raise ResponseLost(f"the offline engine does not know response {response_id}")
         return self._snapshot(response_id, stored, self._clock())
 
+    async def delete(self, response_id: str) -> None:
+        self._responses.pop(response_id, None)
+
     async def cancel(self, response_id: str) -> ResponseSnapshot:
         stored = self._responses.get(response_id)
         if stored is None:

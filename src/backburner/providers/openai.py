@@ -258,5 +258,14 @@ class OpenAIProvider:
     async def complete(self, request: ModelRequest) -> ResponseSnapshot:
         return await self._call(self._raw.create(**request_kwargs(request, background=False)))
 
+    async def delete(self, response_id: str) -> None:
+        async with self._in_flight:
+            try:
+                await self._client.responses.delete(response_id)
+            except openai.NotFoundError:
+                return  # expired or deleted before: gone either way
+            except openai.OpenAIError as error:
+                raise provider_error(error) from error
+
     async def aclose(self) -> None:
         await self._client.close()

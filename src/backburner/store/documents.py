@@ -8,6 +8,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from backburner.errors import NotFound
 from backburner.store import audit
 from backburner.store.audit import Actor
 from backburner.store.database import Database
@@ -69,3 +70,26 @@ async def get_documents(
     async with db.read() as conn:
         rows = (await conn.execute(query)).mappings().all()
     return {row["id"]: Document.from_row(row) for row in rows}
+
+
+async def delete_document(
+    db: Database, document_id: str, *, owner: str | None, now: datetime, actor: Actor
+) -> None:
+    """Delete a document and its text; NotFound if it is not there (or not the owner's).
+    Jobs that named it keep their results; a new job naming it is refused."""
+    query = sa.delete(documents).where(documents.c.id == document_id)
+    if owner is not None:
+        query = query.where(documents.c.owner == owner)
+    async with db.write() as tx:
+        deleted_owner = (await tx.conn.execute(query.returning(documents.c.owner))).scalar()
+        if deleted_owner is None:
+            raise NotFound(f"no document {document_id}")
+        await audit.record(
+            tx.conn,
+            actor,
+            audit.Action.DOCUMENT_DELETED,
+            target_type="document",
+            target_id=document_id,
+            owner=deleted_owner,
+            at=now,
+        )

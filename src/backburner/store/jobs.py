@@ -22,7 +22,15 @@ from backburner.store.database import CHANNEL_CANCEL, CHANNEL_JOBS, CHANNEL_OUTB
 from backburner.store.events import add_events, event_row, transition_row
 from backburner.store.models import Job, NewJob, new_id
 from backburner.store.outbox import owe_notifications
-from backburner.store.schema import jobs
+from backburner.store.schema import (
+    deliveries,
+    delivery_attempts,
+    job_events,
+    job_steps,
+    jobs,
+    notifications,
+    provider_calls,
+)
 from backburner.store.transitions import Event, JobStatus, next_state, sources_of
 
 # --- Enqueue ------------------------------------------------------------------------------
@@ -251,3 +259,49 @@ async def retry_job(
         )
         await tx.signal(CHANNEL_JOBS)
     return Job.from_row(row)
+
+
+# --- Deletion -----------------------------------------------------------------------------
+
+
+async def delete_job(
+    db: Database, job_id: str, *, owner: str | None, now: datetime, actor: Actor
+) -> list[str]:
+    """Delete an ended job and everything stored of it: its events, memoised steps,
+    notifications and deliveries, and the content of its model calls. The calls' usage
+    stays (its cost was spent), as a call outside any job: owner and type, no content.
+    Returns the provider's response ids, for the caller to delete there. A job that has
+    not ended is a Conflict (cancel it first)."""
+    async with db.write() as tx:
+        job = await _lock_owned_job(tx.conn, job_id, owner)
+        if not job.status.is_terminal:
+            raise Conflict(f"job {job_id} is {job.status.value}; it can be deleted once it ends")
+        calls = provider_calls.c
+        response_ids = list(
+            (
+                await tx.conn.execute(sa.select(calls.response_id).where(calls.job_id == job_id))
+            ).scalars()
+        )
+        await tx.conn.execute(
+            sa.update(provider_calls)
+            .where(calls.job_id == job_id)
+            .values(owner=job.owner, job_type=job.type, output=None, error_message=None)
+        )
+        delivery_ids = sa.select(deliveries.c.id).where(deliveries.c.job_id == job_id)
+        await tx.conn.execute(
+            sa.delete(delivery_attempts).where(delivery_attempts.c.delivery_id.in_(delivery_ids))
+        )
+        for table in (deliveries, notifications, job_steps, job_events):
+            await tx.conn.execute(sa.delete(table).where(table.c.job_id == job_id))
+        await tx.conn.execute(sa.delete(jobs).where(jobs.c.id == job_id))
+        await audit.record(
+            tx.conn,
+            actor,
+            audit.Action.JOB_DELETED,
+            target_type="job",
+            target_id=job_id,
+            owner=job.owner,
+            at=now,
+            detail={"type": job.type, "provider_responses": len(response_ids)},
+        )
+    return response_ids

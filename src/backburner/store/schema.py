@@ -286,6 +286,7 @@ notifications = sa.Table(
         postgresql_where=sa.text("expanded_at IS NULL"),
         sqlite_where=sa.text("expanded_at IS NULL"),
     ),
+    sa.Index("ix_notifications_job", "job_id"),  # deleting a job finds its rows
 )
 
 deliveries = sa.Table(

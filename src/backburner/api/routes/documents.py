@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, Query, Response, UploadFile
 
 from backburner.api.auth import CurrentActor, CurrentPrincipal
 from backburner.api.extraction import take_in
@@ -80,3 +80,14 @@ async def get_document(
             at=svc.clock(),
         )
     return view_of(document, with_text=include_text)
+
+
+@router.delete("/{document_id}", status_code=204)
+async def delete_document(
+    document_id: str, svc: ServicesDep, principal: CurrentPrincipal, actor: CurrentActor
+) -> Response:
+    """Delete a document and its text. Jobs that read it keep their results."""
+    await documents_store.delete_document(
+        svc.db, document_id, owner=principal.visible_owner(), now=svc.clock(), actor=actor
+    )
+    return Response(status_code=204)
