@@ -118,6 +118,8 @@ class Settings(BaseSettings):
     max_webhook_endpoints: int = Field(default=20, ge=1)
     # The audit trail: how long its events are kept, and how often workers prune.
     audit_retention_days: int = Field(default=400, ge=1)
+    # Finished jobs and documents older than this many days are deleted (unset: kept).
+    retention_days: int | None = Field(default=None, ge=1)
     retention_check_seconds: float = Field(default=3600.0, gt=0)
 
     # Notifications (webhooks, e-mail, Slack, Teams) and their delivery.

@@ -6,17 +6,31 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import sqlalchemy as sa
 
 from backburner.config import Settings
+from backburner.providers.offline import OfflineProvider
 from backburner.runtime import create_app
-from backburner.store import Database
-from backburner.store.schema import job_events, job_steps, jobs, provider_calls
+from backburner.store import Database, NewJob
+from backburner.store import audit as audit_store
+from backburner.store import documents as documents_store
+from backburner.store import jobs as jobs_store
+from backburner.store import webhooks as webhooks_store
+from backburner.store.schema import (
+    documents,
+    job_events,
+    job_steps,
+    jobs,
+    provider_calls,
+    webhook_receipts,
+)
 from tests.conftest import Keys, auth, wait_for
 from tests.e2e.test_api_documents import ARTICLE, upload
 from tests.e2e.test_api_jobs import assert_problem, create, until_done
+from tests.running import worker_on
 from tests.servers import emulated, emulator_stats
 
 
@@ -109,3 +123,61 @@ async def test_a_deleted_document_is_gone_for_new_jobs(api: httpx.AsyncClient, k
     assert_problem(refused, 422, "payload.document_ids.0")
     audit = (await api.get("/api/audit", params={"target": document})).json()["items"]
     assert [e["action"] for e in audit] == ["document.deleted", "document.uploaded"]
+
+
+async def test_workers_delete_what_is_past_retention(db: Database, settings: Settings) -> None:
+    now = datetime.now(UTC)
+    old, recent = now - timedelta(days=40), now - timedelta(days=2)
+    ids = {}
+    for name, ended in (("old", old), ("recent", recent)):
+        job, _ = await jobs_store.insert_job(
+            db,
+            NewJob(owner="alice", type="noop", payload={}, max_attempts=1, timeout_seconds=60),
+            now=ended,
+        )
+        async with db.write() as tx:
+            await tx.conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.id == job.id)
+                .values(status="succeeded", completed_at=ended, result={})
+            )
+        document = await documents_store.insert_document(
+            db,
+            owner="alice",
+            filename=f"{name}.txt",
+            content_type="text/plain",
+            size_bytes=4,
+            text="text",
+            now=ended,
+        )
+        ids[name] = (job.id, document.id)
+    await webhooks_store.record_response_event(
+        db,
+        webhook_id="wh_old",
+        event_type="response.completed",
+        response_id="r",
+        now=now - timedelta(days=4),
+    )
+    kept = settings.model_copy(update={"retention_days": 30, "retention_check_seconds": 0.1})
+    async with worker_on(db, kept, OfflineProvider(latency_s=0.01)):
+
+        async def pruned() -> bool:
+            async with db.read() as conn:
+                left_jobs = set((await conn.execute(sa.select(jobs.c.id))).scalars())
+                left_docs = set((await conn.execute(sa.select(documents.c.id))).scalars())
+                receipts = (
+                    await conn.execute(sa.select(sa.func.count()).select_from(webhook_receipts))
+                ).scalar_one()
+            return (
+                left_jobs == {ids["recent"][0]}
+                and left_docs == {ids["recent"][1]}
+                and receipts == 0
+            )
+
+        await wait_for(pruned)
+    events, _ = await audit_store.list_events(
+        db, audit_store.AuditFilter(target_id=ids["old"][0]), before_id=None, limit=5
+    )
+    assert [(e.action, e.actor.kind, e.actor.user_agent) for e in events] == [
+        ("job.deleted", "system", "retention")
+    ]

@@ -167,26 +167,6 @@ async def events_since(
         return [_event(row) for row in (await conn.execute(query)).mappings().all()]
 
 
-async def prune(db: Database, *, before: datetime, batch: int = 1000) -> int:
-    """Delete events older than `before`, a batch at a time (short transactions); returns
-    how many went."""
-    removed = 0
-    while True:
-        oldest = (
-            sa.select(audit_events.c.id)
-            .where(audit_events.c.at < before)
-            .order_by(audit_events.c.id)
-            .limit(batch)
-        )
-        async with db.write() as tx:
-            ids = list((await tx.conn.execute(oldest)).scalars())
-            if ids:
-                await tx.conn.execute(sa.delete(audit_events).where(audit_events.c.id.in_(ids)))
-        removed += len(ids)
-        if len(ids) < batch:
-            return removed
-
-
 def _event(row: sa.RowMapping) -> AuditEvent:
     return AuditEvent(
         id=row["id"],

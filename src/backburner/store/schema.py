@@ -197,6 +197,7 @@ documents = sa.Table(
     sa.Column("text", sa.Text(), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Index("ix_documents_owner_id", "owner", "id"),
+    sa.Index("ix_documents_created", "created_at"),  # retention finds the oldest
 )
 
 api_keys = sa.Table(

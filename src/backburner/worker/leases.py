@@ -17,13 +17,21 @@ from datetime import datetime, timedelta
 
 from backburner.clock import Clock
 from backburner.config import Settings
-from backburner.store import Database
-from backburner.store import audit as audit_store
+from backburner.errors import Conflict, NotFound
+from backburner.store import Database, retention
+from backburner.store import documents as documents_store
+from backburner.store import jobs as jobs_store
 from backburner.store import queue as queue_store
 from backburner.store import workers as workers_store
+from backburner.store.audit import Actor
 from backburner.worker.attempt import Attempt, StopReason
 
 log = logging.getLogger(__name__)
+
+RETENTION = Actor("system", user_agent="retention")
+# OpenAI retries a webhook for up to 72 hours with the same id; a receipt older than that
+# guards against nothing (and a duplicate wake-up would only cause one extra poll).
+RECEIPTS_KEPT = timedelta(hours=72)
 
 
 def lost_leases(running_before: Mapping[str, object], held: set[str]) -> list[str]:
@@ -105,12 +113,46 @@ class LeaseKeeper:
                 log.exception("worker housekeeping failed", extra={"action": action.__name__})
 
     async def prune(self) -> None:
-        """Retention: audit events older than `audit_retention_days` go, in small batches
-        (every worker may do it; deleting what another just deleted is harmless)."""
-        before = self.clock() - timedelta(days=self.settings.audit_retention_days)
-        removed = await audit_store.prune(self.db, before=before)
-        if removed:
-            log.info("pruned audit events", extra={"removed": removed, "before": before})
+        """Retention, in small batches (every worker may do it; deleting what another just
+        deleted is harmless): audit events past `audit_retention_days`, webhook receipts
+        past the provider's retry window, and — when `retention_days` is set — finished
+        jobs and documents older than that (each deletion audited, by the system)."""
+        now = self.clock()
+        settings = self.settings
+        removed = {
+            "audit_events": await retention.prune_audit(
+                self.db, before=now - timedelta(days=settings.audit_retention_days)
+            ),
+            "webhook_receipts": await retention.prune_webhook_receipts(
+                self.db, before=now - RECEIPTS_KEPT
+            ),
+        }
+        if settings.retention_days is not None:
+            cutoff = now - timedelta(days=settings.retention_days)
+            removed["jobs"] = await self._expire(
+                retention.expired_jobs, jobs_store.delete_job, cutoff
+            )
+            removed["documents"] = await self._expire(
+                retention.expired_documents, documents_store.delete_document, cutoff
+            )
+        if any(removed.values()):
+            log.info("pruned what is past retention", extra=removed)
+
+    async def _expire(
+        self,
+        find: Callable[..., Awaitable[list[str]]],
+        delete: Callable[..., Awaitable[object]],
+        cutoff: datetime,
+    ) -> int:
+        count = 0
+        while ids := await find(self.db, before=cutoff, limit=100):
+            for found in ids:
+                with contextlib.suppress(NotFound, Conflict):  # another worker was first
+                    await delete(self.db, found, owner=None, now=self.clock(), actor=RETENTION)
+                    count += 1
+            if len(ids) < 100:
+                break
+        return count
 
     async def take_over_dead_neighbours(self, hostname: str) -> None:
         """Workers on this host whose process is gone (killed, crashed; a supervisor has

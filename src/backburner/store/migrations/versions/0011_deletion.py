@@ -1,4 +1,4 @@
-"""Deleting a job finds its notifications by job id.
+"""Deleting: a job's notifications found by job id, the oldest documents by creation.
 
 Revision ID: 0011
 Revises: 0010
@@ -16,7 +16,9 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_index("ix_notifications_job", "notifications", ["job_id"])
+    op.create_index("ix_documents_created", "documents", ["created_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_documents_created", table_name="documents")
     op.drop_index("ix_notifications_job", table_name="notifications")
