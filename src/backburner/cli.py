@@ -8,6 +8,7 @@ import contextlib
 import json
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,9 +18,13 @@ import click
 
 from backburner.clock import utcnow
 from backburner.config import Settings
+from backburner.errors import Conflict, NotFound, ProviderError
 from backburner.logs import configure_logging
-from backburner.store import Database, Role, migrate
+from backburner.providers import start_provider
+from backburner.providers.base import Provider
+from backburner.store import Database, Role, erasure, migrate
 from backburner.store import audit as audit_store
+from backburner.store import jobs as jobs_store
 from backburner.store import keys as keys_store
 from backburner.store import usage as usage_store
 from backburner.store.audit import Actor
@@ -475,6 +480,73 @@ def _none_or(value: Any) -> Any:
 
 def _shown(value: float | None, unit: str = "") -> str:
     return "default" if value is None else f"{unit}{value:g}"
+
+
+@owners.command("erase")
+@click.argument("owner")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--wait",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for the owner's running jobs to end once cancelled.",
+)
+def owners_erase(owner: str, yes: bool, wait: float) -> None:
+    """Erase everything of OWNER (GDPR erasure): jobs, documents, channels, secrets, limits
+    and sessions; keys revoked; usage kept as anonymous totals; the audit keeps that it
+    happened. Running jobs are cancelled first (a worker must be running to end them)."""
+    if not yes:
+        click.confirm(f"Erase everything of {owner!r}? This cannot be undone.", abort=True)
+    settings = _settings()
+
+    async def run() -> dict[str, int]:
+        async with _database(settings) as database:
+            for job_id in await erasure.unfinished_jobs(database, owner):
+                with contextlib.suppress(Conflict, NotFound):  # it ended meanwhile
+                    await jobs_store.request_cancel(
+                        database, job_id, owner=owner, now=utcnow(), actor=CLI
+                    )
+            deadline = time.monotonic() + wait
+            while left := await erasure.unfinished_jobs(database, owner):
+                if time.monotonic() > deadline:
+                    raise click.ClickException(
+                        f"{len(left)} jobs of {owner} are still ending (is a worker running?); "
+                        "nothing was erased yet — run this again"
+                    )
+                await asyncio.sleep(0.5)
+            provider = await start_provider(settings) if settings.openai_api_key else None
+            deleted = not_deleted_at_provider = 0
+            try:
+                while ids := await erasure.job_ids(database, owner, limit=200):
+                    for job_id in ids:
+                        responses = await jobs_store.delete_job(
+                            database, job_id, owner=owner, now=utcnow(), actor=CLI
+                        )
+                        deleted += 1
+                        if provider is not None:
+                            not_deleted_at_provider += await _delete_responses(provider, responses)
+            finally:
+                if provider is not None:
+                    await provider.aclose()
+            counts = await erasure.erase_rest(
+                database, owner, now=utcnow(), actor=CLI, jobs_deleted=deleted
+            )
+            return counts | {"responses_not_deleted_at_provider": not_deleted_at_provider}
+
+    counts = asyncio.run(run())
+    click.echo(f"erased {owner}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+async def _delete_responses(provider: Provider, response_ids: list[str]) -> int:
+    """Delete stored responses at the provider; returns how many could not be."""
+    failed = 0
+    for response_id in response_ids:
+        try:
+            await provider.delete(response_id)
+        except ProviderError:
+            failed += 1
+    return failed
 
 
 @owners.command("ls")

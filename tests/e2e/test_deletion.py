@@ -4,11 +4,13 @@ deletion is audited."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 import sqlalchemy as sa
 
 from backburner.config import Settings
@@ -24,10 +26,14 @@ from backburner.store.schema import (
     job_events,
     job_steps,
     jobs,
+    owner_channels,
+    owner_limits,
     provider_calls,
+    webhook_endpoints,
     webhook_receipts,
 )
 from tests.conftest import Keys, auth, wait_for
+from tests.e2e.processes import child_env, run_cli
 from tests.e2e.test_api_documents import ARTICLE, upload
 from tests.e2e.test_api_jobs import assert_problem, create, until_done
 from tests.running import worker_on
@@ -181,3 +187,43 @@ async def test_workers_delete_what_is_past_retention(db: Database, settings: Set
     assert [(e.action, e.actor.kind, e.actor.user_agent) for e in events] == [
         ("job.deleted", "system", "retention")
     ]
+
+
+@pytest.mark.slow
+async def test_an_owner_is_erased_and_only_anonymous_usage_stays(
+    api: httpx.AsyncClient, keys: Keys, db: Database, db_url: str
+) -> None:
+    done = (await create(api, {"type": "test_ask_model"})).json()["job_id"]
+    await until_done(api, done)
+    later = (await create(api, {"type": "noop", "run_at": "2030-01-01T00:00:00Z"})).json()
+    await upload(api, "a.txt", ARTICLE.encode())
+    await api.post("/api/webhook-endpoints", json={"url": "https://hooks.example.com/a"})
+    await api.put("/api/notifications/channels", json={"emails": ["a@example.com"]})
+    await api.put("/api/owners/alice/limits", json={"max_running": 2}, headers=auth(keys.admin))
+    bobs = (await create(api, {"type": "noop"}, headers=auth(keys.bob))).json()["job_id"]
+
+    # In a thread: the service in this process keeps running (and writing) meanwhile.
+    erased = await asyncio.to_thread(
+        run_cli, "owners", "erase", "alice", "--yes", env=child_env(db_url)
+    )
+    assert "erased alice: jobs 2" in erased.stdout
+
+    assert_problem(await api.get("/api/jobs"), 401)  # alice's key is revoked
+    async with db.read() as conn:
+        for table in (jobs, documents, webhook_endpoints, owner_limits, owner_channels):
+            query = sa.select(sa.func.count()).select_from(table).where(table.c.owner == "alice")
+            assert (await conn.execute(query)).scalar_one() == 0, table.name
+    usage = (await api.get("/api/usage", headers=auth(keys.admin))).json()["items"]
+    assert [(u["owner"], u["model_calls"]) for u in usage] == [("(erased)", 1)]
+    assert (await api.get(f"/api/jobs/{bobs}", headers=auth(keys.bob))).status_code == 200
+    trail = (
+        await api.get("/api/audit", params={"action": "owner.erased"}, headers=auth(keys.admin))
+    ).json()["items"]
+    assert trail[0]["target_id"] == "alice"
+    assert trail[0]["actor"]["kind"] == "system"
+    assert trail[0]["detail"]["jobs"] == 2
+    assert trail[0]["detail"]["documents"] == 1
+    deleted = (
+        await api.get("/api/audit", params={"target": later["job_id"]}, headers=auth(keys.admin))
+    ).json()["items"]
+    assert [e["action"] for e in deleted][:2] == ["job.deleted", "job.canceled"]
