@@ -15,6 +15,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_DATABASE_URL = "sqlite:///./backburner.db"
 
 
+# The kinds of personal data backburner.jobs.pii finds (a unit test keeps the two equal).
+PII_KINDS = frozenset({"email", "phone", "card", "iban", "ssn", "ip", "dob"})
+
+
 class Settings(BaseSettings):
     """Backburner's configuration (`BACKBURNER_*` environment variables)."""
 
@@ -118,6 +122,9 @@ class Settings(BaseSettings):
     max_webhook_endpoints: int = Field(default=20, ge=1)
     # The audit trail: how long its events are kept, and how often workers prune.
     audit_retention_days: int = Field(default=400, ge=1)
+    # Personal data masked before the model sees it, per job type: "all" (the default for
+    # every type), "none", or a list of kinds (email, phone, card, iban, ssn, ip, dob).
+    pii_mask: dict[str, str | list[str]] = Field(default_factory=dict)
     # Finished jobs and documents older than this many days are deleted (unset: kept).
     retention_days: int | None = Field(default=None, ge=1)
     retention_check_seconds: float = Field(default=3600.0, gt=0)
@@ -148,6 +155,19 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_format: str = Field(default="auto", pattern="^(auto|json|text)$")
+
+    @field_validator("pii_mask")
+    @classmethod
+    def _known_pii_kinds(cls, value: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+        for job_type, kinds in value.items():
+            chosen = {kinds} if isinstance(kinds, str) else set(kinds)
+            allowed = PII_KINDS | ({"all", "none"} if isinstance(kinds, str) else set())
+            if chosen - allowed:
+                raise ValueError(
+                    f"pii_mask[{job_type!r}]: unknown {sorted(chosen - allowed)}; use all, "
+                    f"none, or a list of {sorted(PII_KINDS)}"
+                )
+        return value
 
     @field_validator(
         "plugins", "completion_windows", "webhook_allowed_hosts", "trusted_proxies", mode="before"

@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 import random
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
@@ -35,6 +36,7 @@ from backburner.errors import (
     ResponseIncomplete,
     ResponseLost,
 )
+from backburner.jobs import pii
 from backburner.jobs.context import ToolFunction
 from backburner.providers.base import (
     FunctionCall,
@@ -72,6 +74,9 @@ SCHEMA_REPAIRS = 1
 DISCOUNTED_WINDOWS = ("2h", "8h")
 # The error code we give a response that stayed queued past its limit (and was cancelled).
 STUCK = "stuck_in_queue"
+
+
+PII_SALT_STEP = "_pii/salt"
 
 
 class AttemptEnded(asyncio.CancelledError):
@@ -147,6 +152,10 @@ class RunningJob:
         # Keys this attempt called: enough to find a tool loop's final round.
         self._keys_called: set[str] = set()
         self._last_progress: tuple[float, str | None, float] | None = None
+        # Personal data is masked before it leaves (see backburner.jobs.pii).
+        self._pii_kinds = pii.kinds_from(settings.pii_mask.get(job.type))
+        self._vault: pii.Vault | None = None
+        self._vault_lock = asyncio.Lock()
 
     async def _ensure_loaded(self) -> None:
         """Read what earlier attempts finished, once, on first need: a handler that never
@@ -291,9 +300,16 @@ class RunningJob:
         finished = self._finished.get(key)
         if finished is not None:
             return finished
+        vault = await self._pii_vault()
+        # The provider gets (and the store keeps) the masked request and answer; the
+        # handler sees its own values.
+        request = pii.mask_request(vault, request)
         known = self._calls.get(key)
         if known is not None and known.status == "completed":
-            return ResponseSnapshot.from_stored(known.response_id, "completed", known.output or {})
+            stored = ResponseSnapshot.from_stored(
+                known.response_id, "completed", known.output or {}
+            )
+            return pii.unmask_snapshot(vault, stored)
         snapshot: ResponseSnapshot | None = None
         replaces: str | None = None
         if known is not None:
@@ -326,9 +342,20 @@ class RunningJob:
             )
             await self._pause(provider_wait(resubmits, None, random.random()))
             replaces, snapshot = snapshot.id, None
-        completed = ensure_completed(snapshot)
+        completed = pii.unmask_snapshot(vault, ensure_completed(snapshot))
         self._finished[key] = completed
         return completed
+
+    async def _pii_vault(self) -> pii.Vault:
+        """The job's vault. Its tokens are keyed by a random salt kept as a step of the
+        job (never sent), so they are the same in every attempt and process."""
+        async with self._vault_lock:
+            if self._vault is None:
+                salt = ""
+                if self._pii_kinds:
+                    salt = await self.step(PII_SALT_STEP, lambda: secrets.token_hex(16))
+                self._vault = pii.Vault(salt.encode(), self._pii_kinds)
+            return self._vault
 
     def close(self) -> None:
         """The attempt has ended: tasks its handler left running place no new model call

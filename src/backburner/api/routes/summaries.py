@@ -4,6 +4,7 @@ the background one (a `summarize_documents` job)."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
@@ -27,6 +28,7 @@ from backburner.errors import (
     NotFound,
     RateLimited,
 )
+from backburner.jobs import pii
 from backburner.jobs.types.summarize import STYLE_INSTRUCTIONS, PartialSummary
 from backburner.providers.base import JsonSchemaFormat, ModelRequest, ResponseSnapshot
 from backburner.store import documents as documents_store
@@ -81,7 +83,10 @@ async def quick_summary(
         ),
         service_tier=svc.settings.service_tier,
     )
-    snapshot = await _spend_on(svc, principal.owner, request)
+    # Masked as a job's calls are; the vault lives for this request only.
+    vault = pii.Vault(secrets.token_bytes(16), pii.kinds_from(svc.settings.pii_mask.get(QUICK)))
+    sent = await _spend_on(svc, principal.owner, pii.mask_request(vault, request))
+    snapshot = pii.unmask_snapshot(vault, sent)
     try:
         part = PartialSummary.model_validate_json(snapshot.output_text)
     except ValueError as error:
@@ -95,6 +100,8 @@ async def quick_summary(
         usage=usage,
     )
 
+
+QUICK = "quick_summary"  # how its usage is reported, and its key in BACKBURNER_PII_MASK
 
 # A request waits at most this long for the shared rate budget; past it, a 429.
 QUICK_MAX_BUDGET_WAIT = 5.0
@@ -125,7 +132,7 @@ async def _spend_on(svc: Services, owner: str, request: ModelRequest) -> Respons
     await steps_store.record_call_outside_a_job(
         svc.db,
         owner=owner,
-        job_type="quick_summary",
+        job_type=QUICK,
         provider=svc.provider.name,
         model=request.model,
         response_id=snapshot.id,

@@ -22,7 +22,13 @@ class Lead(BaseModel):
     id: str = Field(min_length=1, max_length=200)
     name: str = ""
     company: str = ""
+    title: str = ""
     notes: str = Field(default="", max_length=20_000)
+
+
+# What the model needs to label a lead. Other fields a lead carries (e-mail, phone, birth
+# date, scores...) are kept with the job but never sent: data minimisation, before masking.
+MODEL_FIELDS = {"id", "name", "company", "title", "notes"}
 
 
 class ClassifyInput(BaseModel):
@@ -116,7 +122,7 @@ async def classify_leads(ctx: JobContext, payload: ClassifyInput) -> ClassifyOut
                 f"{', '.join(payload.labels)}. Give a confidence between 0 and 1 and a "
                 "one-sentence reason. Answer every lead, by its id."
             ),
-            input=json.dumps([lead.model_dump() for lead in leads]),
+            input=json.dumps([lead.model_dump(include=MODEL_FIELDS) for lead in leads]),
             text_format=fmt,
         )
         async with limit:
