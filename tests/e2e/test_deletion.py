@@ -227,3 +227,21 @@ async def test_an_owner_is_erased_and_only_anonymous_usage_stays(
         await api.get("/api/audit", params={"target": later["job_id"]}, headers=auth(keys.admin))
     ).json()["items"]
     assert [e["action"] for e in deleted][:2] == ["job.deleted", "job.canceled"]
+
+
+async def test_the_dashboard_deletes_a_job_from_its_page(
+    api: httpx.AsyncClient, keys: Keys, db: Database
+) -> None:
+    job_id = (await create(api, {"type": "noop"})).json()["job_id"]
+    await until_done(api, job_id)
+    form = {"Authorization": "", "Origin": "http://test"}
+    assert (await api.get(f"/?token={keys.bob}", follow_redirects=False)).status_code == 303
+    assert (await api.post(f"/jobs/{job_id}/delete", headers=form)).status_code == 404
+    assert (await api.get(f"/?token={keys.alice}", follow_redirects=False)).status_code == 303
+    page = await api.get(f"/jobs/{job_id}", headers={"Authorization": ""})
+    assert f'action="/jobs/{job_id}/delete"' in page.text
+    elsewhere = {"Authorization": "", "Origin": "http://evil.example"}
+    assert (await api.post(f"/jobs/{job_id}/delete", headers=elsewhere)).status_code == 403
+    deleted = await api.post(f"/jobs/{job_id}/delete", headers=form, follow_redirects=False)
+    assert deleted.status_code == 303
+    assert (await rows_of(db, job_id))["jobs"] == 0

@@ -8,12 +8,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from backburner.api.auth import SESSION_COOKIE, Principal, actor_of, client_address, resolve_key
+from backburner.api.deletion import delete_job_everywhere
 from backburner.api.estimates import estimator, eta_of
 from backburner.api.live import live_response
 from backburner.api.schemas import DeliveryView
 from backburner.api.state import services
 from backburner.api.throttle import SignInGuard
-from backburner.errors import RequestError, TooManyRequests
+from backburner.errors import NotFound, RequestError, TooManyRequests
 from backburner.store import Job, JobStatus
 from backburner.store import audit as audit_store
 from backburner.store import events as events_store
@@ -207,6 +208,29 @@ async def act_on_job(request: Request, job_id: str, action: str) -> Response:
 @router.post("/jobs/{job_id}/cancel")
 async def cancel(job_id: str, request: Request) -> Response:
     return await act_on_job(request, job_id, "cancel")
+
+
+@router.post("/jobs/{job_id}/delete")
+async def delete(job_id: str, request: Request) -> Response:
+    principal = await page_principal(request)
+    if principal is None:
+        return sign_in_page(request, status=401)
+    same_origin(request)
+    svc = services(request)
+    try:
+        await delete_job_everywhere(
+            svc, job_id, owner=principal.visible_owner(), actor=actor_of(request, principal)
+        )
+    except NotFound:
+        return not_found(request, principal, f"job {job_id}")
+    except RequestError as error:
+        job = await jobs_store.get_job(svc.db, job_id, owner=principal.visible_owner())
+        if job is None:
+            return not_found(request, principal, f"job {job_id}")
+        return await job_page_response(
+            request, principal, job, problem=error.detail, status=error.status
+        )
+    return RedirectResponse("/", status_code=303)
 
 
 @router.post("/jobs/{job_id}/retry")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
@@ -11,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from backburner.api import live
 from backburner.api.auth import CurrentActor, CurrentPrincipal, Principal
+from backburner.api.deletion import delete_job_everywhere
 from backburner.api.enqueue import enqueue
 from backburner.api.estimates import eta_of
 from backburner.api.openapi import problems
@@ -26,7 +25,7 @@ from backburner.api.schemas import (
     ModelCallView,
 )
 from backburner.api.state import Services, ServicesDep
-from backburner.errors import Conflict, NotFound, ProviderError
+from backburner.errors import Conflict, NotFound
 from backburner.store import Job, JobStatus
 from backburner.store import audit as audit_store
 from backburner.store import events as events_store
@@ -34,7 +33,6 @@ from backburner.store import jobs as jobs_store
 from backburner.store import steps as steps_store
 from backburner.store.audit import Actor
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
 
@@ -196,53 +194,8 @@ async def delete_job(
     """Delete the job and what is stored of it (its usage stays, without content), and its
     responses stored at the provider. A job that has not ended is cancelled first; one
     still ending after a few seconds answers 409 (ask again shortly)."""
-    job = await owned_job(svc, principal, job_id)
-    if not job.status.is_terminal:
-        await jobs_store.request_cancel(
-            svc.db, job_id, owner=principal.visible_owner(), now=svc.clock(), actor=actor
-        )
-        if not await ended_within(svc, job_id, seconds=CANCEL_WAIT_SECONDS):
-            raise Conflict(f"job {job_id} is being cancelled; delete it once it has ended")
-    response_ids = await jobs_store.delete_job(
-        svc.db, job_id, owner=principal.visible_owner(), now=svc.clock(), actor=actor
-    )
-    await delete_at_provider(svc, job_id, response_ids)
+    await delete_job_everywhere(svc, job_id, owner=principal.visible_owner(), actor=actor)
     return Response(status_code=204)
-
-
-CANCEL_WAIT_SECONDS = 10.0
-
-
-async def ended_within(svc: Services, job_id: str, *, seconds: float) -> bool:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        job = await jobs_store.get_job(svc.db, job_id)
-        if job is None or job.status.is_terminal:
-            return True
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.1)
-
-
-async def delete_at_provider(svc: Services, job_id: str, response_ids: list[str]) -> None:
-    """Best effort: the job is gone here whatever the provider says; what it could not
-    delete it keeps until its own retention ends (logged, so an operator can follow up)."""
-    slots = asyncio.Semaphore(8)
-
-    async def one(response_id: str) -> bool:
-        async with slots:
-            try:
-                await svc.provider.delete(response_id)
-                return True
-            except ProviderError:
-                return False
-
-    outcomes = await asyncio.gather(*(one(rid) for rid in response_ids))
-    if not all(outcomes):
-        log.warning(
-            "stored responses could not be deleted at the provider",
-            extra={"job_id": job_id, "failed": outcomes.count(False), "of": len(outcomes)},
-        )
 
 
 @router.get(
