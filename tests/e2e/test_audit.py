@@ -143,10 +143,8 @@ async def test_workers_prune_events_past_retention(db: Database, settings: Setti
             db,
             audit_store.SYSTEM,
             audit_store.Action.JOB_READ,
-            target_type="job",
-            target_id=f"aged-{age_days}",
-            owner="alice",
-            at=now - timedelta(days=age_days),
+            audit_store.Target("job", f"aged-{age_days}", "alice"),
+            now - timedelta(days=age_days),
         )
     pruning = settings.model_copy(update={"retention_check_seconds": 0.1})
     async with worker_on(db, pruning, OfflineProvider(latency_s=0.01)):

@@ -69,18 +69,29 @@ class AuditEvent:
     detail: dict[str, Any] | None
 
 
+@dataclass(frozen=True)
+class Target:
+    """What an event is about: its type ("job", "document", "key", "owner"), its id, and
+    whose data it is."""
+
+    type: str
+    id: str
+    owner: str | None
+
+
 async def record(
     conn: AsyncConnection,
-    actor: Actor,
+    actor: Actor | None,
     action: Action,
-    *,
-    target_type: str,
-    target_id: str,
-    owner: str | None,
+    target: Target,
     at: datetime,
+    *,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """Append one event (inside the caller's transaction, when it has one)."""
+    """Append one event inside the caller's transaction. No actor: a change made by the
+    service's own code paths that are not anyone's request (nothing to record)."""
+    if actor is None:
+        return
     await conn.execute(
         sa.insert(audit_events).values(
             at=at,
@@ -89,9 +100,9 @@ async def record(
             actor_owner=actor.owner,
             actor_role=actor.role,
             action=action.value,
-            target_type=target_type,
-            target_id=target_id,
-            owner=owner,
+            target_type=target.type,
+            target_id=target.id,
+            owner=target.owner,
             client_address=actor.client_address,
             user_agent=actor.user_agent,
             request_id=actor.request_id,
@@ -101,20 +112,11 @@ async def record(
 
 
 async def record_read(
-    db: Database,
-    actor: Actor,
-    action: Action,
-    *,
-    target_type: str,
-    target_id: str,
-    owner: str | None,
-    at: datetime,
+    db: Database, actor: Actor, action: Action, target: Target, at: datetime
 ) -> None:
     """A read changes nothing: its record is a statement of its own."""
     async with db.read() as conn:
-        await record(
-            conn, actor, action, target_type=target_type, target_id=target_id, owner=owner, at=at
-        )
+        await record(conn, actor, action, target, at)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backburner.errors import Conflict, NotFound
 from backburner.store import audit
-from backburner.store.audit import Actor
+from backburner.store.audit import Actor, Target
 from backburner.store.database import Database
 from backburner.store.models import new_id
 from backburner.store.schema import owner_channels, webhook_endpoints, webhook_secrets
@@ -100,16 +100,9 @@ async def rotate_secret(
         await tx.conn.execute(
             sa.insert(webhook_secrets).values(owner=owner, secret=secret, created_at=now)
         )
-        if actor is not None:
-            await audit.record(
-                tx.conn,
-                actor,
-                audit.Action.WEBHOOK_SECRET_ROTATED,
-                target_type="owner",
-                target_id=owner,
-                owner=owner,
-                at=now,
-            )
+        await audit.record(
+            tx.conn, actor, audit.Action.WEBHOOK_SECRET_ROTATED, Target("owner", owner, owner), now
+        )
     return secret, until
 
 

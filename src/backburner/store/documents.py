@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from backburner.errors import NotFound
 from backburner.store import audit
-from backburner.store.audit import Actor
+from backburner.store.audit import Actor, Target
 from backburner.store.database import Database
 from backburner.store.models import Document, new_id
 from backburner.store.schema import documents
@@ -44,17 +44,14 @@ async def insert_document(
             .mappings()
             .one()
         )
-        if actor is not None:
-            await audit.record(
-                tx.conn,
-                actor,
-                audit.Action.DOCUMENT_UPLOADED,
-                target_type="document",
-                target_id=row["id"],
-                owner=owner,
-                at=now,
-                detail={"content_type": content_type, "size_bytes": size_bytes},
-            )
+        await audit.record(
+            tx.conn,
+            actor,
+            audit.Action.DOCUMENT_UPLOADED,
+            Target("document", row["id"], owner),
+            now,
+            detail={"content_type": content_type, "size_bytes": size_bytes},
+        )
     return Document.from_row(row)
 
 
@@ -88,8 +85,6 @@ async def delete_document(
             tx.conn,
             actor,
             audit.Action.DOCUMENT_DELETED,
-            target_type="document",
-            target_id=document_id,
-            owner=deleted_owner,
-            at=now,
+            Target("document", document_id, deleted_owner),
+            now,
         )

@@ -13,7 +13,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from backburner.store import audit
-from backburner.store.audit import Actor
+from backburner.store.audit import Actor, Target
 from backburner.store.database import Database
 from backburner.store.schema import (
     api_keys,
@@ -92,10 +92,8 @@ async def erase_rest(
             conn,
             actor,
             audit.Action.OWNER_ERASED,
-            target_type="owner",
-            target_id=owner,
-            owner=owner,
-            at=now,
+            Target("owner", owner, owner),
+            now,
             detail=counts,
         )
     return counts

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backburner.errors import Conflict, NotFound
 from backburner.store import audit
-from backburner.store.audit import Actor
+from backburner.store.audit import Actor, Target
 from backburner.store.database import CHANNEL_CANCEL, CHANNEL_JOBS, CHANNEL_OUTBOX, Database
 from backburner.store.events import add_events, event_row, transition_row
 from backburner.store.models import Job, NewJob, new_id
@@ -73,17 +73,14 @@ async def insert_job(
                 .one()
             )
             await add_events(tx.conn, [transition_row(job_id, None, Event.CREATED, now, attempt=0)])
-            if actor is not None:
-                await audit.record(
-                    tx.conn,
-                    actor,
-                    audit.Action.JOB_CREATED,
-                    target_type="job",
-                    target_id=job_id,
-                    owner=new.owner,
-                    at=now,
-                    detail={"type": new.type},
-                )
+            await audit.record(
+                tx.conn,
+                actor,
+                audit.Action.JOB_CREATED,
+                Target("job", job_id, new.owner),
+                now,
+                detail={"type": new.type},
+            )
             await tx.signal(CHANNEL_JOBS)
             return Job.from_row(row), True
     except IntegrityError:
@@ -185,16 +182,9 @@ async def request_cancel(
         )
         row = (await tx.conn.execute(update)).mappings().one()
         await add_events(tx.conn, [event])
-        if actor is not None:
-            await audit.record(
-                tx.conn,
-                actor,
-                audit.Action.JOB_CANCELED,
-                target_type="job",
-                target_id=job_id,
-                owner=job.owner,
-                at=now,
-            )
+        await audit.record(
+            tx.conn, actor, audit.Action.JOB_CANCELED, Target("job", job_id, job.owner), now
+        )
         if row["status"] == JobStatus.CANCELED.value and await owe_notifications(
             tx.conn, [job_id], now
         ):
@@ -234,16 +224,9 @@ async def retry_job(
             .returning(*jobs.c)
         )
         row = (await tx.conn.execute(update)).mappings().one()
-        if actor is not None:
-            await audit.record(
-                tx.conn,
-                actor,
-                audit.Action.JOB_RETRIED,
-                target_type="job",
-                target_id=job_id,
-                owner=job.owner,
-                at=now,
-            )
+        await audit.record(
+            tx.conn, actor, audit.Action.JOB_RETRIED, Target("job", job_id, job.owner), now
+        )
         await add_events(
             tx.conn,
             [
@@ -298,10 +281,8 @@ async def delete_job(
             tx.conn,
             actor,
             audit.Action.JOB_DELETED,
-            target_type="job",
-            target_id=job_id,
-            owner=job.owner,
-            at=now,
+            Target("job", job_id, job.owner),
+            now,
             detail={"type": job.type, "provider_responses": len(response_ids)},
         )
     return response_ids

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from backburner.errors import NotFound
 from backburner.store import audit
-from backburner.store.audit import Actor
+from backburner.store.audit import Actor, Target
 from backburner.store.database import Database
 from backburner.store.models import ApiKey, Role, new_id
 from backburner.store.schema import api_keys, sessions
@@ -50,17 +50,14 @@ async def create_key(
             .mappings()
             .one()
         )
-        if actor is not None:
-            await audit.record(
-                tx.conn,
-                actor,
-                audit.Action.KEY_CREATED,
-                target_type="key",
-                target_id=row["id"],
-                owner=owner,
-                at=now,
-                detail={"role": role.value},
-            )
+        await audit.record(
+            tx.conn,
+            actor,
+            audit.Action.KEY_CREATED,
+            Target("key", row["id"], owner),
+            now,
+            detail={"role": role.value},
+        )
     return ApiKey.from_row(row), secret
 
 
@@ -103,16 +100,9 @@ async def revoke_key(
         ).scalar()
         if owner is None:
             raise NotFound(f"no active key {key_id}")
-        if actor is not None:
-            await audit.record(
-                tx.conn,
-                actor,
-                audit.Action.KEY_REVOKED,
-                target_type="key",
-                target_id=key_id,
-                owner=owner,
-                at=now,
-            )
+        await audit.record(
+            tx.conn, actor, audit.Action.KEY_REVOKED, Target("key", key_id, owner), now
+        )
 
 
 SESSION_PREFIX = "bbs_"
@@ -129,16 +119,10 @@ async def create_session(
                 token_hash=hash_key(token), key_id=key_id, created_at=now, expires_at=now + ttl
             )
         )
-        if actor is not None:
-            await audit.record(
-                tx.conn,
-                actor,
-                audit.Action.SESSION_SIGNED_IN,
-                target_type="key",
-                target_id=key_id,
-                owner=actor.owner,
-                at=now,
-            )
+        owner = actor.owner if actor else None
+        await audit.record(
+            tx.conn, actor, audit.Action.SESSION_SIGNED_IN, Target("key", key_id, owner), now
+        )
     return token
 
 
@@ -174,8 +158,6 @@ async def end_session(
                 tx.conn,
                 actor,
                 audit.Action.SESSION_SIGNED_OUT,
-                target_type="key",
-                target_id=key_id,
-                owner=actor.owner,
-                at=now,
+                Target("key", key_id, actor.owner),
+                now,
             )

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backburner.store import audit
-from backburner.store.audit import Actor
+from backburner.store.audit import Actor, Target
 from backburner.store.database import Database
 from backburner.store.schema import jobs, owner_limits, owner_spend, provider_calls
 
@@ -80,17 +80,14 @@ async def set_limits(
             value is not None for value in (max_running, monthly_budget_usd, requests_per_minute)
         ):
             await tx.conn.execute(sa.insert(owner_limits).values(**vars(limits), updated_at=now))
-        if actor is not None:
-            await audit.record(
-                tx.conn,
-                actor,
-                audit.Action.OWNER_LIMITS_CHANGED,
-                target_type="owner",
-                target_id=owner,
-                owner=owner,
-                at=now,
-                detail={k: v for k, v in vars(limits).items() if k != "owner"},
-            )
+        await audit.record(
+            tx.conn,
+            actor,
+            audit.Action.OWNER_LIMITS_CHANGED,
+            Target("owner", owner, owner),
+            now,
+            detail={k: v for k, v in vars(limits).items() if k != "owner"},
+        )
     return limits
 
 

@@ -22,6 +22,7 @@ from backburner.store import jobs as jobs_store
 from backburner.store import keys as keys_store
 from backburner.store import outbox as outbox_store
 from backburner.store import steps as steps_store
+from backburner.store.audit import Target
 from backburner.ui import audit, new_job, ops
 from backburner.ui.pages import not_found, page, page_principal, same_origin, sign_in_page
 from backburner.ui.results import result_blocks
@@ -173,10 +174,8 @@ async def read_result(
         services(request).db,
         actor_of(request, principal),
         action,
-        target_type="job",
-        target_id=job.id,
-        owner=job.owner,
-        at=services(request).clock(),
+        Target("job", job.id, job.owner),
+        services(request).clock(),
     )
 
 

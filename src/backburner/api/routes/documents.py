@@ -15,6 +15,7 @@ from backburner.errors import NotFound
 from backburner.store import Document
 from backburner.store import audit as audit_store
 from backburner.store import documents as documents_store
+from backburner.store.audit import Target
 
 router = APIRouter(prefix="/api/documents", tags=["documents"])
 
@@ -74,10 +75,8 @@ async def get_document(
             svc.db,
             actor,
             audit_store.Action.DOCUMENT_READ,
-            target_type="document",
-            target_id=document.id,
-            owner=document.owner,
-            at=svc.clock(),
+            Target("document", document.id, document.owner),
+            svc.clock(),
         )
     return view_of(document, with_text=include_text)
 

@@ -31,7 +31,7 @@ from backburner.store import audit as audit_store
 from backburner.store import events as events_store
 from backburner.store import jobs as jobs_store
 from backburner.store import steps as steps_store
-from backburner.store.audit import Actor
+from backburner.store.audit import Actor, Target
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
@@ -78,13 +78,7 @@ async def audit_result_read(
     svc: Services, actor: Actor, job: Job, action: audit_store.Action
 ) -> None:
     await audit_store.record_read(
-        svc.db,
-        actor,
-        action,
-        target_type="job",
-        target_id=job.id,
-        owner=job.owner,
-        at=svc.clock(),
+        svc.db, actor, action, Target("job", job.id, job.owner), svc.clock()
     )
 
 
