@@ -18,10 +18,9 @@ import click
 
 from backburner.clock import utcnow
 from backburner.config import Settings
-from backburner.errors import Conflict, NotFound, ProviderError
+from backburner.errors import Conflict, NotFound
 from backburner.logs import configure_logging
 from backburner.providers import start_provider
-from backburner.providers.base import Provider
 from backburner.store import Database, Role, erasure, migrate
 from backburner.store import audit as audit_store
 from backburner.store import jobs as jobs_store
@@ -498,6 +497,8 @@ def owners_erase(owner: str, yes: bool, wait: float) -> None:
     happened. Running jobs are cancelled first (a worker must be running to end them)."""
     if not yes:
         click.confirm(f"Erase everything of {owner!r}? This cannot be undone.", abort=True)
+    from backburner.api.deletion import delete_at_provider
+
     settings = _settings()
 
     async def run() -> dict[str, int]:
@@ -525,7 +526,9 @@ def owners_erase(owner: str, yes: bool, wait: float) -> None:
                         )
                         deleted += 1
                         if provider is not None:
-                            not_deleted_at_provider += await _delete_responses(provider, responses)
+                            not_deleted_at_provider += await delete_at_provider(
+                                provider, job_id, responses
+                            )
             finally:
                 if provider is not None:
                     await provider.aclose()
@@ -536,17 +539,6 @@ def owners_erase(owner: str, yes: bool, wait: float) -> None:
 
     counts = asyncio.run(run())
     click.echo(f"erased {owner}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-
-
-async def _delete_responses(provider: Provider, response_ids: list[str]) -> int:
-    """Delete stored responses at the provider; returns how many could not be."""
-    failed = 0
-    for response_id in response_ids:
-        try:
-            await provider.delete(response_id)
-        except ProviderError:
-            failed += 1
-    return failed
 
 
 @owners.command("ls")

@@ -90,19 +90,30 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+async def guarded_key(request: Request, svc: Services, secret: str) -> Principal | None:
+    """Whose API key `secret` is (None: no one's — a session token is not a key either),
+    with guessing throttled per client address: `TooManyRequests` while the address has
+    failed too often, and each miss counted. The API and the dashboard's sign-in both ask
+    this way."""
+    guard: SignInGuard = request.app.state.sign_in_guard
+    address = client_address(request)
+    guard.check(address)
+    principal = None
+    if not secret.startswith(keys_store.SESSION_PREFIX):
+        principal = await resolve_key(svc, request.app.state.key_cache, secret)
+    if principal is None:
+        guard.failed(address)
+    return principal
+
+
 async def current_principal(request: Request, svc: ServicesDep) -> Principal:
     """Who calls the API: a Bearer key, within its request rate. Unknown keys count
     against the caller's address."""
     secret = bearer_token(request)
     if secret is None or secret.startswith(keys_store.SESSION_PREFIX):
         raise Unauthorized("an API key is required: 'Authorization: Bearer <api key>'")
-    guard: SignInGuard = request.app.state.sign_in_guard
-    address = client_address(request)
-    guard.check(address)
-    cache: KeyCache = request.app.state.key_cache
-    principal = await resolve_key(svc, cache, secret)
+    principal = await guarded_key(request, svc, secret)
     if principal is None:
-        guard.failed(address)
         raise Unauthorized("the API key is unknown or revoked")
     request.state.key_id = principal.key_id
     throttle: KeyThrottle = request.app.state.key_throttle

@@ -9,6 +9,7 @@ import logging
 
 from backburner.api.state import Services
 from backburner.errors import Conflict, NotFound, ProviderError
+from backburner.providers.base import Provider
 from backburner.store import jobs as jobs_store
 from backburner.store.audit import Actor
 
@@ -31,7 +32,7 @@ async def delete_job_everywhere(
     response_ids = await jobs_store.delete_job(
         svc.db, job_id, owner=owner, now=svc.clock(), actor=actor
     )
-    await delete_at_provider(svc, job_id, response_ids)
+    await delete_at_provider(svc.provider, job_id, response_ids)
 
 
 async def ended_within(svc: Services, job_id: str, *, seconds: float) -> bool:
@@ -45,15 +46,16 @@ async def ended_within(svc: Services, job_id: str, *, seconds: float) -> bool:
         await asyncio.sleep(0.1)
 
 
-async def delete_at_provider(svc: Services, job_id: str, response_ids: list[str]) -> None:
+async def delete_at_provider(provider: Provider, job_id: str, response_ids: list[str]) -> int:
     """Best effort: the job is gone here whatever the provider says; what it could not
-    delete it keeps until its own retention ends (logged, so an operator can follow up)."""
+    delete it keeps until its own retention ends (logged, so an operator can follow up).
+    Returns how many could not be deleted."""
     slots = asyncio.Semaphore(8)
 
     async def one(response_id: str) -> bool:
         async with slots:
             try:
-                await svc.provider.delete(response_id)
+                await provider.delete(response_id)
                 return True
             except ProviderError:
                 return False
@@ -64,3 +66,4 @@ async def delete_at_provider(svc: Services, job_id: str, response_ids: list[str]
             "stored responses could not be deleted at the provider",
             extra={"job_id": job_id, "failed": outcomes.count(False), "of": len(outcomes)},
         )
+    return outcomes.count(False)

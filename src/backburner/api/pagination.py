@@ -5,8 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Callable
+from typing import TypeVar
 
 from backburner.errors import FieldProblem, InvalidRequest
+
+T = TypeVar("T")
 
 
 def encode_cursor(job_id: str) -> str:
@@ -16,15 +20,7 @@ def encode_cursor(job_id: str) -> str:
 def decode_cursor(cursor: str) -> str:
     """The job id a cursor names; a 422 naming the `cursor` parameter if it is not one of
     ours."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        decoded = base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
-        return str(uuid.UUID(decoded))
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidRequest(
-            "cursor is not one this API handed out",
-            errors=[FieldProblem(("query", "cursor"), "malformed cursor")],
-        ) from None
+    return _decoded(cursor, lambda text: str(uuid.UUID(text)))
 
 
 def encode_position(row_id: int) -> str:
@@ -33,12 +29,20 @@ def encode_position(row_id: int) -> str:
 
 
 def decode_position(cursor: str) -> int:
+    return _decoded(cursor, _position)
+
+
+def _position(text: str) -> int:
+    if not text.startswith("n") or not text[1:].isdigit() or len(text) > 20:
+        raise ValueError(text)
+    return int(text[1:])
+
+
+def _decoded(cursor: str, read: Callable[[str], T]) -> T:
+    """What `read` makes of the cursor's text; a 422 if it is not a cursor of ours."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        decoded = base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
-        if not decoded.startswith("n") or not decoded[1:].isdigit() or len(decoded) > 20:
-            raise ValueError(decoded)
-        return int(decoded[1:])
+        return read(base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode())
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidRequest(
             "cursor is not one this API handed out",

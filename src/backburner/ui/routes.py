@@ -7,13 +7,12 @@ from datetime import timedelta
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from backburner.api.auth import SESSION_COOKIE, Principal, actor_of, client_address, resolve_key
+from backburner.api.auth import SESSION_COOKIE, Principal, actor_of, guarded_key
 from backburner.api.deletion import delete_job_everywhere
 from backburner.api.estimates import estimator, eta_of
 from backburner.api.live import live_response
 from backburner.api.schemas import DeliveryView
 from backburner.api.state import services
-from backburner.api.throttle import SignInGuard
 from backburner.errors import NotFound, RequestError, TooManyRequests
 from backburner.store import Job, JobStatus
 from backburner.store import audit as audit_store
@@ -39,15 +38,11 @@ TIMELINE = 500
 async def sign_in(request: Request, token: str) -> Response:
     svc = services(request)
     # Guessing keys here is counted per address as on the API.
-    guard: SignInGuard = request.app.state.sign_in_guard
-    address = client_address(request)
     try:
-        guard.check(address)
+        principal = await guarded_key(request, svc, token)
     except TooManyRequests as throttled:
         return sign_in_page(request, throttled.detail, 429)
-    principal = await resolve_key(svc, request.app.state.key_cache, token)
-    if principal is None or token.startswith(keys_store.SESSION_PREFIX):
-        guard.failed(address)
+    if principal is None:
         return sign_in_page(request, "That key is unknown or revoked.", 401)
     # Trade the key in the URL for a session: the cookie (HttpOnly, SameSite) holds a
     # random session token, never the key, and the redirect drops the key from history.
