@@ -21,6 +21,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from backburner.privacy.sealing import Keyring
+
 
 def describe() -> str:
     cpu = "unknown CPU"
@@ -52,6 +54,8 @@ def percentile(values: list[float], q: float) -> float:
 # --- Running Backburner's processes and databases on loopback ----------------------------------
 
 BACKBURNER = str(Path(sys.executable).parent / "backburner")
+# The run's encryption key, for the children (clean_env) and the script's own connections.
+KEYRING = Keyring.generate("bench")
 POSTGRES = os.environ.get(
     "BACKBURNER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -67,7 +71,10 @@ def clean_env() -> dict[str, str]:
     """This environment without any Backburner or OpenAI settings of the caller's, and
     without the per-key request limit (benchmarks measure throughput, not throttling)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKBURNER_", "OPENAI_"))}
-    return env | {"BACKBURNER_API_REQUESTS_PER_MINUTE": "0"}
+    return env | {
+        "BACKBURNER_API_REQUESTS_PER_MINUTE": "0",
+        "BACKBURNER_ENCRYPTION_KEYS": KEYRING.spec(),
+    }
 
 
 @contextmanager
@@ -112,7 +119,7 @@ async def fresh_database(dialect: str, workdir: Path) -> str:
         await conn.execute(f'CREATE DATABASE "{name}"')
         await conn.close()
         url = POSTGRES.rpartition("/")[0] + "/" + name
-    db = Database(url)
+    db = Database(url, sealer=None)  # a schema upgrade seals nothing
     await migrate.upgrade(db)
     await db.close()
     return url

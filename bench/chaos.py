@@ -46,6 +46,7 @@ import httpx
 import sqlalchemy as sa
 from bench_support import (
     BACKBURNER,
+    KEYRING,
     clean_env,
     describe,
     drop_database,
@@ -224,7 +225,7 @@ async def run(
         secret,
         *(FAULTS if chaos else []),
     ]
-    db = Database(url)
+    db = Database(url, sealer=KEYRING)
     try:
         with (
             process(*emulator_args, env=env),

@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import sqlalchemy as sa
 from bench_support import (
+    KEYRING,
     clean_env,
     describe,
     drop_database,
@@ -92,7 +93,7 @@ async def enqueue(db: Database, jobs: int) -> None:
 
 async def run(mode: str, jobs: int, latency: float) -> dict[str, Any]:
     url = await fresh_database("postgresql", Path("."))
-    db = Database(url)
+    db = Database(url, sealer=KEYRING)
     emulator_port, api_port = free_port(), free_port()
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
     base = clean_env()

@@ -29,6 +29,7 @@ import time
 from datetime import UTC, datetime
 
 from bench_support import (
+    KEYRING,
     clean_env,
     describe,
     drop_database,
@@ -127,7 +128,7 @@ async def finish_all(
 async def run(dialect: str, jobs: int, rate: float | None) -> dict[str, float]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-notify-"))
     url = await fresh_database(dialect, workdir)
-    db = Database(url)
+    db = Database(url, sealer=KEYRING)
     receipts = Receipts()
     receipts.expected = jobs
     port = free_port()

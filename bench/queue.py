@@ -27,6 +27,7 @@ import asyncpg
 import httpx
 import sqlalchemy as sa
 from bench_support import (
+    KEYRING,
     clean_env,
     describe,
     drop_database,
@@ -68,7 +69,7 @@ def env_for(db_url: str, **extra: str) -> dict[str, str]:
 
 async def enqueue_through_api(db_url: str, count: int, concurrency: int = 32) -> float:
     """Jobs/s created by POST /api/jobs against `serve --no-worker` (real HTTP)."""
-    db = Database(db_url)
+    db = Database(db_url, sealer=KEYRING)
     _, key = await keys_store.create_key(db, owner="bench", role=Role.MEMBER, now=datetime.now(UTC))
     await db.close()
     port = free_port()
@@ -116,7 +117,7 @@ async def count_status(db: Database, status: JobStatus) -> int:
 async def completion_throughput(db_url: str, count: int) -> float:
     """No-op jobs/s completed by one `backburner worker` process, from the first job
     started to the last finished (process start-up excluded)."""
-    db = Database(db_url)
+    db = Database(db_url, sealer=KEYRING)
     try:
         await insert_noops(db, count)
         with process("worker", "--concurrency", str(CONCURRENCY), env=env_for(db_url)):
@@ -138,7 +139,7 @@ async def completion_throughput(db_url: str, count: int) -> float:
 async def pickup_latency(db_url: str, samples: int) -> tuple[float, float]:
     """Enqueue → handler start (ms) with an idle worker. PostgreSQL: a separate worker
     process woken by NOTIFY. SQLite: the embedded worker of `serve`, enqueued over HTTP."""
-    db = Database(db_url)
+    db = Database(db_url, sealer=KEYRING)
     latencies: list[float] = []
     try:
         if db.dialect == "postgresql":

@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import httpx
 from bench_support import (
+    KEYRING,
     clean_env,
     describe,
     drop_database,
@@ -195,7 +196,7 @@ async def seed(url: str, count: int) -> tuple[str, str, str]:
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
-    db = Database(url)
+    db = Database(url, sealer=KEYRING)
     try:
         _, admin = await keys_store.create_key(db, owner="admin", role=Role.ADMIN, now=now)
         _, member = await keys_store.create_key(db, owner="alice", role=Role.MEMBER, now=now)

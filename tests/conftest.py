@@ -4,7 +4,9 @@ for fast lifecycles, the app over real ASGI, and API keys for three principals."
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import os
 import secrets
 import shutil
@@ -19,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from backburner.config import Settings
+from backburner.privacy.sealing import Keyring
 from backburner.store import Database, Role, migrate
 from backburner.store import keys as keys_store
 from backburner.store.database import plain_postgres_dsn
@@ -28,6 +31,12 @@ POSTGRES_URL = os.environ.get(
     "BACKBURNER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REPO = Path(__file__).resolve().parent.parent
+# One encryption key for the whole suite, so the tests' own connections read what the
+# service sealed (tests/e2e/test_encryption.py tries other keys).
+TEST_KEYS = (
+    "test:" + base64.urlsafe_b64encode(hashlib.sha256(b"backburner tests").digest()).decode()
+)
+KEYRING = Keyring.parse(TEST_KEYS)
 DIALECTS = ["sqlite", "postgresql"]
 
 
@@ -77,7 +86,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 async def _migrate(url: str) -> None:
-    db = Database(url)
+    db = Database(url, sealer=KEYRING)
     try:
         await migrate.upgrade(db)
     finally:
@@ -85,7 +94,7 @@ async def _migrate(url: str) -> None:
 
 
 async def _truncate(url: str) -> None:
-    db = Database(url)
+    db = Database(url, sealer=KEYRING)
     try:
         async with db.write() as tx:
             names = ", ".join(t.name for t in metadata.sorted_tables)
@@ -108,7 +117,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def db(db_url: str) -> AsyncIterator[Database]:
-    database = Database(db_url)
+    database = Database(db_url, sealer=KEYRING)
     await database.start_listening()
     yield database
     await database.close()
@@ -137,6 +146,7 @@ def fast_settings(db_url: str, **overrides: object) -> Settings:
         # Never the ambient OpenAI account: tests use the offline engine or the emulator.
         "openai_api_key": None,
         "openai_base_url": None,
+        "encryption_keys": TEST_KEYS,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -20,6 +20,7 @@ from backburner.clock import utcnow
 from backburner.config import Settings
 from backburner.errors import Conflict, NotFound
 from backburner.logs import configure_logging
+from backburner.privacy.sealing import SEALABLE_SETTINGS, key_source
 from backburner.providers import start_provider
 from backburner.store import Database, Role, erasure, migrate
 from backburner.store import audit as audit_store
@@ -36,9 +37,23 @@ def _settings(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
+async def _open(
+    settings: Settings, *, upgrade: bool = False, listen: bool = False, pool_size: int = 10
+) -> tuple[Database, Settings]:
+    """The database, its encryption keys checked (a missing or wrong key ends the command
+    with a message naming the setting), and the settings with sealed secrets opened."""
+    from backburner.privacy.sealing import KeyringError
+    from backburner.runtime import open_database
+
+    try:
+        return await open_database(settings, upgrade=upgrade, listen=listen, pool_size=pool_size)
+    except KeyringError as error:
+        raise click.ClickException(str(error)) from None
+
+
 @contextlib.asynccontextmanager
-async def _database(settings: Settings) -> AsyncIterator[Database]:
-    database = Database(settings.database_url)
+async def _database(settings: Settings, *, upgrade: bool = False) -> AsyncIterator[Database]:
+    database, _ = await _open(settings, upgrade=upgrade)
     try:
         yield database
     finally:
@@ -46,16 +61,16 @@ async def _database(settings: Settings) -> AsyncIterator[Database]:
 
 
 @contextlib.asynccontextmanager
-async def _current_database(settings: Settings) -> AsyncIterator[Database]:
-    """The database for a long-running process: listening for signals, schema current."""
-    db = Database(settings.database_url, pool_size=settings.database_pool_size)
+async def _current_database(settings: Settings) -> AsyncIterator[tuple[Database, Settings]]:
+    """The database for a long-running process (listening for signals, schema current),
+    and its settings with sealed secrets opened."""
+    db, opened = await _open(settings, listen=True, pool_size=settings.database_pool_size)
     try:
-        await db.start_listening()
         if not await migrate.is_current(db):
             raise click.ClickException(
                 "the database schema is not current: run `backburner db upgrade` first"
             )
-        yield db
+        yield db, opened
     finally:
         await db.close()
 
@@ -77,8 +92,7 @@ def main() -> None:
 
 async def _bootstrap(settings: Settings) -> str | None:
     """Migrate, and on first start create the admin key (returned once, never stored)."""
-    async with _database(settings) as db:
-        await migrate.upgrade(db)
+    async with _database(settings, upgrade=True) as db:
         if await keys_store.count_active_keys(db) > 0:
             return None
         _, secret = await keys_store.create_key(
@@ -131,15 +145,18 @@ def serve(
     admin_key = asyncio.run(_bootstrap(settings))
     scheme = "https" if settings.ssl_certfile else "http"
     base = settings.public_url or f"{scheme}://{settings.host}:{settings.port}"
+    sealed_with = f"  Data encrypted with {key_source(settings).described}\n"
     if admin_key:
         click.echo(
             f"\n  Backburner is starting at {base}/\n"
             f"  Sign in:   {base}/?token={admin_key}\n"
             f"  Admin key: {admin_key}\n"
-            "  (shown once; create more with `backburner keys create`)\n"
+            "  (shown once; create more with `backburner keys create`)\n" + sealed_with
         )
     else:
-        click.echo(f"\n  Backburner is starting at {base}/  (sign in with your API key)\n")
+        click.echo(
+            f"\n  Backburner is starting at {base}/  (sign in with your API key)\n" + sealed_with
+        )
     crashed: list[bool] = []
 
     def end_process() -> None:
@@ -188,8 +205,8 @@ def dispatcher() -> None:
 async def _run_dispatcher(settings: Settings) -> None:
     from backburner.runtime import run_dispatcher
 
-    async with _current_database(settings) as db:
-        await run_dispatcher(db, settings, install_stop=_stop_on_signals)
+    async with _current_database(settings) as (db, opened):
+        await run_dispatcher(db, opened, install_stop=_stop_on_signals)
 
 
 def _run_service(main: Coroutine[Any, Any, None]) -> None:
@@ -215,8 +232,8 @@ def _fast_event_loop() -> Any:
 async def _run_worker(settings: Settings) -> None:
     from backburner.runtime import run_worker
 
-    async with _current_database(settings) as db:
-        await run_worker(db, settings, install_stop=_stop_on_signals)
+    async with _current_database(settings) as (db, opened):
+        await run_worker(db, opened, install_stop=_stop_on_signals)
 
 
 @main.command()
@@ -347,8 +364,7 @@ def db_upgrade() -> None:
     settings = _settings()
 
     async def run() -> str | None:
-        async with _database(settings) as database:
-            await migrate.upgrade(database)
+        async with _database(settings, upgrade=True) as database:
             return await migrate.current_revision(database)
 
     click.echo(f"database at revision {asyncio.run(run())}")
@@ -368,8 +384,7 @@ def keys_create(owner: str, role: str, name: str | None) -> None:
     settings = _settings()
 
     async def run() -> str:
-        async with _database(settings) as database:
-            await migrate.upgrade(database)
+        async with _database(settings, upgrade=True) as database:
             key, secret = await keys_store.create_key(
                 database, owner=owner, role=Role(role), name=name, now=utcnow(), actor=CLI
             )
@@ -800,3 +815,98 @@ def audit_line(event: audit_store.AuditEvent) -> dict[str, Any]:
         "owner": event.owner,
         "detail": event.detail,
     }
+
+
+# --- Encryption at rest ----------------------------------------------------------------------
+
+
+@main.group()
+def encryption() -> None:
+    """Keys for the data encrypted at rest: new keys, rotation, sealed settings."""
+
+
+@encryption.command("new-key")
+@click.option("--id", "key_id", default="k1", show_default=True, help="The key's id.")
+def encryption_new_key(key_id: str) -> None:
+    """Print a new key as BACKBURNER_ENCRYPTION_KEYS takes it (id:base64key). To rotate,
+    put the new one first (`new,old`), restart every process, then run `rotate`."""
+    from backburner.privacy.sealing import Keyring, KeyringError
+
+    try:
+        click.echo(Keyring.generate(key_id).spec())
+    except KeyringError as error:
+        raise click.BadParameter(str(error).split(": ", 1)[-1], param_hint="--id") from None
+
+
+@encryption.command("rotate")
+@click.option("--batch", "batch_size", default=500, show_default=True, type=click.IntRange(1))
+def encryption_rotate(batch_size: int) -> None:
+    """Seal everything with the first key: values under older keys, and values written
+    before encryption. Batched (workers keep running) and resumable (run it again after an
+    interruption). Retires the older keys once nothing is sealed with them."""
+    from backburner.store import encryption as encryption_store
+
+    settings = _settings()
+
+    def progress(column: str, count: int) -> None:
+        if count:
+            click.echo(f"  {column}: {count} re-sealed")
+
+    async def run() -> dict[str, int]:
+        async with _database(settings, upgrade=True) as database:
+            assert database.sealer is not None
+            return await encryption_store.rotate(
+                database,
+                database.sealer,
+                now=utcnow,
+                batch_size=batch_size,
+                on_progress=progress,
+            )
+
+    left = asyncio.run(run())
+    if any(left.values()):
+        pending = ", ".join(f"{column} {count}" for column, count in left.items() if count)
+        raise click.ClickException(
+            f"values were written under an older key meanwhile ({pending}): a process still "
+            "seals with it; restart every process with the new keys, then run rotate again"
+        )
+    click.echo("Everything is sealed with the first key; older keys are retired.")
+
+
+@encryption.command("status")
+def encryption_status() -> None:
+    """How many values of each encrypted column are not yet sealed with the first key."""
+    from backburner.store import encryption as encryption_store
+
+    settings = _settings()
+
+    async def run() -> dict[str, int]:
+        async with _database(settings) as database:
+            assert database.sealer is not None
+            return await encryption_store.left_to_rotate(database, database.sealer)
+
+    left = asyncio.run(run())
+    for column, count in left.items():
+        click.echo(f"{column}\t{count}")
+
+
+@encryption.command("seal-secret")
+@click.argument("name", type=click.Choice(SEALABLE_SETTINGS))
+def encryption_seal_secret(name: str) -> None:
+    """Read a secret on standard input and print it sealed with the first key, for
+    BACKBURNER_<NAME> in a .env file or a manifest (the service opens it at start-up)."""
+    from backburner.privacy.sealing import KeyringError, key_source, seal_setting
+
+    value = sys.stdin.read().strip()
+    if not value:
+        raise click.UsageError("give the secret on standard input")
+    try:
+        source = key_source(_settings())
+    except KeyringError as error:
+        raise click.ClickException(str(error)) from None
+    if source.unsaved:
+        raise click.ClickException(
+            f"{source.described} does not exist yet: start the service once, or set "
+            "BACKBURNER_ENCRYPTION_KEYS"
+        )
+    click.echo(seal_setting(source.keyring, name, value))

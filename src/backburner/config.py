@@ -153,6 +153,12 @@ class Settings(BaseSettings):
     smtp_tls: bool = False  # implicit TLS (port 465)
     smtp_from: str = "backburner@localhost"
 
+    # Encryption at rest: `id:base64key,…` (32-byte AES keys), the first seals, all open.
+    # Unset: a key file (this path, or beside an SQLite database, created on first start).
+    # Secrets below (SMTP password, OpenAI key and webhook secret) may be given sealed.
+    encryption_keys: SecretStr | None = None
+    encryption_key_file: str | None = None
+
     log_level: str = "INFO"
     log_format: str = Field(default="auto", pattern="^(auto|json|text)$")
 

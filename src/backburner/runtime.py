@@ -4,6 +4,8 @@
   a notification dispatcher either way.
 - `run_worker` — `backburner worker`: a worker and a dispatcher.
 - `run_dispatcher` — `backburner dispatcher`: a dispatcher alone.
+- `open_database` — every process's way to its database: the encryption keys found and
+  checked against the data they sealed before anything is written.
 
 The long-running services of a process run under one `Supervisor`, in one task group: a
 crash of any of them is logged at once, the others are stopped gracefully, and the
@@ -27,13 +29,15 @@ from backburner.api.estimates import EtaEstimator
 from backburner.api.live import EventHub
 from backburner.api.state import Services
 from backburner.api.throttle import KeyThrottle, SignInGuard
+from backburner.clock import utcnow
 from backburner.config import Settings
 from backburner.jobs.parsing import MIB, DocumentParser, ParseLimits
 from backburner.jobs.registry import JobRegistry, build_registry
 from backburner.notify import Dispatcher
+from backburner.privacy.sealing import KeyringError, KeySource, key_source, unseal_settings
 from backburner.providers import start_provider
 from backburner.providers.base import Provider
-from backburner.store import Database, migrate
+from backburner.store import Database, encryption, migrate
 from backburner.ui import routes as ui_routes
 from backburner.worker import Worker
 
@@ -143,13 +147,13 @@ def create_app(
 ) -> FastAPI:
     """The service. With `embed_worker`, one process is the whole product (`serve`).
     `on_crash` is called if an embedded service crashes (`serve` ends the process)."""
+    given = settings
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.database_url, pool_size=settings.database_pool_size)
-        await db.start_listening()
-        if migrate_on_start:
-            await migrate.upgrade(db)
+        db, settings = await open_database(
+            given, upgrade=migrate_on_start, listen=True, pool_size=given.database_pool_size
+        )
         model_provider = provider or await start_provider(settings)
         job_registry = registry or build_registry(settings.plugins)
         parser = DocumentParser(parse_limits(settings), settings.document_parse_processes or None)
@@ -193,6 +197,60 @@ def create_app(
     mount_api(app, settings)
     app.include_router(ui_routes.router)
     return app
+
+
+async def open_database(
+    settings: Settings, *, upgrade: bool = False, listen: bool = False, pool_size: int = 10
+) -> tuple[Database, Settings]:
+    """The database, with the encryption keys checked against the data they sealed (a
+    missing or wrong key raises KeyringError naming the setting, before any write), and the
+    settings with their sealed secrets opened."""
+    source = key_source(settings)
+    db = Database(settings.database_url, sealer=source.keyring, pool_size=pool_size)
+    try:
+        if listen:
+            await db.start_listening()
+        if upgrade:
+            await migrate.upgrade(db)
+        await _use_keys(db, source)
+        return db, unseal_settings(settings, source.keyring)
+    except BaseException:
+        await db.close()
+        raise
+
+
+async def _use_keys(db: Database, source: KeySource) -> None:
+    check = await encryption.check_keys(db, source.keyring)
+    if source.unsaved and not check.ok:  # a new key would be "wrong" under a reused id
+        raise KeyringError(
+            f"{source.described} is missing, and this database holds data sealed with key "
+            f"{_listed(check.missing + check.wrong)}: restore the file, or give the keys in "
+            "BACKBURNER_ENCRYPTION_KEYS"
+        )
+    if check.wrong:
+        raise KeyringError(
+            f"{source.described}: key {_listed(check.wrong)} is not the key that sealed this "
+            "database's data under that id (wrong key material)"
+        )
+    if check.missing:
+        raise KeyringError(
+            f"{source.described} lacks key {_listed(check.missing)}, which sealed data in "
+            "this database: give it again (a key may go once `backburner encryption rotate` "
+            "has retired it)"
+        )
+    if source.unsaved:
+        source.save()
+        log.warning(
+            "created a new encryption key in %s (readable by you only); back it up: the "
+            "data it seals cannot be read without it",
+            source.key_file,
+        )
+    if check.needs_recording(source.keyring.primary_id):  # once per key, not per start
+        await encryption.remember_key(db, source.keyring, utcnow())
+
+
+def _listed(key_ids: list[str]) -> str:
+    return ", ".join(map(repr, key_ids))
 
 
 def parse_limits(settings: Settings) -> ParseLimits:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import REPO
+from tests.conftest import REPO, TEST_KEYS
 
 BACKBURNER = str(Path(sys.executable).parent / "backburner")
 
@@ -42,6 +42,7 @@ def child_env(db_url: str, **settings: str) -> dict[str, str]:
             "BACKBURNER_IDLE_POLL_SECONDS": "0.2",
             "BACKBURNER_API_REQUESTS_PER_MINUTE": "0",
             "BACKBURNER_AUTH_FAILURES_PER_MINUTE": "0",
+            "BACKBURNER_ENCRYPTION_KEYS": TEST_KEYS,
         }
     )
     env.update({f"BACKBURNER_{k.upper()}": v for k, v in settings.items()})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -323,16 +324,26 @@ async def test_unknown_route_is_a_problem_too(api: httpx.AsyncClient) -> None:
     assert_problem(await api.delete("/api/jobs"), 405)
 
 
-async def test_an_unreachable_database_is_a_503_not_a_500(tmp_path: Path, keys: Keys) -> None:
-    from backburner.config import Settings
-    from tests.conftest import serving
+async def test_a_database_gone_away_is_a_503_not_a_500(
+    tmp_path: Path, sqlite_template: Path, keys: Keys
+) -> None:
+    from backburner.runtime import create_app
+    from tests.conftest import fast_settings
 
-    gone = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=f"sqlite:///{tmp_path}/no/such/dir/db.sqlite",
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(sqlite_template, data / "db.sqlite")
+    app = create_app(
+        fast_settings(f"sqlite:///{data}/db.sqlite"), embed_worker=False, migrate_on_start=False
     )
-    async with serving(gone, keys.alice, embed_worker=False) as api:
-        response = await api.get("/api/jobs")
-        assert_problem(response, 503)
-        assert response.headers["retry-after"] == "5"
-        assert (await api.get("/readyz")).status_code == 503
+    async with app.router.lifespan_context(app):
+        # The service started on its database (its keys checked there); now the database
+        # is gone, and so are the connections to it.
+        data.rename(tmp_path / "moved")
+        await app.state.services.db.close()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as api:
+            response = await api.get("/api/jobs", headers=auth(keys.alice))
+            assert_problem(response, 503)
+            assert response.headers["retry-after"] == "5"
+            assert (await api.get("/readyz")).status_code == 503

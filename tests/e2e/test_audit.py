@@ -133,7 +133,7 @@ async def test_audit_rows_cannot_be_changed(api: httpx.AsyncClient, db: Database
             await tx.conn.execute(sa.update(audit_events).values(action="job.deleted"))
     async with db.read() as conn:
         actions = (await conn.execute(sa.select(audit_events.c.action))).scalars().all()
-    assert actions == ["job.created"]
+    assert actions == ["encryption.key_added", "job.created"]  # the first start, the job
 
 
 async def test_workers_prune_events_past_retention(db: Database, settings: Settings) -> None:
@@ -198,7 +198,11 @@ async def test_the_cli_exports_json_lines(db_url: str, api: httpx.AsyncClient) -
     job_id = (await create(api, {"type": "noop"})).json()["job_id"]
     exported = run_cli("audit", "export", "--since", "2000-01-01", env=child_env(db_url))
     lines = [json.loads(line) for line in exported.stdout.splitlines()]
-    assert [(e["action"], e["target_id"]) for e in lines] == [("job.created", job_id)]
-    assert lines[0]["actor"]["owner"] == "alice"
+    assert [(e["action"], e["target_id"]) for e in lines] == [
+        ("encryption.key_added", "test"),  # the service's first start sealed with it
+        ("job.created", job_id),
+    ]
+    assert lines[0]["actor"]["kind"] == "system"
+    assert lines[1]["actor"]["owner"] == "alice"
     later = run_cli("audit", "export", "--since", "2999-01-01", env=child_env(db_url))
     assert later.stdout == ""

@@ -14,7 +14,7 @@ from backburner.store import events as events_store
 from backburner.store import jobs as jobs_store
 from backburner.store import positions as positions_store
 from backburner.store import queue as queue_store
-from tests.conftest import wait_for
+from tests.conftest import KEYRING, wait_for
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -84,7 +84,7 @@ async def test_claims_only_the_types_the_worker_knows(db: Database) -> None:
 
 async def test_concurrent_claimers_never_take_the_same_job(db_url: str, db: Database) -> None:
     ids = {(await jobs_store.insert_job(db, new_job(), now=T0))[0].id for _ in range(60)}
-    others = [Database(db_url) for _ in range(3)]
+    others = [Database(db_url, sealer=KEYRING) for _ in range(3)]
     try:
 
         async def drain(database: Database, name: str) -> list[str]:
@@ -252,7 +252,7 @@ async def test_idempotency_key_returns_the_first_job(db: Database) -> None:
 
 
 async def test_racing_requests_with_one_key_make_one_job(db_url: str, db: Database) -> None:
-    databases = [Database(db_url) for _ in range(4)]
+    databases = [Database(db_url, sealer=KEYRING) for _ in range(4)]
     try:
         results = await asyncio.gather(
             *(jobs_store.insert_job(d, new_job(idempotency_key="race"), now=T0) for d in databases)

@@ -17,6 +17,7 @@ from backburner.store import steps as steps_store
 from backburner.store.channels import OwnerChannels
 from backburner.store.schema import job_events, jobs, metadata, notifications, owner_spend
 from backburner.store.schema import provider_calls as calls_table
+from tests.conftest import KEYRING
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 T1 = T0 + timedelta(seconds=1)
@@ -167,7 +168,7 @@ async def _truncate(db: Database) -> None:
 async def test_native_and_portable_statements_leave_the_same_rows(postgres_url: str) -> None:
     told: dict[bool, dict[str, Any]] = {}
     for native in (True, False):
-        db = Database(postgres_url, native_statements=native)
+        db = Database(postgres_url, sealer=KEYRING, native_statements=native)
         try:
             await _truncate(db)
             told[native] = await _story(db)

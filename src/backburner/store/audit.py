@@ -38,6 +38,8 @@ class Action(StrEnum):
     OWNER_ERASED = "owner.erased"
     SESSION_SIGNED_IN = "session.signed_in"
     SESSION_SIGNED_OUT = "session.signed_out"
+    ENCRYPTION_KEY_ADDED = "encryption.key_added"
+    ENCRYPTION_KEY_RETIRED = "encryption.key_retired"
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,9 @@ from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from backburner.store import sealed
+from backburner.store.sealed import Sealer
+
 log = logging.getLogger(__name__)
 
 Dialect = Literal["sqlite", "postgresql"]
@@ -138,9 +141,17 @@ class Database:
     """The one door to the database for every other room."""
 
     def __init__(
-        self, url: str, *, pool_size: int = 10, native_statements: bool | None = None
+        self,
+        url: str,
+        *,
+        sealer: Sealer | None,
+        pool_size: int = 10,
+        native_statements: bool | None = None,
     ) -> None:
+        """`sealer`: the keys for the columns encrypted at rest; without one (schema
+        upgrades) those columns can be neither written nor read."""
         self.url = url
+        self.sealer = sealer
         self.dialect: Dialect = dialect_of(url)
         # The hottest statements have a PostgreSQL form of their own (`postgres.py`), one
         # round trip each through asyncpg; the portable form serves SQLite, and tests run
@@ -177,6 +188,8 @@ class Database:
                 pool_recycle=1800,
                 connect_args=_connect_args(self.dialect),
             )
+        for engine in (self._read_engine, self._write_engine):
+            sealed.attach(engine.sync_engine.dialect, sealer)
         self._write_lock = asyncio.Lock()
 
     @property

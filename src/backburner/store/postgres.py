@@ -20,6 +20,14 @@ from sqlalchemy.dialects import postgresql
 from backburner.store.models import OUTSTANDING_CALL_STATUSES, RETRIED_CALL_STATUSES, Job
 from backburner.store.outbox import owes_notification
 from backburner.store.schema import jobs
+from backburner.store.sealed import (
+    SealedJson,
+    SealedText,
+    Sealer,
+    open_for,
+    seal_for,
+    sealer_or_fail,
+)
 from backburner.store.transitions import TERMINAL_STATUSES
 
 _JSON_COLUMNS = {"payload", "result", "notify"}
@@ -131,15 +139,19 @@ def claim_args(
     )
 
 
-def job_from_record(record: Any) -> Job:
+def job_from_record(record: Any, sealer: Sealer | None) -> Job:
     values = dict(record)
-    for column in _JSON_COLUMNS:
-        if values[column] is not None:
-            values[column] = json.loads(values[column])
+    for name in _JSON_COLUMNS:
+        if values[name] is not None:
+            values[name] = json.loads(values[name])
+    for column in jobs.c:
+        if isinstance(column.type, SealedJson | SealedText):
+            values[column.name] = open_for(column, sealer_or_fail(sealer), values[column.name])
     return Job.from_row(values)
 
 
 def finish_args(
+    sealer: Sealer | None,
     worker_id: str,
     params: Sequence[dict[str, Any]],
     events: Sequence[dict[str, Any]],
@@ -154,7 +166,9 @@ def finish_args(
             param["b_id"],
             event["attempt"],
             param["b_status"],
-            None if result is None and not param["b_completed_at"] else json.dumps(result),
+            None
+            if result is None and not param["b_completed_at"]
+            else seal_for(jobs.c.result, sealer_or_fail(sealer), result) or "null",
             param["b_error_message"],
             param["b_error_kind"],
             param["b_completed_at"],

@@ -94,7 +94,7 @@ async def claim_jobs(
         )
         async with db.asyncpg_connection() as conn:
             records = await conn.fetch(postgres.CLAIM, *args)
-        claimed = [postgres.job_from_record(record) for record in records]
+        claimed = [postgres.job_from_record(record, db.sealer) for record in records]
         claimed.sort(key=lambda job: (-job.priority, job.run_at, job.id))
         return claimed
     async with db.write() as tx:
@@ -324,6 +324,7 @@ async def _finish_jobs_postgres(
 ) -> set[str]:
     async with db.asyncpg_connection() as conn:
         args = postgres.finish_args(
+            db.sealer,
             worker_id,
             [_finish_params(o, now) for o in outcomes],
             [_finish_event(o, now) for o in outcomes],

@@ -10,6 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 
+from backburner.store.sealed import SealedJson, SealedText
+
 
 class UtcDateTime(sa.TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on both dialects (SQLite stores them naive)."""
@@ -49,12 +51,12 @@ jobs = sa.Table(
     sa.Column("type", sa.String(100), nullable=False),
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("substate", sa.String(40)),
-    sa.Column("payload", Json(), nullable=False),
-    sa.Column("result", Json()),
+    sa.Column("payload", SealedJson("jobs.payload"), nullable=False),
+    sa.Column("result", SealedJson("jobs.result")),
     sa.Column("error_message", sa.Text()),
     sa.Column("error_kind", sa.String(50)),
     sa.Column("error_retryable", sa.Boolean()),
-    sa.Column("callback_url", sa.Text()),
+    sa.Column("callback_url", SealedText("jobs.callback_url")),
     sa.Column("priority", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("run_at", UtcDateTime(), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
@@ -76,7 +78,7 @@ jobs = sa.Table(
     sa.Column("deadline_at", UtcDateTime()),
     # Per-job notification wishes: {"email": [...], "slack": true, "teams": true}; SQL NULL
     # (not JSON null) when there are none, so "owes a notification" stays a cheap test.
-    sa.Column("notify", Json(none_as_null=True)),
+    sa.Column("notify", SealedJson("jobs.notify", none_as_null=True)),
     sa.Index(
         "ix_jobs_pending_queue",
         sa.text("priority DESC"),
@@ -144,7 +146,7 @@ job_steps = sa.Table(
     metadata,
     sa.Column("job_id", sa.String(36), primary_key=True),
     sa.Column("key", sa.String(200), primary_key=True),
-    sa.Column("value", Json()),
+    sa.Column("value", SealedJson("job_steps.value")),
     sa.Column("created_at", UtcDateTime(), nullable=False),
 )
 
@@ -159,7 +161,7 @@ provider_calls = sa.Table(
     sa.Column("response_id", sa.String(100), nullable=False),
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("attempt", sa.Integer(), nullable=False),
-    sa.Column("output", Json()),
+    sa.Column("output", SealedJson("provider_calls.output")),
     sa.Column("error_message", sa.Text()),
     sa.Column("input_tokens", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("cached_tokens", sa.Integer(), nullable=False, server_default="0"),
@@ -194,7 +196,7 @@ documents = sa.Table(
     sa.Column("size_bytes", sa.Integer(), nullable=False),
     sa.Column("char_count", sa.Integer(), nullable=False),
     sa.Column("sha256", sa.String(64), nullable=False),
-    sa.Column("text", sa.Text(), nullable=False),
+    sa.Column("text", SealedText("documents.text"), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Index("ix_documents_owner_id", "owner", "id"),
     sa.Index("ix_documents_created", "created_at"),  # retention finds the oldest
@@ -298,12 +300,12 @@ deliveries = sa.Table(
     sa.Column("job_id", sa.String(36), nullable=False),
     sa.Column("owner", sa.String(200), nullable=False),
     sa.Column("channel", sa.String(20), nullable=False),  # webhook | email | slack | teams
-    sa.Column("target", sa.Text(), nullable=False),  # URL or e-mail address
+    sa.Column("target", SealedText("deliveries.target"), nullable=False),  # URL or e-mail
     sa.Column("endpoint_id", sa.String(36)),
     sa.Column("event_type", sa.String(40), nullable=False),
     # Stable across attempts and redeliveries: receivers drop duplicates by it.
     sa.Column("event_id", sa.String(64), nullable=False),
-    sa.Column("payload", Json(), nullable=False),
+    sa.Column("payload", SealedJson("deliveries.payload"), nullable=False),
     sa.Column("status", sa.String(20), nullable=False),  # pending | succeeded | failed
     sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("next_attempt_at", UtcDateTime(), nullable=False),
@@ -315,7 +317,6 @@ deliveries = sa.Table(
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Column("delivered_at", UtcDateTime()),
-    sa.UniqueConstraint("notification_id", "channel", "target", name="uq_deliveries_target"),
     sa.Index(
         "ix_deliveries_due",
         "next_attempt_at",
@@ -343,7 +344,7 @@ webhook_secrets = sa.Table(
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
     sa.Column("owner", sa.String(200), nullable=False),
-    sa.Column("secret", sa.String(100), nullable=False),
+    sa.Column("secret", SealedText("webhook_secrets.secret"), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     # Set when rotated out: the old secret still signs until then.
     sa.Column("expires_at", UtcDateTime()),
@@ -368,9 +369,9 @@ owner_channels = sa.Table(
     "owner_channels",
     metadata,
     sa.Column("owner", sa.String(200), primary_key=True),
-    sa.Column("emails", Json(), nullable=False),
-    sa.Column("slack_webhook_url", sa.Text()),
-    sa.Column("teams_webhook_url", sa.Text()),
+    sa.Column("emails", SealedJson("owner_channels.emails"), nullable=False),
+    sa.Column("slack_webhook_url", SealedText("owner_channels.slack_webhook_url")),
+    sa.Column("teams_webhook_url", SealedText("owner_channels.teams_webhook_url")),
     # Event types the defaults apply to for every job (not only jobs that ask).
     sa.Column("event_types", Json(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
@@ -410,4 +411,16 @@ audit_events = sa.Table(
     sa.Index("ix_audit_events_owner", "owner", "id"),
     sa.Index("ix_audit_events_target", "target_id", "id"),
     sa.Index("ix_audit_events_at", "at"),
+)
+
+# The keys that have sealed data here, each with a check value sealed by it: at start-up a
+# missing or wrong key is named before anything is written. `retired_at` is set once
+# `backburner encryption rotate` has moved everything off the key.
+encryption_keys = sa.Table(
+    "encryption_keys",
+    metadata,
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("check_value", sa.Text(), nullable=False),
+    sa.Column("first_used_at", UtcDateTime(), nullable=False),
+    sa.Column("retired_at", UtcDateTime()),
 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +19,7 @@ from backburner.store.models import (
     new_id,
 )
 from backburner.store.schema import job_steps, jobs, provider_calls
+from backburner.store.sealed import seal_for, sealer_or_fail
 from backburner.store.transitions import Event, JobStatus
 from backburner.store.usage import TOKEN_COLUMNS, add_spend, month_of, token_sums
 
@@ -174,7 +174,7 @@ async def record_finished(
                 job_id,
                 key,
                 status,
-                None if output is None else json.dumps(output),
+                seal_for(provider_calls.c.output, sealer_or_fail(db.sealer), output),
                 error_message,
                 now,
                 usage.get("input_tokens", 0),

@@ -1,0 +1,1 @@
+"""Privacy: field encryption at rest (`sealing`)."""
