@@ -16,20 +16,26 @@ Loopback only; every step is bounded by its count and a timeout.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# bench/queue.py is named like the standard library's `queue`: this folder goes last on
+# the import path, so the standard library wins and `bench_support` is still found.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
+
 import argparse
 import asyncio
 import re
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import httpx
 from bench_support import BACKBURNER, clean_env, describe, free_port, process, wait_http
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = _HERE.parent
 # The last commit without encryption at rest.
 BEFORE = "aedb240"
 WORDS = [
@@ -76,10 +82,15 @@ def tree_env(tree: Path, **extra: str) -> dict[str, str]:
 
 # --- No-op jobs: each tree's bench/queue.py ---------------------------------------------------
 
-ROW = re.compile(r"^(sqlite|postgresql) \| ([\d,.]+) \| ([\d,.]+) \| ([\d.]+) \| ([\d.]+) \|")
+ROW = re.compile(
+    r"^(sqlite|postgresql) \| ([\d,.]+) \| ([\d,.]+) \| ([\d.]+) \| ([\d.]+) \| "
+    r"(?:[\d.]+x \(([\d,]+)/s\)|n/a)"
+)
 
 
-def queue_bench(tree: Path, jobs: int, api_jobs: int, samples: int) -> dict[str, list[float]]:
+def queue_bench(
+    tree: Path, jobs: int, api_jobs: int, samples: int, dialects: str
+) -> dict[str, list[float]]:
     done = subprocess.run(
         [
             sys.executable,
@@ -87,6 +98,7 @@ def queue_bench(tree: Path, jobs: int, api_jobs: int, samples: int) -> dict[str,
             f"--jobs={jobs}",
             f"--api-jobs={api_jobs}",
             f"--samples={samples}",
+            f"--dialects={dialects}",
         ],
         env=tree_env(tree),
         capture_output=True,
@@ -98,7 +110,11 @@ def queue_bench(tree: Path, jobs: int, api_jobs: int, samples: int) -> dict[str,
     for line in done.stdout.splitlines():
         match = ROW.match(line)
         if match:
-            rows[match[1]] = [float(v.replace(",", "")) for v in match.groups()[1:]]
+            values = [float(v.replace(",", "")) for v in match.groups()[1:5]]
+            # PgQueuer, untouched by either tree, in the same run: the machine's drift.
+            if match[6]:
+                values.append(values[1] / float(match[6].replace(",", "")))
+            rows[match[1]] = values
     return rows
 
 
@@ -201,7 +217,9 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=150)
     parser.add_argument("--chars", type=int, default=30_000, help="characters per document")
     parser.add_argument("--latency", type=float, default=0.2, help="seconds per model call")
+    parser.add_argument("--dialects", default="sqlite,postgresql")
     parser.add_argument("--skip-queue", action="store_true")
+    parser.add_argument("--skip-documents", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
         before = worktree(args.before, Path(workdir) / "before")
@@ -214,12 +232,15 @@ def main() -> None:
                 for name in order:
                     print(f"turn {turn + 1}: {name}", file=sys.stderr)
                     if not args.skip_queue:
-                        rows = queue_bench(trees[name], args.jobs, args.api_jobs, args.samples)
+                        rows = queue_bench(
+                            trees[name], args.jobs, args.api_jobs, args.samples, args.dialects
+                        )
                         for dialect, values in rows.items():
                             queue[name].setdefault(dialect, []).append(values)
-                    docs[name].append(
-                        summarize_bench(trees[name], args.documents, args.chars, args.latency)
-                    )
+                    if not args.skip_documents:
+                        docs[name].append(
+                            summarize_bench(trees[name], args.documents, args.chars, args.latency)
+                        )
         finally:
             subprocess.run(
                 ["git", "-C", str(REPO), "worktree", "remove", "--force", str(before)],
@@ -238,17 +259,23 @@ def main() -> None:
         "no-op completed (jobs/s)",
         "pickup p50 (ms)",
         "pickup p99 (ms)",
+        "no-op completed ÷ PgQueuer's, same run",
     ]
     for dialect in queue["after"]:
         for column, label in enumerate(names):
-            b = statistics.median(run[column] for run in queue["before"].get(dialect, []))
-            a = statistics.median(run[column] for run in queue["after"][dialect])
-            print(f"{dialect}: {label} | {b:,.1f} | {a:,.1f} | {change(b, a)}")
+            runs = [run for run in queue["after"][dialect] if len(run) > column]
+            if not runs:
+                continue
+            b = statistics.median(run[column] for run in queue["before"][dialect])
+            a = statistics.median(run[column] for run in runs)
+            print(f"{dialect}: {label} | {b:,.2f} | {a:,.2f} | {change(b, a)}")
     for key, label in (
         ("upload", f"upload {args.documents} documents of {args.chars:,} chars (s)"),
         ("job", f"summarize {args.documents} documents, create → succeeded (s)"),
         ("result", "fetch the summary (ms)"),
     ):
+        if not docs["after"]:
+            break
         scale = 1000 if key == "result" else 1
         b = statistics.median(run[key] for run in docs["before"]) * scale
         a = statistics.median(run[key] for run in docs["after"]) * scale

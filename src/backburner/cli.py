@@ -52,12 +52,21 @@ async def _open(
 
 
 @contextlib.asynccontextmanager
-async def _database(settings: Settings, *, upgrade: bool = False) -> AsyncIterator[Database]:
-    database, _ = await _open(settings, upgrade=upgrade)
+async def _opened(
+    settings: Settings, *, upgrade: bool = False
+) -> AsyncIterator[tuple[Database, Settings]]:
+    """The database, and the settings with sealed secrets opened (for a provider)."""
+    database, opened = await _open(settings, upgrade=upgrade)
     try:
-        yield database
+        yield database, opened
     finally:
         await database.close()
+
+
+@contextlib.asynccontextmanager
+async def _database(settings: Settings, *, upgrade: bool = False) -> AsyncIterator[Database]:
+    async with _opened(settings, upgrade=upgrade) as (database, _):
+        yield database
 
 
 @contextlib.asynccontextmanager
@@ -517,7 +526,7 @@ def owners_erase(owner: str, yes: bool, wait: float) -> None:
     settings = _settings()
 
     async def run() -> dict[str, int]:
-        async with _database(settings) as database:
+        async with _opened(settings) as (database, opened):
             for job_id in await erasure.unfinished_jobs(database, owner):
                 with contextlib.suppress(Conflict, NotFound):  # it ended meanwhile
                     await jobs_store.request_cancel(
@@ -531,7 +540,7 @@ def owners_erase(owner: str, yes: bool, wait: float) -> None:
                         "nothing was erased yet — run this again"
                     )
                 await asyncio.sleep(0.5)
-            provider = await start_provider(settings) if settings.openai_api_key else None
+            provider = await start_provider(opened) if opened.openai_api_key else None
             deleted = not_deleted_at_provider = 0
             try:
                 while ids := await erasure.job_ids(database, owner, limit=200):

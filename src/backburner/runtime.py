@@ -151,6 +151,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # From here on `settings` are the given ones with their sealed secrets opened.
         db, settings = await open_database(
             given, upgrade=migrate_on_start, listen=True, pool_size=given.database_pool_size
         )

@@ -136,7 +136,8 @@ class Keyring:
                 "does not hold"
             )
         try:
-            data = _b64decode(body)
+            # The pattern above admits only the URL-safe alphabet: decode it directly.
+            data = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
             return cipher.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], place.encode())
         except (InvalidTag, ValueError):  # ValueError: cut short (binascii.Error is one)
             raise CannotOpen(

@@ -139,13 +139,16 @@ def claim_args(
     )
 
 
+_SEALED = [column for column in jobs.c if isinstance(column.type, SealedJson | SealedText)]
+
+
 def job_from_record(record: Any, sealer: Sealer | None) -> Job:
     values = dict(record)
     for name in _JSON_COLUMNS:
         if values[name] is not None:
             values[name] = json.loads(values[name])
-    for column in jobs.c:
-        if isinstance(column.type, SealedJson | SealedText):
+    for column in _SEALED:
+        if values[column.name] is not None:
             values[column.name] = open_for(column, sealer_or_fail(sealer), values[column.name])
     return Job.from_row(values)
 
