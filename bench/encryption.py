@@ -3,6 +3,9 @@ encryption (a git worktree of --before), in one run, the two taking turns.
 
 - No-op jobs: `bench/queue.py` of each tree (enqueue through the API, no-op completion
   with one worker process, pickup latency), on SQLite and PostgreSQL.
+- The store alone, in one process, per job: `insert_job` one at a time, and claim and finish
+  in batches of 100 (the worker's statements), on a fresh SQLite file and PostgreSQL
+  database; the figure closest to what encryption itself costs.
 - A summarize job over 150 documents: `backburner serve` of each tree (embedded: SQLite,
   the offline engine with --latency per model call), 150 text documents uploaded through
   the API, then one summarize_documents job over them, timed from create to succeeded,
@@ -26,6 +29,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(
 
 import argparse
 import asyncio
+import json
 import re
 import statistics
 import subprocess
@@ -194,6 +198,60 @@ def summarize_bench(tree: Path, documents: int, chars: int, latency: float) -> d
         return asyncio.run(summarize_run(env, key, documents, chars))
 
 
+STORE_PROBE = """
+import asyncio, inspect, json, sys, time
+from datetime import UTC, datetime
+from pathlib import Path
+sys.path.append(sys.argv[3])
+from bench_support import drop_database, fresh_database
+from backburner.store import Database, Event, NewJob, Outcome
+from backburner.store import jobs as jobs_store, queue as queue_store
+
+async def main(dialect, count):
+    kw = {}
+    if "sealer" in inspect.signature(Database.__init__).parameters:
+        from backburner.privacy.sealing import Keyring
+        kw["sealer"] = Keyring.generate()
+    url = await fresh_database(dialect, Path("/tmp"))
+    db = Database(url, **kw)
+    now = datetime.now(UTC)
+    payload = {"echo": {"text": "hello world", "n": 1}}
+    started = time.perf_counter()
+    for _ in range(count):
+        job = NewJob(owner="b", type="noop", payload=payload, max_attempts=3, timeout_seconds=60)
+        await jobs_store.insert_job(db, job, now=now)
+    inserted = time.perf_counter() - started
+    started, done = time.perf_counter(), 0
+    while claimed := await queue_store.claim_jobs(
+        db, worker_id="w", limit=100, lease_seconds=30, now=now
+    ):
+        result = {"echo": payload["echo"], "slept_seconds": 0}
+        outcomes = [Outcome(j.id, 1, Event.SUCCEEDED, result=result) for j in claimed]
+        await queue_store.finish_jobs(db, worker_id="w", outcomes=outcomes, now=now)
+        done += len(claimed)
+    worked = time.perf_counter() - started
+    await db.close()
+    await drop_database(url)
+    print(json.dumps({"insert": inserted / count * 1e6, "claim_finish": worked / done * 1e6}))
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def store_bench(tree: Path, dialect: str, count: int) -> dict[str, float]:
+    """Microseconds per job in the store of one tree (its bench_support for databases)."""
+    done = subprocess.run(
+        [sys.executable, "-c", STORE_PROBE, dialect, str(count), str(tree / "bench")],
+        env=tree_env(tree),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    values: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return values
+
+
 def worktree(rev: str, into: Path) -> Path:
     subprocess.run(
         ["git", "-C", str(REPO), "worktree", "add", "--detach", str(into), rev],
@@ -220,17 +278,23 @@ def main() -> None:
     parser.add_argument("--dialects", default="sqlite,postgresql")
     parser.add_argument("--skip-queue", action="store_true")
     parser.add_argument("--skip-documents", action="store_true")
+    parser.add_argument("--store-jobs", type=int, default=2_000, help="0: skip the store")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
         before = worktree(args.before, Path(workdir) / "before")
         trees = {"before": before, "after": REPO}
         queue: dict[str, dict[str, list[list[float]]]] = {"before": {}, "after": {}}
         docs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+        store: dict[str, dict[str, list[dict[str, float]]]] = {"before": {}, "after": {}}
         try:
             for turn in range(args.runs):
                 order = ["before", "after"] if turn % 2 == 0 else ["after", "before"]
                 for name in order:
                     print(f"turn {turn + 1}: {name}", file=sys.stderr)
+                    for dialect in args.dialects.split(",") if args.store_jobs else []:
+                        store[name].setdefault(dialect, []).append(
+                            store_bench(trees[name], dialect, args.store_jobs)
+                        )
                     if not args.skip_queue:
                         rows = queue_bench(
                             trees[name], args.jobs, args.api_jobs, args.samples, args.dialects
@@ -261,6 +325,14 @@ def main() -> None:
         "pickup p99 (ms)",
         "no-op completed ÷ PgQueuer's, same run",
     ]
+    for dialect, runs in store["after"].items():
+        for key, label in (
+            ("insert", "insert_job, one at a time"),
+            ("claim_finish", "claim + finish"),
+        ):
+            b = statistics.median(run[key] for run in store["before"][dialect])
+            a = statistics.median(run[key] for run in runs)
+            print(f"{dialect}: store, {label} (µs/job) | {b:,.0f} | {a:,.0f} | {change(b, a)}")
     for dialect in queue["after"]:
         for column, label in enumerate(names):
             runs = [run for run in queue["after"][dialect] if len(run) > column]
