@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from backburner.errors import Conflict, NotFound
 from backburner.store import Database, Event, JobStatus, NewJob, Outcome
@@ -14,6 +16,7 @@ from backburner.store import events as events_store
 from backburner.store import jobs as jobs_store
 from backburner.store import positions as positions_store
 from backburner.store import queue as queue_store
+from backburner.store.schema import jobs
 from tests.conftest import KEYRING, wait_for
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -304,3 +307,50 @@ async def test_queue_positions_of_a_page_agree_with_count_ahead(db: Database) ->
     capped = await positions_store.queue_positions(db, ids, now=T0, max_count=2)
     assert capped[queued[3].id] == 2  # the last in line, beyond the cap
     assert await positions_store.queue_positions(db, [], now=T0) == {}
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "portable"])
+async def test_heartbeats_and_finishes_never_deadlock(db_url: str, native: bool) -> None:
+    """The heartbeat renews every lease a worker holds while its outcome writers finish
+    batches of the same jobs in any order: both lock job rows in id order, so PostgreSQL
+    never has to kill one of them as a deadlock victim."""
+    if native and not db_url.startswith("postgresql"):
+        pytest.skip("the native statements are PostgreSQL's")
+    db = Database(db_url, sealer=KEYRING, native_statements=native)
+    try:
+        for _ in range(6):
+            await asyncio.gather(*(jobs_store.insert_job(db, new_job(), now=T0) for _ in range(50)))
+        claimed = await queue_store.claim_jobs(
+            db, worker_id="w", limit=300, lease_seconds=30, now=T0
+        )
+        assert len(claimed) == 300
+        shuffled = sorted(claimed, key=lambda job: hash(job.id))
+        batches = [shuffled[i : i + 15] for i in range(0, 300, 15)]
+        finishing = asyncio.Event()
+
+        async def heartbeats() -> None:
+            while not finishing.is_set():
+                await queue_store.extend_leases(db, worker_id="w", lease_seconds=30, now=T0)
+
+        async def finish(batch: list[Any]) -> set[str]:
+            outcomes = [Outcome(job.id, 1, Event.SUCCEEDED, result={"ok": 1}) for job in batch]
+            return await queue_store.finish_jobs(db, worker_id="w", outcomes=outcomes, now=T0)
+
+        async def finishes() -> list[set[str]]:
+            try:
+                done: list[set[str]] = []
+                for group in range(0, len(batches), 4):  # four writers at a time
+                    done += await asyncio.gather(*(finish(b) for b in batches[group : group + 4]))
+                return done
+            finally:
+                finishing.set()
+
+        beats = asyncio.create_task(heartbeats())
+        applied = await finishes()
+        await beats
+        assert sum(len(ids) for ids in applied) == 300
+        async with db.read() as conn:
+            succeeded = sa.select(sa.func.count()).where(jobs.c.status == "succeeded")
+            assert (await conn.execute(succeeded)).scalar_one() == 300
+    finally:
+        await db.close()

@@ -91,6 +91,10 @@ WITH outcome AS (
                          $10::int[], $11::int[], $12::text[], $13::text[], $14::bool[])
         AS o(id, attempt, status, result, error_message, error_kind, completed_at, run_at,
              progress, retry_inc, attempt_dec, event, event_data, error_retryable)
+), locked AS (
+    -- The rows locked in id order, as every statement locking several jobs does (the
+    -- heartbeat too): the UPDATE below touches only rows this has locked already.
+    SELECT jobs.id FROM jobs WHERE jobs.id = ANY($1::text[]) ORDER BY jobs.id FOR UPDATE
 ), done AS (
     UPDATE jobs SET status = o.status, substate = NULL, result = o.result::jsonb,
         error_message = o.error_message, error_kind = o.error_kind,
@@ -100,7 +104,7 @@ WITH outcome AS (
         retry_count = jobs.retry_count + o.retry_inc,
         attempts = jobs.attempts - o.attempt_dec,
         lease_owner = NULL, lease_expires_at = NULL, updated_at = $15
-    FROM outcome AS o
+    FROM outcome AS o JOIN locked ON locked.id = o.id
     WHERE jobs.id = o.id AND jobs.lease_owner = $16 AND jobs.status = 'running'
       AND jobs.attempts = o.attempt
     RETURNING jobs.id, o.status, o.attempt, o.error_message, o.event, o.event_data

@@ -208,14 +208,18 @@ async def extend_leases(
     """Renew the lease on every job this worker holds, except `skip` (jobs it holds but no
     longer runs: their leases run out and the reaper hands them on); returns the ids
     renewed."""
+    mine = sa.select(jobs.c.id).where(jobs.c.lease_owner == worker_id, jobs.c.status == RUNNING)
+    if skip:
+        mine = mine.where(jobs.c.id.not_in(list(skip)))
+    # Rows locked in id order, as finishing locks them: two transactions that take the
+    # same rows in one order cannot deadlock (the plain UPDATE locked in scan order).
+    locked = mine.order_by(jobs.c.id).with_for_update().cte("locked")
     renew = (
         sa.update(jobs)
-        .where(jobs.c.lease_owner == worker_id, jobs.c.status == RUNNING)
+        .where(jobs.c.id == locked.c.id)
         .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
         .returning(jobs.c.id)
     )
-    if skip:
-        renew = renew.where(jobs.c.id.not_in(list(skip)))
     beat = sa.update(workers).where(workers.c.id == worker_id).values(heartbeat_at=now)
     async with db.write() as tx:
         held = set((await tx.conn.execute(renew)).scalars().all())
@@ -303,6 +307,7 @@ async def finish_jobs(
     held_q = (
         sa.select(jobs.c.id, jobs.c.attempts)
         .where(jobs.c.id.in_(ids), jobs.c.lease_owner == worker_id, jobs.c.status == RUNNING)
+        .order_by(jobs.c.id)  # the one lock order (see extend_leases)
         .with_for_update()
     )
     async with db.write() as tx:
