@@ -120,8 +120,9 @@ class EventHub:
             try:
                 if self._subscribers:
                     await self._read()
-            except Exception:
-                log.exception("reading live events failed; trying again")
+            except Exception as error:
+                if not self.db.outages.absorbed(error, "live events"):
+                    log.exception("reading live events failed; trying again")
             await asyncio.sleep(POLL_SECONDS)
 
     async def _read(self) -> None:

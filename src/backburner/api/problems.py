@@ -9,8 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -24,6 +23,7 @@ from backburner.errors import (
     RequestError,
     TooManyRequests,
 )
+from backburner.store.database import is_outage
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SQLAlchemyError)
     async def _database(request: Request, error: SQLAlchemyError) -> JSONResponse:
-        if isinstance(error, OperationalError | InterfaceError | PoolTimeoutError):
+        if is_outage(error):
             return unavailable(request, error)
         log.exception("database error", extra={"path": request.url.path})
         return problem(

@@ -100,8 +100,9 @@ class Dispatcher:
         while not self._stopping.is_set():
             try:
                 busy = await self.run_once()
-            except Exception:
-                log.exception("notification dispatch failed; trying again shortly")
+            except Exception as error:
+                if not self.db.outages.absorbed(error, "notifications"):
+                    log.exception("notification dispatch failed; trying again shortly")
                 busy = False
             if not busy:
                 with contextlib.suppress(TimeoutError):

@@ -12,14 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from backburner.store import sealed
@@ -35,6 +40,74 @@ CHANNEL_JOBS = "backburner_jobs"
 CHANNEL_CANCEL = "backburner_cancel"
 CHANNEL_RESPONSES = "backburner_responses"
 CHANNEL_OUTBOX = "backburner_outbox"
+
+
+# SQLSTATE classes that say the server is out of reach: 08 connection exceptions, 57P
+# operator intervention (shutting down, restarting, not yet accepting connections).
+_OUTAGE_SQLSTATES = ("08", "57P")
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether an error says the database is out of reach (down, restarting, a connection
+    lost mid-statement) rather than that a statement was wrong: a 503 and a retry, not a
+    bug. Looks through the chain of causes, where the driver's own error sits."""
+    if isinstance(error, OperationalError | InterfaceError | PoolTimeoutError | OSError):
+        return True
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    cause: BaseException | None = error
+    while cause is not None:
+        sqlstate = getattr(cause, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_OUTAGE_SQLSTATES):
+            return True
+        # The driver's own errors of a connection that broke under it.
+        if isinstance(cause, asyncpg.InterfaceError | asyncpg.InternalClientError):
+            return True
+        cause = cause.__cause__
+    return False
+
+
+class OutageLog:
+    """Says once that the database is out of reach, and once that it is back: the worker's
+    loops, the dispatcher and the live feed all fail while it is down, each retrying with
+    its own backoff, and an outage is one story in the log, not one traceback per try.
+    A failure soon after a reconnect (a server still shutting down or starting up lets a
+    connection through, then drops it) belongs to the outage already told."""
+
+    FLAP_SECONDS = 5.0
+
+    def __init__(self) -> None:
+        self._since: float | None = None
+        self._told = False
+        self._back_at = -math.inf
+
+    @property
+    def down(self) -> bool:
+        return self._since is not None
+
+    def absorbed(self, error: BaseException, where: str) -> bool:
+        """Whether `error` is the outage (logged if it is the first word of it); any other
+        error is the caller's to log."""
+        if not is_outage(error):
+            return False
+        if self._since is None:
+            self._since = time.monotonic()
+            self._told = self._since - self._back_at > self.FLAP_SECONDS
+            if self._told:
+                log.warning(
+                    "database unreachable; retrying until it is back",
+                    extra={"where": where, "error": f"{type(error).__name__}: {error}"[:300]},
+                )
+        return True
+
+    def connected(self) -> None:
+        """A new connection was made: if the database was out of reach, it is back."""
+        if self._since is None:
+            return
+        outage, self._since = time.monotonic() - self._since, None
+        self._back_at = time.monotonic()
+        if self._told:
+            log.warning("database reachable again", extra={"outage_seconds": round(outage, 1)})
 
 
 def dialect_of(url: str) -> Dialect:
@@ -188,8 +261,10 @@ class Database:
                 pool_recycle=1800,
                 connect_args=_connect_args(self.dialect),
             )
+        self.outages = OutageLog()
         for engine in (self._read_engine, self._write_engine):
             sealed.attach(engine.sync_engine.dialect, sealer)
+            event.listen(engine.sync_engine, "connect", lambda *_: self.outages.connected())
         self._write_lock = asyncio.Lock()
 
     @property
@@ -272,8 +347,6 @@ class PostgresListener:
             self._task = None
 
     async def _run(self) -> None:
-        import asyncpg
-
         first = True
         while True:
             try:

@@ -109,8 +109,9 @@ class LeaseKeeper:
                 return
             try:
                 await action()
-            except Exception:
-                log.exception("worker housekeeping failed", extra={"action": action.__name__})
+            except Exception as error:
+                if not self.db.outages.absorbed(error, action.__name__):
+                    log.exception("worker housekeeping failed", extra={"action": action.__name__})
 
     async def prune(self) -> None:
         """Retention, in small batches (every worker may do it; deleting what another just

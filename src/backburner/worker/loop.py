@@ -106,8 +106,9 @@ class Worker:
         await self.leases.refresh_owner_caps()
         try:
             await self.leases.take_over_dead_neighbours(socket.gethostname())
-        except Exception:  # housekeeping: the lease expiry recovers them anyway
-            log.exception("taking over dead workers' jobs failed", extra={"worker_id": self.id})
+        except Exception as error:  # housekeeping: the lease expiry recovers them anyway
+            if not self.db.outages.absorbed(error, "take over"):
+                log.exception("taking over dead workers' jobs failed", extra={"worker_id": self.id})
         unsubscribe = [
             self.db.signals.subscribe(CHANNEL_JOBS, lambda _payload: self._wake.set()),
             self.db.signals.subscribe(CHANNEL_CANCEL, self.leases.cancel_running),
@@ -175,9 +176,10 @@ class Worker:
                     caps=self.leases.caps,
                 )
                 failures = 0
-            except Exception:
+            except Exception as error:
                 failures += 1
-                log.exception("claiming jobs failed", extra={"worker_id": self.id})
+                if not self.db.outages.absorbed(error, "claim"):
+                    log.exception("claiming jobs failed", extra={"worker_id": self.id})
                 await self._until_stop_or(asyncio.sleep(min(10.0, 0.2 * 2**failures)))
                 continue
             for job in claimed:

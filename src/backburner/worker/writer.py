@@ -48,10 +48,11 @@ class OutcomeWriter:
                         outcomes=[outcome for outcome, _ in batch],
                         now=self._clock(),
                     )
-                except Exception:
-                    log.exception(
-                        "writing job outcomes failed; retrying", extra={"jobs": len(batch)}
-                    )
+                except Exception as error:
+                    if not self._db.outages.absorbed(error, "write outcomes"):
+                        log.exception(
+                            "writing job outcomes failed; retrying", extra={"jobs": len(batch)}
+                        )
                     await asyncio.sleep(retry_delay)
                     retry_delay = min(5.0, retry_delay * 2)
                     continue

@@ -1,0 +1,139 @@
+"""PostgreSQL restarted under load: an API process and a worker process keep their
+promises across it. Every job created ends succeeded exactly once; a client that got an
+error retries with its idempotency key and gets one job, not two; `/readyz` says the
+database is gone while it is, and the processes are back within seconds of it; the
+worker logs the outage once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from backburner.store import Database, Role, migrate
+from backburner.store import keys as keys_store
+from backburner.store.schema import job_events, jobs
+from tests.conftest import KEYRING, wait_for
+from tests.e2e.processes import child_env, free_port, started, wait_until_serving
+from tests.pgserver import PrivateServer, private_postgres
+
+pytestmark = pytest.mark.slow
+
+JOBS = 2000
+RESTART_AFTER = 500
+
+
+async def prepared(url: str) -> str:
+    """Migrate the server's database and make a member key."""
+    db = Database(url, sealer=KEYRING)
+    try:
+        await migrate.upgrade(db)
+        _, key = await keys_store.create_key(
+            db, owner="alice", role=Role.MEMBER, now=datetime.now(UTC)
+        )
+    finally:
+        await db.close()
+    return key
+
+
+async def readyz(client: httpx.AsyncClient) -> int:
+    try:
+        return (await client.get("/readyz", timeout=2)).status_code
+    except httpx.TransportError:
+        return 0
+
+
+async def restart(server: PrivateServer, client: httpx.AsyncClient) -> float:
+    """Stop the database, see the API say so, start it again; seconds until ready again."""
+    await asyncio.to_thread(server.stop)
+    await wait_for(lambda: ready_is(client, 503), within=10, interval=0.1)
+    await asyncio.to_thread(server.start)
+    started_at = time.monotonic()
+    await wait_for(lambda: ready_is(client, 200), within=30, interval=0.05)
+    return time.monotonic() - started_at
+
+
+async def ready_is(client: httpx.AsyncClient, wanted: int) -> bool:
+    return await readyz(client) == wanted
+
+
+async def test_a_restart_under_load_loses_no_job_and_runs_none_twice(tmp_path: Path) -> None:
+    with private_postgres() as server:
+        key = await prepared(server.url)
+        env = child_env(server.url)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        api_log, worker_log = tmp_path / "api.log", tmp_path / "worker.log"
+        with (
+            started("serve", "--no-worker", "--port", str(port), env=env, log=api_log) as api,
+            started("worker", env=env, log=worker_log),
+        ):
+            await asyncio.to_thread(wait_until_serving, base, api, api_log)
+            headers = {"Authorization": f"Bearer {key}"}
+            async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as client:
+                created: dict[str, str] = {}
+                refused: list[int] = []
+                limit = asyncio.Semaphore(16)
+
+                async def create(index: int) -> None:
+                    idempotency = {"Idempotency-Key": f"job-{index}"}
+                    async with limit:
+                        while True:
+                            try:
+                                answer = await client.post(
+                                    "/api/jobs", json={"type": "noop"}, headers=idempotency
+                                )
+                            except httpx.TransportError:
+                                answer = None
+                            if answer is not None and answer.status_code in (200, 201):
+                                created[idempotency["Idempotency-Key"]] = answer.json()["job_id"]
+                                return
+                            if answer is not None:
+                                refused.append(answer.status_code)
+                            await asyncio.sleep(0.1)  # then again, with the same key
+
+                producers = [asyncio.create_task(create(i)) for i in range(JOBS)]
+                await wait_for(lambda: len(created) >= RESTART_AFTER, within=60)
+                back_after = await restart(server, client)
+                await asyncio.gather(*producers)
+            db = Database(server.url, sealer=KEYRING)
+            try:
+
+                async def all_succeeded() -> bool:
+                    async with db.read() as conn:
+                        query = sa.select(sa.func.count()).where(jobs.c.status == "succeeded")
+                        return (await conn.execute(query)).scalar_one() == JOBS
+
+                await wait_for(all_succeeded, within=120, interval=0.5)
+                async with db.read() as conn:
+                    total = (
+                        await conn.execute(sa.select(sa.func.count()).select_from(jobs))
+                    ).scalar_one()
+                    ended = (
+                        await conn.execute(
+                            sa.select(job_events.c.job_id, sa.func.count())
+                            .where(job_events.c.to_status == "succeeded")
+                            .group_by(job_events.c.job_id)
+                        )
+                    ).all()
+            finally:
+                await db.close()
+    assert len(set(created.values())) == JOBS  # one job per idempotency key
+    assert total == JOBS
+    assert len(ended) == JOBS
+    assert all(count == 1 for _, count in ended)  # succeeded once each
+    assert set(refused) <= {503}, refused  # the outage is a 503, never a 500
+    assert back_after < 5, f"ready {back_after:.1f} s after the database"
+    # The worker tells of the outage once, not once per failed statement, and nothing else.
+    worker_said = [json.loads(line) for line in worker_log.read_text().splitlines()]
+    told = [(e["level"], e["msg"]) for e in worker_said if e["level"] != "info"]
+    assert told == [
+        ("warning", "database unreachable; retrying until it is back"),
+        ("warning", "database reachable again"),
+    ]

@@ -1,0 +1,89 @@
+"""A PostgreSQL server of the test's own, on loopback, that the test may stop and start:
+the shared server at 127.0.0.1:5432 serves every other test and must not go down."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.e2e.processes import free_port
+
+
+def _binaries() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    assert found, "PostgreSQL's server binaries are missing: `apt-get install postgresql`"
+    return Path(found[-1]).parent
+
+
+def _as_postgres(*command: str) -> list[str]:
+    """The server refuses to run as root: run its tools as the `postgres` user then."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else list(command)
+
+
+@dataclass
+class PrivateServer:
+    data: Path
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run(
+            _as_postgres(str(_binaries() / "pg_ctl"), "-D", str(self.data), *args),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._ctl("-l", str(self.log), "-o", options, "-w", "start")
+
+    def stop(self) -> None:
+        self._ctl("-m", "fast", "-w", "stop")
+
+
+@contextmanager
+def private_postgres() -> Iterator[PrivateServer]:
+    # Not under pytest's tmp_path: its parents are root's alone, and the server runs as
+    # `postgres` when the tests run as root.
+    with tempfile.TemporaryDirectory(prefix="backburner-pg-") as name:
+        workdir = Path(name)
+        if os.geteuid() == 0:
+            shutil.chown(workdir, "postgres")
+        with _server(workdir) as server:
+            yield server
+
+
+@contextmanager
+def _server(workdir: Path) -> Iterator[PrivateServer]:
+    data = workdir / "pgdata"
+    subprocess.run(
+        _as_postgres(
+            str(_binaries() / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-N"
+        ),  # initdb makes the directory, owned by whoever runs it
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    server = PrivateServer(data, free_port(), workdir / "postgres.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        subprocess.run(
+            _as_postgres(str(_binaries() / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"),
+            check=False,
+            capture_output=True,
+            timeout=60,
+        )
