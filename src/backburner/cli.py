@@ -642,13 +642,47 @@ def _read_payload(payload: str) -> dict[str, Any]:
     return value
 
 
+def _jobs_of_lines(lines: Any, job_type: str | None, priority: int) -> list[dict[str, Any]]:
+    """Every line checked before anything is sent: a bad line names its number."""
+    jobs: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise click.BadParameter(
+                f"line {number}: not JSON ({error.msg})", param_hint="--from-jsonl"
+            ) from None
+        if not isinstance(value, dict):
+            raise click.BadParameter(f"line {number}: not a JSON object", param_hint="--from-jsonl")
+        if job_type is not None:
+            value = {"type": job_type, "payload": value}
+        elif "type" not in value:
+            raise click.BadParameter(
+                f'line {number}: no "type" (or give JOB_TYPE)', param_hint="--from-jsonl"
+            )
+        jobs.append({"priority": priority, **value} if priority else value)
+    if not jobs:
+        raise click.BadParameter("no jobs in it", param_hint="--from-jsonl")
+    return jobs
+
+
 def _print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
 
 
 @main.command()
-@click.argument("job_type")
+@click.argument("job_type", required=False)
 @click.option("--payload", default="{}", help="JSON object, or @file.json.")
+@click.option(
+    "--from-jsonl",
+    "jsonl",
+    type=click.File("r"),
+    default=None,
+    help="Many jobs, one JSON object per line (- for stdin): payloads of JOB_TYPE, or whole "
+    'jobs ({"type": …, "payload": …}) without it. Sent 1,000 to a request.',
+)
 @click.option(
     "--file",
     "files",
@@ -662,8 +696,9 @@ def _print_json(value: Any) -> None:
 @url_option
 @key_option
 def submit(
-    job_type: str,
+    job_type: str | None,
     payload: str,
+    jsonl: Any,
     files: tuple[str, ...],
     priority: int,
     idempotency_key: str | None,
@@ -671,7 +706,18 @@ def submit(
     url: str,
     api_key: str,
 ) -> None:
-    """Create a job (prints its id; with --wait, its result)."""
+    """Create a job (prints its id; with --wait, its result), or many (--from-jsonl: prints
+    their ids, one a line, in order)."""
+    if jsonl is not None:
+        if files or wait or idempotency_key:
+            raise click.UsageError("--from-jsonl goes without --file, --wait, --idempotency-key")
+        jobs = _jobs_of_lines(jsonl, job_type, priority)
+        with _client(url, api_key) as client:
+            for entry in _fail_on_api_error(lambda: client.create_jobs(jobs)):
+                click.echo(entry.job_id)
+        return
+    if job_type is None:
+        raise click.UsageError("give JOB_TYPE, or --from-jsonl")
     body = _read_payload(payload)
     with _client(url, api_key) as client:
         if files:

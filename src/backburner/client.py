@@ -11,7 +11,7 @@ with Client("http://127.0.0.1:8000", api_key="bb_...") as bb:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -40,6 +40,22 @@ class JobCreated(BaseModel):
     status: str
     estimated_completion_seconds: float | None = None
     created_at: datetime
+
+
+class BatchEntry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    job_id: str
+    status: str
+    created: bool
+    created_at: datetime
+
+
+class BatchCreated(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    jobs: list[BatchEntry]
+    estimated_completion_seconds: float | None = None
 
 
 class Job(BaseModel):
@@ -134,6 +150,28 @@ class Client:
         if idempotency_key:
             body["idempotency_key"] = idempotency_key
         return JobCreated.model_validate(self._request("POST", "/api/jobs", json=body))
+
+    def create_jobs(
+        self, jobs: Iterable[dict[str, Any]], *, batch_size: int = 1000
+    ) -> list[BatchEntry]:
+        """Queue many jobs (each `{"type": …, "payload": …, "idempotency_key": …}`), up to
+        `batch_size` per request, each request all or none. Give every job an idempotency
+        key to make a failed call safe to repeat: the batches that went in are answered
+        with the same jobs."""
+        entries: list[BatchEntry] = []
+        chunk: list[dict[str, Any]] = []
+        for job in jobs:
+            chunk.append(job)
+            if len(chunk) == batch_size:
+                entries += self._create_batch(chunk)
+                chunk = []
+        if chunk:
+            entries += self._create_batch(chunk)
+        return entries
+
+    def _create_batch(self, jobs: list[dict[str, Any]]) -> list[BatchEntry]:
+        answer = self._request("POST", "/api/jobs/batch", json={"jobs": jobs})
+        return BatchCreated.model_validate(answer).jobs
 
     def get_job(self, job_id: str) -> Job:
         return Job.model_validate(self._request("GET", f"/api/jobs/{job_id}"))

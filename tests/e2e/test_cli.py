@@ -73,6 +73,24 @@ def test_serve_prints_the_admin_link_and_the_cli_drives_jobs(db_url: str, tmp_pa
         assert not_json.returncode == 2
         assert "not valid JSON" in not_json.stderr
 
+        many = tmp_path / "many.jsonl"
+        many.write_text('{"echo": 1}\n{"echo": 2}\n\n{"echo": 3}\n')
+        ids = run_cli("submit", "noop", "--from-jsonl", str(many), env=client_env).stdout.split()
+        assert len(ids) == 3
+        assert status_of(ids[2], client_env, until="succeeded") == "succeeded"
+        mixed = tmp_path / "mixed.jsonl"
+        mixed.write_text('{"type": "noop"}\n{"type": "generate_report", "payload": {}}\n')
+        refused = run_cli("submit", "--from-jsonl", str(mixed), env=client_env, check=False)
+        assert refused.returncode != 0
+        assert "jobs.1.payload" in refused.stderr  # the bad item, by index and field
+        broken = tmp_path / "broken.jsonl"
+        broken.write_text('{"echo": 1}\n{oops\n')
+        bad_line = run_cli(
+            "submit", "noop", "--from-jsonl", str(broken), env=client_env, check=False
+        )
+        assert bad_line.returncode == 2
+        assert "line 2" in bad_line.stderr
+
         job_id = run_cli(
             "submit", "test_slow_no_timeout", "--payload", '{"seconds": 30}', env=client_env
         ).stdout.strip()

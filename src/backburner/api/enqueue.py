@@ -137,6 +137,38 @@ def attempt_timeout(job_type: JobType, start: datetime, deadline: datetime | Non
     return max(job_type.timeout, (deadline - start).total_seconds())
 
 
+async def prepared_job(
+    svc: Services, principal: Principal, create: JobCreate, key: str | None, now: datetime
+) -> NewJob:
+    """The job a request asks for, validated (InvalidRequest naming each bad field)."""
+    job_type = job_type_of(svc, create.type)
+    if create.callback_url is not None:
+        check_callable(svc, create.callback_url, ("body", "callback_url"))
+    payload = await validated_payload(svc, job_type, create, principal.owner)
+    check_start(create, now)
+    deadline = deadline_of(create, job_type, now)
+    return NewJob(
+        owner=principal.owner,
+        type=job_type.name,
+        payload=payload,
+        max_attempts=job_type.retry.max_attempts,
+        timeout_seconds=attempt_timeout(job_type, create.run_at or now, deadline),
+        priority=create.priority,
+        run_at=create.run_at,
+        callback_url=create.callback_url,
+        idempotency_key=key,
+        request_hash=request_fingerprint(create, payload),
+        deadline_at=deadline,
+        notify=create.notify.model_dump(exclude_defaults=True) if create.notify else None,
+    )
+
+
+def _key_reused(where: tuple[str | int, ...]) -> FieldProblem:
+    return FieldProblem(
+        (*where, "idempotency_key"), "reused with a different request", "idempotency_key_reused"
+    )
+
+
 async def enqueue(
     svc: Services,
     principal: Principal,
@@ -146,42 +178,50 @@ async def enqueue(
 ) -> tuple[Job, bool]:
     """Queue the job (or find the one this idempotency key already made)."""
     key = idempotency_key_of(create, header_key)
-    job_type = job_type_of(svc, create.type)
-    if create.callback_url is not None:
-        check_callable(svc, create.callback_url, ("body", "callback_url"))
-    payload = await validated_payload(svc, job_type, create, principal.owner)
-    fingerprint = request_fingerprint(create, payload)
-    now = svc.clock()
-    check_start(create, now)
-    deadline = deadline_of(create, job_type, now)
-    job, created = await jobs_store.insert_job(
-        svc.db,
-        NewJob(
-            owner=principal.owner,
-            type=job_type.name,
-            payload=payload,
-            max_attempts=job_type.retry.max_attempts,
-            timeout_seconds=attempt_timeout(job_type, create.run_at or now, deadline),
-            priority=create.priority,
-            run_at=create.run_at,
-            callback_url=create.callback_url,
-            idempotency_key=key,
-            request_hash=fingerprint,
-            deadline_at=deadline,
-            notify=create.notify.model_dump(exclude_defaults=True) if create.notify else None,
-        ),
-        now=now,
-        actor=actor,
-    )
-    if not created and job.request_hash != fingerprint:
+    new = await prepared_job(svc, principal, create, key, svc.clock())
+    job, created = await jobs_store.insert_job(svc.db, new, now=svc.clock(), actor=actor)
+    if not created and job.request_hash != new.request_hash:
         raise InvalidRequest(
             "this idempotency key was used before with a different request",
-            errors=[
-                FieldProblem(
-                    ("body", "idempotency_key"),
-                    "reused with a different request",
-                    "idempotency_key_reused",
-                )
-            ],
+            errors=[_key_reused(("body",))],
         )
     return job, created
+
+
+async def enqueue_many(
+    svc: Services, principal: Principal, creates: list[JobCreate], actor: Actor | None = None
+) -> list[tuple[Job, bool]]:
+    """Queue a batch, all or none: every item is validated as a single create is, and any
+    bad item refuses the whole batch with each bad item's index and field."""
+    now = svc.clock()
+    prepared: list[NewJob] = []
+    problems: list[FieldProblem] = []
+    keys: dict[str, int] = {}
+    for index, create in enumerate(creates):
+        where = ("body", "jobs", index)
+        key = create.idempotency_key
+        if key is not None and keys.setdefault(key, index) != index:
+            problems.append(
+                FieldProblem(
+                    (*where, "idempotency_key"),
+                    f"the same key as item {keys[key]}",
+                    "idempotency_key_repeated",
+                )
+            )
+        try:
+            prepared.append(await prepared_job(svc, principal, create, key, now))
+        except InvalidRequest as refused:
+            problems += [
+                FieldProblem((*where, *problem.loc[1:]), problem.message, problem.type)
+                for problem in refused.errors
+            ]
+    if problems:
+        bad = len({problem.loc[2] for problem in problems})
+        raise InvalidRequest(f"{bad} of {len(creates)} jobs are invalid", errors=problems)
+    try:
+        return await jobs_store.insert_jobs(svc.db, prepared, now=now, actor=actor)
+    except jobs_store.KeysReused as reused:
+        raise InvalidRequest(
+            "idempotency keys were used before with different requests",
+            errors=[_key_reused(("body", "jobs", index)) for index in reused.indexes],
+        ) from None

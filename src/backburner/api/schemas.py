@@ -100,6 +100,31 @@ class JobCreate(BaseModel):
     _check_url = field_validator("callback_url")(classmethod(lambda cls, v: _http_url(v)))
 
 
+MAX_BATCH = 1000
+
+
+class JobBatchCreate(BaseModel):
+    """Many jobs in one request, stored in one transaction (all or none)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[JobCreate] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class BatchEntry(BaseModel):
+    job_id: str
+    status: str
+    created: bool  # false: its idempotency key named a job made before
+    created_at: datetime
+    links: dict[str, str]
+
+
+class JobBatchCreated(BaseModel):
+    jobs: list[BatchEntry]  # one per job asked for, in order
+    # When the last of them should be done, as well as we can tell.
+    estimated_completion_seconds: float | None
+
+
 class JobCreated(BaseModel):
     job_id: str
     status: str

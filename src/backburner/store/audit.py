@@ -8,6 +8,7 @@ their own. Rows are never updated (a trigger refuses it); they leave only by ret
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -92,24 +93,39 @@ async def record(
 ) -> None:
     """Append one event inside the caller's transaction. No actor: a change made by the
     service's own code paths that are not anyone's request (nothing to record)."""
-    if actor is None:
+    await record_many(conn, actor, action, [(target, detail)], at)
+
+
+async def record_many(
+    conn: AsyncConnection,
+    actor: Actor | None,
+    action: Action,
+    targets: Sequence[tuple[Target, dict[str, Any] | None]],
+    at: datetime,
+) -> None:
+    """One event per target (with its detail), in one statement: a batch of changes."""
+    if actor is None or not targets:
         return
     await conn.execute(
-        sa.insert(audit_events).values(
-            at=at,
-            actor_kind=actor.kind,
-            actor_key_id=actor.key_id,
-            actor_owner=actor.owner,
-            actor_role=actor.role,
-            action=action.value,
-            target_type=target.type,
-            target_id=target.id,
-            owner=target.owner,
-            client_address=actor.client_address,
-            user_agent=actor.user_agent,
-            request_id=actor.request_id,
-            detail=detail,
-        )
+        sa.insert(audit_events),
+        [
+            {
+                "at": at,
+                "actor_kind": actor.kind,
+                "actor_key_id": actor.key_id,
+                "actor_owner": actor.owner,
+                "actor_role": actor.role,
+                "action": action.value,
+                "target_type": target.type,
+                "target_id": target.id,
+                "owner": target.owner,
+                "client_address": actor.client_address,
+                "user_agent": actor.user_agent,
+                "request_id": actor.request_id,
+                "detail": detail,
+            }
+            for target, detail in targets
+        ],
     )
 
 

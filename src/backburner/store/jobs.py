@@ -7,6 +7,7 @@ finish, reap) is in `queue.py`; the ETA's reads are in `positions.py`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -49,24 +50,7 @@ async def insert_job(
                 if existing is not None:
                     return existing, False
             job_id = new_id()
-            values = {
-                "id": job_id,
-                "owner": new.owner,
-                "type": new.type,
-                "status": next_state(None, Event.CREATED).value,
-                "payload": new.payload,
-                "callback_url": new.callback_url,
-                "priority": new.priority,
-                "run_at": new.run_at or now,
-                "created_at": now,
-                "updated_at": now,
-                "max_attempts": new.max_attempts,
-                "timeout_seconds": new.timeout_seconds,
-                "idempotency_key": new.idempotency_key,
-                "request_hash": new.request_hash,
-                "deadline_at": new.deadline_at,
-                "notify": new.notify,
-            }
+            values = _row_of(new, job_id, now)
             row = (
                 (await tx.conn.execute(sa.insert(jobs).values(values).returning(*jobs.c)))
                 .mappings()
@@ -92,6 +76,116 @@ async def insert_job(
         if existing is None:
             raise
         return existing, False
+
+
+class KeysReused(Exception):
+    """Idempotency keys of a batch that name existing jobs made by different requests."""
+
+    def __init__(self, indexes: list[int]) -> None:
+        super().__init__(f"idempotency keys reused at {indexes}")
+        self.indexes = indexes
+
+
+def _row_of(new: NewJob, job_id: str, now: datetime) -> dict[str, Any]:
+    return {
+        "id": job_id,
+        "owner": new.owner,
+        "type": new.type,
+        "status": next_state(None, Event.CREATED).value,
+        "payload": new.payload,
+        "callback_url": new.callback_url,
+        "priority": new.priority,
+        "run_at": new.run_at or now,
+        "created_at": now,
+        "updated_at": now,
+        "max_attempts": new.max_attempts,
+        "timeout_seconds": new.timeout_seconds,
+        "idempotency_key": new.idempotency_key,
+        "request_hash": new.request_hash,
+        "deadline_at": new.deadline_at,
+        "notify": new.notify,
+    }
+
+
+async def insert_jobs(
+    db: Database, batch: Sequence[NewJob], *, now: datetime, actor: Actor | None = None
+) -> list[tuple[Job, bool]]:
+    """Enqueue many jobs in one transaction (all or none): for each, in order, the job and
+    whether it was created (False: its owner's idempotency key named an existing job).
+    The rows, their events and their audit records go in as three batched statements."""
+    for attempt in range(2):
+        try:
+            return await _insert_batch(db, batch, now=now, actor=actor)
+        except IntegrityError:
+            # Another request created one of these idempotency keys meanwhile: once more,
+            # and the keys it made are found as existing.
+            if attempt or not any(new.idempotency_key for new in batch):
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _insert_batch(
+    db: Database, batch: Sequence[NewJob], *, now: datetime, actor: Actor | None
+) -> list[tuple[Job, bool]]:
+    async with db.write() as tx:
+        existing = await _by_idempotency_keys(
+            tx.conn, [(new.owner, new.idempotency_key) for new in batch if new.idempotency_key]
+        )
+        answers: list[tuple[Job, bool] | None] = []
+        rows: list[dict[str, Any]] = []
+        for new in batch:
+            found = existing.get((new.owner, new.idempotency_key or ""))
+            if new.idempotency_key is not None and found is not None:
+                answers.append((found, False))
+            else:
+                answers.append(None)
+                rows.append(_row_of(new, new_id(), now))
+        reused = [
+            index
+            for index, (new, answer) in enumerate(zip(batch, answers, strict=True))
+            if answer is not None and answer[0].request_hash != new.request_hash
+        ]
+        if reused:
+            raise KeysReused(reused)  # before anything is written: all or none
+        if rows:
+            inserted = {
+                row["id"]: Job.from_row(row)
+                for row in (await tx.conn.execute(sa.insert(jobs).returning(*jobs.c), rows))
+                .mappings()
+                .all()
+            }
+            await add_events(
+                tx.conn,
+                [transition_row(row["id"], None, Event.CREATED, now, attempt=0) for row in rows],
+            )
+            await audit.record_many(
+                tx.conn,
+                actor,
+                audit.Action.JOB_CREATED,
+                [(Target("job", row["id"], row["owner"]), {"type": row["type"]}) for row in rows],
+                now,
+            )
+            await tx.signal(CHANNEL_JOBS)
+            made = iter(rows)
+            answers = [
+                answer if answer is not None else (inserted[next(made)["id"]], True)
+                for answer in answers
+            ]
+    return [answer for answer in answers if answer is not None]
+
+
+async def _by_idempotency_keys(
+    conn: AsyncConnection, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], Job]:
+    if not keys:
+        return {}
+    query = sa.select(jobs).where(
+        sa.tuple_(jobs.c.owner, jobs.c.idempotency_key).in_([tuple(key) for key in keys])
+    )
+    return {
+        (row["owner"], row["idempotency_key"]): Job.from_row(row)
+        for row in (await conn.execute(query)).mappings().all()
+    }
 
 
 async def _by_idempotency_key(conn: AsyncConnection, owner: str, key: str) -> Job | None:

@@ -1,4 +1,4 @@
-"""/api/jobs: create, read, list, cancel, retry, timeline, model calls."""
+"""/api/jobs: create (one or a batch), read, list, cancel, retry, timeline, model calls."""
 
 from __future__ import annotations
 
@@ -10,13 +10,16 @@ from fastapi.responses import JSONResponse
 from backburner.api import live
 from backburner.api.auth import CurrentActor, CurrentPrincipal, Principal
 from backburner.api.deletion import delete_job_everywhere
-from backburner.api.enqueue import enqueue
+from backburner.api.enqueue import enqueue, enqueue_many
 from backburner.api.estimates import eta_of
 from backburner.api.openapi import problems
 from backburner.api.pagination import decode_cursor, encode_cursor
 from backburner.api.schemas import (
+    BatchEntry,
     EventList,
     EventView,
+    JobBatchCreate,
+    JobBatchCreated,
     JobCreate,
     JobCreated,
     JobList,
@@ -72,6 +75,43 @@ async def create_job(
     """Queue a job; answers at once with its id and an estimate of when it will be done."""
     job, created = await enqueue(svc, principal, body, idempotency_key, actor)
     return await created_response(request, svc, job, created, response)
+
+
+@router.post(
+    "/batch",
+    status_code=201,
+    response_model=JobBatchCreated,
+    responses={200: {"description": "Every job was made before (by the same idempotency keys)"}},
+)
+async def create_jobs(
+    body: JobBatchCreate,
+    request: Request,
+    response: Response,
+    svc: ServicesDep,
+    principal: CurrentPrincipal,
+    actor: CurrentActor,
+) -> JobBatchCreated:
+    """Queue up to 1,000 jobs in one transaction: each validated as a single create is (its
+    own idempotency key in the body), any bad one refusing the batch with every bad item's
+    index and field. Answers with one entry per job, in order."""
+    answers = await enqueue_many(svc, principal, body.jobs, actor)
+    response.status_code = (
+        status.HTTP_201_CREATED if any(created for _, created in answers) else status.HTTP_200_OK
+    )
+    last = max((job for job, _ in answers), key=lambda job: (job.run_at, job.id))
+    return JobBatchCreated(
+        jobs=[
+            BatchEntry(
+                job_id=job.id,
+                status=job.status.value,
+                created=created,
+                created_at=job.created_at,
+                links={"self": f"/api/jobs/{job.id}", "page": f"/jobs/{job.id}"},
+            )
+            for job, created in answers
+        ],
+        estimated_completion_seconds=await eta_of(request, svc, last),
+    )
 
 
 async def audit_result_read(
