@@ -965,3 +965,43 @@ def encryption_seal_secret(name: str) -> None:
             "BACKBURNER_ENCRYPTION_KEYS"
         )
     click.echo(seal_setting(source.keyring, name, value))
+
+
+# --- The queue, for operators and autoscalers --------------------------------------------------
+
+
+@main.group()
+def queue() -> None:
+    """The queue as it stands."""
+
+
+@queue.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (for scripts, KEDA).")
+def queue_stats(as_json: bool) -> None:
+    """Per job type: ready (may start now), how long the oldest ready one has waited,
+    scheduled for later, running, and of those waiting on the model."""
+    from backburner.store import stats as stats_store
+
+    settings = _settings()
+
+    async def run() -> dict[str, Any]:
+        async with _database(settings) as database:
+            found = await stats_store.queue_by_type(database, utcnow())
+        return {job_type: vars(queue) for job_type, queue in found.items()}
+
+    found = asyncio.run(run())
+    if as_json:
+        total = {
+            "ready": sum(q["ready"] for q in found.values()),
+            "oldest_ready_seconds": max(
+                (q["oldest_ready_seconds"] for q in found.values()), default=0.0
+            ),
+        }
+        click.echo(json.dumps({"types": found, "total": total}))
+        return
+    click.echo("type\tready\toldest ready (s)\tscheduled\trunning\twaiting on the model")
+    for job_type, q in found.items():
+        click.echo(
+            f"{job_type}\t{q['ready']}\t{q['oldest_ready_seconds']:.1f}\t{q['scheduled']}\t"
+            f"{q['running']}\t{q['waiting_provider']}"
+        )

@@ -143,6 +143,9 @@ def test_db_upgrade_and_key_management(tmp_path: Path) -> None:
     assert again.returncode != 0
     bad_role = run_cli("keys", "create", "--owner", "x", "--role", "root", env=env, check=False)
     assert bad_role.returncode == 2
+    empty = json.loads(run_cli("queue", "stats", "--json", env=env).stdout)
+    assert empty == {"types": {}, "total": {"ready": 0, "oldest_ready_seconds": 0.0}}
+    assert run_cli("queue", "stats", env=env).stdout.startswith("type\tready")
 
 
 def test_owner_limits_are_set_listed_and_cleared(tmp_path: Path) -> None:

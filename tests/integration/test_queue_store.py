@@ -354,3 +354,20 @@ async def test_heartbeats_and_finishes_never_deadlock(db_url: str, native: bool)
             assert (await conn.execute(succeeded)).scalar_one() == 300
     finally:
         await db.close()
+
+
+async def test_the_queue_per_type_for_autoscalers(db: Database) -> None:
+    from backburner.store import stats as stats_store
+
+    for minutes in (1, 2, 3):
+        await jobs_store.insert_job(db, new_job(), now=T0 - timedelta(minutes=minutes))
+    await jobs_store.insert_job(db, new_job(type="classify_leads"), now=T0)
+    await jobs_store.insert_job(db, new_job(run_at=T0 + timedelta(hours=1)), now=T0)
+    await queue_store.claim_jobs(db, worker_id="w", limit=1, lease_seconds=30, now=T0)
+    found = await stats_store.queue_by_type(db, T0)
+    assert set(found) == {"noop", "classify_leads"}
+    noop = found["noop"]
+    # The oldest (3 minutes) was claimed first: the oldest still ready waited 2 minutes.
+    assert (noop.ready, noop.scheduled, noop.running) == (2, 1, 1)
+    assert noop.oldest_ready_seconds == 120
+    assert (found["classify_leads"].ready, found["classify_leads"].oldest_ready_seconds) == (1, 0)

@@ -33,6 +33,7 @@ class Stats:
     finished: dict[tuple[str, str], int] = field(default_factory=dict)
     retries: dict[str, int] = field(default_factory=dict)
     queue_depth: dict[str, int] = field(default_factory=dict)
+    queue_oldest: dict[str, float] = field(default_factory=dict)
     waiting_provider: int = 0
     durations: dict[str, Histogram] = field(default_factory=dict)
     queue_latency: dict[str, Histogram] = field(default_factory=dict)
@@ -90,6 +91,69 @@ async def _histograms(
     return found
 
 
+@dataclass(frozen=True)
+class ReadyQueue:
+    """A type's jobs that may start now and are not yet claimed: what to scale workers on."""
+
+    depth: int
+    oldest_seconds: float  # how long the longest-waiting of them has been ready
+
+
+async def ready_by_type(conn: AsyncConnection, now: datetime) -> dict[str, ReadyQueue]:
+    j = jobs.c
+    query = (
+        sa.select(j.type, sa.func.count(), sa.func.min(j.run_at))
+        .where(j.status == "pending", j.run_at <= now)
+        .group_by(j.type)
+    )
+    found: dict[str, ReadyQueue] = {}
+    for job_type, count, oldest in (await conn.execute(query)).all():
+        # min() keeps the column's type: a timezone-aware UTC time on both databases.
+        found[job_type] = ReadyQueue(int(count), max(0.0, (now - oldest).total_seconds()))
+    return found
+
+
+@dataclass(frozen=True)
+class QueueOfType:
+    ready: int  # may start now, not claimed
+    oldest_ready_seconds: float
+    scheduled: int  # pending with a later run_at (retries waiting, run_at in the future)
+    running: int  # claimed by a worker (waiting on the model included)
+    waiting_provider: int
+
+
+async def queue_by_type(db: Database, now: datetime) -> dict[str, QueueOfType]:
+    """The queue per type, for operators and autoscalers (`backburner queue stats`)."""
+    j = jobs.c
+    counts: dict[tuple[str, str], int] = {}
+    async with db.read() as conn:
+        ready = await ready_by_type(conn, now)
+        state = sa.case(
+            (j.substate == "waiting_provider", "waiting_provider"),
+            (j.status == "running", "running"),
+            else_="scheduled",
+        )
+        query = (
+            sa.select(j.type, state, sa.func.count())
+            .where(sa.or_(j.status == "running", sa.and_(j.status == "pending", j.run_at > now)))
+            .group_by(j.type, state)
+        )
+        for job_type, kind, count in (await conn.execute(query)).all():
+            counts[(job_type, kind)] = int(count)
+    types = sorted({job_type for job_type, _ in counts} | set(ready))
+    return {
+        job_type: QueueOfType(
+            ready=ready[job_type].depth if job_type in ready else 0,
+            oldest_ready_seconds=ready[job_type].oldest_seconds if job_type in ready else 0.0,
+            scheduled=counts.get((job_type, "scheduled"), 0),
+            running=counts.get((job_type, "running"), 0)
+            + counts.get((job_type, "waiting_provider"), 0),
+            waiting_provider=counts.get((job_type, "waiting_provider"), 0),
+        )
+        for job_type in types
+    }
+
+
 async def collect(
     db: Database,
     *,
@@ -123,16 +187,9 @@ async def collect(
                 await conn.execute(sa.select(j.type, sa.func.sum(j.retry_count)).group_by(j.type))
             ).all()
         }
-        stats.queue_depth = {
-            t: int(n)
-            for t, n in (
-                await conn.execute(
-                    sa.select(j.type, sa.func.count())
-                    .where(j.status == "pending", j.run_at <= now)
-                    .group_by(j.type)
-                )
-            ).all()
-        }
+        ready = await ready_by_type(conn, now)
+        stats.queue_depth = {job_type: queue.depth for job_type, queue in ready.items()}
+        stats.queue_oldest = {job_type: queue.oldest_seconds for job_type, queue in ready.items()}
         stats.durations = await _histograms(
             conn,
             j.type,

@@ -81,6 +81,13 @@ def families(s: Stats) -> Iterator[Metric]:
         ["type"],
         s.queue_depth,
     )
+    yield _labelled(
+        gauge,
+        "backburner_queue_oldest_seconds",
+        "How long the longest-waiting ready job of the type has waited.",
+        ["type"],
+        s.queue_oldest,
+    )
     yield GaugeMetricFamily(
         "backburner_jobs_waiting_provider",
         "Running jobs waiting on a model response.",
