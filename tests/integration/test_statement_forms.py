@@ -14,8 +14,16 @@ from backburner.store import channels as channels_store
 from backburner.store import jobs as jobs_store
 from backburner.store import queue as queue_store
 from backburner.store import steps as steps_store
+from backburner.store.audit import Actor
 from backburner.store.channels import OwnerChannels
-from backburner.store.schema import job_events, jobs, metadata, notifications, owner_spend
+from backburner.store.schema import (
+    audit_events,
+    job_events,
+    jobs,
+    metadata,
+    notifications,
+    owner_spend,
+)
 from backburner.store.schema import provider_calls as calls_table
 from tests.conftest import KEYRING
 
@@ -67,6 +75,22 @@ async def _story(db: Database) -> dict[str, Any]:
             now=T0 + timedelta(milliseconds=index),
         )
         ids.append(job.id)
+    # Enqueued by a person (audited) with an idempotency key, then asked again.
+    actor = Actor("key", "key-1", "quiet", "member", "127.0.0.1", "pytest", "req-1")
+    keyed = NewJob(
+        owner="quiet",
+        type="other",
+        payload={"keyed": True},
+        max_attempts=1,
+        timeout_seconds=5,
+        idempotency_key="once",
+        request_hash="h",
+        notify={"email": ["me@example.com"]},
+    )
+    first, made = await jobs_store.insert_job(db, keyed, now=T0, actor=actor)
+    again, made_again = await jobs_store.insert_job(db, keyed, now=T1, actor=actor)
+    ids.append(first.id)
+    keyed_answers = [(made, made_again), again.id == first.id, again.payload]
     claimed = await queue_store.claim_jobs(
         db, worker_id="w", limit=10, lease_seconds=30, now=T1, types=["story"]
     )
@@ -145,6 +169,13 @@ async def _story(db: Database) -> dict[str, Any]:
             for row in (await conn.execute(sa.select(calls_table))).mappings()
         )
         spend = sorted(tuple(row) for row in await conn.execute(sa.select(owner_spend)))
+        audited = [
+            (
+                named(row.target_id),
+                *(v for k, v in row._mapping.items() if k not in ("id", "target_id")),
+            )
+            for row in await conn.execute(sa.select(audit_events).order_by(audit_events.c.id))
+        ]
     return {
         "claimed": [named(job.id) for job in claimed],
         "claimed_jobs": [{**vars(job), "id": named(job.id)} for job in claimed],
@@ -156,6 +187,8 @@ async def _story(db: Database) -> dict[str, Any]:
         "owed": owed,
         "calls": calls,
         "spend": spend,
+        "audited": audited,
+        "keyed": keyed_answers,
     }
 
 
@@ -180,6 +213,8 @@ async def test_native_and_portable_statements_leave_the_same_rows(postgres_url: 
     assert native["applied"] == [0, 1, 2, 3, 4, 6]
     assert native["foreign"] == []
     assert native["reclaimed"] == [4]
+    assert native["keyed"] == [(True, False), True, {"keyed": True}]
+    assert [row[:2] for row in native["audited"]] == [(8, T0)]
     assert [(o[0], o[2]) for o in native["owed"]] == [
         (0, "job.succeeded"),
         (2, "job.canceled"),

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backburner.errors import Conflict, NotFound
-from backburner.store import audit
+from backburner.store import audit, postgres
 from backburner.store.audit import Actor, Target
 from backburner.store.database import CHANNEL_CANCEL, CHANNEL_JOBS, CHANNEL_OUTBOX, Database
 from backburner.store.events import add_events, event_row, transition_row
@@ -43,6 +43,8 @@ async def insert_job(
     """Enqueue a job. Returns the job and whether it was created (False: the owner's
     idempotency key named an existing job, which is returned instead). With `actor`, the
     creation is audited in the same transaction."""
+    if db.native_statements:
+        return await _insert_job_postgres(db, new, now=now, actor=actor)
     try:
         async with db.write() as tx:
             if new.idempotency_key is not None:
@@ -76,6 +78,23 @@ async def insert_job(
         if existing is None:
             raise
         return existing, False
+
+
+async def _insert_job_postgres(
+    db: Database, new: NewJob, *, now: datetime, actor: Actor | None
+) -> tuple[Job, bool]:
+    """One round trip (autocommit, one statement), unless the key named an existing job."""
+    args = postgres.insert_job_args(db.sealer, new_id(), new, now, actor)
+    async with db.asyncpg_connection() as conn:
+        record = await conn.fetchrow(postgres.INSERT_JOB, *args)
+    if record is not None:
+        return postgres.job_from_record(record, db.sealer), True
+    assert new.idempotency_key is not None  # only a key's conflict inserts nothing
+    async with db.read() as read:
+        existing = await _by_idempotency_key(read, new.owner, new.idempotency_key)
+    if existing is None:  # deleted in between: try again, as a new job
+        return await _insert_job_postgres(db, new, now=now, actor=actor)
+    return existing, False
 
 
 class KeysReused(Exception):

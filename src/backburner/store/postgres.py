@@ -1,5 +1,5 @@
-"""PostgreSQL forms of the hottest statements: claiming and finishing a batch of jobs,
-recording a model call submitted and finished.
+"""PostgreSQL forms of the hottest statements: enqueueing a job, claiming and finishing a
+batch of jobs, recording a model call submitted and finished.
 
 Each is one statement (its events written by a CTE in the same statement), with the batch
 passed as arrays through `unnest`, so a batch of hundreds of jobs costs one round trip and
@@ -17,7 +17,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from backburner.store.models import OUTSTANDING_CALL_STATUSES, RETRIED_CALL_STATUSES, Job
+from backburner.store.audit import Action, Actor
+from backburner.store.database import CHANNEL_JOBS
+from backburner.store.models import (
+    OUTSTANDING_CALL_STATUSES,
+    RETRIED_CALL_STATUSES,
+    Job,
+    NewJob,
+)
 from backburner.store.outbox import owes_notification
 from backburner.store.schema import jobs
 from backburner.store.sealed import (
@@ -28,7 +35,7 @@ from backburner.store.sealed import (
     seal_for,
     sealer_or_fail,
 )
-from backburner.store.transitions import TERMINAL_STATUSES
+from backburner.store.transitions import TERMINAL_STATUSES, Event, next_state
 
 _JSON_COLUMNS = {"payload", "result", "notify"}
 # Every column, JSON ones as text: we decode them, whatever codecs the driver has.
@@ -59,6 +66,68 @@ WITH picked AS (
 )
 SELECT {_COLUMNS} FROM claimed AS j
 """
+
+
+# Enqueue one job in one round trip: the row, its "created" event, its audit record (when
+# there is an actor) and the wake-up, in one statement. An idempotency key that names an
+# existing job inserts nothing and returns no row.
+INSERT_JOB = f"""
+WITH job AS (
+    INSERT INTO jobs (id, owner, type, status, payload, callback_url, priority, run_at,
+                      created_at, updated_at, max_attempts, timeout_seconds, idempotency_key,
+                      request_hash, deadline_at, notify)
+    VALUES ($1, $2, $3, '{next_state(None, Event.CREATED).value}', $4::jsonb, $5, $6, $7,
+            $8, $8, $9, $10, $11, $12, $13, $14::jsonb)
+    ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING *
+), created AS (
+    INSERT INTO job_events (job_id, at, kind, from_status, to_status, attempt)
+    SELECT id, $8, '{Event.CREATED.value}', NULL, status, 0 FROM job
+), audited AS (
+    INSERT INTO audit_events (at, actor_kind, actor_key_id, actor_owner, actor_role, action,
+                              target_type, target_id, owner, client_address, user_agent,
+                              request_id, detail)
+    SELECT $8, $15::text, $16::text, $17::text, $18::text, '{Action.JOB_CREATED.value}', 'job',
+           id, owner, $19::text, $20::text, $21::text, jsonb_build_object('type', type)
+    FROM job WHERE $15::text IS NOT NULL
+)
+SELECT {_COLUMNS}, pg_notify('{CHANNEL_JOBS}', '') AS woken FROM job AS j
+"""
+
+
+def insert_job_args(
+    sealer: Sealer | None, job_id: str, new: NewJob, now: datetime, actor: Actor | None
+) -> tuple[Any, ...]:
+    keys = sealer_or_fail(sealer)
+    return (
+        job_id,
+        new.owner,
+        new.type,
+        seal_for(jobs.c.payload, keys, new.payload),
+        seal_for(jobs.c.callback_url, keys, new.callback_url),
+        new.priority,
+        new.run_at or now,
+        now,
+        new.max_attempts,
+        new.timeout_seconds,
+        new.idempotency_key,
+        new.request_hash,
+        new.deadline_at,
+        seal_for(jobs.c.notify, keys, new.notify),
+        *(
+            (None,) * 7
+            if actor is None
+            else (
+                actor.kind,
+                actor.key_id,
+                actor.owner,
+                actor.role,
+                actor.client_address,
+                actor.user_agent,
+                actor.request_id,
+            )
+        ),
+    )
 
 
 def _condition_on_jobs(condition: sa.ColumnElement[bool]) -> str:
@@ -148,6 +217,7 @@ _SEALED = [column for column in jobs.c if isinstance(column.type, SealedJson | S
 
 def job_from_record(record: Any, sealer: Sealer | None) -> Job:
     values = dict(record)
+    values.pop("woken", None)  # INSERT_JOB's wake-up
     for name in _JSON_COLUMNS:
         if values[name] is not None:
             values[name] = json.loads(values[name])
