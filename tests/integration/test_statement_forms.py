@@ -90,7 +90,24 @@ async def _story(db: Database) -> dict[str, Any]:
     first, made = await jobs_store.insert_job(db, keyed, now=T0, actor=actor)
     again, made_again = await jobs_store.insert_job(db, keyed, now=T1, actor=actor)
     ids.append(first.id)
-    keyed_answers = [(made, made_again), again.id == first.id, again.payload]
+    batched = await jobs_store.insert_jobs(
+        db,
+        [
+            keyed,
+            NewJob(
+                owner="quiet", type="other", payload={"n": 9}, max_attempts=1, timeout_seconds=5
+            ),
+        ],
+        now=T1,
+        actor=actor,
+    )
+    ids.append(batched[1][0].id)
+    keyed_answers = [
+        (made, made_again),
+        again.id == first.id,
+        again.payload,
+        [(job.id == first.id, created, job.payload) for job, created in batched],
+    ]
     claimed = await queue_store.claim_jobs(
         db, worker_id="w", limit=10, lease_seconds=30, now=T1, types=["story"]
     )
@@ -213,8 +230,13 @@ async def test_native_and_portable_statements_leave_the_same_rows(postgres_url: 
     assert native["applied"] == [0, 1, 2, 3, 4, 6]
     assert native["foreign"] == []
     assert native["reclaimed"] == [4]
-    assert native["keyed"] == [(True, False), True, {"keyed": True}]
-    assert [row[:2] for row in native["audited"]] == [(8, T0)]
+    assert native["keyed"] == [
+        (True, False),
+        True,
+        {"keyed": True},
+        [(True, False, {"keyed": True}), (False, True, {"n": 9})],
+    ]
+    assert [row[:2] for row in native["audited"]] == [(8, T0), (9, T1)]
     assert [(o[0], o[2]) for o in native["owed"]] == [
         (0, "job.succeeded"),
         (2, "job.canceled"),

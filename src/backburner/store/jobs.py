@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -131,11 +132,12 @@ async def insert_jobs(
 ) -> list[tuple[Job, bool]]:
     """Enqueue many jobs in one transaction (all or none): for each, in order, the job and
     whether it was created (False: its owner's idempotency key named an existing job).
-    The rows, their events and their audit records go in as three batched statements."""
+    KeysReused (before anything is written) when a key names a job of another request."""
+    insert = _insert_batch_postgres if db.native_statements else _insert_batch
     for attempt in range(2):
         try:
-            return await _insert_batch(db, batch, now=now, actor=actor)
-        except IntegrityError:
+            return await insert(db, batch, now=now, actor=actor)
+        except (IntegrityError, asyncpg.UniqueViolationError):
             # Another request created one of these idempotency keys meanwhile: once more,
             # and the keys it made are found as existing.
             if attempt or not any(new.idempotency_key for new in batch):
@@ -143,31 +145,56 @@ async def insert_jobs(
     raise AssertionError("unreachable")
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """A batch against the jobs its keys already name: per item, the existing job or the
+    id of a new one."""
+
+    answers: list[Job | None]
+    fresh: list[tuple[str, NewJob]]
+
+
+def _plan(batch: Sequence[NewJob], existing: dict[tuple[str, str], Job]) -> _Plan:
+    answers: list[Job | None] = []
+    fresh: list[tuple[str, NewJob]] = []
+    for new in batch:
+        found = existing.get((new.owner, new.idempotency_key)) if new.idempotency_key else None
+        answers.append(found)
+        if found is None:
+            fresh.append((new_id(), new))
+    reused = [
+        index
+        for index, (new, found) in enumerate(zip(batch, answers, strict=True))
+        if found is not None and found.request_hash != new.request_hash
+    ]
+    if reused:
+        raise KeysReused(reused)  # before anything is written: all or none
+    return _Plan(answers, fresh)
+
+
+def _answered(plan: _Plan, made: dict[str, Job]) -> list[tuple[Job, bool]]:
+    new_ids = iter(job_id for job_id, _ in plan.fresh)
+    return [
+        (found, False) if found is not None else (made[next(new_ids)], True)
+        for found in plan.answers
+    ]
+
+
 async def _insert_batch(
     db: Database, batch: Sequence[NewJob], *, now: datetime, actor: Actor | None
 ) -> list[tuple[Job, bool]]:
+    """The portable form: rows, events and audit records as three batched statements."""
     async with db.write() as tx:
-        existing = await _by_idempotency_keys(
-            tx.conn, [(new.owner, new.idempotency_key) for new in batch if new.idempotency_key]
+        plan = _plan(
+            batch,
+            await _by_idempotency_keys(
+                tx.conn, [(n.owner, n.idempotency_key) for n in batch if n.idempotency_key]
+            ),
         )
-        answers: list[tuple[Job, bool] | None] = []
-        rows: list[dict[str, Any]] = []
-        for new in batch:
-            found = existing.get((new.owner, new.idempotency_key or ""))
-            if new.idempotency_key is not None and found is not None:
-                answers.append((found, False))
-            else:
-                answers.append(None)
-                rows.append(_row_of(new, new_id(), now))
-        reused = [
-            index
-            for index, (new, answer) in enumerate(zip(batch, answers, strict=True))
-            if answer is not None and answer[0].request_hash != new.request_hash
-        ]
-        if reused:
-            raise KeysReused(reused)  # before anything is written: all or none
-        if rows:
-            inserted = {
+        made: dict[str, Job] = {}
+        if plan.fresh:
+            rows = [_row_of(new, job_id, now) for job_id, new in plan.fresh]
+            made = {
                 row["id"]: Job.from_row(row)
                 for row in (await tx.conn.execute(sa.insert(jobs).returning(*jobs.c), rows))
                 .mappings()
@@ -185,12 +212,30 @@ async def _insert_batch(
                 now,
             )
             await tx.signal(CHANNEL_JOBS)
-            made = iter(rows)
-            answers = [
-                answer if answer is not None else (inserted[next(made)["id"]], True)
-                for answer in answers
-            ]
-    return [answer for answer in answers if answer is not None]
+    return _answered(plan, made)
+
+
+async def _insert_batch_postgres(
+    db: Database, batch: Sequence[NewJob], *, now: datetime, actor: Actor | None
+) -> list[tuple[Job, bool]]:
+    """PostgreSQL: the keys looked up in one statement, then rows, events, audit records
+    and the wake-up in one more, the batch passed as arrays."""
+    keyed = [(new.owner, new.idempotency_key) for new in batch if new.idempotency_key]
+    async with db.asyncpg_connection() as conn, conn.transaction():
+        existing: dict[tuple[str, str], Job] = {}
+        if keyed:
+            owners, keys = zip(*keyed, strict=True)
+            for record in await conn.fetch(postgres.JOBS_BY_KEYS, list(owners), list(keys)):
+                job = postgres.job_from_record(record, db.sealer)
+                existing[(job.owner, job.idempotency_key or "")] = job
+        plan = _plan(batch, existing)
+        made: dict[str, Job] = {}
+        if plan.fresh:
+            args = postgres.insert_jobs_args(db.sealer, plan.fresh, now, actor)
+            for record in await conn.fetch(postgres.INSERT_JOBS, *args):
+                job = postgres.job_from_record(record, db.sealer)
+                made[job.id] = job
+    return _answered(plan, made)
 
 
 async def _by_idempotency_keys(

@@ -95,6 +95,87 @@ SELECT {_COLUMNS}, pg_notify('{CHANNEL_JOBS}', '') AS woken FROM job AS j
 """
 
 
+# A batch of jobs, as arrays: rows, events, audit records and one wake-up in one statement.
+# Idempotency keys were looked up first (JOBS_BY_KEYS) in the same transaction.
+INSERT_JOBS = f"""
+WITH batch AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::int[], $7::timestamptz[], $8::int[], $9::float8[], $10::text[],
+                         $11::text[], $12::timestamptz[], $13::text[])
+        AS b(id, owner, type, payload, callback_url, priority, run_at, max_attempts,
+             timeout_seconds, idempotency_key, request_hash, deadline_at, notify)
+), job AS (
+    INSERT INTO jobs (id, owner, type, status, payload, callback_url, priority, run_at,
+                      created_at, updated_at, max_attempts, timeout_seconds, idempotency_key,
+                      request_hash, deadline_at, notify)
+    SELECT id, owner, type, '{next_state(None, Event.CREATED).value}', payload::jsonb,
+           callback_url, priority, run_at, $14, $14, max_attempts, timeout_seconds,
+           idempotency_key, request_hash, deadline_at, notify::jsonb
+    FROM batch
+    RETURNING *
+), created AS (
+    INSERT INTO job_events (job_id, at, kind, from_status, to_status, attempt)
+    SELECT id, $14, '{Event.CREATED.value}', NULL, status, 0 FROM job
+), audited AS (
+    INSERT INTO audit_events (at, actor_kind, actor_key_id, actor_owner, actor_role, action,
+                              target_type, target_id, owner, client_address, user_agent,
+                              request_id, detail)
+    SELECT $14, $15::text, $16::text, $17::text, $18::text, '{Action.JOB_CREATED.value}',
+           'job', id, owner, $19::text, $20::text, $21::text, jsonb_build_object('type', type)
+    FROM job WHERE $15::text IS NOT NULL
+), woken AS (
+    SELECT pg_notify('{CHANNEL_JOBS}', '')
+)
+SELECT {_COLUMNS}, (SELECT count(*) FROM woken) AS woken FROM job AS j
+"""
+
+JOBS_BY_KEYS = f"""
+SELECT {_COLUMNS} FROM jobs AS j
+JOIN unnest($1::text[], $2::text[]) AS k(owner, key)
+  ON j.owner = k.owner AND j.idempotency_key = k.key
+"""
+
+
+def _actor_args(actor: Actor | None) -> tuple[str | None, ...]:
+    if actor is None:
+        return (None,) * 7
+    return (
+        actor.kind,
+        actor.key_id,
+        actor.owner,
+        actor.role,
+        actor.client_address,
+        actor.user_agent,
+        actor.request_id,
+    )
+
+
+def insert_jobs_args(
+    sealer: Sealer | None, fresh: Sequence[tuple[str, NewJob]], now: datetime, actor: Actor | None
+) -> tuple[Any, ...]:
+    keys = sealer_or_fail(sealer)
+    columns: list[list[Any]] = [[] for _ in range(13)]
+    for job_id, new in fresh:
+        row = (
+            job_id,
+            new.owner,
+            new.type,
+            seal_for(jobs.c.payload, keys, new.payload),
+            seal_for(jobs.c.callback_url, keys, new.callback_url),
+            new.priority,
+            new.run_at or now,
+            new.max_attempts,
+            new.timeout_seconds,
+            new.idempotency_key,
+            new.request_hash,
+            new.deadline_at,
+            seal_for(jobs.c.notify, keys, new.notify),
+        )
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return (*columns, now, *_actor_args(actor))
+
+
 def insert_job_args(
     sealer: Sealer | None, job_id: str, new: NewJob, now: datetime, actor: Actor | None
 ) -> tuple[Any, ...]:
@@ -114,19 +195,7 @@ def insert_job_args(
         new.request_hash,
         new.deadline_at,
         seal_for(jobs.c.notify, keys, new.notify),
-        *(
-            (None,) * 7
-            if actor is None
-            else (
-                actor.kind,
-                actor.key_id,
-                actor.owner,
-                actor.role,
-                actor.client_address,
-                actor.user_agent,
-                actor.request_id,
-            )
-        ),
+        *_actor_args(actor),
     )
 
 
