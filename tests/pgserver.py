@@ -6,8 +6,10 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -87,3 +89,46 @@ def _server(workdir: Path) -> Iterator[PrivateServer]:
             capture_output=True,
             timeout=60,
         )
+
+
+@contextmanager
+def pgbouncer(target_port: int = 5432) -> Iterator[int]:
+    """PgBouncer in transaction pooling mode on a free port, in front of the PostgreSQL
+    at 127.0.0.1:`target_port`; yields its port."""
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    assert Path(binary).exists(), "PgBouncer is missing: `apt-get install pgbouncer`"
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="backburner-pgbouncer-") as name:
+        workdir = Path(name)
+        (workdir / "users.txt").write_text('"postgres" ""\n')
+        (workdir / "pgbouncer.ini").write_text(
+            "[databases]\n"
+            f"* = host=127.0.0.1 port={target_port}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+            f"auth_type = trust\nauth_file = {workdir}/users.txt\n"
+            "pool_mode = transaction\ndefault_pool_size = 10\nmax_client_conn = 500\n"
+        )
+        if os.geteuid() == 0:
+            for path in (workdir, *workdir.iterdir()):
+                shutil.chown(path, "postgres")
+        bouncer = subprocess.Popen(
+            _as_postgres(binary, str(workdir / "pgbouncer.ini")),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if bouncer.poll() is not None or time.monotonic() > deadline:
+                        said = bouncer.stderr.read() if bouncer.stderr else b""
+                        raise AssertionError(f"PgBouncer did not start: {said!r}") from None
+                    time.sleep(0.05)
+            yield port
+        finally:
+            bouncer.terminate()
+            bouncer.wait(timeout=10)

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
 
     database_url: str = DEFAULT_DATABASE_URL
     database_pool_size: int = Field(default=10, ge=1)
+    # PgBouncer (transaction pooling) in front of PostgreSQL: DATABASE_URL goes through it,
+    # nothing prepared is kept; LISTEN needs a direct connection (DATABASE_LISTEN_URL).
+    database_transaction_pooler: bool = False
+    database_listen_url: str | None = None
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)

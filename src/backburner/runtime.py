@@ -207,7 +207,13 @@ async def open_database(
     missing or wrong key raises KeyringError naming the setting, before any write), and the
     settings with their sealed secrets opened."""
     source = key_source(settings)
-    db = Database(settings.database_url, sealer=source.keyring, pool_size=pool_size)
+    db = Database(
+        settings.database_url,
+        sealer=source.keyring,
+        pool_size=pool_size,
+        transaction_pooler=settings.database_transaction_pooler,
+        listen_url=settings.database_listen_url,
+    )
     try:
         if listen:
             await db.start_listening()

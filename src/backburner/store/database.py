@@ -14,6 +14,7 @@ import contextlib
 import logging
 import math
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -184,9 +185,20 @@ class Tx:
             self.pending_signals.append((channel, payload))
 
 
-def _connect_args(dialect: Dialect) -> dict[str, Any]:
+def _connect_args(dialect: Dialect, *, pooled: bool) -> dict[str, Any]:
     if dialect != "postgresql":
         return {}
+    if pooled:
+        # Behind a transaction-pooling proxy (PgBouncer) consecutive transactions may run
+        # on different server connections: nothing prepared is kept (asyncpg then uses
+        # unnamed statements, re-parsed where needed), SQLAlchemy's own prepares get
+        # unique names, and no session settings are sent (the proxy refuses them; set
+        # plan_cache_mode on the database instead, see docs/operations.md).
+        return {
+            "statement_cache_size": 0,
+            "prepared_statement_cache_size": 0,
+            "prepared_statement_name_func": lambda: f"__backburner_{uuid.uuid4().hex}__",
+        }
     # asyncpg prepares every statement; after five runs PostgreSQL may switch to a generic
     # plan, which for the claim query scans and sorts the whole pending queue. Custom
     # plans cost a little planning per query and keep queue queries on their index.
@@ -220,10 +232,16 @@ class Database:
         sealer: Sealer | None,
         pool_size: int = 10,
         native_statements: bool | None = None,
+        transaction_pooler: bool = False,
+        listen_url: str | None = None,
     ) -> None:
         """`sealer`: the keys for the columns encrypted at rest; without one (schema
-        upgrades) those columns can be neither written nor read."""
+        upgrades) those columns can be neither written nor read. `transaction_pooler`:
+        `url` goes through PgBouncer in transaction mode; `listen_url` then reaches
+        PostgreSQL directly, for LISTEN (a session the proxy cannot keep)."""
         self.url = url
+        self.listen_url = listen_url or url
+        self.transaction_pooler = transaction_pooler
         self.sealer = sealer
         self.dialect: Dialect = dialect_of(url)
         # The hottest statements have a PostgreSQL form of their own (`postgres.py`), one
@@ -238,14 +256,17 @@ class Database:
         self._listener: PostgresListener | None = None
         # Reads run in autocommit with no reset on return: one round trip per query
         # instead of BEGIN, query, ROLLBACK. Every multi-statement change goes
-        # through write(), which is a real transaction.
+        # through write(), which is a real transaction. Behind a transaction pooler a
+        # read is a transaction too: the proxy keeps a statement's prepare and its
+        # execution on one server connection only within a transaction.
+        connect_args = _connect_args(self.dialect, pooled=transaction_pooler)
         self._read_engine = create_async_engine(
             async_url(url),
             pool_size=pool_size,
             max_overflow=pool_size,
-            isolation_level="AUTOCOMMIT",
             pool_reset_on_return=None,
-            connect_args=_connect_args(self.dialect),
+            connect_args=connect_args,
+            **({} if transaction_pooler else {"isolation_level": "AUTOCOMMIT"}),
         )
         if self.dialect == "sqlite":
             self._write_engine = create_async_engine(async_url(url), pool_size=1, max_overflow=0)
@@ -259,7 +280,7 @@ class Database:
                 pool_size=pool_size,
                 max_overflow=pool_size,
                 pool_recycle=1800,
-                connect_args=_connect_args(self.dialect),
+                connect_args=connect_args,
             )
         self.outages = OutageLog()
         for engine in (self._read_engine, self._write_engine):
@@ -280,7 +301,7 @@ class Database:
     async def start_listening(self) -> None:
         """Start hearing other processes' signals (PostgreSQL); a no-op on SQLite."""
         if self.dialect == "postgresql" and self._listener is None:
-            self._listener = PostgresListener(plain_postgres_dsn(self.url), self.signals)
+            self._listener = PostgresListener(plain_postgres_dsn(self.listen_url), self.signals)
             await self._listener.start()
 
     async def close(self) -> None:
@@ -306,9 +327,14 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in autocommit: for reads, and for writes made of one statement."""
-        async with self._read_engine.connect() as conn:
-            yield conn
+        """A connection in autocommit: for reads, and for writes made of one statement
+        (behind a transaction pooler, a transaction committed at the end)."""
+        if self.transaction_pooler:
+            async with self._read_engine.begin() as conn:
+                yield conn
+        else:
+            async with self._read_engine.connect() as conn:
+                yield conn
 
     @contextlib.asynccontextmanager
     async def asyncpg_connection(self) -> AsyncIterator[Any]:

@@ -1,0 +1,96 @@
+"""The queue through PgBouncer in transaction pooling mode: an API process and a worker
+process whose every statement goes through the proxy (LISTEN on a direct connection),
+jobs created one by one and in a batch, picked up at once, each run once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from backburner.store import Database, Role
+from backburner.store import keys as keys_store
+from backburner.store.schema import job_events, jobs
+from tests.conftest import KEYRING, wait_for
+from tests.e2e.processes import child_env, free_port, run_cli, started, wait_until_serving
+from tests.pgserver import pgbouncer
+
+pytestmark = pytest.mark.slow
+
+
+async def test_the_queue_runs_through_pgbouncer(postgres_url: str, tmp_path: Path) -> None:
+    direct = Database(postgres_url, sealer=KEYRING)
+    async with direct.write() as tx:
+        await tx.conn.execute(sa.text("TRUNCATE jobs, job_events, audit_events, api_keys"))
+    await direct.close()
+    with pgbouncer() as port:
+        name = postgres_url.rpartition("/")[2]
+        pooled = f"postgresql://postgres@127.0.0.1:{port}/{name}"
+        env = child_env(
+            pooled, database_transaction_pooler="true", database_listen_url=postgres_url
+        )
+        # Schema upgrades and key management go through the proxy too.
+        await asyncio.to_thread(run_cli, "db", "upgrade", env=env)
+        db = Database(pooled, sealer=KEYRING, transaction_pooler=True)
+        _, key = await keys_store.create_key(
+            db, owner="alice", role=Role.MEMBER, now=datetime.now(UTC)
+        )
+        api_port = free_port()
+        base = f"http://127.0.0.1:{api_port}"
+        api_log, worker_log = tmp_path / "api.log", tmp_path / "worker.log"
+        try:
+            with (
+                started(
+                    "serve", "--no-worker", "--port", str(api_port), env=env, log=api_log
+                ) as api,
+                started("worker", env=env, log=worker_log),
+            ):
+                await asyncio.to_thread(wait_until_serving, base, api, api_log)
+                headers = {"Authorization": f"Bearer {key}"}
+                async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
+                    singles = await asyncio.gather(
+                        *(client.post("/api/jobs", json={"type": "noop"}) for _ in range(50))
+                    )
+                    assert {answer.status_code for answer in singles} == {201}
+                    batch = await client.post(
+                        "/api/jobs/batch", json={"jobs": [{"type": "noop"}] * 200}
+                    )
+                    assert batch.status_code == 201, batch.text
+                    # Picked up at once: the worker hears of it through LISTEN, not its poll.
+                    started_at = time.monotonic()
+                    last = await client.post("/api/jobs", json={"type": "noop"})
+                    last_id = last.json()["job_id"]
+
+                    async def done(job_id: str) -> bool:
+                        answer = await client.get(f"/api/jobs/{job_id}")
+                        return bool(answer.json()["status"] == "succeeded")
+
+                    await wait_for(lambda: done(last_id), within=20)
+                    picked_up_within = time.monotonic() - started_at
+
+                async def all_succeeded() -> bool:
+                    async with db.read() as conn:
+                        query = sa.select(sa.func.count()).where(jobs.c.status == "succeeded")
+                        return (await conn.execute(query)).scalar_one() == 251
+
+                await wait_for(all_succeeded, within=60, interval=0.2)
+                async with db.read() as conn:
+                    runs = (
+                        await conn.execute(
+                            sa.select(sa.func.count()).where(job_events.c.kind == "started")
+                        )
+                    ).scalar_one()
+        finally:
+            await db.close()
+    assert runs == 251  # each job started once
+    assert picked_up_within < 5
+    for log in (api_log, worker_log):
+        said = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+        bad = [e for e in said if e["level"] in ("warning", "error", "critical")]
+        assert bad == [], bad
