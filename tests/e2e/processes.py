@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -18,11 +19,27 @@ from tests.conftest import REPO, TEST_KEYS
 BACKBURNER = str(Path(sys.executable).parent / "backburner")
 
 
+def _ephemeral_floor() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A loopback port nothing listens on, below the kernel's ephemeral range: a port
+    from bind(0) can be taken by an outgoing connection (to the database, say) between
+    this call and the server's own bind, and the server then fails to start."""
+    floor = _ephemeral_floor()
+    for _ in range(200):
+        port = random.randint(max(1024, floor - 12000), floor - 1)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 def child_env(db_url: str, **settings: str) -> dict[str, str]:

@@ -178,8 +178,9 @@ async def enqueue(
 ) -> tuple[Job, bool]:
     """Queue the job (or find the one this idempotency key already made)."""
     key = idempotency_key_of(create, header_key)
-    new = await prepared_job(svc, principal, create, key, svc.clock())
-    job, created = await jobs_store.insert_job(svc.db, new, now=svc.clock(), actor=actor)
+    now = svc.clock()  # one moment: the deadline counts from the creation time stored
+    new = await prepared_job(svc, principal, create, key, now)
+    job, created = await jobs_store.insert_job(svc.db, new, now=now, actor=actor)
     if not created and job.request_hash != new.request_hash:
         raise InvalidRequest(
             "this idempotency key was used before with a different request",

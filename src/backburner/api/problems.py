@@ -206,6 +206,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        if is_outage(error):  # the driver's own error, from a statement sent through it
+            return unavailable(request, error)
         log.exception("unhandled error", extra={"path": request.url.path})
         return problem(
             500, "an unexpected error occurred; it has been logged", instance=request.url.path

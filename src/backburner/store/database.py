@@ -344,7 +344,14 @@ class Database:
             raise RuntimeError("asyncpg_connection is for PostgreSQL only")
         async with self._read_engine.connect() as conn:
             raw = await conn.get_raw_connection()
-            yield raw.driver_connection
+            try:
+                yield raw.driver_connection
+            except BaseException as error:
+                # An error SQLAlchemy never saw: a connection it broke must not go back
+                # to the pool, where the next statement would find it half-way.
+                if is_outage(error):
+                    await conn.invalidate()
+                raise
 
 
 class PostgresListener:
