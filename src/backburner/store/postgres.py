@@ -68,6 +68,23 @@ SELECT {_COLUMNS} FROM claimed AS j
 """
 
 
+def _created_and_audited(at: str) -> str:
+    """The CTEs after a `job` CTE of jobs just inserted: their "created" events, and their
+    audit records when an actor is given ($15-$21: kind, key id, owner, role, address,
+    user agent, request id; no kind, no record)."""
+    return f"""created AS (
+    INSERT INTO job_events (job_id, at, kind, from_status, to_status, attempt)
+    SELECT id, {at}, '{Event.CREATED.value}', NULL, status, 0 FROM job
+), audited AS (
+    INSERT INTO audit_events (at, actor_kind, actor_key_id, actor_owner, actor_role, action,
+                              target_type, target_id, owner, client_address, user_agent,
+                              request_id, detail)
+    SELECT {at}, $15::text, $16::text, $17::text, $18::text, '{Action.JOB_CREATED.value}',
+           'job', id, owner, $19::text, $20::text, $21::text, jsonb_build_object('type', type)
+    FROM job WHERE $15::text IS NOT NULL
+)"""
+
+
 # Enqueue one job in one round trip: the row, its "created" event, its audit record (when
 # there is an actor) and the wake-up, in one statement. An idempotency key that names an
 # existing job inserts nothing and returns no row.
@@ -80,17 +97,7 @@ WITH job AS (
             $8, $8, $9, $10, $11, $12, $13, $14::jsonb)
     ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
-), created AS (
-    INSERT INTO job_events (job_id, at, kind, from_status, to_status, attempt)
-    SELECT id, $8, '{Event.CREATED.value}', NULL, status, 0 FROM job
-), audited AS (
-    INSERT INTO audit_events (at, actor_kind, actor_key_id, actor_owner, actor_role, action,
-                              target_type, target_id, owner, client_address, user_agent,
-                              request_id, detail)
-    SELECT $8, $15::text, $16::text, $17::text, $18::text, '{Action.JOB_CREATED.value}', 'job',
-           id, owner, $19::text, $20::text, $21::text, jsonb_build_object('type', type)
-    FROM job WHERE $15::text IS NOT NULL
-)
+), {_created_and_audited("$8")}
 SELECT {_COLUMNS}, pg_notify('{CHANNEL_JOBS}', '') AS woken FROM job AS j
 """
 
@@ -113,17 +120,7 @@ WITH batch AS (
            idempotency_key, request_hash, deadline_at, notify::jsonb
     FROM batch
     RETURNING *
-), created AS (
-    INSERT INTO job_events (job_id, at, kind, from_status, to_status, attempt)
-    SELECT id, $14, '{Event.CREATED.value}', NULL, status, 0 FROM job
-), audited AS (
-    INSERT INTO audit_events (at, actor_kind, actor_key_id, actor_owner, actor_role, action,
-                              target_type, target_id, owner, client_address, user_agent,
-                              request_id, detail)
-    SELECT $14, $15::text, $16::text, $17::text, $18::text, '{Action.JOB_CREATED.value}',
-           'job', id, owner, $19::text, $20::text, $21::text, jsonb_build_object('type', type)
-    FROM job WHERE $15::text IS NOT NULL
-), woken AS (
+), {_created_and_audited("$14")}, woken AS (
     SELECT pg_notify('{CHANNEL_JOBS}', '')
 )
 SELECT {_COLUMNS}, (SELECT count(*) FROM woken) AS woken FROM job AS j
