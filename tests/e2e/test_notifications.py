@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -280,6 +281,11 @@ async def test_email_slack_and_teams_arrive_in_their_shapes(db_url: str, keys: K
             assert await deliveries(api, quiet["job_id"]) == []  # it asked for nothing
     assert sorted(d["channel"] for d in found) == ["email", "slack", "teams"]
     assert all(d["status"] == "succeeded" for d in found)
+    # One event, one id for every channel; a UUID, so two deployments never share one.
+    (event_id,) = {d["event_id"] for d in found}
+    assert re.fullmatch(
+        r"evt_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}", event_id
+    )
     slack_target = next(d["target"] for d in found if d["channel"] == "slack")
     assert "secret" not in slack_target  # an incoming-webhook URL is a credential
     (mail,) = inbox

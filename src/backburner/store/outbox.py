@@ -167,7 +167,10 @@ async def expand_notifications(
             job = found.get(row["job_id"])
             if job is None:
                 continue
-            event_id = f"evt_{row['id']}"
+            # Unique across databases and deployments (a counter is not: two deployments'
+            # evt_1 would look like one event to a receiver deduplicating by id), and
+            # stable: stored with each delivery, so a redelivery sends it again.
+            event_id = f"evt_{new_id()}"
             for item in owed(
                 job,
                 row["event_type"],
