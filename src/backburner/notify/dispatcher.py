@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from email.utils import formatdate
 from typing import Any
 
 import aiohttp
@@ -249,6 +250,7 @@ class Dispatcher:
         message["To"] = payload["to"]
         message["Subject"] = payload["subject"]
         message["Message-ID"] = f"<{delivery.event_id}.{delivery.id}@backburner>"
+        message["Date"] = formatdate(usegmt=True)  # some mail filters score mail without one
         message.set_content(payload["text"])
         message.add_alternative(payload["html"], subtype="html")
         await aiosmtplib.send(
