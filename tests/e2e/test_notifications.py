@@ -292,7 +292,8 @@ async def test_email_slack_and_teams_arrive_in_their_shapes(db_url: str, keys: K
     link = f"https://backburner.example/jobs/{job['job_id']}"
     assert mail["To"] == "ana@example.com"
     assert mail["From"] == "jobs@backburner.example"
-    assert mail["Date"] and mail["Message-ID"]
+    assert mail["Date"]
+    assert mail["Message-ID"]
     assert "completed" in mail["Subject"]
     text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     html = mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
