@@ -156,3 +156,22 @@ async def test_events_written_by_another_process_reach_the_stream(
         job_id = await create(client, with_worker, keys.alice, {"type": "noop"})
         await live.until(job_id, "succeeded")
     assert live.of(job_id) == ["created", "started", "succeeded"]
+
+
+async def test_a_stream_starts_after_what_it_asked_for(settings: Settings, keys: Keys) -> None:
+    """Events from before the stream's start are not replayed to it, even those the
+    process's live feed reads again to catch late commits (a page's toasts showed jobs
+    that had ended before it loaded)."""
+    async with service(settings) as base, httpx.AsyncClient(timeout=30) as client:
+        earlier = await create(client, base, keys.alice, {"type": "noop"})
+        await done(client, base, keys.alice, earlier)
+    # A new process: its live feed starts at the newest event and looks a window behind.
+    async with (
+        service(settings) as base,
+        httpx.AsyncClient(timeout=30) as client,
+        Stream(client, f"{base}/api/events", auth(keys.alice)) as live,
+    ):
+        later = await create(client, base, keys.alice, {"type": "noop"})
+        await live.until(later, "succeeded")
+    assert live.of(earlier) == []
+    assert live.of(later) == ["created", "started", "succeeded"]

@@ -199,7 +199,9 @@ async def stream(
                 continue
             if live is None:
                 return
-            if live.id not in backfilled:  # the hub itself sends each event once
+            # The hub sends each event once, but it re-reads a window behind its cursor
+            # (late commits), which can reach before where this client asked to start.
+            if live.id > last_event_id and live.id not in backfilled:
                 yield live.frame()
 
 
