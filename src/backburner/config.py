@@ -163,6 +163,10 @@ class Settings(BaseSettings):
     encryption_keys: SecretStr | None = None
     encryption_key_file: str | None = None
 
+    # Where a person whose job failed can ask for help: a "Contact support" link on the
+    # job page (an https:// or mailto: URL). Unset: no link.
+    support_url: str | None = Field(default=None, pattern=r"^(https?://|mailto:)\S+$")
+
     log_level: str = "INFO"
     log_format: str = Field(default="auto", pattern="^(auto|json|text)$")
 

@@ -6,8 +6,10 @@ import re
 from datetime import datetime, timedelta
 
 import httpx
+import pytest
 
-from tests.conftest import Keys
+from backburner.config import Settings
+from tests.conftest import Keys, serving
 from tests.e2e.test_api_jobs import create, until_done
 
 NO_HEADER = {"Authorization": ""}
@@ -186,3 +188,26 @@ async def test_a_forms_options_set_priority_deadline_and_email(
     assert "Needed within (hours): must be more than 0 and at most 168 hours" in refused.text
     assert "E-mail me when it ends: not an e-mail address" in refused.text
     assert len((await api_only.get("/api/jobs")).json()["items"]) == 1  # only the first
+
+
+async def test_a_failed_job_offers_support_when_there_is_some(
+    settings: Settings, keys: Keys
+) -> None:
+    with_support = settings.model_copy(update={"support_url": "mailto:help@example.com"})
+    for given, shown in ((settings, False), (with_support, True)):
+        async with serving(given, keys.alice, embed_worker=True) as api:
+            await signed_in(api, keys.alice)
+            failed = (await create(api, {"type": "test_broken"})).json()["job_id"]
+            assert (await until_done(api, failed))["status"] == "failed"
+            ok = (await create(api, {"type": "noop"})).json()["job_id"]
+            await until_done(api, ok)
+            failed_page = (await api.get(f"/jobs/{failed}")).text
+            assert ('href="mailto:help@example.com"' in failed_page) is shown
+            assert "Contact support" not in (await api.get(f"/jobs/{ok}")).text
+
+
+def test_a_support_url_must_be_a_link() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, support_url="javascript:alert(1)")  # type: ignore[call-arg]

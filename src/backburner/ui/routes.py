@@ -140,6 +140,7 @@ async def job_page_response(
             job.result, list(job_type.output_model.model_fields) if job_type else []
         ),
         "problem": problem,
+        "support_url": svc.settings.support_url,
     }
     template = "job_body.html" if fragment else "job.html"
     return page(request, principal, template, context, status=status)
