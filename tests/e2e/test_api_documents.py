@@ -308,3 +308,24 @@ async def test_a_batch_summary_keeps_its_deadline_and_notifications(
     assert created.status_code == 201, created.text
     job = (await api_only.get(f"/api/jobs/{created.json()['job_id']}")).json()
     assert job["deadline_at"] is not None
+
+
+async def test_the_same_text_uploaded_again_is_the_same_document(
+    api: httpx.AsyncClient, keys: Keys
+) -> None:
+    first = await upload(api, "minutes.txt", ARTICLE.encode())
+    again = await upload(api, "minutes-copy.txt", ARTICLE.encode())
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["document_id"] == first.json()["document_id"]
+    assert (first.json()["duplicate"], again.json()["duplicate"]) == (False, True)
+    other_text = await upload(api, "minutes.txt", (ARTICLE + " Addendum.").encode())
+    assert other_text.status_code == 201
+    # Another owner's identical upload is theirs alone.
+    theirs = await upload(api, "minutes.txt", ARTICLE.encode(), headers=auth(keys.bob))
+    assert theirs.status_code == 201
+    assert theirs.json()["document_id"] != first.json()["document_id"]
+    # Deleted, then sent again: a new document.
+    assert (await api.delete(f"/api/documents/{first.json()['document_id']}")).status_code == 204
+    after = await upload(api, "minutes.txt", ARTICLE.encode())
+    assert after.status_code == 201
+    assert after.json()["document_id"] != first.json()["document_id"]

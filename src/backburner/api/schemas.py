@@ -307,6 +307,8 @@ class DocumentView(BaseModel):
     sha256: str
     created_at: datetime
     text: str | None = None
+    # On upload: the owner had this text already, and this is that document.
+    duplicate: bool = False
 
 
 class QuickSummaryRequest(BaseModel):

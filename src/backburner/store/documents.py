@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from backburner.errors import NotFound
 from backburner.store import audit
 from backburner.store.audit import Actor, Target
-from backburner.store.database import Database
+from backburner.store.database import Database, Tx
 from backburner.store.models import Document, new_id
 from backburner.store.schema import documents
 
@@ -27,6 +27,62 @@ async def insert_document(
     now: datetime,
     actor: Actor | None = None,
 ) -> Document:
+    """Store a document, always as a new one."""
+    async with db.write() as tx:
+        return await _insert(tx, owner, filename, content_type, size_bytes, text, now, actor)
+
+
+async def take_document(
+    db: Database,
+    *,
+    owner: str,
+    filename: str,
+    content_type: str,
+    size_bytes: int,
+    text: str,
+    now: datetime,
+    actor: Actor | None = None,
+) -> tuple[Document, bool]:
+    """Store a document, unless its owner already has one with the same text: then that
+    one, and False (an upload sent twice is one document)."""
+    checksum = _checksum(text)
+    async with db.write() as tx:
+        await tx.serialize_on(f"document:{owner}:{checksum}")  # two at once make one
+        same = (
+            sa.select(documents)
+            .where(documents.c.owner == owner, documents.c.sha256 == checksum)
+            .order_by(documents.c.created_at)
+            .limit(1)
+        )
+        row = (await tx.conn.execute(same)).mappings().first()
+        if row is not None:
+            await audit.record(
+                tx.conn,
+                actor,
+                audit.Action.DOCUMENT_UPLOADED,
+                Target("document", row["id"], owner),
+                now,
+                detail={"duplicate": True, "filename": filename},
+            )
+            return Document.from_row(row), False
+        document = await _insert(tx, owner, filename, content_type, size_bytes, text, now, actor)
+        return document, True
+
+
+def _checksum(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def _insert(
+    tx: Tx,
+    owner: str,
+    filename: str,
+    content_type: str,
+    size_bytes: int,
+    text: str,
+    now: datetime,
+    actor: Actor | None,
+) -> Document:
     values = {
         "id": new_id(),
         "owner": owner,
@@ -34,24 +90,23 @@ async def insert_document(
         "content_type": content_type,
         "size_bytes": size_bytes,
         "char_count": len(text),
-        "sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "sha256": _checksum(text),
         "text": text,
         "created_at": now,
     }
-    async with db.write() as tx:
-        row = (
-            (await tx.conn.execute(sa.insert(documents).values(values).returning(*documents.c)))
-            .mappings()
-            .one()
-        )
-        await audit.record(
-            tx.conn,
-            actor,
-            audit.Action.DOCUMENT_UPLOADED,
-            Target("document", row["id"], owner),
-            now,
-            detail={"content_type": content_type, "size_bytes": size_bytes},
-        )
+    row = (
+        (await tx.conn.execute(sa.insert(documents).values(values).returning(*documents.c)))
+        .mappings()
+        .one()
+    )
+    await audit.record(
+        tx.conn,
+        actor,
+        audit.Action.DOCUMENT_UPLOADED,
+        Target("document", row["id"], owner),
+        now,
+        detail={"content_type": content_type, "size_bytes": size_bytes},
+    )
     return Document.from_row(row)
 
 

@@ -200,6 +200,7 @@ documents = sa.Table(
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Index("ix_documents_owner_id", "owner", "id"),
     sa.Index("ix_documents_created", "created_at"),  # retention finds the oldest
+    sa.Index("ix_documents_owner_sha256", "owner", "sha256"),  # an upload sent again
 )
 
 api_keys = sa.Table(

@@ -143,7 +143,7 @@ async def submit_new_job(request: Request) -> Response:
         return form_page(request, principal, job_type, values=values, problems=problems, status=422)
     stored: dict[str, list[str]] = {}
     for field, intake in uploads:
-        document = await documents_store.insert_document(
+        document, _ = await documents_store.take_document(
             svc.db,
             owner=principal.owner,
             filename=intake.filename,

@@ -33,16 +33,26 @@ def view_of(document: Document, *, with_text: bool) -> DocumentView:
     )
 
 
-@router.post("", status_code=201, response_model=DocumentView, responses=problems(415))
+@router.post(
+    "",
+    status_code=201,
+    response_model=DocumentView,
+    responses={
+        200: {"description": "The same text was uploaded before: that document"},
+        **problems(415),
+    },
+)
 async def upload_document(
     file: Annotated[UploadFile, File(description="A .txt, .md or .pdf file")],
+    response: Response,
     svc: ServicesDep,
     principal: CurrentPrincipal,
     actor: CurrentActor,
 ) -> DocumentView:
-    """Store a document and its extracted text; summarisation jobs refer to its id."""
+    """Store a document and its extracted text; summarisation jobs refer to its id. The
+    same text uploaded again by its owner is the same document (200, `duplicate`)."""
     intake = await take_in(file, svc.settings.max_document_bytes, svc.parser)
-    document = await documents_store.insert_document(
+    document, created = await documents_store.take_document(
         svc.db,
         owner=principal.owner,
         filename=intake.filename,
@@ -52,7 +62,9 @@ async def upload_document(
         now=svc.clock(),
         actor=actor,
     )
-    return view_of(document, with_text=False)
+    if not created:
+        response.status_code = 200
+    return view_of(document, with_text=False).model_copy(update={"duplicate": not created})
 
 
 @router.get("/{document_id}", response_model=DocumentView)
