@@ -34,7 +34,13 @@ from backburner.config import Settings
 from backburner.jobs.parsing import MIB, DocumentParser, ParseLimits
 from backburner.jobs.registry import JobRegistry, build_registry
 from backburner.notify import Dispatcher
-from backburner.privacy.sealing import KeyringError, KeySource, key_source, unseal_settings
+from backburner.privacy.sealing import (
+    KeyringError,
+    KeySource,
+    key_file_is_private,
+    key_source,
+    unseal_settings,
+)
 from backburner.providers import start_provider
 from backburner.providers.base import Provider
 from backburner.store import Database, encryption, migrate
@@ -245,6 +251,9 @@ async def _use_keys(db: Database, source: KeySource) -> None:
             "this database: give it again (a key may go once `backburner encryption rotate` "
             "has retired it)"
         )
+    key_file = None if source.unsaved else source.key_file
+    if key_file is not None and not key_file_is_private(key_file):
+        log.warning("the key file %s can be read by others than its owner: chmod 600 it", key_file)
     if source.unsaved:
         source.save()
         log.warning(

@@ -280,6 +280,11 @@ def test_the_embedded_default_creates_its_key_once_and_refuses_to_start_without_
     assert str(key_file) in first.stderr  # told where the key is
     again = run_cli("keys", "list", env=env)
     assert "ana" in again.stdout
+    assert "chmod 600" not in again.stderr
+    key_file.chmod(0o644)
+    loose = run_cli("keys", "list", env=env)
+    assert f"the key file {key_file} can be read by others" in loose.stderr
+    key_file.chmod(0o600)
     key_file.rename(tmp_path / "elsewhere.key")
     refused = run_cli("serve", "--port", "0", env=env, check=False, timeout=30)
     assert refused.returncode != 0
