@@ -128,15 +128,17 @@ async def put_work(db: Database, scale: float) -> list[str]:
     rng = random.Random(11)
     now = datetime.now(UTC)
     documents = [
-        await documents_store.insert_document(
-            db,
-            owner="acme",
-            filename=f"report-{i:03d}.txt",
-            content_type="text/plain",
-            size_bytes=len(text),
-            text=text,
-            now=now,
-        )
+        (
+            await documents_store.take_document(
+                db,
+                owner="acme",
+                filename=f"report-{i:03d}.txt",
+                content_type="text/plain",
+                size_bytes=len(text),
+                text=text,
+                now=now,
+            )
+        )[0]  # each report's text is its own: always a new document
         for i, text in ((i, report_text(i, rng)) for i in range(max(2, int(150 * scale))))
     ]
     leads = [

@@ -147,13 +147,13 @@ async def test_workers_delete_what_is_past_retention(db: Database, settings: Set
                 .where(jobs.c.id == job.id)
                 .values(status="succeeded", completed_at=ended, result={})
             )
-        document = await documents_store.insert_document(
+        document, _ = await documents_store.take_document(
             db,
             owner="alice",
             filename=f"{name}.txt",
             content_type="text/plain",
-            size_bytes=4,
-            text="text",
+            size_bytes=len(name),
+            text=name,  # texts of their own: the same text twice is one document
             now=ended,
         )
         ids[name] = (job.id, document.id)

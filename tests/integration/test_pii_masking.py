@@ -82,7 +82,7 @@ async def test_no_seeded_value_reaches_the_model_and_results_keep_them(
     emulator = create_emulator_app(EmulatorConfig(latency_s=0.1, seed=7))
     async with serve_on_loopback(emulator) as upstream, recording_proxy(upstream) as (proxy, seen):
         provider = OpenAIProvider.connect(api_key="sk-test", base_url=f"{proxy}/v1", timeout=10)
-        document = await documents_store.insert_document(
+        document, _ = await documents_store.take_document(
             db,
             owner="alice",
             filename="customer.txt",

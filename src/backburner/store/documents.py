@@ -16,22 +16,6 @@ from backburner.store.models import Document, new_id
 from backburner.store.schema import documents
 
 
-async def insert_document(
-    db: Database,
-    *,
-    owner: str,
-    filename: str,
-    content_type: str,
-    size_bytes: int,
-    text: str,
-    now: datetime,
-    actor: Actor | None = None,
-) -> Document:
-    """Store a document, always as a new one."""
-    async with db.write() as tx:
-        return await _insert(tx, owner, filename, content_type, size_bytes, text, now, actor)
-
-
 async def take_document(
     db: Database,
     *,
@@ -65,8 +49,10 @@ async def take_document(
                 detail={"duplicate": True, "filename": filename},
             )
             return Document.from_row(row), False
-        document = await _insert(tx, owner, filename, content_type, size_bytes, text, now, actor)
-        return document, True
+        stored = await _insert(
+            tx, owner, filename, content_type, size_bytes, text, checksum, now, actor
+        )
+        return stored, True
 
 
 def _checksum(text: str) -> str:
@@ -80,6 +66,7 @@ async def _insert(
     content_type: str,
     size_bytes: int,
     text: str,
+    checksum: str,
     now: datetime,
     actor: Actor | None,
 ) -> Document:
@@ -90,7 +77,7 @@ async def _insert(
         "content_type": content_type,
         "size_bytes": size_bytes,
         "char_count": len(text),
-        "sha256": _checksum(text),
+        "sha256": checksum,
         "text": text,
         "created_at": now,
     }
