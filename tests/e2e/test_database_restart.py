@@ -2,7 +2,7 @@
 promises across it. Every job created ends succeeded exactly once; a client that got an
 error retries with its idempotency key and gets one job, not two; `/readyz` says the
 database is gone while it is, and the processes are back within seconds of it; the
-worker logs the outage once."""
+worker logs the outage once. Batches sent as it goes are all or none, and sent again."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,7 +26,9 @@ from tests.pgserver import PrivateServer, private_postgres
 
 pytestmark = pytest.mark.slow
 
-JOBS = 2000
+JOBS = 2000  # created one by one
+BATCHES, BATCH = 10, 100  # and in batches
+TOTAL = JOBS + BATCHES * BATCH
 RESTART_AFTER = 500
 
 
@@ -81,25 +84,36 @@ async def test_a_restart_under_load_loses_no_job_and_runs_none_twice(tmp_path: P
                 refused: list[int] = []
                 limit = asyncio.Semaphore(16)
 
+                async def sent(path: str, body: object, headers: dict[str, str]) -> Any:
+                    """POSTed until it is taken, again and again with the same keys."""
+                    while True:
+                        try:
+                            answer = await client.post(path, json=body, headers=headers)
+                        except httpx.TransportError:
+                            answer = None
+                        if answer is not None and answer.status_code in (200, 201):
+                            return answer.json()
+                        if answer is not None:
+                            refused.append(answer.status_code)
+                        await asyncio.sleep(0.1)
+
                 async def create(index: int) -> None:
-                    idempotency = {"Idempotency-Key": f"job-{index}"}
                     async with limit:
-                        while True:
-                            try:
-                                answer = await client.post(
-                                    "/api/jobs", json={"type": "noop"}, headers=idempotency
-                                )
-                            except httpx.TransportError:
-                                answer = None
-                            if answer is not None and answer.status_code in (200, 201):
-                                created[idempotency["Idempotency-Key"]] = answer.json()["job_id"]
-                                return
-                            if answer is not None:
-                                refused.append(answer.status_code)
-                            await asyncio.sleep(0.1)  # then again, with the same key
+                        key = f"job-{index}"
+                        answer = await sent("/api/jobs", {"type": "noop"}, {"Idempotency-Key": key})
+                        created[key] = answer["job_id"]
+
+                async def create_batch(number: int) -> None:
+                    keys = [f"batch-{number}-{item}" for item in range(BATCH)]
+                    jobs_asked = [{"type": "noop", "idempotency_key": key} for key in keys]
+                    answer = await sent("/api/jobs/batch", {"jobs": jobs_asked}, {})
+                    for key, entry in zip(keys, answer["jobs"], strict=True):
+                        created[key] = entry["job_id"]
 
                 producers = [asyncio.create_task(create(i)) for i in range(JOBS)]
                 await wait_for(lambda: len(created) >= RESTART_AFTER, within=60)
+                # Batches in flight as the database goes: all or none, sent again after.
+                producers += [asyncio.create_task(create_batch(n)) for n in range(BATCHES)]
                 back_after = await restart(server, client)
                 await asyncio.gather(*producers)
             db = Database(server.url, sealer=KEYRING)
@@ -108,7 +122,7 @@ async def test_a_restart_under_load_loses_no_job_and_runs_none_twice(tmp_path: P
                 async def all_succeeded() -> bool:
                     async with db.read() as conn:
                         query = sa.select(sa.func.count()).where(jobs.c.status == "succeeded")
-                        return (await conn.execute(query)).scalar_one() == JOBS
+                        return (await conn.execute(query)).scalar_one() == TOTAL
 
                 await wait_for(all_succeeded, within=120, interval=0.5)
                 async with db.read() as conn:
@@ -124,9 +138,10 @@ async def test_a_restart_under_load_loses_no_job_and_runs_none_twice(tmp_path: P
                     ).all()
             finally:
                 await db.close()
-    assert len(set(created.values())) == JOBS  # one job per idempotency key
-    assert total == JOBS
-    assert len(ended) == JOBS
+    assert len(created) == TOTAL
+    assert len(set(created.values())) == TOTAL  # one job per idempotency key
+    assert total == TOTAL
+    assert len(ended) == TOTAL
     assert all(count == 1 for _, count in ended)  # succeeded once each
     assert set(refused) <= {503}, refused  # the outage is a 503, never a 500
     assert back_after < 5, f"ready {back_after:.1f} s after the database"
