@@ -76,6 +76,16 @@ def open_json(sealer: Sealer, stored: Any, place: str) -> Any:
     return stored
 
 
+def seal_text(sealer: Sealer, value: str | None, place: str) -> str | None:
+    return None if value is None else sealer.seal(value.encode(), place)
+
+
+def open_text(sealer: Sealer, stored: str, place: str) -> str:
+    """A text column's value as read: sealed text opened, plain text (written before
+    encryption) as it is."""
+    return sealer.open(stored, place).decode() if sealer.is_sealed(stored) else stored
+
+
 class SealedJson(sa.TypeDecorator[Any]):
     """A JSON value sealed as a whole; the column stays JSON (JSONB on PostgreSQL), holding
     the sealed text as a JSON string, so values from before encryption still read."""
@@ -112,13 +122,10 @@ class SealedText(sa.TypeDecorator[str]):
         self.place = place
 
     def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
-        return None if value is None else sealer_of(dialect).seal(value.encode(), self.place)
+        return seal_text(sealer_of(dialect), value, self.place)
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
-        if value is None:
-            return None
-        sealer = sealer_of(dialect)
-        return sealer.open(value, self.place).decode() if sealer.is_sealed(value) else value
+        return None if value is None else open_text(sealer_of(dialect), value, self.place)
 
 
 # --- For statements written as PostgreSQL text (`postgres.py`), which bypass column types --
@@ -131,7 +138,7 @@ def seal_for(column: sa.Column[Any], sealer: Sealer, value: Any) -> str | None:
     if isinstance(kind, SealedJson):
         return None if value is None else json.dumps(seal_json(sealer, value, kind.place))
     if isinstance(kind, SealedText):
-        return None if value is None else sealer.seal(value.encode(), kind.place)
+        return seal_text(sealer, value, kind.place)
     raise TypeError(f"{column} is not sealed")
 
 
@@ -143,5 +150,5 @@ def open_for(column: sa.Column[Any], sealer: Sealer, value: Any) -> Any:
     if isinstance(kind, SealedJson):
         return open_json(sealer, value, kind.place)
     if isinstance(kind, SealedText):
-        return sealer.open(value, kind.place).decode() if sealer.is_sealed(value) else value
+        return open_text(sealer, value, kind.place)
     return value
