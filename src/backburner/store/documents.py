@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -40,14 +41,7 @@ async def take_document(
         )
         row = (await tx.conn.execute(same)).mappings().first()
         if row is not None:
-            await audit.record(
-                tx.conn,
-                actor,
-                audit.Action.DOCUMENT_UPLOADED,
-                Target("document", row["id"], owner),
-                now,
-                detail={"duplicate": True, "filename": filename},
-            )
+            await _audit_upload(tx, actor, row["id"], owner, now, duplicate=True, filename=filename)
             return Document.from_row(row), False
         stored = await _insert(
             tx, owner, filename, content_type, size_bytes, text, checksum, now, actor
@@ -86,15 +80,23 @@ async def _insert(
         .mappings()
         .one()
     )
+    await _audit_upload(
+        tx, actor, row["id"], owner, now, content_type=content_type, size_bytes=size_bytes
+    )
+    return Document.from_row(row)
+
+
+async def _audit_upload(
+    tx: Tx, actor: Actor | None, document_id: str, owner: str, now: datetime, **detail: Any
+) -> None:
     await audit.record(
         tx.conn,
         actor,
         audit.Action.DOCUMENT_UPLOADED,
-        Target("document", row["id"], owner),
+        Target("document", document_id, owner),
         now,
-        detail={"content_type": content_type, "size_bytes": size_bytes},
+        detail=detail,
     )
-    return Document.from_row(row)
 
 
 async def get_documents(

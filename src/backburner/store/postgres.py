@@ -94,10 +94,10 @@ WITH job AS (
                       created_at, updated_at, max_attempts, timeout_seconds, idempotency_key,
                       request_hash, deadline_at, notify)
     VALUES ($1, $2, $3, '{next_state(None, Event.CREATED).value}', $4::jsonb, $5, $6, $7,
-            $8, $8, $9, $10, $11, $12, $13, $14::jsonb)
+            $14, $14, $8, $9, $10, $11, $12, $13::jsonb)
     ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
-), {_created_and_audited("$8")}
+), {_created_and_audited("$14")}
 SELECT {_COLUMNS}, pg_notify('{CHANNEL_JOBS}', '') AS woken FROM job AS j
 """
 
@@ -147,36 +147,8 @@ def _actor_args(actor: Actor | None) -> tuple[str | None, ...]:
     )
 
 
-def insert_jobs_args(
-    sealer: Sealer | None, fresh: Sequence[tuple[str, NewJob]], now: datetime, actor: Actor | None
-) -> tuple[Any, ...]:
-    keys = sealer_or_fail(sealer)
-    columns: list[list[Any]] = [[] for _ in range(13)]
-    for job_id, new in fresh:
-        row = (
-            job_id,
-            new.owner,
-            new.type,
-            seal_for(jobs.c.payload, keys, new.payload),
-            seal_for(jobs.c.callback_url, keys, new.callback_url),
-            new.priority,
-            new.run_at or now,
-            new.max_attempts,
-            new.timeout_seconds,
-            new.idempotency_key,
-            new.request_hash,
-            new.deadline_at,
-            seal_for(jobs.c.notify, keys, new.notify),
-        )
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
-    return (*columns, now, *_actor_args(actor))
-
-
-def insert_job_args(
-    sealer: Sealer | None, job_id: str, new: NewJob, now: datetime, actor: Actor | None
-) -> tuple[Any, ...]:
-    keys = sealer_or_fail(sealer)
+def _job_values(keys: Sealer, job_id: str, new: NewJob, now: datetime) -> tuple[Any, ...]:
+    """A new job's $1-$13 in INSERT_JOB, its columns' arrays in INSERT_JOBS."""
     return (
         job_id,
         new.owner,
@@ -185,15 +157,30 @@ def insert_job_args(
         seal_for(jobs.c.callback_url, keys, new.callback_url),
         new.priority,
         new.run_at or now,
-        now,
         new.max_attempts,
         new.timeout_seconds,
         new.idempotency_key,
         new.request_hash,
         new.deadline_at,
         seal_for(jobs.c.notify, keys, new.notify),
-        *_actor_args(actor),
     )
+
+
+def insert_jobs_args(
+    sealer: Sealer | None, fresh: Sequence[tuple[str, NewJob]], now: datetime, actor: Actor | None
+) -> tuple[Any, ...]:
+    keys = sealer_or_fail(sealer)
+    columns: list[list[Any]] = [[] for _ in range(13)]
+    for job_id, new in fresh:
+        for column, value in zip(columns, _job_values(keys, job_id, new, now), strict=True):
+            column.append(value)
+    return (*columns, now, *_actor_args(actor))
+
+
+def insert_job_args(
+    sealer: Sealer | None, job_id: str, new: NewJob, now: datetime, actor: Actor | None
+) -> tuple[Any, ...]:
+    return (*_job_values(sealer_or_fail(sealer), job_id, new, now), now, *_actor_args(actor))
 
 
 def _condition_on_jobs(condition: sa.ColumnElement[bool]) -> str:
