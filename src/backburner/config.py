@@ -7,6 +7,7 @@ Settings are passed explicitly to the parts that need them; nothing below this m
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -133,6 +134,13 @@ class Settings(BaseSettings):
     retention_days: int | None = Field(default=None, ge=1)
     retention_check_seconds: float = Field(default=3600.0, gt=0)
 
+    # Quality. Golden datasets of the built-in types (`<type>.jsonl`); unset: the `evals/`
+    # directory of the source checkout Backburner runs from.
+    evals_dir: Path | None = None
+    # How often workers look for due schedules, and for evaluation runs to score.
+    schedule_check_seconds: float = Field(default=5.0, gt=0)
+    eval_check_seconds: float = Field(default=2.0, gt=0)
+
     # Notifications (webhooks, e-mail, Slack, Teams) and their delivery.
     notify_dispatcher: bool = True  # run a dispatcher in `serve` and `worker`
     notify_concurrency: int = Field(default=64, ge=1)
@@ -214,6 +222,13 @@ class Settings(BaseSettings):
 
     def model_for(self, job_type: str) -> str:
         return self.models.get(job_type, self.model)
+
+    def evals_directory(self) -> Path | None:
+        """Where the golden datasets are: `evals_dir`, else the checkout's `evals/`."""
+        if self.evals_dir is not None:
+            return self.evals_dir
+        checkout = Path(__file__).resolve().parents[2] / "evals"
+        return checkout if checkout.is_dir() else None
 
     @property
     def is_sqlite(self) -> bool:

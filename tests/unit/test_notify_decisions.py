@@ -155,6 +155,7 @@ def job(**changes: object) -> Job:
         "request_hash": None,
         "deadline_at": None,
         "notify": None,
+        "model": None,
     }
     values.update(changes)
     return Job(**values)  # type: ignore[arg-type]

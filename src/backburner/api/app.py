@@ -18,10 +18,13 @@ from backburner.api.problems import install_problem_handlers
 from backburner.api.routes import (
     audit,
     documents,
+    evals,
+    feedback,
     jobs,
     meta,
     metrics,
     notifications,
+    schedules,
     summaries,
     usage,
     webhooks,
@@ -45,6 +48,9 @@ def mount_api(app: FastAPI, settings: Settings) -> None:
         notifications.router,
         metrics.router,
         audit.router,
+        evals.router,
+        schedules.router,
+        feedback.router,
     )
     for router in routers:
         app.include_router(router)

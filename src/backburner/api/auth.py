@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 
 from backburner.api.state import Services, ServicesDep
 from backburner.api.throttle import KeyThrottle, SignInGuard
-from backburner.errors import Unauthorized
+from backburner.errors import Forbidden, Unauthorized
 from backburner.store import Role
 from backburner.store import keys as keys_store
 from backburner.store.audit import Actor
@@ -136,6 +136,16 @@ def actor_of(request: Request, principal: Principal | None) -> Actor:
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+async def admin_principal(principal: CurrentPrincipal) -> Principal:
+    """The caller, if an admin (403 otherwise)."""
+    if not principal.is_admin:
+        raise Forbidden("this needs an admin key")
+    return principal
+
+
+AdminPrincipal = Annotated[Principal, Depends(admin_principal)]
 
 
 async def current_actor(request: Request, principal: CurrentPrincipal) -> Actor:

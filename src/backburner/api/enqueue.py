@@ -110,10 +110,7 @@ def check_callable(svc: Services, url: str, field: tuple[str, ...]) -> None:
 def deadline_of(create: JobCreate, job_type: JobType, now: datetime) -> datetime | None:
     """When the result is due: the request's deadline, else the type's default, counted
     from when the job may start."""
-    seconds = create.deadline_seconds or job_type.default_deadline
-    if seconds is None:
-        return None
-    return (create.run_at or now) + timedelta(seconds=seconds)
+    return job_type.deadline(create.run_at or now, create.deadline_seconds)
 
 
 FURTHEST_START = timedelta(days=3653)
@@ -127,14 +124,6 @@ def check_start(create: JobCreate, now: datetime) -> None:
             "run_at may be at most ten years ahead",
             errors=[FieldProblem(("body", "run_at"), "at most ten years ahead")],
         )
-
-
-def attempt_timeout(job_type: JobType, start: datetime, deadline: datetime | None) -> float:
-    """A job that may wait hours for a discounted model window must not time out first:
-    its attempts may run until the deadline when that is later than the type's timeout."""
-    if deadline is None:
-        return job_type.timeout
-    return max(job_type.timeout, (deadline - start).total_seconds())
 
 
 async def prepared_job(
@@ -152,7 +141,7 @@ async def prepared_job(
         type=job_type.name,
         payload=payload,
         max_attempts=job_type.retry.max_attempts,
-        timeout_seconds=attempt_timeout(job_type, create.run_at or now, deadline),
+        timeout_seconds=job_type.attempt_timeout(create.run_at or now, deadline),
         priority=create.priority,
         run_at=create.run_at,
         callback_url=create.callback_url,

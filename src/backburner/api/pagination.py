@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import uuid
 from collections.abc import Callable
 from typing import TypeVar
@@ -21,6 +22,17 @@ def decode_cursor(cursor: str) -> str:
     """The job id a cursor names; a 422 naming the `cursor` parameter if it is not one of
     ours."""
     return _decoded(cursor, lambda text: str(uuid.UUID(text)))
+
+
+def decode_text_cursor(cursor: str, pattern: str) -> str:
+    """The id a cursor names, if it matches the ids' pattern (a 422 otherwise)."""
+
+    def read(text: str) -> str:
+        if not re.fullmatch(pattern, text):
+            raise ValueError(text)
+        return text
+
+    return _decoded(cursor, read)
 
 
 def encode_position(row_id: int) -> str:

@@ -14,11 +14,13 @@ types through the `backburner.job_types` entry point (a function taking the regi
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from importlib.metadata import entry_points
 from typing import Any, TypeVar, get_type_hints
 
@@ -77,6 +79,35 @@ class JobType:
     sequential_model_calls: int = 1
     # Document ids a payload refers to, so the API can check them before enqueueing.
     referenced_documents: Callable[[Any], list[str]] | None = None
+    # Names what the type asks the model (instructions, schemas): evaluation runs record
+    # it so scores can be told apart by prompt. Unset: a digest of the handler's module.
+    prompt_version: str | None = None
+
+    def prompt_digest(self) -> str:
+        """`prompt_version`, else the first 12 hex digits of the SHA-256 of the source of
+        the module the handler is in (where its prompts live)."""
+        if self.prompt_version is not None:
+            return self.prompt_version
+        module = inspect.getmodule(self.handler)
+        try:
+            source = inspect.getsource(module) if module is not None else self.name
+        except (OSError, TypeError):
+            source = self.name
+        return hashlib.sha256(source.encode()).hexdigest()[:12]
+
+    def deadline(self, start: datetime, seconds: float | None) -> datetime | None:
+        """When a job starting at `start` is due: after `seconds`, else the type's default
+        deadline, else never."""
+        seconds = seconds or self.default_deadline
+        return None if seconds is None else start + timedelta(seconds=seconds)
+
+    def attempt_timeout(self, start: datetime, deadline: datetime | None) -> float:
+        """A job that may wait hours for a discounted model window must not time out first:
+        its attempts may run until the deadline when that is later than the type's
+        timeout."""
+        if deadline is None:
+            return self.timeout
+        return max(self.timeout, (deadline - start).total_seconds())
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -41,6 +41,11 @@ class Action(StrEnum):
     SESSION_SIGNED_OUT = "session.signed_out"
     ENCRYPTION_KEY_ADDED = "encryption.key_added"
     ENCRYPTION_KEY_RETIRED = "encryption.key_retired"
+    JOB_RATED = "job.rated"
+    EVAL_STARTED = "eval.started"
+    SCHEDULE_CREATED = "schedule.created"
+    SCHEDULE_CHANGED = "schedule.changed"
+    SCHEDULE_DELETED = "schedule.deleted"
 
 
 @dataclass(frozen=True)

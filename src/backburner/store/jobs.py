@@ -124,6 +124,7 @@ def _row_of(new: NewJob, job_id: str, now: datetime) -> dict[str, Any]:
         "request_hash": new.request_hash,
         "deadline_at": new.deadline_at,
         "notify": new.notify,
+        "model": new.model,
     }
 
 

@@ -73,6 +73,7 @@ class Job:
     request_hash: str | None
     deadline_at: datetime | None
     notify: dict[str, Any] | None
+    model: str | None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Job:
@@ -97,6 +98,7 @@ class NewJob:
     request_hash: str | None = None
     deadline_at: datetime | None = None
     notify: dict[str, Any] | None = None
+    model: str | None = None  # None: the type's configured model
 
 
 @dataclass(frozen=True)

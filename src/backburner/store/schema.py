@@ -79,6 +79,8 @@ jobs = sa.Table(
     # Per-job notification wishes: {"email": [...], "slack": true, "teams": true}; SQL NULL
     # (not JSON null) when there are none, so "owes a notification" stays a cheap test.
     sa.Column("notify", SealedJson("jobs.notify", none_as_null=True)),
+    # The model its calls use, when not the type's configured one (evaluation runs set it).
+    sa.Column("model", sa.String(100)),
     sa.Index(
         "ix_jobs_pending_queue",
         sa.text("priority DESC"),
@@ -424,4 +426,95 @@ encryption_keys = sa.Table(
     sa.Column("check_value", sa.Text(), nullable=False),
     sa.Column("first_used_at", UtcDateTime(), nullable=False),
     sa.Column("retired_at", UtcDateTime()),
+)
+
+# An evaluation run: every item of a golden dataset run as a job of its type (same queue,
+# provider, retries and cost accounting), then scored. `scores` holds the run's metrics,
+# `details` what does not fit one number (confusion matrix, per-label figures).
+eval_runs = sa.Table(
+    "eval_runs",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),  # whose jobs the items are
+    sa.Column("job_type", sa.String(100), nullable=False),
+    sa.Column("dataset", sa.String(200), nullable=False),
+    sa.Column("dataset_sha256", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(100), nullable=False),
+    sa.Column("completion_window", sa.String(10)),
+    sa.Column("label", sa.String(100)),
+    sa.Column("prompt_version", sa.String(64), nullable=False),
+    sa.Column("rubric", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("status", sa.String(20), nullable=False),  # running | grading | scored
+    sa.Column("items", sa.Integer(), nullable=False),
+    # Set when a schedule started the run: one run per schedule and slot.
+    sa.Column("schedule_id", sa.String(40)),
+    sa.Column("slot_at", UtcDateTime()),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("ended_at", UtcDateTime()),
+    sa.Column("cost_usd", sa.Float()),
+    sa.Column("duration_seconds", sa.Float()),
+    sa.Column("scores", Json()),
+    sa.Column("details", Json()),
+    sa.Index("ix_eval_runs_type_created", "job_type", "created_at"),
+    sa.Index("ix_eval_runs_status", "status"),
+    sa.UniqueConstraint("schedule_id", "slot_at", name="uq_eval_runs_slot"),
+)
+
+# One dataset item of a run: its job's input, what a good answer contains (both sealed:
+# datasets may hold customers' data), its job, and its scores once the job has ended.
+eval_items = sa.Table(
+    "eval_items",
+    metadata,
+    sa.Column("run_id", sa.String(40), primary_key=True),
+    sa.Column("position", sa.Integer(), primary_key=True),
+    sa.Column("item_id", sa.String(200), nullable=False),
+    # Set once its job is made (a run is written first, its jobs then, by idempotency keys
+    # `eval:<run>:<position>`, so a run cut off between the two is completed, not doubled).
+    sa.Column("job_id", sa.String(36)),
+    sa.Column("input", SealedJson("eval_items.input"), nullable=False),
+    sa.Column("expected", SealedJson("eval_items.expected"), nullable=False),
+    sa.Column("grade_job_id", sa.String(36)),
+    sa.Column("scores", Json()),
+    sa.Column("error", sa.Text()),
+)
+
+# Jobs (or evaluation runs) created on a cron schedule. `next_at` is the next slot due;
+# the process that moves it on (a compare-and-set) creates that slot's run, in the same
+# transaction, so each slot runs once however many workers look.
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("cron", sa.String(100), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(10), nullable=False),  # job | eval
+    sa.Column("job_type", sa.String(100), nullable=False),
+    sa.Column("payload", SealedJson("schedules.payload"), nullable=False),
+    sa.Column("enabled", sa.Boolean(), nullable=False, server_default=sa.true()),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("next_at", UtcDateTime(), nullable=False),
+    sa.Column("last_slot_at", UtcDateTime()),
+    sa.Column("last_target_id", sa.String(40)),
+    sa.Column("missed_slots", sa.Integer(), nullable=False, server_default="0"),
+    sa.Index("ix_schedules_due", "enabled", "next_at"),
+    sa.UniqueConstraint("owner", "name", name="uq_schedules_owner_name"),
+)
+
+# People's ratings of a job's result: one per job and rater, kept with the job's type and
+# model so they can be summed per type and model.
+job_feedback = sa.Table(
+    "job_feedback",
+    metadata,
+    sa.Column("job_id", sa.String(36), primary_key=True),
+    sa.Column("rater", sa.String(200), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("job_type", sa.String(100), nullable=False),
+    sa.Column("model", sa.String(100), nullable=False),
+    sa.Column("rating", sa.String(4), nullable=False),  # up | down
+    sa.Column("comment", SealedText("job_feedback.comment")),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_job_feedback_type_model", "job_type", "model"),
 )

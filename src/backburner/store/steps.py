@@ -23,6 +23,34 @@ from backburner.store.sealed import seal_for, sealer_or_fail
 from backburner.store.transitions import Event, JobStatus
 from backburner.store.usage import TOKEN_COLUMNS, add_spend, month_of, token_sums
 
+# A tool call's step keeps the call with its output, so what the model asked for can be
+# checked afterwards (evaluations compare tool calls). Steps stored before this held the
+# output alone; both read back as the output.
+TOOL_CALL = "backburner.tool_call"
+
+
+def tool_call_record(name: str, arguments: dict[str, Any], output: Any) -> dict[str, Any]:
+    return {TOOL_CALL: 1, "name": name, "arguments": arguments, "output": output}
+
+
+def is_tool_call_record(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(TOOL_CALL) == 1 and "output" in value
+
+
+def tool_output(value: Any) -> Any:
+    """A tool call step's output, whichever way it was stored."""
+    return value["output"] if is_tool_call_record(value) else value
+
+
+def tool_calls_of(steps: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tool calls recorded in a job's steps ({"name", "arguments"}), in step-key order
+    (steps from before calls were recorded are left out)."""
+    return [
+        {"name": value["name"], "arguments": value["arguments"]}
+        for _key, value in sorted(steps.items())
+        if is_tool_call_record(value)
+    ]
+
 
 async def load_steps(db: Database, job_id: str) -> dict[str, Any]:
     query = sa.select(job_steps.c.key, job_steps.c.value).where(job_steps.c.job_id == job_id)

@@ -131,6 +131,8 @@ class RunningJob:
         self.owner = job.owner
         self.type = job.type
         self.attempt = job.attempts
+        # An evaluation run may ask for another model than the type's configured one.
+        self._model = job.model or settings.model_for(job.type)
         self._deadline_at = job.deadline_at
         self._spending = spending
         self._sequential_calls = sequential_calls
@@ -167,7 +169,7 @@ class RunningJob:
 
     @property
     def model(self) -> str:
-        return self._settings.model_for(self.type)
+        return self._model
 
     @property
     def settings(self) -> Settings:
@@ -287,8 +289,16 @@ class RunningJob:
             # Tell the model what was wrong, as the API expects, rather than failing the job.
             return FunctionCallOutput(call_id=call.call_id, output=json.dumps({"error": problem}))
         arguments = call.parsed_arguments()
-        result = await self.step(step_key, lambda: tools[call.name](**arguments))
-        return FunctionCallOutput(call_id=call.call_id, output=json.dumps(result))
+
+        async def run() -> dict[str, Any]:
+            output = tools[call.name](**arguments)
+            if inspect.isawaitable(output):
+                output = await output
+            return steps_store.tool_call_record(call.name, arguments, to_jsonable_python(output))
+
+        recorded: dict[str, Any] = await self.step(step_key, run)
+        output = steps_store.tool_output(recorded)
+        return FunctionCallOutput(call_id=call.call_id, output=json.dumps(output))
 
     async def _call(self, key: str, request: ModelRequest) -> ResponseSnapshot:
         """The ended response of the call `key`: replayed if an earlier attempt (or this

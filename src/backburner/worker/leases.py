@@ -85,6 +85,11 @@ class LeaseKeeper:
         self._suspects: set[str] = set()
         self._orphans: dict[str, datetime] = {}
         self._over = asyncio.Event()
+        self._chores: list[tuple[float, Callable[[], Awaitable[None]]]] = []
+
+    def add_chore(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
+        """Another chore on its own period (schedules, evaluation runs), run like these."""
+        self._chores.append((seconds, action))
 
     async def run(self) -> None:
         """Heartbeat, reap and check cancels, each on its period, until `stop()`."""
@@ -95,6 +100,8 @@ class LeaseKeeper:
             chores.create_task(self.every(settings.reap_interval_seconds, self.reap))
             chores.create_task(self.every(settings.cancel_check_seconds, self.check_cancels))
             chores.create_task(self.every(settings.retention_check_seconds, self.prune))
+            for seconds, action in self._chores:
+                chores.create_task(self.every(seconds, action))
 
     def stop(self) -> None:
         """End the chores once the rounds under way have finished."""

@@ -25,7 +25,9 @@ from backburner.store import queue as queue_store
 from backburner.store import workers as workers_store
 from backburner.worker.attempt import Attempt, AttemptRunner, StopReason
 from backburner.worker.context import SlotHolder
+from backburner.worker.evaluations import Evaluations
 from backburner.worker.leases import LeaseKeeper
+from backburner.worker.schedules import Scheduler
 from backburner.worker.slots import Slots
 from backburner.worker.spending import Spending
 from backburner.worker.tracker import ResponseTracker
@@ -82,6 +84,12 @@ class Worker:
         self.leases = LeaseKeeper(
             db, settings, worker_id=self.id, running=self.running, clock=clock
         )
+        # Every worker looks for due schedules and runs to score; each slot and each run is
+        # taken by one of them (see worker.schedules and worker.evaluations).
+        self.evaluations = Evaluations(db, registry, settings, clock)
+        self.scheduler = Scheduler(db, registry, settings, clock, self.evaluations)
+        self.leases.add_chore(settings.eval_check_seconds, self.evaluations.advance)
+        self.leases.add_chore(settings.schedule_check_seconds, self.scheduler.fire_due)
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()

@@ -25,6 +25,9 @@ from backburner.api.auth import CurrentPrincipal
 from backburner.api.openapi import problems
 from backburner.api.state import ServicesDep
 from backburner.errors import Forbidden
+from backburner.jobs.evals.scoring import Standing, standings
+from backburner.store import evals as evals_store
+from backburner.store import feedback as feedback_store
 from backburner.store import stats as stats_store
 from backburner.store.stats import Histogram, Stats
 
@@ -186,12 +189,52 @@ def families(s: Stats) -> Iterator[Metric]:
     )
 
 
+def quality_families(
+    standings: list[Standing], ratings: list[feedback_store.RatingTotals]
+) -> Iterator[Metric]:
+    gauge = GaugeMetricFamily
+    yield _labelled(
+        gauge,
+        "backburner_eval_score",
+        "The latest evaluation run's score per job type, model and metric (0-1; for "
+        "calibration_error and brier lower is better).",
+        ["type", "model", "metric"],
+        {(s.job_type, s.model, m): v for s in standings for m, v in s.scores.items()},
+    )
+    yield _labelled(
+        gauge,
+        "backburner_eval_score_change",
+        "The latest evaluation run's score minus the one before, same type and model.",
+        ["type", "model", "metric"],
+        {(s.job_type, s.model, m): v for s in standings for m, v in s.change.items()},
+    )
+    yield _labelled(
+        gauge,
+        "backburner_job_ratings",
+        "People's ratings of job results by type, model and rating (up, down).",
+        ["type", "model", "rating"],
+        {
+            (t.job_type, t.model, rating): count
+            for t in ratings
+            for rating, count in (("up", t.up), ("down", t.down))
+        },
+    )
+
+
 class _Snapshot:
-    def __init__(self, stats: Stats) -> None:
+    def __init__(
+        self,
+        stats: Stats,
+        standings: list[Standing],
+        ratings: list[feedback_store.RatingTotals],
+    ) -> None:
         self._stats = stats
+        self._standings = standings
+        self._ratings = ratings
 
     def collect(self) -> Iterator[Metric]:
-        return families(self._stats)
+        yield from families(self._stats)
+        yield from quality_families(self._standings, self._ratings)
 
 
 @router.get("/metrics", response_class=Response, responses=problems(403))
@@ -207,5 +250,8 @@ async def metrics(request: Request, svc: ServicesDep, principal: CurrentPrincipa
         heartbeat_timeout=svc.settings.lease_seconds,
     )
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(stats))
+    history = await evals_store.scored_history(svc.db, limit=500)
+    current = standings([(run.job_type, run.model, run.scores) for run in history])
+    ratings = await feedback_store.totals(svc.db)
+    registry.register(_Snapshot(stats, current, ratings))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

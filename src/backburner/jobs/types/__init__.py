@@ -6,7 +6,7 @@ from backburner.jobs.registry import JobRegistry
 
 
 def register_builtin_types(registry: JobRegistry) -> None:
-    from backburner.jobs.types import classify, noop, report, summarize
+    from backburner.jobs.types import classify, grade, noop, report, summarize
 
-    for module in (summarize, classify, report, noop):
+    for module in (summarize, classify, report, noop, grade):
         module.register(registry)

@@ -21,10 +21,20 @@ class SummaryStyle(StrEnum):
     BULLETS = "bullets"
 
 
+# Sentences and key points each style asks for (evaluations check a summary keeps to them).
+STYLE_LENGTHS = {
+    SummaryStyle.EXECUTIVE: (3, 5),
+    SummaryStyle.DETAILED: (8, 8),
+    SummaryStyle.BULLETS: (2, 10),
+}
+_STYLE_WORDS = {
+    SummaryStyle.EXECUTIVE: "an executive summary",
+    SummaryStyle.DETAILED: "a detailed summary",
+    SummaryStyle.BULLETS: "a summary",
+}
 STYLE_INSTRUCTIONS = {
-    SummaryStyle.EXECUTIVE: "Write an executive summary of 3 sentences and 5 key points.",
-    SummaryStyle.DETAILED: "Write a detailed summary of 8 sentences and 8 key points.",
-    SummaryStyle.BULLETS: "Write a summary of 2 sentences and 10 key points.",
+    style: f"Write {_STYLE_WORDS[style]} of {sentences} sentences and {points} key points."
+    for style, (sentences, points) in STYLE_LENGTHS.items()
 }
 
 

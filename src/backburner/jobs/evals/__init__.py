@@ -1,0 +1,1 @@
+"""Evaluations: golden datasets, quality metrics and scoring (pure; the worker runs them)."""
