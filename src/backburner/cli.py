@@ -1005,3 +1005,271 @@ def queue_stats(as_json: bool) -> None:
             f"{job_type}\t{q['ready']}\t{q['oldest_ready_seconds']:.1f}\t{q['scheduled']}\t"
             f"{q['running']}\t{q['waiting_provider']}"
         )
+
+
+# --- Quality: evaluation runs, schedules, ratings ---------------------------------------------
+
+
+@main.group("eval")
+def eval_group() -> None:
+    """Evaluation runs over golden datasets (admin keys)."""
+
+
+def _dataset_items(path: Path) -> list[dict[str, Any]]:
+    """A JSON Lines dataset, each line checked before anything is sent."""
+    items: list[dict[str, Any]] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise click.BadParameter(
+                f"line {number}: not JSON ({error.msg})", param_hint="--dataset"
+            ) from None
+        if not isinstance(value, dict):
+            raise click.BadParameter(f"line {number}: not a JSON object", param_hint="--dataset")
+        items.append(value)
+    if not items:
+        raise click.BadParameter("no items in it", param_hint="--dataset")
+    return items
+
+
+def _scores_table(scores: dict[str, float] | None) -> list[str]:
+    return [f"  {name:<18} {value:.4f}" for name, value in sorted((scores or {}).items())]
+
+
+def _show_run(run: dict[str, Any]) -> None:
+    cost = run.get("cost_usd")
+    per_point = run.get("cost_per_point_usd")
+    click.echo(
+        f"{run['id']}  {run['type']}  model {run['model']}  {run['status']}  "
+        f"{run['items']} items  dataset {run['dataset']} ({run['dataset_sha256'][:12]})  "
+        f"prompt {run['prompt_version']}"
+    )
+    click.echo(
+        f"cost {'-' if cost is None else f'${cost:.4f}'}"
+        f"  per point of quality {'-' if per_point is None else f'${per_point:.6f}'}"
+        f"  duration {run.get('duration_seconds') or 0:.1f}s"
+    )
+    for line in _scores_table(run.get("scores")):
+        click.echo(line)
+    if run.get("previous_run_id"):
+        click.echo(f"against {run['previous_run_id']}:")
+        for name, delta in sorted((run.get("deltas") or {}).items()):
+            click.echo(f"  {name:<18} {delta:+.4f}")
+    for r in (run.get("regressions") or [])[:20]:
+        click.echo(f"  fell: {r['item_id']} {r['metric']} {r['before']:.3f} -> {r['after']:.3f}")
+
+
+@eval_group.command("run")
+@click.argument("job_type")
+@click.option(
+    "--dataset",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A JSON Lines dataset [the type's built-in one].",
+)
+@click.option("--model", default=None, help="The model the jobs use [the type's configured one].")
+@click.option(
+    "--window", type=click.Choice(["2h", "8h"]), default=None, help="A discounted window."
+)
+@click.option("--label", default=None, help="A name to tell this run by.")
+@click.option("--rubric", is_flag=True, help="Also have a model grade each answer (costs more).")
+@click.option("--no-wait", is_flag=True, help="Print the run's id and return.")
+@url_option
+@key_option
+def eval_run(
+    job_type: str,
+    dataset: Path | None,
+    model: str | None,
+    window: str | None,
+    label: str | None,
+    rubric: bool,
+    no_wait: bool,
+    url: str,
+    api_key: str,
+) -> None:
+    """Submit every item of a dataset as a job of JOB_TYPE, wait, and print the scores."""
+    items = _dataset_items(dataset) if dataset is not None else None
+    with _client(url, api_key) as client:
+        run = _fail_on_api_error(
+            lambda: client.start_eval(
+                job_type,
+                items=items,
+                dataset_name=dataset.name if dataset is not None else None,
+                model=model,
+                window=window,
+                label=label,
+                rubric=rubric,
+            )
+        )
+        if no_wait:
+            click.echo(run.id)
+            return
+        with click.progressbar(length=run.items, label=f"{run.id}") as bar:
+            seen = 0
+
+            def advance(current: Any) -> None:
+                nonlocal seen
+                ended = int((current.model_extra or {}).get("ended_items", 0))
+                bar.update(max(0, ended - seen))
+                seen = max(seen, ended)
+
+            _fail_on_api_error(lambda: client.wait_eval(run.id, on_update=advance))
+        _show_run(_fail_on_api_error(lambda: client.eval_detail(run.id)))
+
+
+@eval_group.command("show")
+@click.argument("run_id")
+@url_option
+@key_option
+def eval_show(run_id: str, url: str, api_key: str) -> None:
+    """A run's scores, against the run of its type before it, and items that fell."""
+    with _client(url, api_key) as client:
+        _show_run(_fail_on_api_error(lambda: client.eval_detail(run_id)))
+
+
+@eval_group.command("compare")
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--json", "as_json", is_flag=True)
+@url_option
+@key_option
+def eval_compare(run_a: str, run_b: str, as_json: bool, url: str, api_key: str) -> None:
+    """RUN_B against RUN_A: each metric's change, items that fell, and cost per point."""
+    with _client(url, api_key) as client:
+        found = _fail_on_api_error(lambda: client.compare_evals(run_a, run_b))
+    if as_json:
+        _print_json(found)
+        return
+    a, b = found["a"], found["b"]
+    click.echo(f"{'metric':<18} {a['id'][-8:]:>10} {b['id'][-8:]:>10} {'change':>9}")
+    for name in sorted(set(a["scores"] or {}) | set(b["scores"] or {})):
+        before, after = (a["scores"] or {}).get(name), (b["scores"] or {}).get(name)
+        change = found["deltas"].get(name)
+        click.echo(
+            f"{name:<18} {'-' if before is None else f'{before:.4f}':>10} "
+            f"{'-' if after is None else f'{after:.4f}':>10} "
+            f"{'' if change is None else f'{change:+.4f}':>9}"
+        )
+    for run in (a, b):
+        per_point, cost = run.get("cost_per_point_usd"), run.get("cost_usd")
+        click.echo(
+            f"{run['id']} ({run['model']}): cost "
+            f"{'-' if cost is None else f'${cost:.4f}'}, per point "
+            f"{'-' if per_point is None else f'${per_point:.6f}'}"
+        )
+    for r in found["regressions"][:30]:
+        click.echo(f"fell: {r['item_id']} {r['metric']} {r['before']:.3f} -> {r['after']:.3f}")
+
+
+@eval_group.command("ls")
+@click.option("--type", "job_type", default=None)
+@click.option("--limit", type=int, default=20, show_default=True)
+@url_option
+@key_option
+def eval_ls(job_type: str | None, limit: int, url: str, api_key: str) -> None:
+    """Evaluation runs, newest first."""
+    with _client(url, api_key) as client:
+        runs = _fail_on_api_error(lambda: client.list_evals(type=job_type, limit=limit))
+    for run in runs:
+        overall = (run.scores or {}).get("overall")
+        click.echo(
+            f"{run.id}\t{run.type}\t{run.model}\t{run.status}\t"
+            f"{'-' if overall is None else f'{overall:.4f}'}\t{run.created_at:%Y-%m-%d %H:%M}"
+        )
+
+
+@main.group()
+def schedules() -> None:
+    """Jobs and evaluation runs on a cron schedule (admin keys)."""
+
+
+@schedules.command("add")
+@click.argument("name")
+@click.option("--cron", required=True, help='Five fields, e.g. "0 3 * * *" (03:00 daily).')
+@click.option("--type", "job_type", required=True)
+@click.option("--payload", default=None, help="A job's payload: JSON object, or @file.json.")
+@click.option("--eval", "as_eval", is_flag=True, help="An evaluation run of the type instead.")
+@click.option("--model", default=None, help="With --eval: the model to evaluate.")
+@click.option("--timezone", default="UTC", show_default=True)
+@url_option
+@key_option
+def schedules_add(
+    name: str,
+    cron: str,
+    job_type: str,
+    payload: str | None,
+    as_eval: bool,
+    model: str | None,
+    timezone: str,
+    url: str,
+    api_key: str,
+) -> None:
+    """Create a schedule; prints it with its first slot."""
+    fields: dict[str, Any] = {"name": name, "cron": cron, "type": job_type, "timezone": timezone}
+    if as_eval:
+        fields["eval"] = {"model": model} if model else {}
+    else:
+        fields["payload"] = _read_payload(payload or "{}")
+    with _client(url, api_key) as client:
+        _print_json(_fail_on_api_error(lambda: client.create_schedule(**fields)))
+
+
+@schedules.command("ls")
+@url_option
+@key_option
+def schedules_ls(url: str, api_key: str) -> None:
+    """Every schedule with its next slot."""
+    with _client(url, api_key) as client:
+        found = _fail_on_api_error(client.list_schedules)
+    for s in found:
+        click.echo(
+            f"{s['id']}\t{s['name']}\t{s['cron']} ({s['timezone']})\t{s['kind']}:{s['type']}\t"
+            f"{'on' if s['enabled'] else 'paused'}\tnext {s['next_at']}"
+        )
+
+
+@schedules.command("pause")
+@click.argument("schedule_id")
+@url_option
+@key_option
+def schedules_pause(schedule_id: str, url: str, api_key: str) -> None:
+    with _client(url, api_key) as client:
+        _fail_on_api_error(lambda: client.set_schedule_enabled(schedule_id, False))
+    click.echo("paused")
+
+
+@schedules.command("resume")
+@click.argument("schedule_id")
+@url_option
+@key_option
+def schedules_resume(schedule_id: str, url: str, api_key: str) -> None:
+    """Resume from the next slot after now (skipped slots are not caught up)."""
+    with _client(url, api_key) as client:
+        _fail_on_api_error(lambda: client.set_schedule_enabled(schedule_id, True))
+    click.echo("resumed")
+
+
+@schedules.command("rm")
+@click.argument("schedule_id")
+@url_option
+@key_option
+def schedules_rm(schedule_id: str, url: str, api_key: str) -> None:
+    with _client(url, api_key) as client:
+        _fail_on_api_error(lambda: client.delete_schedule(schedule_id))
+    click.echo("removed")
+
+
+@main.command()
+@click.argument("job_id")
+@click.argument("rating", type=click.Choice(["up", "down"]))
+@click.option("--comment", default=None)
+@url_option
+@key_option
+def rate(job_id: str, rating: str, comment: str | None, url: str, api_key: str) -> None:
+    """Rate a job's result, thumbs up or down."""
+    with _client(url, api_key) as client:
+        _fail_on_api_error(lambda: client.rate_job(job_id, rating, comment))
+    click.echo(f"rated {rating}")

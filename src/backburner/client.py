@@ -95,6 +95,25 @@ class Document(BaseModel):
     char_count: int
 
 
+class EvalRun(BaseModel):
+    """An evaluation run; `item_results`, `regressions` and the rest when read one by one."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    type: str
+    model: str
+    status: str
+    items: int
+    created_at: datetime
+    scores: dict[str, float] | None = None
+    cost_usd: float | None = None
+
+    @property
+    def is_scored(self) -> bool:
+        return self.status == "scored"
+
+
 class Client:
     def __init__(
         self,
@@ -230,6 +249,99 @@ class Client:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {job.status} after {timeout}s")
             time.sleep(poll)
+
+    def rate_job(self, job_id: str, rating: str, comment: str | None = None) -> dict[str, Any]:
+        """Thumbs "up" or "down" on a job's result, with an optional comment."""
+        body = {"rating": rating, "comment": comment}
+        answer: dict[str, Any] = self._request("POST", f"/api/jobs/{job_id}/feedback", json=body)
+        return answer
+
+    # --- Evaluations and schedules (admins) ---------------------------------------------------
+
+    def start_eval(
+        self,
+        type: str,
+        *,
+        items: list[dict[str, Any]] | None = None,
+        dataset_name: str | None = None,
+        model: str | None = None,
+        window: str | None = None,
+        label: str | None = None,
+        rubric: bool = False,
+    ) -> EvalRun:
+        """Run a job type over its built-in golden dataset, or over `items` (docs/evals.md)."""
+        body: dict[str, Any] = {"type": type, "rubric": rubric}
+        optional = {
+            "dataset_items": items,
+            "dataset_name": dataset_name,
+            "model": model,
+            "window": window,
+            "label": label,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        return EvalRun.model_validate(self._request("POST", "/api/evals", json=body))
+
+    def get_eval(self, run_id: str) -> EvalRun:
+        return EvalRun.model_validate(self._request("GET", f"/api/evals/{run_id}"))
+
+    def eval_detail(self, run_id: str) -> dict[str, Any]:
+        """A run with its items' scores, and its deltas and regressions against the run of
+        its type before it."""
+        answer: dict[str, Any] = self._request("GET", f"/api/evals/{run_id}")
+        return answer
+
+    def list_evals(self, *, type: str | None = None, limit: int = 50) -> list[EvalRun]:
+        params: dict[str, Any] = {"limit": limit}
+        if type is not None:
+            params["type"] = type
+        body = self._request("GET", "/api/evals", params=params)
+        return [EvalRun.model_validate(item) for item in body["items"]]
+
+    def compare_evals(self, run_a: str, run_b: str) -> dict[str, Any]:
+        answer: dict[str, Any] = self._request(
+            "GET", "/api/evals/compare", params={"a": run_a, "b": run_b}
+        )
+        return answer
+
+    def wait_eval(
+        self,
+        run_id: str,
+        *,
+        timeout: float | None = None,
+        poll: float = 1.0,
+        on_update: Callable[[EvalRun], None] | None = None,
+    ) -> EvalRun:
+        """Poll until the run is scored (or `timeout` seconds pass: TimeoutError)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            run = self.get_eval(run_id)
+            if on_update is not None:
+                on_update(run)
+            if run.is_scored:
+                return run
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"evaluation run {run_id} still {run.status} after {timeout}s")
+            time.sleep(poll)
+
+    def create_schedule(self, **fields: Any) -> dict[str, Any]:
+        """`name`, `cron`, `type`, and `payload` (a job per slot) or `eval` (a run)."""
+        answer: dict[str, Any] = self._request("POST", "/api/schedules", json=fields)
+        return answer
+
+    def list_schedules(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self._request("GET", "/api/schedules")["items"]
+        return items
+
+    def set_schedule_enabled(self, schedule_id: str, enabled: bool) -> dict[str, Any]:
+        answer: dict[str, Any] = self._request(
+            "PATCH", f"/api/schedules/{schedule_id}", json={"enabled": enabled}
+        )
+        return answer
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        response = self._http.request("DELETE", f"/api/schedules/{schedule_id}")
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, response.json())
 
     # --- Documents and types -----------------------------------------------------------------
 

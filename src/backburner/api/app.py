@@ -60,6 +60,8 @@ def mount_api(app: FastAPI, settings: Settings) -> None:
     def limit_for(path: str) -> int:
         if path.startswith("/api/documents"):
             return settings.max_document_bytes + MULTIPART_OVERHEAD
+        if path == "/api/evals":  # a dataset sent with its documents' text (admins)
+            return max(settings.max_request_bytes, settings.max_document_bytes)
         return settings.max_request_bytes
 
     # InputGuard reads JSON bodies through BodySizeLimit (added after it, so outside it).
