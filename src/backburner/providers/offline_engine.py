@@ -271,7 +271,9 @@ def rank_sentences(sentences: list[str]) -> list[int]:
         words = [stem(w) for w in content_words(sentences[index])]
         if not words:
             return 0.0
-        weight = sum(freq[w] / top for w in set(words)) / math.sqrt(len(words))
+        # Summed in sorted order: a set's order changes with the hash seed, and so would the
+        # float sum and which sentence wins a near tie.
+        weight = sum(freq[w] / top for w in sorted(set(words))) / math.sqrt(len(words))
         return weight + (0.15 if index == 0 else 0.0)
 
     return sorted(range(len(sentences)), key=lambda i: (-score(i), i))

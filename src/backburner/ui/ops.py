@@ -1,5 +1,5 @@
 """The operator page (admins): the queue, the last hour and day as charts, the workers with
-their leases and the shared rate limiter."""
+their leases, the shared rate limiter and the schedules."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from backburner.api.state import services
 from backburner.store import ops as ops_store
 from backburner.store import ratelimits as ratelimits_store
+from backburner.store import schedules as schedules_store
 from backburner.ui.charts import Chart, grouped_bars, lines, stacked_bars
 from backburner.ui.pages import not_found, page, page_principal, sign_in_page
 
@@ -92,5 +93,6 @@ async def operations(request: Request) -> Response:
             "activities": [(a, activity_charts(a)) for a in activities],
             "workers": await ops_store.live_workers(svc.db, now=now, silence=silence),
             "buckets": await ratelimits_store.list_buckets(svc.db),
+            "schedules": await schedules_store.list_schedules(svc.db),
         },
     )

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import ValidationError
 
 from backburner.api.auth import SESSION_COOKIE, Principal, actor_of, guarded_key
 from backburner.api.deletion import delete_job_everywhere
 from backburner.api.estimates import estimator, eta_of
+from backburner.api.feedback import FeedbackCreate, rate_job
+from backburner.api.inputs import text_problem
 from backburner.api.live import live_response
 from backburner.api.schemas import DeliveryView
 from backburner.api.state import services
@@ -17,12 +20,13 @@ from backburner.errors import NotFound, RequestError, TooManyRequests
 from backburner.store import Job, JobStatus
 from backburner.store import audit as audit_store
 from backburner.store import events as events_store
+from backburner.store import feedback as feedback_store
 from backburner.store import jobs as jobs_store
 from backburner.store import keys as keys_store
 from backburner.store import outbox as outbox_store
 from backburner.store import steps as steps_store
 from backburner.store.audit import Target
-from backburner.ui import audit, new_job, ops
+from backburner.ui import audit, new_job, ops, quality
 from backburner.ui.pages import not_found, page, page_principal, same_origin, sign_in_page
 from backburner.ui.results import result_blocks
 
@@ -30,6 +34,7 @@ router = APIRouter(include_in_schema=False)
 router.include_router(new_job.router)
 router.include_router(ops.router)
 router.include_router(audit.router)
+router.include_router(quality.router)
 SESSION_TTL = timedelta(days=7)
 RECENT = 50
 TIMELINE = 500
@@ -141,6 +146,10 @@ async def job_page_response(
         ),
         "problem": problem,
         "support_url": svc.settings.support_url,
+        "my_rating": next(
+            (f for f in await feedback_store.ratings_of(db, job.id) if f.rater == principal.key_id),
+            None,
+        ),
     }
     template = "job_body.html" if fragment else "job.html"
     return page(request, principal, template, context, status=status)
@@ -226,6 +235,45 @@ async def delete(job_id: str, request: Request) -> Response:
             request, principal, job, problem=error.detail, status=error.status
         )
     return RedirectResponse("/", status_code=303)
+
+
+@router.post("/jobs/{job_id}/feedback")
+async def rate(
+    job_id: str,
+    request: Request,
+    rating: str = Form(default=""),
+    comment: str = Form(default=""),
+) -> Response:
+    """The job page's thumbs up / down, with a comment."""
+    principal = await page_principal(request)
+    if principal is None:
+        return sign_in_page(request, status=401)
+    same_origin(request)
+    svc = services(request)
+    job = await jobs_store.get_job(svc.db, job_id, owner=principal.visible_owner())
+    if job is None:
+        return not_found(request, principal, f"job {job_id}")
+    try:
+        wish = FeedbackCreate.model_validate({"rating": rating, "comment": comment or None})
+    except ValidationError:
+        return await job_page_response(
+            request,
+            principal,
+            job,
+            problem="Rate the result up or down; a comment may have up to 2,000 characters.",
+            status=422,
+        )
+    if wish.comment is not None and (odd := text_problem(wish.comment)):
+        return await job_page_response(
+            request, principal, job, problem=f"The comment {odd}.", status=422
+        )
+    try:
+        await rate_job(svc, principal, actor_of(request, principal), job, wish.rating, wish.comment)
+    except RequestError as error:
+        return await job_page_response(
+            request, principal, job, problem=error.detail, status=error.status
+        )
+    return RedirectResponse(f"/jobs/{job_id}#feedback", status_code=303)
 
 
 @router.post("/jobs/{job_id}/retry")

@@ -58,17 +58,15 @@ class EvalRequest:
     rubric: bool = False
 
 
-def _problem(position: int, error: dict[str, Any]) -> FieldProblem:
+def _problem(where: tuple[str | int, ...], error: dict[str, Any]) -> FieldProblem:
     return FieldProblem(
-        ("body", "dataset", position, "input", *error.get("loc", ())),
-        str(error.get("msg")),
-        str(error.get("type")),
+        (*where, "input", *error.get("loc", ())), str(error.get("msg")), str(error.get("type"))
     )
 
 
 def check_request(registry: JobRegistry, request: EvalRequest) -> JobType:
-    """The type, once every item's input fits it (InvalidRequest naming each bad item,
-    counted from 1, and field)."""
+    """The type, once every item's input fits it (InvalidRequest naming each bad item
+    and field)."""
     try:
         job_type = registry.get(request.job_type)
     except UnknownJobType:
@@ -82,12 +80,13 @@ def check_request(registry: JobRegistry, request: EvalRequest) -> JobType:
             errors=[FieldProblem(("body", "window"), "one of 2h, 8h")],
         )
     problems: list[FieldProblem] = []
-    for position, item in enumerate(request.dataset.items, start=1):
+    for index, item in enumerate(request.dataset.items):
         stand_ins = [f"{DOCUMENT_PLACEHOLDER}{n}" for n in range(len(item.documents))]
         try:
             job_type.input_model.model_validate(with_documents(item.input, stand_ins))
         except ValidationError as error:
-            problems.extend(_problem(position, dict(e)) for e in error.errors()[:5])
+            where = request.dataset.position(index)
+            problems.extend(_problem(where, dict(e)) for e in error.errors()[:5])
     if problems:
         raise InvalidRequest(
             f"some items do not fit job type {job_type.name}", errors=problems[:50]

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from backburner.api.auth import AdminPrincipal, CurrentActor
+from backburner.api.enqueue import job_type_of
 from backburner.api.openapi import problems
 from backburner.api.pagination import decode_text_cursor, encode_cursor
 from backburner.api.state import Services, ServicesDep
@@ -138,6 +139,7 @@ async def start_eval(
     """Start an evaluation run: every item becomes a job of the type (same queue, provider,
     retries and cost accounting, owned by the caller's owner); the run is scored once they
     have all ended. 202 with the run; follow `links.self`."""
+    job_type_of(svc, body.type)
     if body.dataset_items is not None:
         dataset = parse_items(body.dataset_name or "sent", body.dataset_items)
     else:

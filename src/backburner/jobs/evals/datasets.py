@@ -84,16 +84,28 @@ class DatasetItem(BaseModel):
     tags: list[str] = Field(default_factory=list, max_length=20)
 
 
+Location = tuple[str | int, ...]
+FILE: Location = ("dataset",)  # problems of a file name its lines, from 1
+SENT: Location = ("body", "dataset_items")  # of items sent in a request, their index
+
+
 @dataclass(frozen=True)
 class Dataset:
     name: str
     sha256: str
     items: list[DatasetItem]
+    # Where problems with an item are reported: `where` then the item's position, counted
+    # from `first`.
+    where: Location = FILE
+    first: int = 1
+
+    def position(self, index: int) -> Location:
+        return (*self.where, index + self.first)
 
 
-def _problem(line: int, error: dict[str, Any]) -> FieldProblem:
+def _problem(where: Location, error: dict[str, Any]) -> FieldProblem:
     return FieldProblem(
-        ("dataset", line, *error.get("loc", ())), str(error.get("msg")), str(error.get("type"))
+        (*where, *error.get("loc", ())), str(error.get("msg")), str(error.get("type"))
     )
 
 
@@ -101,7 +113,10 @@ def parse_dataset(name: str, raw: bytes) -> Dataset:
     """A dataset from JSON Lines (blank lines skipped); InvalidRequest naming each bad
     line (1-based) and field."""
     if len(raw) > MAX_DATASET_BYTES:
-        raise InvalidRequest(f"a dataset may be at most {MAX_DATASET_BYTES} bytes")
+        raise InvalidRequest(
+            f"a dataset may be at most {MAX_DATASET_BYTES} bytes",
+            errors=[FieldProblem(FILE, "too large")],
+        )
     try:
         lines = raw.decode("utf-8").splitlines()
     except UnicodeDecodeError:
@@ -114,51 +129,52 @@ def parse_dataset(name: str, raw: bytes) -> Dataset:
         try:
             numbered.append((number, json.loads(line, parse_constant=_no_constant)))
         except ValueError as error:
-            problems.append(FieldProblem(("dataset", number), f"not JSON: {error}"))
+            problems.append(FieldProblem((*FILE, number), f"not JSON: {error}"))
     if problems:
         raise InvalidRequest(f"dataset {name!r} is not valid", errors=problems[:50])
-    return _validated(name, numbered)
+    return _validated(name, numbered, FILE, 1)
 
 
 def parse_items(name: str, raw_items: list[Any]) -> Dataset:
-    """A dataset sent as a list of items (positions count from 1, as lines do)."""
-    return _validated(name, list(enumerate(raw_items, start=1)))
+    """A dataset sent in a request as a list of items (problems name their index)."""
+    return _validated(name, list(enumerate(raw_items)), SENT, 0)
 
 
 def _no_constant(constant: str) -> Any:
     raise ValueError(f"{constant} is not a JSON number")
 
 
-def _validated(name: str, numbered: list[tuple[int, Any]]) -> Dataset:
+def _validated(name: str, numbered: list[tuple[int, Any]], where: Location, first: int) -> Dataset:
     items: list[DatasetItem] = []
     problems: list[FieldProblem] = []
     seen: set[str] = set()
     for number, raw_item in numbered:
+        at = (*where, number)
         odd = _odd_text(raw_item)
         if odd is not None:
-            problems.append(FieldProblem(("dataset", number), odd))
+            problems.append(FieldProblem(at, odd))
             continue
         try:
             item = DatasetItem.model_validate(raw_item)
         except ValidationError as error:
-            problems.extend(_problem(number, dict(e)) for e in error.errors()[:5])
+            problems.extend(_problem(at, dict(e)) for e in error.errors()[:5])
             continue
         if item.id in seen:
-            problems.append(FieldProblem(("dataset", number, "id"), "id given twice"))
+            problems.append(FieldProblem((*at, "id"), "id given twice"))
         seen.add(item.id)
-        problems.extend(_placeholder_problems(number, item))
+        problems.extend(_placeholder_problems(at, item))
         items.append(item)
     if not numbered:
-        problems.append(FieldProblem(("dataset",), "the dataset has no items"))
+        problems.append(FieldProblem(where, "the dataset has no items"))
     if len(numbered) > MAX_ITEMS:
-        problems.append(FieldProblem(("dataset",), f"at most {MAX_ITEMS} items"))
+        problems.append(FieldProblem(where, f"at most {MAX_ITEMS} items"))
     if problems:
         raise InvalidRequest(f"dataset {name!r} is not valid", errors=problems[:50])
     digest = hashlib.sha256()
     for item in items:
         digest.update(canonical_line(item.model_dump(mode="json", exclude_defaults=True)).encode())
         digest.update(b"\n")
-    return Dataset(name=name, sha256=digest.hexdigest(), items=items)
+    return Dataset(name, digest.hexdigest(), items, where, first)
 
 
 def _odd_text(value: Any) -> str | None:
@@ -176,9 +192,9 @@ def _odd_text(value: Any) -> str | None:
     return None
 
 
-def _placeholder_problems(line: int, item: DatasetItem) -> list[FieldProblem]:
+def _placeholder_problems(at: Location, item: DatasetItem) -> list[FieldProblem]:
     return [
-        FieldProblem(("dataset", line, "input"), f"{ref} names no document of the item")
+        FieldProblem((*at, "input"), f"{ref} names no document of the item")
         for ref in _placeholders(item.input)
         if not ref[len(DOCUMENT_PLACEHOLDER) :].isdigit()
         or int(ref[len(DOCUMENT_PLACEHOLDER) :]) >= len(item.documents)
@@ -216,7 +232,7 @@ def load_builtin(directory: Path | None, job_type: str) -> Dataset:
         raise InvalidRequest(
             f"no golden dataset for {job_type!r} here; send one (dataset_items or "
             "--dataset FILE) or set BACKBURNER_EVALS_DIR",
-            errors=[FieldProblem(("body", "dataset"), "no built-in dataset for this type")],
+            errors=[FieldProblem(SENT, "required: this type has no built-in dataset")],
         )
     path = builtin_dataset_path(directory, job_type)
     return parse_dataset(path.name, path.read_bytes())
