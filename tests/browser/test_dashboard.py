@@ -499,3 +499,60 @@ async def test_pages_are_locked_down_and_other_origins_change_nothing(
         assert job["status"] == "pending"
         events = await client.get(f"/api/jobs/{job_id}/events", headers=auth(keys.alice))
         assert [e["kind"] for e in events.json()["items"]] == ["created"]
+
+
+async def test_quality_page_and_rating_a_result(site: str, keys: Keys) -> None:
+    """Two evaluation runs of one type and model, the second finding an item worse; a
+    rating from the job page's buttons; all of it on the Quality page."""
+    async with chromium() as browser, httpx.AsyncClient(base_url=site) as client:
+        admin = auth(keys.admin)
+
+        def lead(label: str) -> dict[str, object]:
+            return {
+                "id": "budget-lead",
+                "input": {
+                    "leads": [{"id": "l1", "notes": "Budget approved, wants a quote"}],
+                    "labels": ["hot", "cold"],
+                },
+                "expected": {"labels": {"l1": label}},
+            }
+
+        for label in ("hot", "cold"):
+            run = await client.post(
+                "/api/evals",
+                json={"type": "classify_leads", "dataset_items": [lead(label)]},
+                headers=admin,
+            )
+            run_id = run.json()["id"]
+            for _ in range(300):
+                if (await client.get(f"/api/evals/{run_id}", headers=admin)).json()[
+                    "status"
+                ] == "scored":
+                    break
+                await asyncio.sleep(0.1)
+        created = await client.post("/api/jobs", json={"type": "noop"}, headers=admin)
+        job_id = created.json()["job_id"]
+        await wait_for(client, keys.admin, job_id, "succeeded")
+        page = await signed_in(browser, site, keys.admin)
+        await page.goto(f"{site}/jobs/{job_id}")
+        await page.get_by_label("Comment").fill("just what I needed")
+        await page.get_by_role("button", name="Useful (thumbs up)").click()
+        await expect(page.get_by_text("You rated it useful")).to_be_visible()
+        await page.get_by_role("link", name="Quality").click()
+        await expect(
+            page.get_by_role("heading", name="classify_leads · gpt-4.1-mini")
+        ).to_be_visible()
+        await expect(page.get_by_role("img", name="classify_leads · gpt-4.1-mini")).to_be_visible()
+        await expect(page.get_by_text("budget-lead accuracy: 100.0 → 0.0")).to_be_visible()
+        ratings = page.get_by_role("table", name="Thumbs up and down per job type and model")
+        await expect(ratings.locator("tbody tr")).to_have_text(
+            [re.compile(r"noop\s*gpt-4.1-mini\s*1\s*0\s*100%")]
+        )
+        violations = (await Axe().run(page)).response["violations"]
+        assert violations == [], violations
+        await shot(page, "quality")
+        member = await signed_in(browser, site, keys.alice)
+        assert await member.get_by_role("link", name="Quality").count() == 0
+        answer = await member.goto(f"{site}/quality")
+        assert answer is not None
+        assert answer.status == 404
