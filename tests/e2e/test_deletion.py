@@ -24,6 +24,7 @@ from backburner.store import webhooks as webhooks_store
 from backburner.store.schema import (
     documents,
     job_events,
+    job_feedback,
     job_steps,
     jobs,
     owner_channels,
@@ -195,6 +196,7 @@ async def test_an_owner_is_erased_and_only_anonymous_usage_stays(
 ) -> None:
     done = (await create(api, {"type": "test_ask_model"})).json()["job_id"]
     await until_done(api, done)
+    await api.post(f"/api/jobs/{done}/feedback", json={"rating": "up", "comment": "mine"})
     later = (await create(api, {"type": "noop", "run_at": "2030-01-01T00:00:00Z"})).json()
     await upload(api, "a.txt", ARTICLE.encode())
     await api.post("/api/webhook-endpoints", json={"url": "https://hooks.example.com/a"})
@@ -210,7 +212,14 @@ async def test_an_owner_is_erased_and_only_anonymous_usage_stays(
 
     assert_problem(await api.get("/api/jobs"), 401)  # alice's key is revoked
     async with db.read() as conn:
-        for table in (jobs, documents, webhook_endpoints, owner_limits, owner_channels):
+        for table in (
+            jobs,
+            documents,
+            webhook_endpoints,
+            owner_limits,
+            owner_channels,
+            job_feedback,
+        ):
             query = sa.select(sa.func.count()).select_from(table).where(table.c.owner == "alice")
             assert (await conn.execute(query)).scalar_one() == 0, table.name
     usage = (await api.get("/api/usage", headers=auth(keys.admin))).json()["items"]

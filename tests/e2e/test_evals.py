@@ -302,3 +302,31 @@ def _now() -> Any:
     from datetime import UTC, datetime
 
     return datetime.now(UTC)
+
+
+async def test_a_run_whose_jobs_are_deleted_or_canceled_is_still_scored(
+    admin_api: httpx.AsyncClient,
+) -> None:
+    items = [
+        {"id": "quick", "input": {"seconds": 0}, "expected": {"fields": {"ok": True}}},
+        {"id": "slow", "input": {"seconds": 60}, "expected": {"fields": {"ok": True}}},
+    ]
+    started = await admin_api.post(
+        "/api/evals", json={"type": "test_slow_no_timeout", "dataset_items": items}
+    )
+    run_id = started.json()["id"]
+
+    async def jobs_when_quick_is_done() -> list[str] | None:
+        detail = (await admin_api.get(f"/api/evals/{run_id}")).json()
+        states = [i["job_status"] for i in detail["item_results"]]
+        return [i["job_id"] for i in detail["item_results"]] if states[0] == "succeeded" else None
+
+    quick, slow = await wait_for(jobs_when_quick_is_done)
+    assert (await admin_api.delete(f"/api/jobs/{quick}")).status_code == 204
+    assert (await admin_api.post(f"/api/jobs/{slow}/cancel")).status_code == 202
+    run = await scored(admin_api, run_id)
+    assert [i["error"] for i in run["item_results"]] == [
+        "the job was deleted",
+        "the job ended canceled",
+    ]
+    assert run["scores"] == {"completed": 0.0, "fields_exact": 0.0, "overall": 0.0}

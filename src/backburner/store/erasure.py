@@ -18,12 +18,16 @@ from backburner.store.database import Database
 from backburner.store.schema import (
     api_keys,
     documents,
+    eval_items,
+    eval_runs,
+    job_feedback,
     jobs,
     owner_channels,
     owner_limits,
     owner_spend,
     provider_calls,
     rate_limits,
+    schedules,
     sessions,
     webhook_endpoints,
     webhook_secrets,
@@ -50,8 +54,9 @@ async def job_ids(db: Database, owner: str, *, limit: int) -> list[str]:
 async def erase_rest(
     db: Database, owner: str, *, now: datetime, actor: Actor, jobs_deleted: int
 ) -> dict[str, int]:
-    """Once the owner's jobs are deleted: documents, channels, endpoints, secrets, limits,
-    sessions and keys (revoked, their names dropped), and usage moved to ERASED. Returns
+    """Once the owner's jobs are deleted: documents, evaluation runs, schedules, ratings,
+    channels, endpoints, secrets, limits, sessions and keys (revoked, their names dropped),
+    and usage moved to ERASED. Returns
     what was removed, also kept in the `owner.erased` event."""
     async with db.write() as tx:
         conn = tx.conn
@@ -72,6 +77,21 @@ async def erase_rest(
             owner_spend,
         ):
             await conn.execute(sa.delete(table).where(table.c.owner == owner))
+        # Evaluation runs (their items hold the datasets' inputs), schedules, and ratings
+        # the owner's keys gave (ratings of the owner's own jobs went with the jobs).
+        runs = sa.select(eval_runs.c.id).where(eval_runs.c.owner == owner)
+        await conn.execute(sa.delete(eval_items).where(eval_items.c.run_id.in_(runs)))
+        counts["evaluation_runs"] = (
+            await conn.execute(sa.delete(eval_runs).where(eval_runs.c.owner == owner))
+        ).rowcount
+        counts["schedules"] = (
+            await conn.execute(sa.delete(schedules).where(schedules.c.owner == owner))
+        ).rowcount
+        await conn.execute(
+            sa.delete(job_feedback).where(
+                sa.or_(job_feedback.c.owner == owner, job_feedback.c.rater.in_(key_ids))
+            )
+        )
         await conn.execute(sa.delete(sessions).where(sessions.c.key_id.in_(key_ids)))
         await conn.execute(
             sa.delete(rate_limits).where(rate_limits.c.key.in_([f"api:{k}" for k in key_ids]))

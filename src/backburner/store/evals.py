@@ -74,8 +74,13 @@ class ItemState:
     error: str | None
 
     @property
+    def deleted(self) -> bool:
+        """Its job was made and has since been deleted (by someone, or retention)."""
+        return self.job_id is not None and self.job_status is None
+
+    @property
     def ended(self) -> bool:
-        return self.job_status in TERMINAL_STATUSES
+        return self.job_status in TERMINAL_STATUSES or self.deleted
 
 
 async def insert_run(

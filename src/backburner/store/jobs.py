@@ -28,6 +28,7 @@ from backburner.store.schema import (
     deliveries,
     delivery_attempts,
     job_events,
+    job_feedback,
     job_steps,
     jobs,
     notifications,
@@ -433,7 +434,7 @@ async def delete_job(
         await tx.conn.execute(
             sa.delete(delivery_attempts).where(delivery_attempts.c.delivery_id.in_(delivery_ids))
         )
-        for table in (deliveries, notifications, job_steps, job_events):
+        for table in (deliveries, notifications, job_steps, job_events, job_feedback):
             await tx.conn.execute(sa.delete(table).where(table.c.job_id == job_id))
         await tx.conn.execute(sa.delete(jobs).where(jobs.c.id == job_id))
         await audit.record(

@@ -313,7 +313,11 @@ class Evaluations:
                 evals_store.ItemScore(
                     s.position,
                     scores,
-                    None if o.succeeded else f"the job ended {s.job_status}",
+                    None
+                    if o.succeeded
+                    else "the job was deleted"
+                    if s.deleted
+                    else f"the job ended {s.job_status}",
                 )
                 for s, o, scores in zip(states, outcomes, item_scores, strict=True)
             ],
