@@ -165,3 +165,114 @@ def test_owner_limits_are_set_listed_and_cleared(tmp_path: Path) -> None:
         assert refused.returncode == 2, refused.stdout
     run_cli("owners", "set", "erin", "--budget-usd", "none", env=env)
     assert "erin" not in run_cli("owners", "ls", env=env).stdout
+
+
+def test_evaluations_schedules_and_ratings_from_the_command_line(
+    db_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = child_env(db_url, eval_check_seconds="0.2", schedule_check_seconds="0.2")
+    log = tmp_path / "serve.log"
+    with started("serve", "--port", str(port), env=env, log=log) as server:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_serving(base, server, log)
+        admin = run_cli("keys", "create", "--owner", "ops", "--role", "admin", env=env)
+        client_env = {
+            **env,
+            "BACKBURNER_URL": base,
+            "BACKBURNER_API_KEY": admin.stdout.strip().splitlines()[-1],
+        }
+        dataset = tmp_path / "echoes.jsonl"
+        dataset.write_text(
+            '{"id": "one", "input": {"echo": 1}, "expected": {"fields": {"echo": 1}}}\n'
+            "\n"
+            '{"id": "two", "input": {"echo": 2}, "expected": {"fields": {"echo": 3}}}\n'
+        )
+        ran = run_cli(
+            "eval", "run", "noop", "--dataset", str(dataset), "--label", "first", env=client_env
+        )
+        first = re.search(r"(ev_\S+)\s+noop", ran.stdout)
+        assert first, ran.stdout
+        assert re.search(r"fields_exact\s+0\.5000", ran.stdout), ran.stdout
+        assert re.search(r"overall\s+0\.5000", ran.stdout)
+        second = run_cli(
+            "eval",
+            "run",
+            "noop",
+            "--dataset",
+            str(dataset),
+            "--model",
+            "gpt-4.1-nano",
+            "--no-wait",
+            env=client_env,
+        ).stdout.strip()
+        assert second.startswith("ev_")
+        deadline = time.monotonic() + 30
+        while "scored" not in run_cli("eval", "ls", env=client_env).stdout.splitlines()[0]:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        shown = run_cli("eval", "show", second, env=client_env).stdout
+        assert f"against {first.group(1)}" in shown
+        compared = run_cli("eval", "compare", first.group(1), second, env=client_env).stdout
+        assert re.search(r"overall\s+0\.5000\s+0\.5000\s+\+0\.0000", compared), compared
+        assert "(gpt-4.1-nano): cost" in compared
+        as_json = json.loads(
+            run_cli("eval", "compare", first.group(1), second, "--json", env=client_env).stdout
+        )
+        assert as_json["regressions"] == []
+        broken = tmp_path / "broken.jsonl"
+        broken.write_text('{"id": "x", "input": {}, "expected": {}}\n{oops\n')
+        refused = run_cli(
+            "eval", "run", "noop", "--dataset", str(broken), env=client_env, check=False
+        )
+        assert refused.returncode == 2
+        assert "line 2" in refused.stderr
+        misfit = tmp_path / "misfit.jsonl"
+        misfit.write_text('{"id": "x", "input": {"surprise": 1}, "expected": {}}\n')
+        refused = run_cli(
+            "eval", "run", "noop", "--dataset", str(misfit), env=client_env, check=False
+        )
+        assert refused.returncode == 1
+        assert "dataset_items.0.input.surprise" in refused.stderr
+
+        added = json.loads(
+            run_cli(
+                "schedules",
+                "add",
+                "nightly-leads",
+                "--cron",
+                "0 3 * * *",
+                "--type",
+                "classify_leads",
+                "--eval",
+                "--model",
+                "gpt-4.1-nano",
+                env=client_env,
+            ).stdout
+        )
+        assert added["eval"] == {"model": "gpt-4.1-nano", "rubric": False}
+        assert "nightly-leads" in run_cli("schedules", "ls", env=client_env).stdout
+        run_cli("schedules", "pause", added["id"], env=client_env)
+        assert "paused" in run_cli("schedules", "ls", env=client_env).stdout
+        run_cli("schedules", "rm", added["id"], env=client_env)
+        assert run_cli("schedules", "ls", env=client_env).stdout.strip() == ""
+        bad_cron = run_cli(
+            "schedules",
+            "add",
+            "x",
+            "--cron",
+            "61 * * * *",
+            "--type",
+            "noop",
+            env=client_env,
+            check=False,
+        )
+        assert bad_cron.returncode == 1
+        assert "cron" in bad_cron.stderr
+
+        job_id = run_cli("submit", "noop", env=client_env).stdout.strip()
+        assert status_of(job_id, client_env, until="succeeded") == "succeeded"
+        assert (
+            "rated up" in run_cli("rate", job_id, "up", "--comment", "fine", env=client_env).stdout
+        )
+        assert run_cli("rate", job_id, "sideways", env=client_env, check=False).returncode == 2
