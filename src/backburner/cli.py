@@ -1231,14 +1231,19 @@ def schedules_ls(url: str, api_key: str) -> None:
         )
 
 
+def _set_schedule(schedule_id: str, enabled: bool, url: str, api_key: str) -> None:
+    with _client(url, api_key) as client:
+        _fail_on_api_error(lambda: client.set_schedule_enabled(schedule_id, enabled))
+    click.echo("resumed" if enabled else "paused")
+
+
 @schedules.command("pause")
 @click.argument("schedule_id")
 @url_option
 @key_option
 def schedules_pause(schedule_id: str, url: str, api_key: str) -> None:
-    with _client(url, api_key) as client:
-        _fail_on_api_error(lambda: client.set_schedule_enabled(schedule_id, False))
-    click.echo("paused")
+    """Stop making runs until resumed."""
+    _set_schedule(schedule_id, False, url, api_key)
 
 
 @schedules.command("resume")
@@ -1247,9 +1252,7 @@ def schedules_pause(schedule_id: str, url: str, api_key: str) -> None:
 @key_option
 def schedules_resume(schedule_id: str, url: str, api_key: str) -> None:
     """Resume from the next slot after now (skipped slots are not caught up)."""
-    with _client(url, api_key) as client:
-        _fail_on_api_error(lambda: client.set_schedule_enabled(schedule_id, True))
-    click.echo("resumed")
+    _set_schedule(schedule_id, True, url, api_key)
 
 
 @schedules.command("rm")

@@ -125,35 +125,35 @@ async def insert_run(
     return found, True
 
 
+def _set_per_item(column: str) -> sa.Update:
+    """An UPDATE of one column of an item, by run and position (run as an executemany)."""
+    return (
+        sa.update(eval_items)
+        .where(
+            eval_items.c.run_id == sa.bindparam("b_run"),
+            eval_items.c.position == sa.bindparam("b_position"),
+        )
+        .values({column: sa.bindparam("b_value")})
+    )
+
+
+def _per_item(run_id: str, values: dict[int, str]) -> list[dict[str, Any]]:
+    return [{"b_run": run_id, "b_position": p, "b_value": v} for p, v in values.items()]
+
+
 async def attach_jobs(db: Database, run_id: str, job_ids: dict[int, str]) -> None:
     """Record the job made for each item position."""
     if not job_ids:
         return
     async with db.write() as tx:
-        await tx.conn.execute(
-            sa.update(eval_items)
-            .where(
-                eval_items.c.run_id == sa.bindparam("b_run"),
-                eval_items.c.position == sa.bindparam("b_position"),
-            )
-            .values(job_id=sa.bindparam("b_job")),
-            [{"b_run": run_id, "b_position": p, "b_job": j} for p, j in job_ids.items()],
-        )
+        await tx.conn.execute(_set_per_item("job_id"), _per_item(run_id, job_ids))
 
 
 async def attach_grades(db: Database, run_id: str, grade_ids: dict[int, str]) -> None:
     """Record the grading job made for each item position, and that the run is grading."""
     async with db.write() as tx:
         if grade_ids:
-            await tx.conn.execute(
-                sa.update(eval_items)
-                .where(
-                    eval_items.c.run_id == sa.bindparam("b_run"),
-                    eval_items.c.position == sa.bindparam("b_position"),
-                )
-                .values(grade_job_id=sa.bindparam("b_job")),
-                [{"b_run": run_id, "b_position": p, "b_job": j} for p, j in grade_ids.items()],
-            )
+            await tx.conn.execute(_set_per_item("grade_job_id"), _per_item(run_id, grade_ids))
         await tx.conn.execute(
             sa.update(eval_runs)
             .where(eval_runs.c.id == run_id, eval_runs.c.status == RUNNING)

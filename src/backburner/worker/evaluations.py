@@ -39,7 +39,7 @@ from backburner.store import jobs as jobs_store
 from backburner.store import steps as steps_store
 from backburner.store.audit import Actor
 from backburner.store.models import new_id
-from backburner.store.transitions import JobStatus
+from backburner.store.transitions import TERMINAL_STATUSES, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ class Evaluations:
             made = await jobs_store.insert_jobs(
                 self.db,
                 [
-                    _job(
+                    keyed_job(
                         job_type,
                         run.owner,
                         s.input,
@@ -228,7 +228,7 @@ class Evaluations:
         grade_ids = [s.grade_job_id for s in states if s.grade_job_id]
         if run.status == evals_store.GRADING:
             graded = await evals_store.job_states(self.db, grade_ids)
-            if any(status not in _ENDED for status, _ in graded.values()):
+            if any(status not in TERMINAL_STATUSES for status, _ in graded.values()):
                 return
             grades = {
                 s.position: float(graded[s.grade_job_id][1]["score"])
@@ -253,7 +253,7 @@ class Evaluations:
             await jobs_store.insert_jobs(
                 self.db,
                 [
-                    _job(
+                    keyed_job(
                         grader,
                         run.owner,
                         {
@@ -339,18 +339,17 @@ class Evaluations:
             )
 
 
-_ENDED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
-
-
-def _job(
+def keyed_job(
     job_type: JobType,
     owner: str,
     payload: dict[str, Any],
     key: str,
     now: datetime,
     deadline: datetime | None,
-    model: str | None,
+    model: str | None = None,
 ) -> NewJob:
+    """A job Backburner makes itself (an evaluation item, a schedule's slot), named by an
+    idempotency key so that making it twice makes it once."""
     return NewJob(
         owner=owner,
         type=job_type.name,

@@ -14,7 +14,6 @@ a backlog of identical nightly runs helps no one.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,11 +26,11 @@ from backburner.config import Settings
 from backburner.errors import FieldProblem, InvalidRequest
 from backburner.jobs.evals.datasets import load_builtin
 from backburner.jobs.registry import JobRegistry
-from backburner.store import Database, NewJob
+from backburner.store import Database
 from backburner.store import jobs as jobs_store
 from backburner.store import schedules as schedules_store
 from backburner.store.audit import Actor
-from backburner.worker.evaluations import EvalRequest, Evaluations
+from backburner.worker.evaluations import EvalRequest, Evaluations, keyed_job
 
 log = logging.getLogger(__name__)
 
@@ -147,16 +146,7 @@ class Scheduler:
         deadline = job_type.deadline(now, None)
         job, _created = await jobs_store.insert_job(
             self.db,
-            NewJob(
-                owner=schedule.owner,
-                type=job_type.name,
-                payload=schedule.payload,
-                max_attempts=job_type.retry.max_attempts,
-                timeout_seconds=job_type.attempt_timeout(now, deadline),
-                idempotency_key=key,
-                request_hash=hashlib.sha256(key.encode()).hexdigest(),
-                deadline_at=deadline,
-            ),
+            keyed_job(job_type, schedule.owner, schedule.payload, key, now, deadline),
             now=now,
             actor=SCHEDULER,
         )
