@@ -272,7 +272,7 @@ async def test_a_run_cut_off_before_its_jobs_gets_each_job_once(
     assert created
     await asyncio.gather(*(Evaluations(db, registry, settings, _now).advance() for _ in range(4)))
     await evaluations.advance()
-    states = await evals_store.item_states(db, run.id, with_results=False)
+    states = await evals_store.item_states(db, run.id, content=False)
     assert all(s.job_id for s in states)
     assert await count(db, jobs) == 2
     # Scoring is a compare-and-set: only the first of two writers stores scores.

@@ -60,7 +60,8 @@ class NewItem:
 
 @dataclass(frozen=True)
 class ItemState:
-    """An item with where its job (and its grading job) stands."""
+    """An item with where its job (and its grading job) stands; `input`, `expected` and
+    `result` are empty unless read with `content`."""
 
     position: int
     item_id: str
@@ -200,14 +201,19 @@ async def unfinished_runs(db: Database, *, limit: int = 50) -> list[EvalRun]:
         return [EvalRun.from_row(row) for row in (await conn.execute(query)).mappings().all()]
 
 
-async def item_states(db: Database, run_id: str, *, with_results: bool = True) -> list[ItemState]:
-    """The run's items in order, each with its job's status (and result, when asked)."""
-    columns = [jobs.c.status, jobs.c.result] if with_results else [jobs.c.status]
+async def item_states(db: Database, run_id: str, *, content: bool = True) -> list[ItemState]:
+    """The run's items in order, each with its job's status; with `content`, also the
+    item's input and expectations and the job's result (sealed columns, opened only when
+    asked: the rounds that only count ended jobs need none of them)."""
+    c = eval_items.c
+    columns = [c.position, c.item_id, c.job_id, c.grade_job_id, c.scores, c.error, jobs.c.status]
+    if content:
+        columns += [c.input, c.expected, jobs.c.result]
     query = (
-        sa.select(eval_items, *columns)
-        .select_from(eval_items.outerjoin(jobs, jobs.c.id == eval_items.c.job_id))
-        .where(eval_items.c.run_id == run_id)
-        .order_by(eval_items.c.position)
+        sa.select(*columns)
+        .select_from(eval_items.outerjoin(jobs, jobs.c.id == c.job_id))
+        .where(c.run_id == run_id)
+        .order_by(c.position)
     )
     async with db.read() as conn:
         rows = (await conn.execute(query)).mappings().all()
@@ -215,11 +221,11 @@ async def item_states(db: Database, run_id: str, *, with_results: bool = True) -
         ItemState(
             position=row["position"],
             item_id=row["item_id"],
-            input=row["input"],
-            expected=row["expected"],
+            input=row["input"] if content else {},
+            expected=row["expected"] if content else {},
             job_id=row["job_id"],
             job_status=row["status"],
-            result=row["result"] if with_results else None,
+            result=row["result"] if content else None,
             grade_job_id=row["grade_job_id"],
             scores=row["scores"],
             error=row["error"],

@@ -55,7 +55,7 @@ def by_type_and_model(
 
 
 async def item_scores(request: Request, run_id: str) -> dict[str, dict[str, float]]:
-    states = await evals_store.item_states(services(request).db, run_id, with_results=False)
+    states = await evals_store.item_states(services(request).db, run_id, content=False)
     return {s.item_id: s.scores for s in states if s.scores is not None}
 
 

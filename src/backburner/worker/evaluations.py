@@ -170,7 +170,7 @@ class Evaluations:
     async def _make_jobs(self, run: evals_store.EvalRun) -> None:
         """Make the jobs of the run's items that have none yet."""
         job_type = self.registry.get(run.job_type)
-        states = await evals_store.item_states(self.db, run.id, with_results=False)
+        states = await evals_store.item_states(self.db, run.id)
         missing = [s for s in states if s.job_id is None]
         now = self.clock()
         seconds = (
@@ -215,7 +215,7 @@ class Evaluations:
                     log.exception("evaluation run could not advance", extra={"run_id": run.id})
 
     async def _advance(self, run: evals_store.EvalRun) -> None:
-        states = await evals_store.item_states(self.db, run.id, with_results=False)
+        states = await evals_store.item_states(self.db, run.id, content=False)
         if any(s.job_id is None for s in states):
             await self._make_jobs(run)
             return

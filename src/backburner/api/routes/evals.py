@@ -204,7 +204,7 @@ async def compare_evals(
 async def get_eval(run_id: str, svc: ServicesDep, principal: AdminPrincipal) -> EvalRunDetail:
     """A run with each item's job and scores, and what changed since the run before."""
     run = await run_or_404(svc, run_id)
-    states = await evals_store.item_states(svc.db, run.id, with_results=False)
+    states = await evals_store.item_states(svc.db, run.id, content=False)
     previous = await evals_store.previous_scored(svc.db, run) if run.scores else None
     found: list[RegressionView] = []
     if previous is not None:
@@ -240,5 +240,5 @@ async def run_or_404(svc: Services, run_id: str) -> evals_store.EvalRun:
 
 
 async def item_scores(svc: Services, run_id: str) -> dict[str, dict[str, float]]:
-    states = await evals_store.item_states(svc.db, run_id, with_results=False)
+    states = await evals_store.item_states(svc.db, run_id, content=False)
     return {s.item_id: s.scores for s in states if s.scores is not None}
