@@ -6,6 +6,7 @@ built-in type that lowers quality fails here, naming the metric that fell."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
@@ -18,9 +19,9 @@ from backburner.jobs.registry import JobRegistry
 from backburner.jobs.types import register_builtin_types
 from backburner.store import Database
 from backburner.store import evals as evals_store
-from backburner.store.schema import audit_events, eval_items, eval_runs, jobs
+from backburner.store.schema import audit_events, eval_items, eval_runs, jobs, provider_calls
 from backburner.worker.evaluations import EVALUATOR, Evaluations
-from tests.conftest import Keys, auth, serving, wait_for
+from tests.conftest import REPO, Keys, auth, serving, wait_for
 from tests.e2e.test_api_jobs import assert_problem
 
 # The built-in types on the built-in datasets, offline engine, test settings (chunks of
@@ -330,3 +331,36 @@ async def test_a_run_whose_jobs_are_deleted_or_canceled_is_still_scored(
         "the job ended canceled",
     ]
     assert run["scores"] == {"completed": 0.0, "fields_exact": 0.0, "overall": 0.0}
+
+
+async def test_an_evaluation_on_a_throttled_failing_provider_scores_the_same_and_pays_once(
+    settings: Settings, keys: Keys, db: Database
+) -> None:
+    """Eval jobs are jobs: the provider's 429s and 500s are waited out inside their
+    attempts, each model call is created once, and the scores are those of a calm day."""
+    from backburner.runtime import create_app
+    from tests.servers import emulated, emulator_stats
+
+    lines = (REPO / "evals" / "generate_report.jsonl").read_text().splitlines()[:4]
+    items = [json.loads(line) for line in lines]
+    async with emulated(share_429=0.2, share_500=0.2, retry_after_s=0.05) as (provider, base):
+        app = create_app(settings, embed_worker=True, migrate_on_start=False, provider=provider)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://test", headers=auth(keys.admin)
+            ) as api:
+                started = await api.post(
+                    "/api/evals", json={"type": "generate_report", "dataset_items": items}
+                )
+                run = await scored(api, started.json()["id"], within=150)
+        counters = await emulator_stats(base)
+    assert run["scores"] == EXPECTED["generate_report"]
+    async with db.read() as conn:
+        calls = (
+            await conn.execute(sa.select(sa.func.count()).select_from(provider_calls))
+        ).scalar_one()
+        attempts = (await conn.execute(sa.select(sa.func.max(jobs.c.attempts)))).scalar_one()
+    assert counters["responses_created"] == calls == 8  # two rounds per report
+    assert attempts == 1
+    assert counters["rate_limited"] + counters["server_errors"] > 0
