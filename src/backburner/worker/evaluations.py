@@ -322,7 +322,13 @@ class Evaluations:
                 for s, o, scores in zip(states, outcomes, item_scores, strict=True)
             ],
             scores=totals.scores,
-            details=totals.details,
+            # What the rubric grader's calls cost, within the run's cost.
+            details={
+                **totals.details,
+                "grading_cost_usd": await evals_store.cost_of(self.db, grade_ids),
+            }
+            if grade_ids
+            else totals.details,
             cost_usd=await evals_store.cost_of(self.db, job_ids),
             ended_at=ended,
             duration_seconds=max(0.0, (ended - run.created_at).total_seconds()),
