@@ -21,7 +21,7 @@ sys.path.insert(0, str(HERE.parent / "src"))
 from backburner.jobs.evals.datasets import canonical_line  # noqa: E402
 from backburner.jobs.sample_data import get_user_transactions  # noqa: E402
 from backburner.jobs.types.report import TOOL_NAME, spending_by_category  # noqa: E402
-from backburner.jobs.types.summarize import STYLE_LENGTHS, SummaryStyle  # noqa: E402
+from backburner.jobs.types.summarize import SummaryStyle, overall_length  # noqa: E402
 
 # --- summarize_documents ----------------------------------------------------------------
 
@@ -117,7 +117,7 @@ def summarize_items() -> list[dict[str, Any]]:
             documents.append({"name": f"{name.lower().replace(' ', '-')}.txt", "text": text})
             facts.extend(doc_facts)
             references.append(reference)
-        sentences, points = STYLE_LENGTHS[style]
+        sentences, points = overall_length(style, count)
         items.append(
             {
                 "id": f"summary-{index + 1:02d}-{kind}",

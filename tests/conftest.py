@@ -135,8 +135,8 @@ def fast_settings(db_url: str, **overrides: object) -> Settings:
         "reap_interval_seconds": 0.2,
         "idle_poll_seconds": 0.5,
         "cancel_check_seconds": 0.1,
-        "eval_check_seconds": 0.1,
-        "schedule_check_seconds": 0.1,
+        "eval_check_seconds": 0.5,
+        "schedule_check_seconds": 0.5,
         "shutdown_grace_seconds": 1.0,
         "auth_cache_seconds": 0.0,
         # Tests poll as fast as they like; tests/e2e/test_request_limits.py sets limits.

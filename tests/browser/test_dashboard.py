@@ -191,7 +191,10 @@ async def test_dropped_documents_become_a_summary_that_completes_live(
         toast = page.get_by_role("status").filter(has_text=job_id[:8])
         await expect(toast).to_contain_text("Completed")
         result = page.get_by_role("region", name="Result")
-        await expect(result.get_by_role("heading", name="Summary")).to_be_visible()
+        await expect(result.get_by_role("heading", name="Summary", level=3)).to_be_visible()
+        # What each document said, under its file name.
+        await expect(result.get_by_role("heading", name="Document summaries")).to_be_visible()
+        await expect(result.get_by_role("heading", name="minutes.pdf", level=4)).to_be_visible()
         assert await result.locator("h3:has-text('Key points') + ul li").count() >= 2
         await expect(result.locator("dt:text-is('Documents') + dd")).to_have_text("2")
         await shot(page, "job-summary")

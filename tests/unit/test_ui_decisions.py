@@ -44,13 +44,31 @@ def test_title_and_body_records_are_sections_and_deep_values_stay_json() -> None
     sections, deep = result_blocks(
         {
             "sections": [{"title": "Spending", "body": "Up 3%."}],
-            "nested": [{"id": 1, "tags": {"a": [1, 2]}}],
+            "nested": [{"id": 1, "tags": {"a": [1, 2]}}, "not a record"],
         }
     )
     assert sections.kind == "sections"
     assert sections.value == [("Spending", "Up 3%.")]
     assert deep.kind == "json"
     assert '"tags"' in deep.value
+
+
+def test_records_with_parts_of_their_own_are_a_section_each_under_their_name() -> None:
+    [documents] = result_blocks(
+        {
+            "document_summaries": [
+                {"filename": "acme.pdf", "summary": "Acme grew.", "key_facts": ["Acme", "4 M"]},
+                {"summary": "No name.", "key_facts": []},
+            ]
+        }
+    )
+    assert (documents.kind, documents.label) == ("group", "Document summaries")
+    acme, unnamed = documents.value
+    assert (acme.kind, acme.label, unnamed.label) == ("group", "acme.pdf", "#2")
+    assert [(b.kind, b.label) for b in acme.value] == [
+        ("facts", ""),
+        ("list", "Key facts"),
+    ]
 
 
 def test_blocks_follow_the_output_models_order_not_the_databases() -> None:

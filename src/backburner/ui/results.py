@@ -72,6 +72,15 @@ def section_pair(record: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+NAME_KEYS = ("filename", "title", "name", "id")
+
+
+def heading_of(record: dict[str, Any], index: int) -> str:
+    """What a record is called: its file name, title, name or id, else its place."""
+    found = next((record[key] for key in NAME_KEYS if record.get(key) is not None), None)
+    return str(found) if found not in (None, "") else f"#{index + 1}"
+
+
 def table_of(label: str, records: list[dict[str, Any]]) -> Block:
     columns: list[str] = []
     for record in records:
@@ -96,6 +105,16 @@ def block_of(key: str, value: Any) -> Block | None:
                 return Block("sections", label, pairs)
             if all(all(is_scalar(v) for v in item.values()) for item in value):
                 return table_of(label, value)
+            # Records with parts of their own (a summary per document): one section each,
+            # headed by its name.
+            return Block(
+                "group",
+                label,
+                [
+                    Block("group", heading_of(item, index), result_blocks(item))
+                    for index, item in enumerate(value)
+                ],
+            )
         return Block("json", label, json.dumps(value, indent=2, ensure_ascii=False))
     if isinstance(value, dict):
         if all(is_scalar(v) for v in value.values()):
