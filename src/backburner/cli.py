@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import signal
 import sys
@@ -690,6 +691,18 @@ def _print_json(value: Any) -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="Upload a document and add its id to payload.document_ids (repeatable).",
 )
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="With --file: stop at the first file the service refuses (and remove those "
+    "uploaded) rather than go on with the good ones.",
+)
+@click.option("--callback-url", default=None, help="POST the signed result here when it ends.")
+@click.option(
+    "--notify-email", "emails", multiple=True, help="E-mail this address when it ends (repeatable)."
+)
+@click.option("--notify-slack", is_flag=True, help="Tell your Slack channel when it ends.")
+@click.option("--notify-teams", is_flag=True, help="Tell your Teams channel when it ends.")
 @click.option("--priority", type=int, default=0)
 @click.option("--idempotency-key", default=None)
 @click.option("--wait", is_flag=True, help="Follow the job with a progress bar until it ends.")
@@ -700,6 +713,11 @@ def submit(
     payload: str,
     jsonl: Any,
     files: tuple[str, ...],
+    strict: bool,
+    callback_url: str | None,
+    emails: tuple[str, ...],
+    notify_slack: bool,
+    notify_teams: bool,
     priority: int,
     idempotency_key: str | None,
     wait: bool,
@@ -719,15 +737,21 @@ def submit(
     if job_type is None:
         raise click.UsageError("give JOB_TYPE, or --from-jsonl")
     body = _read_payload(payload)
+    notify: dict[str, Any] = {"email": list(emails)} if emails else {}
+    notify.update({"slack": True} if notify_slack else {})
+    notify.update({"teams": True} if notify_teams else {})
     with _client(url, api_key) as client:
         if files:
-            ids = [
-                _fail_on_api_error(lambda f=f: client.upload_document(f)).document_id for f in files
-            ]
+            ids = _upload_all(client, files, strict=strict)
             body["document_ids"] = [*body.get("document_ids", []), *ids]
         created = _fail_on_api_error(
             lambda: client.create_job(
-                job_type, body, priority=priority, idempotency_key=idempotency_key
+                job_type,
+                body,
+                priority=priority,
+                idempotency_key=idempotency_key,
+                callback_url=callback_url,
+                notify=notify or None,
             )
         )
         if not wait:
@@ -741,6 +765,46 @@ def submit(
         job = _follow(client, created.job_id)
     _print_json(job.result if job.status == "succeeded" else job.model_dump(mode="json"))
     sys.exit(0 if job.status == "succeeded" else 1)
+
+
+def _upload_all(client: Any, files: tuple[str, ...], *, strict: bool) -> list[str]:
+    """Upload each file, one line of progress each on stderr. A file the service refuses
+    is named with its reason and left out (with --strict: the ones uploaded are removed
+    and the command stops). Stops when none could be uploaded."""
+    from backburner.client import ApiError
+
+    ids: list[str] = []
+    refused: list[str] = []
+    for number, path in enumerate(files, start=1):
+        name = Path(path).name
+        try:
+            document = client.upload_document(path)
+        except ApiError as error:
+            reason = f"{name}: {error.status} {error.detail}"
+            if strict:
+                for document_id in ids:
+                    with contextlib.suppress(ApiError, OSError):
+                        client.delete_document(document_id)
+                raise click.ClickException(
+                    f"refused {reason} (--strict: the {len(ids)} uploaded before it removed)"
+                ) from None
+            refused.append(reason)
+            click.echo(f"[{number}/{len(files)}] refused {reason}", err=True)
+            continue
+        except OSError as error:
+            raise click.ClickException(f"cannot reach the service: {error}") from None
+        ids.append(document.document_id)
+        seen = " (the same text as before)" if (document.model_extra or {}).get("duplicate") else ""
+        click.echo(f"[{number}/{len(files)}] uploaded {name}{seen}", err=True)
+    if not ids:
+        raise click.ClickException("no file could be uploaded:\n  " + "\n  ".join(refused))
+    if refused:
+        click.echo(
+            f"going on with {len(ids)} of {len(files)} files; refused: "
+            + "; ".join(r.split(":", 1)[0] for r in refused),
+            err=True,
+        )
+    return ids
 
 
 def _follow(client: Any, job_id: str) -> Any:
@@ -763,7 +827,11 @@ def _follow(client: Any, job_id: str) -> Any:
                 label += f": {job.progress_message}"
             bar.update(task, completed=job.progress, description=label)
 
-        return _fail_on_api_error(lambda: client.wait(job_id, on_update=update))
+        def lost(error: Exception) -> None:
+            # The job goes on in the service; only this view of it was cut.
+            bar.update(task, description=f"service unreachable ({error}); reconnecting")
+
+        return _fail_on_api_error(lambda: client.wait(job_id, on_update=update, on_reconnect=lost))
 
 
 @main.command()
@@ -774,6 +842,38 @@ def status(job_id: str, url: str, api_key: str) -> None:
     """Show a job."""
     with _client(url, api_key) as client:
         _print_json(_fail_on_api_error(lambda: client.get_job(job_id)).model_dump(mode="json"))
+
+
+@main.group()
+def documents() -> None:
+    """Your uploaded documents."""
+
+
+@documents.command("ls")
+@click.option("--limit", type=int, default=None, help="At most this many [all].")
+@url_option
+@key_option
+def documents_ls(limit: int | None, url: str, api_key: str) -> None:
+    """Your documents, newest first: id, name, size, characters, uploaded."""
+    with _client(url, api_key) as client:
+        found = _fail_on_api_error(lambda: list(itertools.islice(client.iter_documents(), limit)))
+    for d in found:
+        click.echo(
+            f"{d.document_id}\t{d.filename}\t{d.size_bytes}\t{d.char_count}\t"
+            f"{(d.model_extra or {}).get('created_at', '')}"
+        )
+
+
+@documents.command("rm")
+@click.argument("document_ids", nargs=-1, required=True)
+@url_option
+@key_option
+def documents_rm(document_ids: tuple[str, ...], url: str, api_key: str) -> None:
+    """Delete documents (jobs that read them keep their results)."""
+    with _client(url, api_key) as client:
+        for document_id in document_ids:
+            _fail_on_api_error(lambda d=document_id: client.delete_document(d))
+            click.echo(f"deleted {document_id}")
 
 
 @main.group()

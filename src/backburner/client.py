@@ -21,6 +21,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+# Answers of a service that is restarting or behind a proxy that lost it: wait, then ask again.
+RECONNECT_STATUSES = frozenset({502, 503, 504})
 
 
 class ApiError(Exception):
@@ -114,6 +116,11 @@ class EvalRun(BaseModel):
         return self.status == "scored"
 
 
+class DocumentPage(BaseModel):
+    items: list[Document]
+    next_cursor: str | None
+
+
 class Client:
     def __init__(
         self,
@@ -147,7 +154,7 @@ class Client:
             except ValueError:
                 problem = {"detail": response.text}
             raise ApiError(response.status_code, problem)
-        return response.json()
+        return None if response.status_code == 204 else response.json()
 
     # --- Jobs --------------------------------------------------------------------------------
 
@@ -160,8 +167,13 @@ class Client:
         priority: int = 0,
         run_at: datetime | None = None,
         idempotency_key: str | None = None,
+        notify: dict[str, Any] | None = None,
     ) -> JobCreated:
+        """Queue a job. `notify` names who else hears of its end:
+        `{"email": ["a@example.com"], "slack": True, "teams": False}`."""
         body: dict[str, Any] = {"type": type, "payload": payload, "priority": priority}
+        if notify:
+            body["notify"] = notify
         if callback_url:
             body["callback_url"] = callback_url
         if run_at:
@@ -237,11 +249,32 @@ class Client:
         timeout: float | None = None,
         poll: float = 0.5,
         on_update: Callable[[Job], None] | None = None,
+        reconnect_for: float = 600.0,
+        on_reconnect: Callable[[Exception], None] | None = None,
     ) -> Job:
-        """Poll until the job ends (or `timeout` seconds pass: TimeoutError)."""
+        """Poll until the job ends (or `timeout` seconds pass: TimeoutError). While the
+        service cannot be reached, or answers 502-504 (a restart, a deploy), keep asking
+        with backoff for up to `reconnect_for` seconds: the job goes on without us."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        lost_since: float | None = None
+        backoff = poll
         while True:
-            job = self.get_job(job_id)
+            try:
+                job = self.get_job(job_id)
+            except (httpx.TransportError, ApiError) as error:
+                if isinstance(error, ApiError) and error.status not in RECONNECT_STATUSES:
+                    raise
+                now = time.monotonic()
+                if lost_since is None:
+                    lost_since = now
+                    if on_reconnect is not None:
+                        on_reconnect(error)
+                if now - lost_since > reconnect_for:
+                    raise
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            lost_since, backoff = None, poll
             if on_update is not None:
                 on_update(job)
             if job.is_done:
@@ -339,9 +372,7 @@ class Client:
         return answer
 
     def delete_schedule(self, schedule_id: str) -> None:
-        response = self._http.request("DELETE", f"/api/schedules/{schedule_id}")
-        if response.status_code >= 400:
-            raise ApiError(response.status_code, response.json())
+        self._request("DELETE", f"/api/schedules/{schedule_id}")
 
     # --- Documents and types -----------------------------------------------------------------
 
@@ -350,6 +381,24 @@ class Client:
         with file.open("rb") as handle:
             body = self._request("POST", "/api/documents", files={"file": (file.name, handle)})
         return Document.model_validate(body)
+
+    def list_documents(self, *, limit: int = 50, cursor: str | None = None) -> DocumentPage:
+        params: dict[str, Any] = {"limit": limit}
+        if cursor is not None:
+            params["cursor"] = cursor
+        return DocumentPage.model_validate(self._request("GET", "/api/documents", params=params))
+
+    def iter_documents(self) -> Iterator[Document]:
+        cursor: str | None = None
+        while True:
+            page = self.list_documents(limit=200, cursor=cursor)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def delete_document(self, document_id: str) -> None:
+        self._request("DELETE", f"/api/documents/{document_id}")
 
     def job_types(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = self._request("GET", "/api/job-types")["items"]

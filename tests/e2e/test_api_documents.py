@@ -331,3 +331,31 @@ async def test_the_same_text_uploaded_again_is_the_same_document(
     after = await upload(api, "minutes.txt", ARTICLE.encode())
     assert after.status_code == 201
     assert after.json()["document_id"] != first.json()["document_id"]
+
+
+async def test_documents_are_listed_newest_first_without_text_and_per_owner(
+    api: httpx.AsyncClient, keys: Keys
+) -> None:
+    ids = [
+        (await upload(api, f"n{n}.txt", f"Note number {n}.".encode())).json()["document_id"]
+        for n in range(3)
+    ]
+    await upload(api, "bobs.txt", b"Bob's own note.", headers=auth(keys.bob))
+    first = (await api.get("/api/documents", params={"limit": 2})).json()
+    assert [d["document_id"] for d in first["items"]] == ids[::-1][:2]
+    assert all(d["text"] is None for d in first["items"])
+    rest = (await api.get("/api/documents", params={"cursor": first["next_cursor"]})).json()
+    assert [d["document_id"] for d in rest["items"]] == [ids[0]]
+    assert rest["next_cursor"] is None
+    # Alice's `owner=bob` is ignored: members see their own.
+    theirs = (await api.get("/api/documents", params={"owner": "bob"})).json()["items"]
+    assert {d["filename"] for d in theirs} == {"n0.txt", "n1.txt", "n2.txt"}
+    everyone = (await api.get("/api/documents", headers=auth(keys.admin))).json()["items"]
+    assert len(everyone) == 4
+    bobs = (
+        await api.get("/api/documents", params={"owner": "bob"}, headers=auth(keys.admin))
+    ).json()["items"]
+    assert [d["filename"] for d in bobs] == ["bobs.txt"]
+    assert_problem(await api.get("/api/documents", params={"cursor": "%%%"}), 422)
+    assert_problem(await api.get("/api/documents", params={"limit": 0}), 422)
+    assert_problem(await api.get("/api/documents", params={"limit": 10**30}), 422)

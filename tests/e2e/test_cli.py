@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO
 from tests.e2e.processes import (
+    BACKBURNER,
     child_env,
     free_port,
     run_cli,
@@ -276,3 +279,118 @@ def test_evaluations_schedules_and_ratings_from_the_command_line(
             "rated up" in run_cli("rate", job_id, "up", "--comment", "fine", env=client_env).stdout
         )
         assert run_cli("rate", job_id, "sideways", env=client_env, check=False).returncode == 2
+
+
+def test_submit_goes_on_past_a_bad_file_and_documents_are_listed_and_removed(
+    db_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = child_env(db_url)
+    log = tmp_path / "serve.log"
+    with started("serve", "--port", str(port), env=env, log=log) as server:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_serving(base, server, log)
+        created = run_cli("keys", "create", "--owner", "dana", "--role", "member", env=env)
+        client_env = {
+            **env,
+            "BACKBURNER_URL": base,
+            "BACKBURNER_API_KEY": created.stdout.strip().splitlines()[-1],
+        }
+        good = [tmp_path / f"note-{n}.txt" for n in range(2)]
+        for n, path in enumerate(good):
+            path.write_text(f"Note {n}. The plant reopened on Monday after {n + 2} weeks.")
+        bad = tmp_path / "scan.pdf"
+        bad.write_bytes(b"%PDF-1.4 not really a PDF")
+        files = [str(good[0]), str(bad), str(good[1])]
+        args = [arg for path in files for arg in ("--file", path)]
+        submitted = run_cli(
+            "submit",
+            "summarize_documents",
+            *args,
+            "--callback-url",
+            "https://hooks.example.com/done",
+            "--notify-email",
+            "dana@example.com",
+            env=client_env,
+        )
+        assert "[2/3] refused scan.pdf: 4" in submitted.stderr  # named, with its reason
+        assert "going on with 2 of 3 files" in submitted.stderr
+        job_id = submitted.stdout.strip()
+        assert status_of(job_id, client_env, until="succeeded") == "succeeded"
+        job = json.loads(run_cli("status", job_id, env=client_env).stdout)
+        assert job["result"]["documents"] == 2  # made from the good ones
+        assert job["callback_url"] == "https://hooks.example.com/done"
+        listed = run_cli("documents", "ls", env=client_env).stdout.splitlines()
+        assert [line.split("\t")[1] for line in listed] == ["note-1.txt", "note-0.txt"]
+
+        # --strict stops at the bad file and removes what it had uploaded.
+        third = tmp_path / "note-2.txt"
+        third.write_text("A third note, new text.")
+        strict = run_cli(
+            "submit",
+            "summarize_documents",
+            "--file",
+            str(third),
+            "--file",
+            str(bad),
+            "--strict",
+            env=client_env,
+            check=False,
+        )
+        assert strict.returncode == 1
+        assert "refused scan.pdf" in strict.stderr
+        assert len(run_cli("documents", "ls", env=client_env).stdout.splitlines()) == 2
+        only_bad = run_cli(
+            "submit", "summarize_documents", "--file", str(bad), env=client_env, check=False
+        )
+        assert only_bad.returncode == 1
+        assert "no file could be uploaded" in only_bad.stderr
+        removed = run_cli("documents", "rm", listed[0].split("\t")[0], env=client_env).stdout
+        assert removed.startswith("deleted ")
+        assert len(run_cli("documents", "ls", env=client_env).stdout.splitlines()) == 1
+        missing = run_cli("documents", "rm", "nope", env=client_env, check=False)
+        assert missing.returncode == 1
+        assert "404" in missing.stderr
+
+
+def test_wait_survives_a_restart_of_the_service(db_url: str, tmp_path: Path) -> None:
+    if db_url.startswith("sqlite"):
+        db_url = f"sqlite:///{tmp_path}/restart.db"
+    port = free_port()
+    env = child_env(db_url)
+    base = f"http://127.0.0.1:{port}"
+    with started("serve", "--port", str(port), env=env, log=tmp_path / "first.log") as first:
+        wait_until_serving(base, first, tmp_path / "first.log")
+        created = run_cli("keys", "create", "--owner", "erin", "--role", "member", env=env)
+        client_env = {
+            **env,
+            "BACKBURNER_URL": base,
+            "BACKBURNER_API_KEY": created.stdout.strip().splitlines()[-1],
+        }
+        waiting = subprocess.Popen(
+            [BACKBURNER, "submit", "test_slow_no_timeout", "--payload", '{"seconds": 4}', "--wait"],
+            env=client_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        try:
+            running = ""
+            deadline = time.monotonic() + 30
+            while "test_slow_no_timeout" not in running:  # the CLI is following it now
+                assert time.monotonic() < deadline, running
+                running = run_cli("jobs", "ls", "--status", "running", env=client_env).stdout
+            first.kill()
+            first.wait(timeout=10)
+            with started(
+                "serve", "--port", str(port), env=env, log=tmp_path / "second.log"
+            ) as second:
+                wait_until_serving(base, second, tmp_path / "second.log")
+                out, err = waiting.communicate(timeout=90)
+        finally:
+            if waiting.poll() is None:
+                waiting.kill()
+    assert waiting.returncode == 0, err
+    assert json.loads(out)["ok"] is True
+    assert "Traceback" not in err

@@ -311,6 +311,11 @@ class DocumentView(BaseModel):
     duplicate: bool = False
 
 
+class DocumentList(BaseModel):
+    items: list[DocumentView]
+    next_cursor: str | None
+
+
 class QuickSummaryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

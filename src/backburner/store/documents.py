@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -97,6 +98,48 @@ async def _audit_upload(
         now,
         detail=detail,
     )
+
+
+@dataclass(frozen=True)
+class DocumentEntry:
+    """A document as a listing shows it: everything but its text (which stays sealed)."""
+
+    id: str
+    owner: str
+    filename: str
+    content_type: str
+    size_bytes: int
+    char_count: int
+    sha256: str
+    created_at: datetime
+
+
+async def list_documents(
+    db: Database, *, owner: str | None, limit: int, before: str | None = None
+) -> tuple[list[DocumentEntry], bool]:
+    """Newest first, keyset-paginated on the time-ordered id, and whether more follow."""
+    c = documents.c
+    query = (
+        sa.select(
+            c.id,
+            c.owner,
+            c.filename,
+            c.content_type,
+            c.size_bytes,
+            c.char_count,
+            c.sha256,
+            c.created_at,
+        )
+        .order_by(c.id.desc())
+        .limit(limit + 1)
+    )
+    if owner is not None:
+        query = query.where(c.owner == owner)
+    if before is not None:
+        query = query.where(c.id < before)
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    return [DocumentEntry(**dict(row)) for row in rows[:limit]], len(rows) > limit
 
 
 async def get_documents(

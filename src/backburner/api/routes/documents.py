@@ -1,4 +1,4 @@
-"""/api/documents: upload .txt, .md and .pdf files; read them back."""
+"""/api/documents: upload .txt, .md and .pdf files; list, read and delete them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from fastapi import APIRouter, File, Query, Response, UploadFile
 from backburner.api.auth import CurrentActor, CurrentPrincipal
 from backburner.api.extraction import take_in
 from backburner.api.openapi import problems
-from backburner.api.schemas import DocumentView
+from backburner.api.pagination import decode_cursor, encode_cursor
+from backburner.api.schemas import DocumentList, DocumentView
 from backburner.api.state import ServicesDep
 from backburner.errors import NotFound
 from backburner.store import Document
@@ -65,6 +66,38 @@ async def upload_document(
     if not created:
         response.status_code = 200
     return view_of(document, with_text=False).model_copy(update={"duplicate": not created})
+
+
+@router.get("", response_model=DocumentList)
+async def list_documents(
+    svc: ServicesDep,
+    principal: CurrentPrincipal,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    owner: Annotated[
+        str | None, Query(max_length=200, description="Admins only: one owner's documents")
+    ] = None,
+) -> DocumentList:
+    """Your documents, newest first, without their text (admins: everyone's, or `owner`'s)."""
+    scope = principal.visible_owner() if principal.visible_owner() is not None else owner
+    entries, more = await documents_store.list_documents(
+        svc.db, owner=scope, limit=limit, before=decode_cursor(cursor) if cursor else None
+    )
+    return DocumentList(
+        items=[
+            DocumentView(
+                document_id=e.id,
+                filename=e.filename,
+                content_type=e.content_type,
+                size_bytes=e.size_bytes,
+                char_count=e.char_count,
+                sha256=e.sha256,
+                created_at=e.created_at,
+            )
+            for e in entries
+        ],
+        next_cursor=encode_cursor(entries[-1].id) if more else None,
+    )
 
 
 @router.get("/{document_id}", response_model=DocumentView)
