@@ -167,6 +167,14 @@ def serve(
         click.echo(
             f"\n  Backburner is starting at {base}/  (sign in with your API key)\n" + sealed_with
         )
+    if settings.public_url is None:
+        # Notifications link to jobs; without BACKBURNER_PUBLIC_URL they can only name the
+        # address this process listens on, which people elsewhere may not reach.
+        click.echo(
+            f"  Warning: BACKBURNER_PUBLIC_URL is not set; links in e-mail, Slack and Teams "
+            f"messages will point at {base}/. Set it to the address people open.\n",
+            err=True,
+        )
     crashed: list[bool] = []
 
     def end_process() -> None:

@@ -33,6 +33,7 @@ def test_serve_prints_the_admin_link_and_the_cli_drives_jobs(db_url: str, tmp_pa
         base = f"http://127.0.0.1:{port}"
         wait_until_serving(base, server, log)
         output = log.read_text()
+        assert "BACKBURNER_PUBLIC_URL is not set" in output  # links would name this address
         match = re.search(r"Sign in:\s+(\S+)\?token=(bb_\S+)", output)
         if db_url.startswith("sqlite"):
             assert match, output

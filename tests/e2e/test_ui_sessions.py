@@ -58,3 +58,30 @@ async def test_revoking_the_key_ends_its_sessions(
     await keys_store.revoke_key(db, bob.id, now=datetime.now(UTC))
     assert not await signed_in_page(api)
     assert (await api.get("/?token=bbs_made_up", follow_redirects=False)).status_code == 401
+
+
+async def test_signing_in_from_a_link_lands_on_the_page_it_pointed_at(
+    api: httpx.AsyncClient, keys: Keys
+) -> None:
+    """A notification's "View result" link opens a job; a person not signed in signs in
+    there and lands on that job, never on another site."""
+    made = await api.post("/api/jobs", json={"type": "noop"})
+    job_page = f"/jobs/{made.json()['job_id']}"
+    asked = await api.get(job_page, headers=NO_HEADER)
+    assert asked.status_code == 401
+    assert f'name="next" value="{job_page}"' in asked.text
+    landed = await api.get(
+        "/", params={"token": keys.alice, "next": job_page}, follow_redirects=False
+    )
+    assert landed.status_code == 303
+    assert landed.headers["location"] == job_page
+    for elsewhere in ("//evil.example/x", "/\\evil.example", "https://evil.example/", "jobs"):
+        api.cookies.clear()
+        answer = await api.get(
+            "/", params={"token": keys.alice, "next": elsewhere}, follow_redirects=False
+        )
+        assert answer.headers["location"] == "/", elsewhere
+    api.cookies.clear()
+    wrong = await api.get("/", params={"token": "bb_wrong", "next": job_page}, headers=NO_HEADER)
+    assert wrong.status_code == 401
+    assert f'name="next" value="{job_page}"' in wrong.text  # kept for the next try

@@ -259,3 +259,30 @@ def test_the_request_goes_to_the_url_the_guard_checked() -> None:
     assert safe_url("http://0x7f.1/hook", allowed) == "http://127.0.0.1/hook"
     public = Allowed.parse([], allow_http=False)
     assert safe_url("https://例え.テスト:443/p#frag", public) == "https://xn--r8jz45g.xn--zckzah/p"
+
+
+def test_an_email_says_what_was_done_and_how_it_begins() -> None:
+    summary = "The harbour board met on Tuesday. " * 30
+    done = job(
+        status=JobStatus.SUCCEEDED,
+        type="summarize_documents",
+        error_message=None,
+        result={"summary": summary, "documents": 147, "chunks": 1066, "key_points": ["x"]},
+    )
+    message = messages.email_message(done, messages.Links("https://bb.example"), "a@example.com")
+    assert "Documents: 147" in message["text"]
+    assert "Summary: The harbour board met on Tuesday." in message["text"]
+    assert message["text"].count("harbour") < 30  # the first lines, not all of it
+    assert "<dt>Documents</dt><dd>147</dd>" in message["html"]
+    assert "View result: https://bb.example/jobs/j1" in message["text"]
+    hostile = job(
+        status=JobStatus.SUCCEEDED,
+        error_message=None,
+        result={"summary": "<script>alert(1)</script>", "label_counts": {"hot": 2}},
+    )
+    html_body = messages.email_message(hostile, messages.Links("https://bb.example"), "a@x.io")[
+        "html"
+    ]
+    assert "<script>" not in html_body
+    assert "Labels</dt><dd>hot 2" in html_body
+    assert messages.result_excerpt(job()) == []  # a failed job: its error, no excerpt

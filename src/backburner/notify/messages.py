@@ -57,15 +57,49 @@ def summary_line(job: Job) -> str:
     return line
 
 
+EXCERPT_CHARS = 400
+
+
+def result_excerpt(job: Job) -> list[tuple[str, str]]:
+    """What a message says of a succeeded result besides the link: its counts, its
+    headline, and the first lines of its summary (cut at EXCERPT_CHARS)."""
+    result = job.result
+    if job.status.value != "succeeded" or not isinstance(result, dict):
+        return []
+    lines: list[tuple[str, str]] = []
+    for key in ("documents", "chunks", "transaction_count"):
+        if isinstance(result.get(key), int) and not isinstance(result.get(key), bool):
+            lines.append((key.replace("_", " ").capitalize(), f"{result[key]:,}"))
+    counts = result.get("label_counts")
+    if isinstance(counts, dict) and counts:
+        lines.append(("Labels", ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))))
+    for key in ("headline", "summary"):
+        text = result.get(key)
+        if isinstance(text, str) and text.strip():
+            cut = text.strip()
+            if len(cut) > EXCERPT_CHARS:
+                cut = cut[:EXCERPT_CHARS].rsplit(" ", 1)[0] + " …"
+            lines.append((key.capitalize(), cut))
+    return lines
+
+
 def email_message(job: Job, links: Links, to: str) -> dict[str, Any]:
     state = TITLES.get(f"job.{job.status.value}", job.status.value)
     url = links.page(job.id)
-    text = f"{summary_line(job)}\n\nView result: {url}\n"
+    excerpt = result_excerpt(job)
+    text = f"{summary_line(job)}\n\n" + "".join(f"{k}: {v}\n" for k, v in excerpt)
+    text += f"{chr(10) if excerpt else ''}View result: {url}\n"
     detail = (
         f"<p>{html.escape(job.error_message)}</p>"
         if job.error_message and job.status.value != "succeeded"
         else ""
     )
+    if excerpt:
+        detail += (
+            "<dl>"
+            + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in excerpt)
+            + "</dl>"
+        )
     body = (
         f"<p>Your <strong>{html.escape(job.type)}</strong> job "
         f"<code>{html.escape(job.id)}</code> is <strong>{state.lower()}</strong>.</p>"

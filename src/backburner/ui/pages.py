@@ -59,9 +59,38 @@ def same_origin(request: Request) -> None:
         raise Forbidden("this form was not posted from this dashboard")
 
 
+def safe_next(value: str | None) -> str:
+    """Where to go after signing in: a path of this dashboard, else the start page (never
+    another site: `//evil.example`, `/\\evil.example` and `https://…` all become `/`)."""
+    if (
+        not value
+        or not value.startswith("/")
+        or value.startswith(("//", "/\\"))
+        or len(value) > 2000
+        or any(ord(char) < 32 or char == "\\" for char in value)
+    ):
+        return "/"
+    return value
+
+
+def wanted_page(request: Request) -> str:
+    """The page a person asked for before being asked to sign in (GETs only)."""
+    if request.method != "GET":
+        return "/"
+    query = "&".join(
+        f"{name}={value}"
+        for name, value in request.query_params.multi_items()
+        if name not in ("token", "part")
+    )
+    return safe_next(request.url.path + (f"?{query}" if query else ""))
+
+
 def sign_in_page(request: Request, message: str | None = None, status: int = 200) -> Response:
+    """The sign-in form; once signed in, the person lands on the page they asked for."""
+    wanted = request.query_params.get("next") if request.url.path == "/" else None
+    next_page = safe_next(wanted) if wanted else wanted_page(request)
     return templates.TemplateResponse(
-        request, "signin.html", {"message": message}, status_code=status
+        request, "signin.html", {"message": message, "next": next_page}, status_code=status
     )
 
 

@@ -27,7 +27,14 @@ from backburner.store import outbox as outbox_store
 from backburner.store import steps as steps_store
 from backburner.store.audit import Target
 from backburner.ui import audit, new_job, ops, quality
-from backburner.ui.pages import not_found, page, page_principal, same_origin, sign_in_page
+from backburner.ui.pages import (
+    not_found,
+    page,
+    page_principal,
+    safe_next,
+    same_origin,
+    sign_in_page,
+)
 from backburner.ui.results import result_blocks
 
 router = APIRouter(include_in_schema=False)
@@ -40,7 +47,7 @@ RECENT = 50
 TIMELINE = 500
 
 
-async def sign_in(request: Request, token: str) -> Response:
+async def sign_in(request: Request, token: str, next_page: str | None = None) -> Response:
     svc = services(request)
     # Guessing keys here is counted per address as on the API.
     try:
@@ -58,7 +65,7 @@ async def sign_in(request: Request, token: str) -> Response:
         ttl=SESSION_TTL,
         actor=actor_of(request, principal),
     )
-    response = RedirectResponse("/", status_code=303)
+    response = RedirectResponse(safe_next(next_page), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
         session,
@@ -76,9 +83,10 @@ async def home(
     token: str | None = None,
     status: str | None = None,
     type: str | None = None,
+    next: str | None = None,
 ) -> Response:
     if token is not None:
-        return await sign_in(request, token)
+        return await sign_in(request, token, next)
     principal = await page_principal(request)
     if principal is None:
         return sign_in_page(request)
