@@ -140,10 +140,68 @@ def seed_rows(count: int, now: datetime) -> tuple[list[tuple], list[tuple], list
     return jobs, events, calls
 
 
-async def seed(url: str, count: int) -> tuple[str, str, str]:
-    """Fill the database; returns an admin key, a member key and one of the member's jobs."""
+def big_job(now: datetime, calls_count: int = 1000) -> tuple[tuple, list[tuple], list[tuple]]:
+    """One of alice's summaries of 150 documents: `calls_count` model calls (map steps
+    over the documents' parts, then reduce) and two timeline events per call."""
+    rng = random.Random(11)
+    created = now - timedelta(minutes=10)
+    job_id = uuid7_at(created)
+    documents = [str(uuid.uuid4()) for _ in range(150)]
+    started, ended = created + timedelta(seconds=1), created + timedelta(minutes=6)
+    job = (
+        job_id,
+        "alice",
+        "summarize_documents",
+        "succeeded",
+        json.dumps({"document_ids": documents, "summary_style": "executive"}),
+        json.dumps(SUMMARY),
+        None,
+        None,
+        created,
+        created,
+        ended,
+        started,
+        ended,
+        1,
+        5,
+        3600.0,
+        1.0,
+    )
+    events = [(job_id, created, "created", None, "pending", 0)]
+    calls = []
+    for n in range(calls_count):
+        key = f"map/{documents[n % 150]}/{n // 150}" if n < calls_count - 1 else "reduce/1/0"
+        at = started + timedelta(seconds=n * 0.3)
+        events.append((job_id, at, "model_call_submitted", None, None, 1))
+        events.append((job_id, at + timedelta(seconds=2), "model_call_finished", None, None, 1))
+        calls.append(
+            (
+                job_id,
+                key,
+                "openai",
+                "gpt-4.1-mini",
+                f"resp_{secrets.token_hex(16)}",
+                "completed",
+                1,
+                rng.randint(2000, 4000),
+                rng.randint(100, 400),
+                at,
+                at + timedelta(seconds=2),
+                0.0006,
+                0.0006,
+            )
+        )
+    events.append((job_id, ended, "succeeded", "running", "succeeded", 1))
+    return job, events, calls
+
+
+async def seed(url: str, count: int) -> tuple[str, str, str, str]:
+    """Fill the database; returns an admin key, a member key, one of the member's jobs and
+    the member's job of 1,000 model calls."""
     now = datetime.now(UTC)
     jobs, events, calls = seed_rows(count, now)
+    big, big_events, big_calls = big_job(now)
+    jobs, events, calls = [*jobs, big], [*events, *big_events], [*calls, *big_calls]
     conn = await asyncpg.connect(plain_postgres_dsn(url))
     try:
         await conn.copy_records_to_table(
@@ -208,18 +266,21 @@ async def seed(url: str, count: int) -> tuple[str, str, str]:
         for row in jobs[len(jobs) // 2 :]
         if row[1] == "alice" and row[2] == "summarize_documents" and row[3] == "succeeded"
     )
-    return admin, member, job
+    return admin, member, job, big[0]
 
 
-async def timed(client: httpx.AsyncClient, path: str, requests: int) -> tuple[list[float], ...]:
-    server, wall = [], []
+async def timed(
+    client: httpx.AsyncClient, path: str, requests: int
+) -> tuple[list[float], list[float], int]:
+    server, wall, size = [], [], 0
     for _ in range(requests):
         began = time.perf_counter()
         answer = await client.get(path)
         wall.append((time.perf_counter() - began) * 1000)
         answer.raise_for_status()
         server.append(float(answer.headers["server-timing"].split("dur=")[1]))
-    return server, wall
+        size = len(answer.content)
+    return server, wall, size
 
 
 async def signed_in(base: str, key: str) -> httpx.AsyncClient:
@@ -239,7 +300,7 @@ async def main() -> None:
         url = await fresh_database("postgresql", Path(workdir))
         try:
             began = time.perf_counter()
-            admin, member, job_id = await seed(url, args.jobs)
+            admin, member, job_id, big_id = await seed(url, args.jobs)
             print(f"Seeded {args.jobs:,} jobs in {time.perf_counter() - began:.1f} s")
             port = free_port()
             env = clean_env() | {"BACKBURNER_DATABASE_URL": url, "BACKBURNER_LOG_LEVEL": "WARNING"}
@@ -256,20 +317,26 @@ async def main() -> None:
                     ("recent jobs, queued (50 ETAs)", as_admin, "/?status=pending"),
                     ("job page (summary, 3 model calls)", as_member, f"/jobs/{job_id}"),
                     ("job page live part", as_member, f"/jobs/{job_id}?part=body"),
+                    ("job page (1,000 model calls)", as_member, f"/jobs/{big_id}"),
+                    ("  its live part", as_member, f"/jobs/{big_id}?part=body"),
                     ("operations (admin)", as_admin, "/ops"),
                 ]
                 print(
                     f"\n{args.requests} sequential requests per page after 10 to warm up; "
                     "milliseconds\n"
                 )
-                print(f"{'page':36} {'server p50':>10} {'p95':>7} {'p99':>7} {'wall p50':>9}")
+                print(
+                    f"{'page':36} {'server p50':>10} {'p95':>7} {'p99':>7} {'wall p50':>9}"
+                    f" {'KB':>6}"
+                )
                 for name, client, path in pages:
                     await timed(client, path, 10)
                     requests = args.requests if path != "/ops" else max(10, args.requests // 10)
-                    server, wall = await timed(client, path, requests)
+                    server, wall, size = await timed(client, path, requests)
                     print(
                         f"{name:36} {percentile(server, 50):10.1f} {percentile(server, 95):7.1f}"
                         f" {percentile(server, 99):7.1f} {percentile(wall, 50):9.1f}"
+                        f" {size / 1024:6.0f}"
                     )
                 await as_member.aclose()
                 await as_admin.aclose()

@@ -211,3 +211,45 @@ def test_a_support_url_must_be_a_link() -> None:
 
     with pytest.raises(ValidationError):
         Settings(_env_file=None, support_url="javascript:alert(1)")  # type: ignore[call-arg]
+
+
+async def test_a_job_of_many_model_calls_reads_by_step_and_by_page(
+    api: httpx.AsyncClient, keys: Keys
+) -> None:
+    from backburner.jobs.sample_corpus import reports
+
+    ids = []
+    for item in reports(6, pages=5):  # about 20,000 characters each: ten parts of 2,000
+        name = item.filename.replace(".pdf", ".txt")
+        answer = await api.post(
+            "/api/documents", files={"file": (name, item.text.encode(), "text/plain")}
+        )
+        ids.append(answer.json()["document_id"])
+    made = await api.post(
+        "/api/jobs", json={"type": "summarize_documents", "payload": {"document_ids": ids}}
+    )
+    job_id = made.json()["job_id"]
+    assert (await until_done(api, job_id))["status"] == "succeeded"
+    calls = (await api.get(f"/api/jobs/{job_id}/model-calls")).json()["items"]
+    assert len(calls) > 60
+    await signed_in(api, keys.alice)
+    page = await api.get(f"/jobs/{job_id}", headers={"Authorization": ""})
+    assert page.status_code == 200
+    assert len(page.content) < 100_000
+    html = page.text
+    maps = sum(c["key"].startswith("map/") for c in calls)
+    assert re.search(rf'<th scope="row">map</th><td class="num">{maps}</td>', html)
+    assert f"Calls 1\N{EN DASH}50 of {len(calls)}" in html
+    assert "orion-dynamics-annual-report.txt · part 1" in html  # steps named by file
+    assert html.count("<code>resp_") == 50
+    second = await api.get(f"/jobs/{job_id}", params={"calls": 50}, headers={"Authorization": ""})
+    shown = min(50, len(calls) - 50)
+    assert f"Calls 51\N{EN DASH}{50 + shown} of {len(calls)}" in second.text
+    assert second.text.count("<code>resp_") == shown
+    assert "?calls=0#calls" in second.text  # back to the first page
+    # Odd offsets land on a page, never an error.
+    for offset in ("-5", "99999", "abc"):
+        odd = await api.get(
+            f"/jobs/{job_id}", params={"calls": offset}, headers={"Authorization": ""}
+        )
+        assert odd.status_code in (200, 422), offset

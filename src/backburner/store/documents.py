@@ -142,6 +142,15 @@ async def list_documents(
     return [DocumentEntry(**dict(row)) for row in rows[:limit]], len(rows) > limit
 
 
+async def names_of(db: Database, ids: Sequence[str]) -> dict[str, str]:
+    """File names by document id (no text read: pages label steps with them)."""
+    if not ids:
+        return {}
+    query = sa.select(documents.c.id, documents.c.filename).where(documents.c.id.in_(list(ids)))
+    async with db.read() as conn:
+        return {row[0]: row[1] for row in (await conn.execute(query)).all()}
+
+
 async def get_documents(
     db: Database, ids: Sequence[str], *, owner: str | None
 ) -> dict[str, Document]:

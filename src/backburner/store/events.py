@@ -81,6 +81,25 @@ async def list_events(
     return [JobEvent.from_row(row) for row in rows]
 
 
+async def latest_events(db: Database, job_id: str, *, limit: int) -> list[JobEvent]:
+    """The job's last `limit` events, oldest of them first."""
+    query = (
+        sa.select(job_events)
+        .where(job_events.c.job_id == job_id)
+        .order_by(job_events.c.id.desc())
+        .limit(limit)
+    )
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    return [JobEvent.from_row(row) for row in reversed(rows)]
+
+
+async def count_events(db: Database, job_id: str) -> int:
+    query = sa.select(sa.func.count()).where(job_events.c.job_id == job_id)
+    async with db.read() as conn:
+        return int((await conn.execute(query)).scalar_one())
+
+
 async def events_since(
     db: Database,
     *,

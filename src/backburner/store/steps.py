@@ -83,8 +83,11 @@ async def load_calls(db: Database, job_id: str) -> dict[str, ProviderCall]:
 
 
 async def list_calls(db: Database, job_id: str) -> list[ProviderCall]:
+    """A job's model calls in the order they were placed, without their outputs (sealed;
+    the worker's replay reads them with `load_calls`): what pages and the API show."""
+    shown = [column for column in provider_calls.c if column.name != "output"]
     query = (
-        sa.select(provider_calls)
+        sa.select(*shown, sa.null().label("output"))
         .where(provider_calls.c.job_id == job_id)
         .order_by(provider_calls.c.id)
     )

@@ -73,6 +73,8 @@ def section_pair(record: dict[str, Any]) -> tuple[str, str] | None:
 
 
 NAME_KEYS = ("filename", "title", "name", "id")
+# Records with parts of their own drawn on a page (a summary of 150 documents has 150).
+RECORDS_SHOWN = 20
 
 
 def heading_of(record: dict[str, Any], index: int) -> str:
@@ -107,14 +109,20 @@ def block_of(key: str, value: Any) -> Block | None:
                 return table_of(label, value)
             # Records with parts of their own (a summary per document): one section each,
             # headed by its name.
-            return Block(
-                "group",
-                label,
-                [
-                    Block("group", heading_of(item, index), result_blocks(item))
-                    for index, item in enumerate(value)
-                ],
-            )
+            shown = [
+                Block("group", heading_of(item, index), result_blocks(item))
+                for index, item in enumerate(value[:RECORDS_SHOWN])
+            ]
+            if len(value) > RECORDS_SHOWN:
+                shown.append(
+                    Block(
+                        "note",
+                        "",
+                        f"The first {RECORDS_SHOWN} of {len(value):,}; all of them are in the "
+                        "downloaded result.",
+                    )
+                )
+            return Block("group", label, shown)
         return Block("json", label, json.dumps(value, indent=2, ensure_ascii=False))
     if isinstance(value, dict):
         if all(is_scalar(v) for v in value.values()):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -19,6 +22,7 @@ from backburner.api.state import services
 from backburner.errors import NotFound, RequestError, TooManyRequests
 from backburner.store import Job, JobStatus
 from backburner.store import audit as audit_store
+from backburner.store import documents as documents_store
 from backburner.store import events as events_store
 from backburner.store import feedback as feedback_store
 from backburner.store import jobs as jobs_store
@@ -27,6 +31,7 @@ from backburner.store import outbox as outbox_store
 from backburner.store import steps as steps_store
 from backburner.store.audit import Target
 from backburner.ui import audit, new_job, ops, quality
+from backburner.ui.calls import call_groups, call_page, step_label
 from backburner.ui.pages import (
     not_found,
     page,
@@ -44,7 +49,7 @@ router.include_router(audit.router)
 router.include_router(quality.router)
 SESSION_TTL = timedelta(days=7)
 RECENT = 50
-TIMELINE = 500
+TIMELINE = 100  # the latest events; the API has them all
 
 
 async def sign_in(request: Request, token: str, next_page: str | None = None) -> Response:
@@ -136,18 +141,24 @@ async def job_page_response(
     fragment: bool = False,
     problem: str | None = None,
     status: int = 200,
+    calls_from: int = 0,
 ) -> Response:
     svc = services(request)
     db = svc.db
     found = await outbox_store.list_deliveries(db, job.id)
     job_type = svc.registry.find(job.type)
+    calls = await steps_store.list_calls(db, job.id)
+    referenced = job_type.referenced_documents if job_type else None
+    names = await documents_store.names_of(db, document_ids_of(job, referenced))
     context = {
         "job": job,
         "eta": await eta_of(request, svc, job),
         "usage": await steps_store.usage_totals(db, job.id),
-        "events": await events_store.list_events(db, job.id, limit=TIMELINE),
-        "timeline_limit": TIMELINE,
-        "calls": await steps_store.list_calls(db, job.id),
+        "events": await events_store.latest_events(db, job.id, limit=TIMELINE),
+        "event_count": await events_store.count_events(db, job.id),
+        "call_groups": call_groups(calls),
+        "call_page": call_page(calls, calls_from),
+        "step_label": lambda key: step_label(key, names),
         "deliveries": [DeliveryView.of(d, attempts) for d, attempts in found],
         "blocks": result_blocks(
             job.result, list(job_type.output_model.model_fields) if job_type else []
@@ -164,7 +175,9 @@ async def job_page_response(
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-async def job_page(job_id: str, request: Request, part: str | None = None) -> Response:
+async def job_page(
+    job_id: str, request: Request, part: str | None = None, calls: int = 0
+) -> Response:
     """A job's page; `?part=body` is the part that live updates swap in."""
     principal = await page_principal(request)
     if principal is None:
@@ -175,7 +188,19 @@ async def job_page(job_id: str, request: Request, part: str | None = None) -> Re
         return not_found(request, principal, f"job {job_id}")
     if job.result is not None and part != "body":
         await read_result(request, principal, job, audit_store.Action.JOB_READ)
-    return await job_page_response(request, principal, job, fragment=part == "body")
+    return await job_page_response(
+        request, principal, job, fragment=part == "body", calls_from=max(0, calls)
+    )
+
+
+def document_ids_of(job: Job, referenced: Callable[[Any], list[str]] | None) -> list[str]:
+    """The documents a job's payload names (to label its steps with their file names)."""
+    if referenced is None:
+        return []
+    try:
+        return list(referenced(SimpleNamespace(**job.payload)))
+    except (AttributeError, TypeError):
+        return []
 
 
 async def read_result(
