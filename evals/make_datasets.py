@@ -19,6 +19,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
 from backburner.jobs.evals.datasets import canonical_line  # noqa: E402
+from backburner.jobs.sample_corpus import RISKS  # noqa: E402
 from backburner.jobs.sample_data import get_user_transactions  # noqa: E402
 from backburner.jobs.types.report import TOOL_NAME, spending_by_category  # noqa: E402
 from backburner.jobs.types.summarize import SummaryStyle, overall_length  # noqa: E402
@@ -46,18 +47,6 @@ COMPANIES = [
     ("Brightwell Pharma", "Nadia Petrova", "generic antibiotics", "Sofia"),
     ("Ironbark Mining", "Jack Thompson", "lithium extraction", "Perth"),
     ("Cinder Cloud", "Mei Chen", "managed databases", "Singapore"),
-]
-RISKS = [
-    "a shortage of semiconductor parts",
-    "rising interest rates on its credit line",
-    "a pending product liability lawsuit",
-    "dependence on a single large customer",
-    "currency swings in its export markets",
-    "a cyber attack on its billing systems",
-    "new emissions rules taking effect next year",
-    "delays in a regulatory approval",
-    "the loss of a key supplier",
-    "labour shortages at its main site",
 ]
 FILLER = [
     "The board met four times during the period and approved the annual plan.",

@@ -15,12 +15,13 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+T = TypeVar("T")
 # Answers of a service that is restarting or behind a proxy that lost it: wait, then ask again.
 RECONNECT_STATUSES = frozenset({502, 503, 504})
 
@@ -255,12 +256,35 @@ class Client:
         """Poll until the job ends (or `timeout` seconds pass: TimeoutError). While the
         service cannot be reached, or answers 502-504 (a restart, a deploy), keep asking
         with backoff for up to `reconnect_for` seconds: the job goes on without us."""
+        return self._poll(
+            lambda: self.get_job(job_id),
+            lambda job: job.is_done,
+            f"job {job_id}",
+            timeout=timeout,
+            poll=poll,
+            on_update=on_update,
+            reconnect_for=reconnect_for,
+            on_reconnect=on_reconnect,
+        )
+
+    def _poll(
+        self,
+        fetch: Callable[[], T],
+        done: Callable[[T], bool],
+        what: str,
+        *,
+        timeout: float | None,
+        poll: float,
+        on_update: Callable[[T], None] | None,
+        reconnect_for: float,
+        on_reconnect: Callable[[Exception], None] | None,
+    ) -> T:
         deadline = None if timeout is None else time.monotonic() + timeout
         lost_since: float | None = None
         backoff = poll
         while True:
             try:
-                job = self.get_job(job_id)
+                current = fetch()
             except (httpx.TransportError, ApiError) as error:
                 if isinstance(error, ApiError) and error.status not in RECONNECT_STATUSES:
                     raise
@@ -276,11 +300,11 @@ class Client:
                 continue
             lost_since, backoff = None, poll
             if on_update is not None:
-                on_update(job)
-            if job.is_done:
-                return job
+                on_update(current)
+            if done(current):
+                return current
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} still {job.status} after {timeout}s")
+                raise TimeoutError(f"{what} not done after {timeout}s")
             time.sleep(poll)
 
     def rate_job(self, job_id: str, rating: str, comment: str | None = None) -> dict[str, Any]:
@@ -343,18 +367,20 @@ class Client:
         timeout: float | None = None,
         poll: float = 1.0,
         on_update: Callable[[EvalRun], None] | None = None,
+        reconnect_for: float = 600.0,
     ) -> EvalRun:
-        """Poll until the run is scored (or `timeout` seconds pass: TimeoutError)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            run = self.get_eval(run_id)
-            if on_update is not None:
-                on_update(run)
-            if run.is_scored:
-                return run
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"evaluation run {run_id} still {run.status} after {timeout}s")
-            time.sleep(poll)
+        """Poll until the run is scored (or `timeout` seconds pass: TimeoutError); through
+        a restart of the service as `wait` does."""
+        return self._poll(
+            lambda: self.get_eval(run_id),
+            lambda run: run.is_scored,
+            f"evaluation run {run_id}",
+            timeout=timeout,
+            poll=poll,
+            on_update=on_update,
+            reconnect_for=reconnect_for,
+            on_reconnect=None,
+        )
 
     def create_schedule(self, **fields: Any) -> dict[str, Any]:
         """`name`, `cron`, `type`, and `payload` (a job per slot) or `eval` (a run)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +13,7 @@ from backburner.errors import NotFound
 from backburner.store import audit
 from backburner.store.audit import Actor, Target
 from backburner.store.database import Database, Tx
-from backburner.store.models import Document, new_id
+from backburner.store.models import Document, DocumentEntry, new_id
 from backburner.store.schema import documents
 
 
@@ -98,20 +97,6 @@ async def _audit_upload(
         now,
         detail=detail,
     )
-
-
-@dataclass(frozen=True)
-class DocumentEntry:
-    """A document as a listing shows it: everything but its text (which stays sealed)."""
-
-    id: str
-    owner: str
-    filename: str
-    content_type: str
-    size_bytes: int
-    char_count: int
-    sha256: str
-    created_at: datetime
 
 
 async def list_documents(

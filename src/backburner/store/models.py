@@ -178,7 +178,9 @@ class ProviderCall:
 
 
 @dataclass(frozen=True)
-class Document:
+class DocumentEntry:
+    """A document as a listing shows it: everything but its text (which stays sealed)."""
+
     id: str
     owner: str
     filename: str
@@ -186,8 +188,12 @@ class Document:
     size_bytes: int
     char_count: int
     sha256: str
-    text: str
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class Document(DocumentEntry):
+    text: str
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Document:

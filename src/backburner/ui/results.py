@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-BlockKind = Literal["facts", "text", "list", "table", "sections", "group", "json"]
+BlockKind = Literal["facts", "text", "list", "table", "sections", "group", "json", "note"]
 SECTION_KEYS = (("title", "body"), ("heading", "body"), ("title", "text"))
 SHORT_TEXT = 80
 
