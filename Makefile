@@ -30,8 +30,8 @@ run: $(VENV)/.installed
 	$(BIN)/backburner serve --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check src tests bench evals
-	$(BIN)/ruff format --check src tests bench evals
+	$(BIN)/ruff check src tests bench evals examples
+	$(BIN)/ruff format --check src tests bench evals examples
 	$(BIN)/lint-imports
 
 typecheck: $(VENV)/.dev-installed
