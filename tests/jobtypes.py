@@ -101,6 +101,22 @@ async def stepper(ctx: JobContext, payload: StepsInput) -> Done:
     return Done(attempt=ctx.attempt, data={"total": total})
 
 
+class PartsInput(BaseModel):
+    parts: int = 4
+    break_after: int = 2  # on the first attempt, fail (transiently) after this part
+
+
+async def parts_then_crash(ctx: JobContext, payload: PartsInput) -> Done:
+    """Memoised parts with progress after each; the first attempt breaks midway, so the
+    second replays the parts it had done before reaching new ones."""
+    for number in range(1, payload.parts + 1):
+        await ctx.step(f"part-{number}", lambda n=number: n)
+        await ctx.progress(number / payload.parts, f"part {number} of {payload.parts}")
+        if ctx.attempt == 1 and number == payload.break_after:
+            raise ConnectionError("broke midway on purpose")
+    return Done(attempt=ctx.attempt)
+
+
 class AskInput(BaseModel):
     text: str = "The sky is blue. Grass is green."
 
@@ -148,3 +164,4 @@ def register(registry: JobRegistry) -> None:
     registry.job_type("test_stepper", retry=FAST_RETRY, timeout=120)(stepper)
     registry.job_type("test_ask_model", retry=FAST_RETRY, timeout=120)(ask_model)
     registry.job_type("test_fan_out", retry=FAST_RETRY, timeout=120)(fan_out)
+    registry.job_type("test_parts_then_crash", retry=FAST_RETRY)(parts_then_crash)

@@ -120,6 +120,26 @@ async def test_transient_failures_retry_with_steps_memoised(
     assert "ConnectionError: flaky failure on attempt 1" in (events[2].message or "")
 
 
+async def test_progress_never_goes_back_when_a_retry_replays_its_steps(
+    harness: Harness,
+) -> None:
+    job = await harness.enqueue("test_parts_then_crash", {"parts": 4, "break_after": 2})
+    async with harness.worker():
+        done = await harness.until(job.id, JobStatus.SUCCEEDED)
+    assert done.attempts == 2
+    events = await events_store.list_events(harness.db, job.id)
+    shown = [(e.attempt, e.data["progress"]) for e in events if e.kind == "progress" and e.data]
+    # The second attempt says nothing of the parts the first had shown: it goes on from
+    # there (reports closer together than a moment may be left out, but never go back).
+    fractions = [fraction for _, fraction in shown]
+    assert fractions == sorted(set(fractions))
+    first = [fraction for attempt, fraction in shown if attempt == 1]
+    second = [fraction for attempt, fraction in shown if attempt == 2]
+    assert first[0] == 0.25
+    assert min(second) > max(first)
+    assert second[-1] == 1.0
+
+
 async def test_retries_stop_at_max_attempts(harness: Harness) -> None:
     job = await harness.enqueue("test_flaky", {"fail_times": 5})
     async with harness.worker():

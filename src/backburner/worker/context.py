@@ -154,6 +154,11 @@ class RunningJob:
         # Keys this attempt called: enough to find a tool loop's final round.
         self._keys_called: set[str] = set()
         self._last_progress: tuple[float, str | None, float] | None = None
+        # Progress shown never goes back: an attempt after a crash replays its memoised
+        # steps ("part 1 of 1066" again) and stays quiet until it passes what was shown
+        # before it; within an attempt, a lower figure than the last is not shown either.
+        self._shown_before = job.progress
+        self._progress_floor = 0.0
         # Personal data is masked before it leaves (see backburner.jobs.pii).
         self._pii_kinds = pii.kinds_from(settings.pii_mask.get(job.type))
         self._vault: pii.Vault | None = None
@@ -528,6 +533,11 @@ class RunningJob:
 
     async def progress(self, fraction: float, message: str | None = None) -> None:
         fraction = min(1.0, max(0.0, float(fraction)))
+        if fraction < self._progress_floor or (
+            self._shown_before and fraction <= self._shown_before
+        ):
+            return
+        self._progress_floor = fraction
         now = time.monotonic()
         if self._last_progress is not None:
             last_fraction, last_message, at = self._last_progress
