@@ -347,3 +347,30 @@ async def test_a_database_gone_away_is_a_503_not_a_500(
             assert_problem(response, 503)
             assert response.headers["retry-after"] == "5"
             assert (await api.get("/readyz")).status_code == 503
+
+
+async def test_the_eta_scales_with_the_size_of_the_input(api_only: httpx.AsyncClient) -> None:
+    """No history yet: a type's prior (classify_leads: 20 s and 0.1 s a lead) times the
+    size, with the jobs ahead draining first."""
+    labels = ["hot", "cold"]
+
+    def leads(count: int) -> list[dict[str, str]]:
+        return [{"id": str(n), "notes": "wants a demo"} for n in range(count)]
+
+    big = await create(
+        api_only, {"type": "classify_leads", "payload": {"leads": leads(1000), "labels": labels}}
+    )
+    assert big.json()["estimated_completion_seconds"] == pytest.approx(120.0)
+    small = await create(
+        api_only, {"type": "classify_leads", "payload": {"leads": leads(10), "labels": labels}}
+    )
+    # One job ahead on one slot: it waits a run of its own size, then runs.
+    assert small.json()["estimated_completion_seconds"] == pytest.approx(42.0)
+    text = "A sentence of the report. " * 4000  # 104,000 characters
+    doc = await api_only.post("/api/documents", files={"file": ("r.txt", text.encode())})
+    summary = await create(
+        api_only,
+        {"type": "summarize_documents", "payload": {"document_ids": [doc.json()["document_id"]]}},
+    )
+    # 30 s and 0.0001 s a character, after the two classifications' turns.
+    assert summary.json()["estimated_completion_seconds"] == pytest.approx((30 + 10.4) * 3, abs=1)

@@ -156,6 +156,7 @@ def job(**changes: object) -> Job:
         "deadline_at": None,
         "notify": None,
         "model": None,
+        "size": None,
     }
     values.update(changes)
     return Job(**values)  # type: ignore[arg-type]

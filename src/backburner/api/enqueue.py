@@ -72,6 +72,14 @@ def job_type_of(svc: Services, name: str) -> JobType:
 async def validated_payload(
     svc: Services, job_type: JobType, create: JobCreate, owner: str
 ) -> dict[str, object]:
+    return (await sized_payload(svc, job_type, create, owner))[0]
+
+
+async def sized_payload(
+    svc: Services, job_type: JobType, create: JobCreate, owner: str
+) -> tuple[dict[str, object], float | None]:
+    """The payload as its type reads it (InvalidRequest naming each bad field, and each
+    document that is not the owner's), and its size in the type's unit."""
     try:
         payload = job_type.input_model.model_validate(create.payload)
     except ValidationError as error:
@@ -79,9 +87,11 @@ async def validated_payload(
         raise InvalidRequest(
             f"payload does not fit job type {job_type.name}", errors=problems
         ) from None
+    found: dict[str, int] = {}
     if job_type.referenced_documents is not None:
         wanted = job_type.referenced_documents(payload)
-        found = await documents_store.get_documents(svc.db, wanted, owner=owner)
+        # Their lengths, not their (sealed) texts: enough to check and to size.
+        found = await documents_store.characters_of(svc.db, wanted, owner=owner)
         missing = [
             FieldProblem(
                 ("body", "payload", "document_ids", index), "no such document", "not_found"
@@ -92,7 +102,8 @@ async def validated_payload(
         if missing:
             raise InvalidRequest("some documents do not exist", errors=missing)
     dumped: dict[str, object] = payload.model_dump(mode="json")
-    return dumped
+    size = job_type.size_of(payload, found) if job_type.size_of is not None else None
+    return dumped, size
 
 
 def check_callable(svc: Services, url: str, field: tuple[str, ...]) -> None:
@@ -133,7 +144,7 @@ async def prepared_job(
     job_type = job_type_of(svc, create.type)
     if create.callback_url is not None:
         check_callable(svc, create.callback_url, ("body", "callback_url"))
-    payload = await validated_payload(svc, job_type, create, principal.owner)
+    payload, size = await sized_payload(svc, job_type, create, principal.owner)
     check_start(create, now)
     deadline = deadline_of(create, job_type, now)
     return NewJob(
@@ -149,6 +160,7 @@ async def prepared_job(
         request_hash=request_fingerprint(create, payload),
         deadline_at=deadline,
         notify=create.notify.model_dump(exclude_defaults=True) if create.notify else None,
+        size=size,
     )
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from fastapi import Request
 
 from backburner.api.state import Services
-from backburner.jobs.eta import estimate_completion_seconds, estimate_remaining_seconds
+from backburner.jobs.eta import Prior, estimate_completion_seconds, estimate_remaining_seconds
 from backburner.jobs.registry import JobType
 from backburner.store import Database, Job, JobStatus, TypeHistory
 from backburner.store import positions as positions_store
@@ -24,7 +24,7 @@ class EtaEstimator:
     def __init__(self, db: Database, ttl: float = 5.0) -> None:
         self._db = db
         self._ttl = ttl
-        self._runs: dict[str, tuple[list[float], float]] = {}
+        self._runs: dict[str, tuple[list[tuple[float, float | None]], float]] = {}
         self._capacity: tuple[int, float] = (1, 0.0)
 
     async def for_page(
@@ -47,12 +47,16 @@ class EtaEstimator:
         before it in the queue, when already known."""
         if job.status.is_terminal:
             return None
-        expected = job_type.expected_duration if job_type else DEFAULT_EXPECTED_SECONDS
+        prior = (
+            Prior(job_type.expected_duration, job_type.seconds_per_unit)
+            if job_type
+            else Prior(DEFAULT_EXPECTED_SECONDS)
+        )
         runs = await self._recent_runs(job.type)
         if job.status == JobStatus.RUNNING and job.started_at is not None:
             elapsed = max(0.0, (now - job.started_at).total_seconds())
             return estimate_remaining_seconds(
-                TypeHistory(runs), expected, elapsed=elapsed, progress=job.progress
+                TypeHistory(runs), prior, elapsed=elapsed, progress=job.progress, size=job.size
             )
         if ahead is None:
             ahead = await positions_store.count_ahead(
@@ -60,13 +64,13 @@ class EtaEstimator:
             )
         history = TypeHistory(runs, ahead, await self._live_capacity(now))
         wait_until_due = max(0.0, (job.run_at - now).total_seconds())
-        return round(wait_until_due + estimate_completion_seconds(history, expected), 3)
+        return round(wait_until_due + estimate_completion_seconds(history, prior, job.size), 3)
 
-    async def _recent_runs(self, job_type: str) -> list[float]:
+    async def _recent_runs(self, job_type: str) -> list[tuple[float, float | None]]:
         cached = self._runs.get(job_type)
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
-        runs = await positions_store.recent_run_seconds(self._db, job_type)
+        runs = await positions_store.recent_runs(self._db, job_type)
         self._runs[job_type] = (runs, time.monotonic() + self._ttl)
         return runs
 

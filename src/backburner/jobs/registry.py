@@ -18,7 +18,7 @@ import hashlib
 import importlib
 import inspect
 import logging
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib.metadata import entry_points
@@ -82,6 +82,12 @@ class JobType:
     # Names what the type asks the model (instructions, schemas): evaluation runs record
     # it so scores can be told apart by prompt. Unset: a digest of the handler's module.
     prompt_version: str | None = None
+    # How big a payload is, in `size_unit`s, from the payload and the characters of the
+    # documents it names: the ETA scales the type's history by it. With no history yet,
+    # a job is expected to take `expected_duration` plus `seconds_per_unit` per unit.
+    size_of: Callable[[Any, Mapping[str, int]], float] | None = None
+    size_unit: str = ""
+    seconds_per_unit: float = 0.0
 
     def prompt_digest(self) -> str:
         """`prompt_version`, else the first 12 hex digits of the SHA-256 of the source of
@@ -117,6 +123,7 @@ class JobType:
             "timeout_seconds": self.timeout,
             "max_attempts": self.retry.max_attempts,
             "default_deadline_seconds": self.default_deadline,
+            "size_unit": self.size_unit or None,
             "input_schema": self.input_model.model_json_schema(),
             "output_schema": self.output_model.model_json_schema(),
         }
@@ -143,6 +150,9 @@ class JobRegistry:
         referenced_documents: Callable[[Any], list[str]] | None = None,
         default_deadline: float | None = None,
         sequential_model_calls: int = 1,
+        size_of: Callable[[Any, Mapping[str, int]], float] | None = None,
+        size_unit: str = "",
+        seconds_per_unit: float = 0.0,
     ) -> Callable[[H], H]:
         """Register an `async def handler(ctx, payload: In) -> Out` as a job type."""
 
@@ -161,6 +171,9 @@ class JobRegistry:
                     referenced_documents=referenced_documents,
                     default_deadline=default_deadline,
                     sequential_model_calls=sequential_model_calls,
+                    size_of=size_of,
+                    size_unit=size_unit,
+                    seconds_per_unit=seconds_per_unit,
                 )
             )
             return handler

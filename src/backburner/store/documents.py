@@ -127,6 +127,17 @@ async def list_documents(
     return [DocumentEntry(**dict(row)) for row in rows[:limit]], len(rows) > limit
 
 
+async def characters_of(db: Database, ids: Sequence[str], *, owner: str | None) -> dict[str, int]:
+    """The length of each of these documents that exists (and is `owner`'s), by id."""
+    if not ids:
+        return {}
+    query = sa.select(documents.c.id, documents.c.char_count).where(documents.c.id.in_(list(ids)))
+    if owner is not None:
+        query = query.where(documents.c.owner == owner)
+    async with db.read() as conn:
+        return {row[0]: int(row[1]) for row in (await conn.execute(query)).all()}
+
+
 async def names_of(db: Database, ids: Sequence[str]) -> dict[str, str]:
     """File names by document id (no text read: pages label steps with them)."""
     if not ids:

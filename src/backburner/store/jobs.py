@@ -126,6 +126,7 @@ def _row_of(new: NewJob, job_id: str, now: datetime) -> dict[str, Any]:
         "deadline_at": new.deadline_at,
         "notify": new.notify,
         "model": new.model,
+        "size": new.size,
     }
 
 

@@ -74,6 +74,7 @@ class Job:
     deadline_at: datetime | None
     notify: dict[str, Any] | None
     model: str | None
+    size: float | None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Job:
@@ -99,6 +100,7 @@ class NewJob:
     deadline_at: datetime | None = None
     notify: dict[str, Any] | None = None
     model: str | None = None  # None: the type's configured model
+    size: float | None = None  # its input's size in its type's unit (the ETA scales by it)
 
 
 @dataclass(frozen=True)
@@ -219,8 +221,14 @@ class ApiKey:
 
 @dataclass(frozen=True)
 class TypeHistory:
-    """What the ETA needs to know about one job type's recent past and present queue."""
+    """What the ETA needs to know about one job type's recent past and present queue:
+    its recent runs (seconds, and the size of their input when known), the jobs ahead,
+    the workers' live capacity."""
 
-    recent_run_seconds: list[float] = field(default_factory=list)
+    recent_runs: list[tuple[float, float | None]] = field(default_factory=list)
     jobs_ahead: int = 0
     capacity: int = 1
+
+    @property
+    def recent_run_seconds(self) -> list[float]:
+        return [seconds for seconds, _ in self.recent_runs]

@@ -15,10 +15,13 @@ from backburner.store.transitions import JobStatus
 PENDING = JobStatus.PENDING.value
 
 
-async def recent_run_seconds(db: Database, job_type: str, *, sample: int = 50) -> list[float]:
-    """How long the type's most recent successful jobs ran (start to finish)."""
+async def recent_runs(
+    db: Database, job_type: str, *, sample: int = 50
+) -> list[tuple[float, float | None]]:
+    """How long the type's most recent successful jobs ran (start to finish), each with
+    its input's size."""
     query = (
-        sa.select(jobs.c.started_at, jobs.c.completed_at)
+        sa.select(jobs.c.started_at, jobs.c.completed_at, jobs.c.size)
         .where(
             jobs.c.type == job_type,
             jobs.c.status == JobStatus.SUCCEEDED.value,
@@ -29,7 +32,9 @@ async def recent_run_seconds(db: Database, job_type: str, *, sample: int = 50) -
     )
     async with db.read() as conn:
         rows = (await conn.execute(query)).all()
-    return [(done - started).total_seconds() for started, done in rows if started and done]
+    return [
+        ((done - started).total_seconds(), size) for started, done, size in rows if started and done
+    ]
 
 
 async def count_ahead(

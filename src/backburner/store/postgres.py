@@ -70,7 +70,7 @@ SELECT {_COLUMNS} FROM claimed AS j
 
 def _created_and_audited(at: str) -> str:
     """The CTEs after a `job` CTE of jobs just inserted: their "created" events, and their
-    audit records when an actor is given ($16-$22: kind, key id, owner, role, address,
+    audit records when an actor is given ($17-$23: kind, key id, owner, role, address,
     user agent, request id; no kind, no record)."""
     return f"""created AS (
     INSERT INTO job_events (job_id, at, kind, from_status, to_status, attempt)
@@ -79,9 +79,9 @@ def _created_and_audited(at: str) -> str:
     INSERT INTO audit_events (at, actor_kind, actor_key_id, actor_owner, actor_role, action,
                               target_type, target_id, owner, client_address, user_agent,
                               request_id, detail)
-    SELECT {at}, $16::text, $17::text, $18::text, $19::text, '{Action.JOB_CREATED.value}',
-           'job', id, owner, $20::text, $21::text, $22::text, jsonb_build_object('type', type)
-    FROM job WHERE $16::text IS NOT NULL
+    SELECT {at}, $17::text, $18::text, $19::text, $20::text, '{Action.JOB_CREATED.value}',
+           'job', id, owner, $21::text, $22::text, $23::text, jsonb_build_object('type', type)
+    FROM job WHERE $17::text IS NOT NULL
 )"""
 
 
@@ -92,12 +92,12 @@ INSERT_JOB = f"""
 WITH job AS (
     INSERT INTO jobs (id, owner, type, status, payload, callback_url, priority, run_at,
                       created_at, updated_at, max_attempts, timeout_seconds, idempotency_key,
-                      request_hash, deadline_at, notify, model)
+                      request_hash, deadline_at, notify, model, size)
     VALUES ($1, $2, $3, '{next_state(None, Event.CREATED).value}', $4::jsonb, $5, $6, $7,
-            $15, $15, $8, $9, $10, $11, $12, $13::jsonb, $14)
+            $16, $16, $8, $9, $10, $11, $12, $13::jsonb, $14, $15)
     ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
-), {_created_and_audited("$15")}
+), {_created_and_audited("$16")}
 SELECT {_COLUMNS}, pg_notify('{CHANNEL_JOBS}', '') AS woken FROM job AS j
 """
 
@@ -108,19 +108,20 @@ INSERT_JOBS = f"""
 WITH batch AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                          $6::int[], $7::timestamptz[], $8::int[], $9::float8[], $10::text[],
-                         $11::text[], $12::timestamptz[], $13::text[], $14::text[])
+                         $11::text[], $12::timestamptz[], $13::text[], $14::text[],
+                         $15::float8[])
         AS b(id, owner, type, payload, callback_url, priority, run_at, max_attempts,
-             timeout_seconds, idempotency_key, request_hash, deadline_at, notify, model)
+             timeout_seconds, idempotency_key, request_hash, deadline_at, notify, model, size)
 ), job AS (
     INSERT INTO jobs (id, owner, type, status, payload, callback_url, priority, run_at,
                       created_at, updated_at, max_attempts, timeout_seconds, idempotency_key,
-                      request_hash, deadline_at, notify, model)
+                      request_hash, deadline_at, notify, model, size)
     SELECT id, owner, type, '{next_state(None, Event.CREATED).value}', payload::jsonb,
-           callback_url, priority, run_at, $15, $15, max_attempts, timeout_seconds,
-           idempotency_key, request_hash, deadline_at, notify::jsonb, model
+           callback_url, priority, run_at, $16, $16, max_attempts, timeout_seconds,
+           idempotency_key, request_hash, deadline_at, notify::jsonb, model, size
     FROM batch
     RETURNING *
-), {_created_and_audited("$15")}, woken AS (
+), {_created_and_audited("$16")}, woken AS (
     SELECT pg_notify('{CHANNEL_JOBS}', '')
 )
 SELECT {_COLUMNS}, (SELECT count(*) FROM woken) AS woken FROM job AS j
@@ -148,7 +149,7 @@ def _actor_args(actor: Actor | None) -> tuple[str | None, ...]:
 
 
 def _job_values(keys: Sealer, job_id: str, new: NewJob, now: datetime) -> tuple[Any, ...]:
-    """A new job's $1-$14 in INSERT_JOB, its columns' arrays in INSERT_JOBS."""
+    """A new job's $1-$15 in INSERT_JOB, its columns' arrays in INSERT_JOBS."""
     return (
         job_id,
         new.owner,
@@ -164,6 +165,7 @@ def _job_values(keys: Sealer, job_id: str, new: NewJob, now: datetime) -> tuple[
         new.deadline_at,
         seal_for(jobs.c.notify, keys, new.notify),
         new.model,
+        new.size,
     )
 
 
@@ -171,7 +173,7 @@ def insert_jobs_args(
     sealer: Sealer | None, fresh: Sequence[tuple[str, NewJob]], now: datetime, actor: Actor | None
 ) -> tuple[Any, ...]:
     keys = sealer_or_fail(sealer)
-    columns: list[list[Any]] = [[] for _ in range(14)]
+    columns: list[list[Any]] = [[] for _ in range(15)]
     for job_id, new in fresh:
         for column, value in zip(columns, _job_values(keys, job_id, new, now), strict=True):
             column.append(value)

@@ -81,6 +81,9 @@ jobs = sa.Table(
     sa.Column("notify", SealedJson("jobs.notify", none_as_null=True)),
     # The model its calls use, when not the type's configured one (evaluation runs set it).
     sa.Column("model", sa.String(100)),
+    # How big its input is in its type's unit (a summary's characters, a classification's
+    # leads): the ETA scales the type's history by it.
+    sa.Column("size", sa.Float()),
     sa.Index(
         "ix_jobs_pending_queue",
         sa.text("priority DESC"),

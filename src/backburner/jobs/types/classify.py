@@ -150,4 +150,8 @@ def register(registry: JobRegistry) -> None:
         expected_duration=20.0,
         timeout=3600.0,
         retry=RetryPolicy(max_attempts=5),
+        # A batch of leads a call, 8 calls at a time, ~10 s a call.
+        size_of=lambda payload, _characters: float(len(payload.leads)),
+        size_unit="leads",
+        seconds_per_unit=0.1,
     )(classify_leads)

@@ -1,5 +1,5 @@
-"""Quality: evaluation runs and their items, schedules, people's ratings of results, and a
-job's own model (evaluation runs compare models).
+"""Quality: evaluation runs and their items, schedules, people's ratings of results, a
+job's own model (evaluation runs compare models) and its input's size (for the ETA).
 
 Revision ID: 0014
 Revises: 0013
@@ -25,6 +25,7 @@ def _json() -> sa.types.TypeEngine[Any]:
 
 def upgrade() -> None:
     op.add_column("jobs", sa.Column("model", sa.String(100)))
+    op.add_column("jobs", sa.Column("size", sa.Float()))
     op.create_table(
         "eval_runs",
         sa.Column("id", sa.String(40), primary_key=True),
@@ -103,4 +104,5 @@ def downgrade() -> None:
     op.drop_table("eval_items")
     op.drop_table("eval_runs")
     with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("size")
         batch.drop_column("model")
