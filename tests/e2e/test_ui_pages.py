@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from backburner.config import Settings
-from tests.conftest import Keys, serving
+from tests.conftest import Keys, auth, serving
 from tests.e2e.test_api_jobs import create, until_done
 
 NO_HEADER = {"Authorization": ""}
@@ -253,3 +253,65 @@ async def test_a_job_of_many_model_calls_reads_by_step_and_by_page(
             f"/jobs/{job_id}", params={"calls": offset}, headers={"Authorization": ""}
         )
         assert odd.status_code in (200, 422), offset
+
+
+async def test_files_uploaded_one_by_one_become_the_forms_documents(
+    api_only: httpx.AsyncClient, keys: Keys, settings: Settings
+) -> None:
+    """The page's file-by-file uploads: each answers for itself, and the form posts their
+    ids. Someone else's document id posted in the form is refused; nothing is made."""
+    bobs = await api_only.post(
+        "/api/documents",
+        files={"file": ("bob.txt", b"Bob's private note.")},
+        headers=auth(keys.bob),
+    )
+    await signed_in(api_only, keys.alice)
+    upload = "/documents/upload"
+    good = await api_only.post(
+        upload, files={"file": ("good.txt", b"A plain note about ferries.")}, headers=FORM
+    )
+    assert good.status_code == 201
+    document_id = good.json()["document_id"]
+    again = await api_only.post(
+        upload, files={"file": ("again.txt", b"A plain note about ferries.")}, headers=FORM
+    )
+    assert (again.status_code, again.json()["document_id"]) == (200, document_id)
+    bad = await api_only.post(
+        upload, files={"file": ("scan.pdf", b"not a pdf", "application/pdf")}, headers=FORM
+    )
+    assert bad.status_code == 422
+    assert bad.json()["filename"] == "scan.pdf"
+    assert "not a PDF" in bad.json()["detail"]
+    assert (await api_only.post(upload, data={"x": "y"}, headers=FORM)).status_code == 422
+    too_big = b"x" * (settings.max_document_bytes + 1)
+    huge = await api_only.post(upload, files={"file": ("big.txt", too_big)}, headers=FORM)
+    assert huge.status_code == 413
+    elsewhere = await api_only.post(
+        upload,
+        files={"file": ("x.txt", b"from another site")},
+        headers={**FORM, "Origin": "http://evil.example"},
+    )
+    assert elsewhere.status_code == 403
+    made = await api_only.post(
+        "/new",
+        data={"type": "summarize_documents", "document_ids:document_id": document_id},
+        headers=FORM,
+        follow_redirects=False,
+    )
+    assert made.status_code == 303
+    theirs = await api_only.post(
+        "/new",
+        data={
+            "type": "summarize_documents",
+            "document_ids:document_id": bobs.json()["document_id"],
+        },
+        headers=FORM,
+    )
+    assert theirs.status_code == 422
+    assert "no such document" in theirs.text
+    assert len((await api_only.get("/api/jobs")).json()["items"]) == 1
+    api_only.cookies.clear()
+    signed_out = await api_only.post(
+        upload, files={"file": ("x.txt", b"hello")}, headers={**FORM, "Authorization": ""}
+    )
+    assert signed_out.status_code == 401

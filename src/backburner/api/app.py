@@ -58,7 +58,7 @@ def mount_api(app: FastAPI, settings: Settings) -> None:
     install_openapi(app)
 
     def limit_for(path: str) -> int:
-        if path.startswith("/api/documents"):
+        if path.startswith("/api/documents") or path == "/documents/upload":
             return settings.max_document_bytes + MULTIPART_OVERHEAD
         if path == "/api/evals":  # a dataset sent with its documents' text (admins)
             return max(settings.max_request_bytes, settings.max_document_bytes)

@@ -1,14 +1,18 @@
 """New job: pick a type, fill in the form its input schema generates, drop documents on it.
 
-The form posts once (multipart) with its files: the documents are read and checked, the
-payload is checked against the type, and only then are documents and job written, so a
-refused form leaves nothing behind.
+With scripts on, the page uploads each dropped file on its own (`POST /documents/upload`,
+one file a request, each with its own progress and its own answer), so a batch of any size
+goes through without a request cap, a bad file is named while the good ones are kept, and
+the form then posts the documents' ids (`<field>:document_id`) with the rest. Without
+scripts the form posts once (multipart) with its files: the documents are read and checked,
+the payload is checked against the type, and only then are documents and job written, so
+a refused form leaves nothing behind.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
@@ -91,6 +95,57 @@ async def read_uploads(
     return uploads, problems
 
 
+UPLOADED = ":document_id"  # `<field>:document_id`: a document the page uploaded already
+
+
+@router.post("/documents/upload")
+async def upload_one(request: Request) -> Response:
+    """One file of a batch the new-job page uploads (multipart, field `file`): the stored
+    document's id, or a problem naming the file. Signed in, from this dashboard only."""
+    principal = await page_principal(request)
+    if principal is None:
+        return JSONResponse({"detail": "sign in again"}, status_code=401)
+    same_origin(request)
+    svc = services(request)
+    form = await request.form()
+    file = form.get("file")
+    if not isinstance(file, UploadFile) or not file.filename:
+        return JSONResponse({"detail": "send one file in the field `file`"}, status_code=422)
+    try:
+        intake = await take_in(file, svc.settings.max_document_bytes, svc.parser)
+    except RequestError as error:
+        return JSONResponse(
+            {"filename": file.filename, "detail": error.detail}, status_code=error.status
+        )
+    document, created = await documents_store.take_document(
+        svc.db,
+        owner=principal.owner,
+        filename=intake.filename,
+        content_type=intake.content_type,
+        size_bytes=intake.size_bytes,
+        text=intake.text,
+        now=svc.clock(),
+        actor=actor_of(request, principal),
+    )
+    return JSONResponse(
+        {"document_id": document.id, "filename": document.filename, "duplicate": not created},
+        status_code=201 if created else 200,
+    )
+
+
+def uploaded_ids(
+    fields: list[FormField], form: list[tuple[str, str | UploadFile]]
+) -> dict[str, list[str]]:
+    """Documents the page uploaded before posting the form, by field."""
+    wanted = {spec.name for spec in fields if spec.widget == "documents"}
+    found: dict[str, list[str]] = {}
+    for name, value in form:
+        field = name.removesuffix(UPLOADED)
+        if name.endswith(UPLOADED) and field in wanted and isinstance(value, str) and value:
+            found.setdefault(field, []).append(value)
+    return found
+
+
 def payload_problems(job_type: JobType, payload: dict[str, object]) -> list[FieldProblem]:
     """What the type's own model says is wrong, keyed by the form's field names."""
     try:
@@ -128,7 +183,10 @@ async def submit_new_job(request: Request) -> Response:
     fields = form_fields(job_type.input_model.model_json_schema())
     uploads, problems = await read_uploads(request, fields, items)
     # Checked with stand-in ids first: the documents are only stored for a job that fits.
-    stand_ins: dict[str, list[str]] = {}
+    # Documents the page uploaded one by one come as their ids (enqueue checks they are
+    # the owner's).
+    already = uploaded_ids(fields, items)
+    stand_ins: dict[str, list[str]] = {field: list(ids) for field, ids in already.items()}
     for number, (field, _) in enumerate(uploads):
         stand_ins.setdefault(field, []).append(f"upload-{number}")
     payload, read_problems = payload_from_form(fields, values, stand_ins)
@@ -141,7 +199,7 @@ async def submit_new_job(request: Request) -> Response:
         problems += [option_problem(p.loc, p.message) for p in validation_problems(error.errors())]
     if problems:
         return form_page(request, principal, job_type, values=values, problems=problems, status=422)
-    stored: dict[str, list[str]] = {}
+    stored: dict[str, list[str]] = {field: list(ids) for field, ids in already.items()}
     for field, intake in uploads:
         document, _ = await documents_store.take_document(
             svc.db,
