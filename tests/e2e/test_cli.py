@@ -171,9 +171,9 @@ def test_owner_limits_are_set_listed_and_cleared(tmp_path: Path) -> None:
     assert "erin" not in run_cli("owners", "ls", env=env).stdout
 
 
-def test_evaluations_schedules_and_ratings_from_the_command_line(
-    db_url: str, tmp_path: Path
-) -> None:
+def test_evaluations_schedules_and_ratings_from_the_command_line(tmp_path: Path) -> None:
+    # The CLI speaks HTTP: one database is enough here (the API's own tests run on both).
+    db_url = f"sqlite:///{tmp_path}/quality.db"
     port = free_port()
     env = child_env(db_url, eval_check_seconds="0.2", schedule_check_seconds="0.2")
     log = tmp_path / "serve.log"
@@ -283,8 +283,9 @@ def test_evaluations_schedules_and_ratings_from_the_command_line(
 
 
 def test_submit_goes_on_past_a_bad_file_and_documents_are_listed_and_removed(
-    db_url: str, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
+    db_url = f"sqlite:///{tmp_path}/uploads.db"  # the CLI speaks HTTP: one database will do
     port = free_port()
     env = child_env(db_url)
     log = tmp_path / "serve.log"
