@@ -13,9 +13,10 @@ import sqlite3
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import asyncpg
@@ -132,3 +133,43 @@ async def drop_database(url: str) -> None:
         conn = await asyncpg.connect(plain_postgres_dsn(POSTGRES))
         await conn.execute(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)')
         await conn.close()
+
+
+@asynccontextmanager
+async def service_in_process(**settings: object) -> AsyncIterator[httpx.AsyncClient]:
+    """The whole service (API, embedded worker, offline engine) on a fresh SQLite file in
+    this process, and a client holding a member's key: benchmarks that measure what a
+    user's job gets, not the network."""
+    from datetime import UTC, datetime
+
+    from backburner.config import Settings
+    from backburner.runtime import create_app
+    from backburner.store import Database, Role, migrate
+    from backburner.store import keys as keys_store
+
+    with tempfile.TemporaryDirectory() as workdir:
+        url = f"sqlite:///{workdir}/bench.db"
+        config = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            database_url=url,
+            encryption_keys=KEYRING.spec(),
+            api_requests_per_minute=0,
+            **settings,  # type: ignore[arg-type]
+        )
+        db = Database(url, sealer=KEYRING)
+        await migrate.upgrade(db)
+        _, key = await keys_store.create_key(
+            db, owner="bench", role=Role.MEMBER, now=datetime.now(UTC)
+        )
+        await db.close()
+        app = create_app(config, embed_worker=True, migrate_on_start=False)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app),
+                base_url="http://bench",
+                headers={"authorization": f"Bearer {key}"},
+                timeout=120,
+            ) as api,
+        ):
+            yield api

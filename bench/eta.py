@@ -25,17 +25,12 @@ import argparse
 import asyncio
 import random
 import statistics
-import tempfile
-from datetime import UTC, datetime
+from datetime import datetime
 
 import httpx
-from bench_support import KEYRING, describe
+from bench_support import describe, service_in_process
 
-from backburner.config import Settings
 from backburner.jobs.sample_corpus import reports
-from backburner.runtime import create_app
-from backburner.store import Database, Role, migrate
-from backburner.store import keys as keys_store
 
 WARM_UP = 10  # jobs of a type before its ETAs count
 
@@ -55,72 +50,43 @@ def seconds_between(start: object, end: object) -> float:
 async def run(jobs: int, latency: float) -> None:
     rng = random.Random(5)
     corpus = reports(30, pages=3)
-    with tempfile.TemporaryDirectory() as workdir:
-        url = f"sqlite:///{workdir}/eta.db"
-        settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            database_url=url,
-            offline_latency_s=latency,
-            encryption_keys=KEYRING.spec(),
-            api_requests_per_minute=0,
-        )
-        db = Database(url, sealer=KEYRING)
-        await migrate.upgrade(db)
-        _, key = await keys_store.create_key(
-            db, owner="bench", role=Role.MEMBER, now=datetime.now(UTC)
-        )
-        await db.close()
-        app = create_app(settings, embed_worker=True, migrate_on_start=False)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(
-                transport=transport,
-                base_url="http://bench",
-                headers={"authorization": f"Bearer {key}"},
-                timeout=120,
-            ) as api:
-                ids = []
-                for item in corpus:
-                    name = item.filename.replace(".pdf", ".txt")
-                    answer = await api.post(
-                        "/api/documents", files={"file": (name, item.text.encode(), "text/plain")}
-                    )
-                    ids.append(answer.json()["document_id"])
-                plan = []
-                for _ in range(jobs):
-                    leads = int(
-                        10 * 200 ** rng.random()
-                    )  # 10 to 2,000, spread evenly on a log scale
-                    plan.append(
-                        (
-                            "classify_leads",
-                            {
-                                "leads": [
-                                    {"id": str(n), "notes": "wants a demo"} for n in range(leads)
-                                ],
-                                "labels": ["hot", "warm", "cold"],
-                            },
-                        )
-                    )
-                    chosen = rng.sample(ids, rng.randint(1, 30))
-                    plan.append(("summarize_documents", {"document_ids": chosen}))
-                rng.shuffle(plan)
-                history: dict[str, list[float]] = {}
-                errors: dict[str, list[tuple[float, float]]] = {}
-                for job_type, payload in plan:
-                    made = (
-                        await api.post("/api/jobs", json={"type": job_type, "payload": payload})
-                    ).json()
-                    eta = float(made["estimated_completion_seconds"])
-                    done = await until_done(api, str(made["job_id"]))
-                    took = seconds_between(done["created_at"], done["completed_at"])
-                    seen = history.setdefault(job_type, [])
-                    if len(seen) >= WARM_UP:
-                        before = statistics.median(seen)  # the old ETA: the median run
-                        errors.setdefault(job_type, []).append(
-                            (abs(eta - took) / took, abs(before - took) / took)
-                        )
-                    seen.append(seconds_between(done["started_at"], done["completed_at"]))
+    async with service_in_process(offline_latency_s=latency) as api:
+        ids = []
+        for item in corpus:
+            name = item.filename.replace(".pdf", ".txt")
+            answer = await api.post(
+                "/api/documents", files={"file": (name, item.text.encode(), "text/plain")}
+            )
+            ids.append(answer.json()["document_id"])
+        plan = []
+        for _ in range(jobs):
+            leads = int(10 * 200 ** rng.random())  # 10 to 2,000, spread evenly on a log scale
+            plan.append(
+                (
+                    "classify_leads",
+                    {
+                        "leads": [{"id": str(n), "notes": "wants a demo"} for n in range(leads)],
+                        "labels": ["hot", "warm", "cold"],
+                    },
+                )
+            )
+            chosen = rng.sample(ids, rng.randint(1, 30))
+            plan.append(("summarize_documents", {"document_ids": chosen}))
+        rng.shuffle(plan)
+        history: dict[str, list[float]] = {}
+        errors: dict[str, list[tuple[float, float]]] = {}
+        for job_type, payload in plan:
+            made = (await api.post("/api/jobs", json={"type": job_type, "payload": payload})).json()
+            eta = float(made["estimated_completion_seconds"])
+            done = await until_done(api, str(made["job_id"]))
+            took = seconds_between(done["created_at"], done["completed_at"])
+            seen = history.setdefault(job_type, [])
+            if len(seen) >= WARM_UP:
+                before = statistics.median(seen)  # the old ETA: the median run
+                errors.setdefault(job_type, []).append(
+                    (abs(eta - took) / took, abs(before - took) / took)
+                )
+            seen.append(seconds_between(done["started_at"], done["completed_at"]))
     print(describe())
     print(
         f"{jobs} jobs of each type, offline engine at {latency:.2f} s a model call, one job at "

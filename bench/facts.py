@@ -21,73 +21,43 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(
 
 import argparse
 import asyncio
-import tempfile
 import time
-from datetime import UTC, datetime
 
-import httpx
-from bench_support import KEYRING, describe
+from bench_support import describe, service_in_process
 
-from backburner.config import Settings
 from backburner.jobs.evals.metrics import facts_found
 from backburner.jobs.evals.scoring import text_of
 from backburner.jobs.sample_corpus import reports
-from backburner.runtime import create_app
-from backburner.store import Database, Role, migrate
-from backburner.store import keys as keys_store
 
 
 async def run(docs: int, pages: int, style: str) -> None:
     corpus = reports(docs, pages=pages)
-    with tempfile.TemporaryDirectory() as workdir:
-        url = f"sqlite:///{workdir}/facts.db"
-        settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            database_url=url,
-            offline_latency_s=0.0,
-            encryption_keys=KEYRING.spec(),
-            api_requests_per_minute=0,
+    async with service_in_process(offline_latency_s=0.0) as api:
+        started = time.perf_counter()
+        ids = []
+        for item in corpus:
+            name = item.filename.replace(".pdf", ".txt")
+            answer = await api.post(
+                "/api/documents", files={"file": (name, item.text.encode(), "text/plain")}
+            )
+            answer.raise_for_status()
+            ids.append(answer.json()["document_id"])
+        uploaded = time.perf_counter() - started
+        job = await api.post(
+            "/api/jobs",
+            json={
+                "type": "summarize_documents",
+                "payload": {"document_ids": ids, "summary_style": style},
+            },
         )
-        db = Database(url, sealer=KEYRING)
-        await migrate.upgrade(db)
-        _, key = await keys_store.create_key(
-            db, owner="bench", role=Role.MEMBER, now=datetime.now(UTC)
-        )
-        await db.close()
-        app = create_app(settings, embed_worker=True, migrate_on_start=False)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(
-                transport=transport,
-                base_url="http://bench",
-                headers={"authorization": f"Bearer {key}"},
-                timeout=120,
-            ) as api:
-                started = time.perf_counter()
-                ids = []
-                for item in corpus:
-                    name = item.filename.replace(".pdf", ".txt")
-                    answer = await api.post(
-                        "/api/documents", files={"file": (name, item.text.encode(), "text/plain")}
-                    )
-                    answer.raise_for_status()
-                    ids.append(answer.json()["document_id"])
-                uploaded = time.perf_counter() - started
-                job = await api.post(
-                    "/api/jobs",
-                    json={
-                        "type": "summarize_documents",
-                        "payload": {"document_ids": ids, "summary_style": style},
-                    },
-                )
-                job_id = job.json()["job_id"]
-                while True:
-                    body = (await api.get(f"/api/jobs/{job_id}")).json()
-                    if body["status"] in ("succeeded", "failed", "canceled"):
-                        break
-                    await asyncio.sleep(0.2)
-                took = time.perf_counter() - started - uploaded
-                calls = (await api.get(f"/api/jobs/{job_id}/model-calls")).json()["items"]
+        job_id = job.json()["job_id"]
+        while True:
+            body = (await api.get(f"/api/jobs/{job_id}")).json()
+            if body["status"] in ("succeeded", "failed", "canceled"):
+                break
+            await asyncio.sleep(0.2)
+        took = time.perf_counter() - started - uploaded
+        calls = (await api.get(f"/api/jobs/{job_id}/model-calls")).json()["items"]
     assert body["status"] == "succeeded", body
     result = body["result"]
     parts = {part["document_id"]: part for part in result.get("document_summaries", [])}
