@@ -9,6 +9,7 @@ from pathlib import PurePath
 
 from starlette.datastructures import UploadFile
 
+from backburner.api.state import Services
 from backburner.errors import (
     FieldProblem,
     InvalidRequest,
@@ -16,6 +17,9 @@ from backburner.errors import (
     UnsupportedMediaType,
 )
 from backburner.jobs.parsing import DocumentParser
+from backburner.store import Document
+from backburner.store import documents as documents_store
+from backburner.store.audit import Actor
 
 READ_CHUNK = 1024 * 1024
 
@@ -103,3 +107,21 @@ async def take_in(upload: UploadFile, limit: int, parser: DocumentParser) -> Int
     content_type = content_type_for(filename, data)
     text = await extract_text(content_type, data, parser)
     return Intake(filename, content_type, len(data), text)
+
+
+async def store_upload(
+    svc: Services, upload: UploadFile, *, owner: str, actor: Actor
+) -> tuple[Document, bool]:
+    """Read, check and store one uploaded file for `owner` (RequestError naming what is
+    wrong with it): the document, and False when the owner had its text already."""
+    intake = await take_in(upload, svc.settings.max_document_bytes, svc.parser)
+    return await documents_store.take_document(
+        svc.db,
+        owner=owner,
+        filename=intake.filename,
+        content_type=intake.content_type,
+        size_bytes=intake.size_bytes,
+        text=intake.text,
+        now=svc.clock(),
+        actor=actor,
+    )

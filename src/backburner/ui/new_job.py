@@ -18,7 +18,7 @@ from starlette.datastructures import UploadFile
 
 from backburner.api.auth import Principal, actor_of
 from backburner.api.enqueue import enqueue
-from backburner.api.extraction import Intake, take_in
+from backburner.api.extraction import Intake, store_upload, take_in
 from backburner.api.inputs import text_problem
 from backburner.api.problems import validation_problems
 from backburner.api.schemas import JobCreate
@@ -112,21 +112,13 @@ async def upload_one(request: Request) -> Response:
     if not isinstance(file, UploadFile) or not file.filename:
         return JSONResponse({"detail": "send one file in the field `file`"}, status_code=422)
     try:
-        intake = await take_in(file, svc.settings.max_document_bytes, svc.parser)
+        document, created = await store_upload(
+            svc, file, owner=principal.owner, actor=actor_of(request, principal)
+        )
     except RequestError as error:
         return JSONResponse(
             {"filename": file.filename, "detail": error.detail}, status_code=error.status
         )
-    document, created = await documents_store.take_document(
-        svc.db,
-        owner=principal.owner,
-        filename=intake.filename,
-        content_type=intake.content_type,
-        size_bytes=intake.size_bytes,
-        text=intake.text,
-        now=svc.clock(),
-        actor=actor_of(request, principal),
-    )
     return JSONResponse(
         {"document_id": document.id, "filename": document.filename, "duplicate": not created},
         status_code=201 if created else 200,

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Query, Response, UploadFile
 
 from backburner.api.auth import CurrentActor, CurrentPrincipal
-from backburner.api.extraction import take_in
+from backburner.api.extraction import store_upload
 from backburner.api.openapi import problems
 from backburner.api.pagination import decode_cursor, encode_cursor
 from backburner.api.schemas import DocumentList, DocumentView
@@ -52,17 +52,7 @@ async def upload_document(
 ) -> DocumentView:
     """Store a document and its extracted text; summarisation jobs refer to its id. The
     same text uploaded again by its owner is the same document (200, `duplicate`)."""
-    intake = await take_in(file, svc.settings.max_document_bytes, svc.parser)
-    document, created = await documents_store.take_document(
-        svc.db,
-        owner=principal.owner,
-        filename=intake.filename,
-        content_type=intake.content_type,
-        size_bytes=intake.size_bytes,
-        text=intake.text,
-        now=svc.clock(),
-        actor=actor,
-    )
+    document, created = await store_upload(svc, file, owner=principal.owner, actor=actor)
     if not created:
         response.status_code = 200
     return view_of(document, with_text=False).model_copy(update={"duplicate": not created})
