@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
-from types import SimpleNamespace
-from typing import Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -20,6 +17,7 @@ from backburner.api.live import live_response
 from backburner.api.schemas import DeliveryView
 from backburner.api.state import services
 from backburner.errors import NotFound, RequestError, TooManyRequests
+from backburner.jobs.registry import JobType
 from backburner.store import Job, JobStatus
 from backburner.store import audit as audit_store
 from backburner.store import documents as documents_store
@@ -148,8 +146,7 @@ async def job_page_response(
     found = await outbox_store.list_deliveries(db, job.id)
     job_type = svc.registry.find(job.type)
     calls = await steps_store.list_calls(db, job.id)
-    referenced = job_type.referenced_documents if job_type else None
-    names = await documents_store.names_of(db, document_ids_of(job, referenced))
+    names = await documents_store.names_of(db, document_ids_of(job, job_type))
     context = {
         "job": job,
         "eta": await eta_of(request, svc, job),
@@ -193,13 +190,14 @@ async def job_page(
     )
 
 
-def document_ids_of(job: Job, referenced: Callable[[Any], list[str]] | None) -> list[str]:
-    """The documents a job's payload names (to label its steps with their file names)."""
-    if referenced is None:
+def document_ids_of(job: Job, job_type: JobType | None) -> list[str]:
+    """The documents a job's payload names, read as its type reads them (to label its
+    steps with their file names); none when the payload no longer fits the type."""
+    if job_type is None or job_type.referenced_documents is None:
         return []
     try:
-        return list(referenced(SimpleNamespace(**job.payload)))
-    except (AttributeError, TypeError):
+        return job_type.referenced_documents(job_type.input_model.model_validate(job.payload))
+    except ValidationError:
         return []
 
 
