@@ -10,6 +10,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -150,6 +151,9 @@ def fast_settings(db_url: str, **overrides: object) -> Settings:
         "openai_base_url": None,
         "encryption_keys": TEST_KEYS,
     }
+    if not db_url.startswith("sqlite"):
+        # Objects of their own per test (with SQLite they sit beside the database file).
+        values["storage_url"] = tempfile.mkdtemp(prefix="bb-objects-")
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 

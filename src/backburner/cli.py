@@ -19,7 +19,7 @@ import click
 
 from backburner.clock import utcnow
 from backburner.config import Settings
-from backburner.errors import Conflict, NotFound
+from backburner.errors import Conflict, NotFound, StorageUnavailable
 from backburner.logs import configure_logging
 from backburner.privacy.sealing import SEALABLE_SETTINGS, key_source
 from backburner.providers import start_provider
@@ -568,6 +568,13 @@ def owners_erase(owner: str, yes: bool, wait: float) -> None:
             counts = await erasure.erase_rest(
                 database, owner, now=utcnow(), actor=CLI, jobs_deleted=deleted
             )
+            # Their originals and large results now (a store that fails: the workers'
+            # sweep deletes them later; the rows naming them are gone either way).
+            from backburner.runtime import storage_for
+            from backburner.worker.objects import sweep
+
+            with contextlib.suppress(StorageUnavailable):
+                await sweep(database, storage_for(opened, database), utcnow())
             return counts | {"responses_not_deleted_at_provider": not_deleted_at_provider}
 
     counts = asyncio.run(run())

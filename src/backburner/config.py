@@ -118,6 +118,23 @@ class Settings(BaseSettings):
     document_max_pages: int = Field(default=5_000, ge=1)
     document_max_stream_mb: int = Field(default=64, ge=1)
     document_parse_processes: int = Field(default=0, ge=0)  # 0: min(4, CPUs)
+    # Pages with no text layer are read with Tesseract (Debian `tesseract-ocr`) in the same
+    # worker processes; these are the languages it is given (installed traineddata).
+    ocr_languages: str = Field(default="eng", pattern=r"^[A-Za-z_]{3,12}(\+[A-Za-z_]{3,12})*$")
+    ocr_max_pages: int = Field(default=200, ge=0)  # 0: never OCR
+
+    # Object storage for originals and large results (backburner.storage): a directory
+    # beside the SQLite file unless STORAGE_URL says s3://bucket/prefix or a directory.
+    # S3 credentials: these, or the AWS_* environment the S3 client reads itself.
+    storage_url: str | None = None
+    storage_endpoint: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    storage_region: str | None = None
+    storage_access_key_id: str | None = None
+    storage_secret_access_key: SecretStr | None = None
+    # A result larger than this (JSON bytes) is stored as an object and linked (result_url).
+    result_inline_bytes: int = Field(default=256 * 1024, ge=1024)
+    # How often a worker deletes objects no row names any more (deleted documents, jobs).
+    object_sweep_seconds: float = Field(default=30.0, gt=0)
     auth_cache_seconds: float = Field(default=5.0, ge=0)
     # Requests a minute per API key, shared by every API process (0: unlimited); admins set
     # an owner's own with PUT /api/owners/{owner}/limits.

@@ -27,7 +27,8 @@ policy reads `retryable`. The API maps the request-side errors to problem+json i
     │   ├── InvalidRequest (422), NotFound (404), Conflict (409), PayloadTooLarge (413),
     │   │   Unauthorized (401), Forbidden (403), UnsupportedMediaType (415)
     │   └── BadSignature (400)      a provider webhook that does not verify
-    └── UnsafeTarget                a URL the SSRF guard will not call
+    ├── UnsafeTarget                a URL the SSRF guard will not call
+    └── StorageUnavailable          the object store did not answer (transient)
     Unresolvable (an OSError)       a host that does not resolve now (a delivery retries)
 """
 
@@ -272,6 +273,13 @@ class UnsafeTarget(BackburnerError):
     """The URL may not be called (the SSRF guard refused it)."""
 
     kind = "unsafe_target"
+
+
+class StorageUnavailable(BackburnerError):
+    """The object store (filesystem or S3) failed or did not answer: worth trying again."""
+
+    kind = "storage_unavailable"
+    retryable = True
 
 
 class Unresolvable(OSError):

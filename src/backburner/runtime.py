@@ -43,6 +43,7 @@ from backburner.privacy.sealing import (
 )
 from backburner.providers import start_provider
 from backburner.providers.base import Provider
+from backburner.storage import Objects, is_shared, open_objects
 from backburner.store import Database, encryption, migrate
 from backburner.ui import routes as ui_routes
 from backburner.worker import Worker
@@ -112,6 +113,7 @@ def _process_services(
     settings: Settings,
     *,
     worker: Worker | None,
+    objects: Objects,
 ) -> list[tuple[str, Service]]:
     services: list[tuple[str, Service]] = []
     if worker is not None:
@@ -119,7 +121,7 @@ def _process_services(
     if settings.notify_dispatcher:
         # Notifications owed by finished jobs go out from every process that runs one:
         # with many processes, deliveries spread over all of them.
-        services.append(("notifications", Dispatcher(db, settings)))
+        services.append(("notifications", Dispatcher(db, settings, objects=objects)))
     return services
 
 
@@ -164,7 +166,8 @@ def create_app(
         model_provider = provider or await start_provider(settings)
         job_registry = registry or build_registry(settings.plugins)
         parser = DocumentParser(parse_limits(settings), settings.document_parse_processes or None)
-        services = Services(settings, db, job_registry, model_provider, parser)
+        objects = storage_for(settings, db)
+        services = Services(settings, db, job_registry, model_provider, parser, objects)
         app.state.services = services
         app.state.key_cache = KeyCache(settings.auth_cache_seconds)
         app.state.key_throttle = KeyThrottle(
@@ -174,7 +177,11 @@ def create_app(
         app.state.eta = EtaEstimator(db)
         app.state.event_hub = EventHub(db)
         await app.state.event_hub.start()
-        worker = Worker(db, job_registry, model_provider, settings) if embed_worker else None
+        worker = (
+            Worker(db, job_registry, model_provider, settings, objects=objects)
+            if embed_worker
+            else None
+        )
         app.state.worker = worker
 
         def crashed() -> None:
@@ -182,7 +189,9 @@ def create_app(
             if on_crash is not None:
                 on_crash()
 
-        supervisor = Supervisor(_process_services(db, settings, worker=worker), on_crash=crashed)
+        supervisor = Supervisor(
+            _process_services(db, settings, worker=worker, objects=objects), on_crash=crashed
+        )
         try:
             async with supervised(supervisor, worker):
                 yield
@@ -269,6 +278,20 @@ def _listed(key_ids: list[str]) -> str:
     return ", ".join(map(repr, key_ids))
 
 
+def storage_for(settings: Settings, db: Database) -> Objects:
+    """Object storage, sealed by the database's keys. A directory on this machine while
+    the database is shared (PostgreSQL) is said out loud: processes on other machines
+    would not find each other's objects."""
+    objects = open_objects(settings, db.sealer)
+    if db.dialect == "postgresql" and not is_shared(objects.location):
+        log.warning(
+            "objects are stored in %s on this machine; with processes on several machines "
+            "set BACKBURNER_STORAGE_URL=s3://bucket/prefix (or a directory they share)",
+            objects.location,
+        )
+    return objects
+
+
 def parse_limits(settings: Settings) -> ParseLimits:
     return ParseLimits(
         seconds=settings.document_parse_seconds,
@@ -288,8 +311,9 @@ async def run_worker(
     `ServiceCrashed` if one of them crashed. `install_stop` hooks `stop` to signals."""
     provider = await start_provider(settings)
     try:
-        worker = Worker(db, build_registry(settings.plugins), provider, settings)
-        supervisor = Supervisor(_process_services(db, settings, worker=worker))
+        objects = storage_for(settings, db)
+        worker = Worker(db, build_registry(settings.plugins), provider, settings, objects=objects)
+        supervisor = Supervisor(_process_services(db, settings, worker=worker, objects=objects))
         install_stop(supervisor.stop)
         await supervisor.run()
     finally:
@@ -303,6 +327,7 @@ async def run_dispatcher(
     install_stop: Callable[[Callable[[], None]], None],
 ) -> None:
     """`backburner dispatcher`: deliver notifications only, until stopped."""
-    supervisor = Supervisor([("notifications", Dispatcher(db, settings))])
+    objects = storage_for(settings, db)
+    supervisor = Supervisor([("notifications", Dispatcher(db, settings, objects=objects))])
     install_stop(supervisor.stop)
     await supervisor.run()

@@ -203,7 +203,10 @@ def test_large_results_are_linked_not_inlined() -> None:
     assert small["result_url"] is None
     large = owed(job(status=JobStatus.SUCCEEDED, result={"text": "x" * 500}))[0].payload
     assert large["result"] is None
-    assert large["result_url"] == "https://bb.example/api/jobs/j1"
+    assert large["result_url"] == "https://bb.example/api/jobs/j1/result"
+    stored = owed(job(status=JobStatus.SUCCEEDED, result_object="results/j1/1-ab", result_bytes=9))
+    assert stored[0].payload["result"] is None
+    assert stored[0].payload["result_url"] == "https://bb.example/api/jobs/j1/result"
 
 
 LOOPBACK_SPELLINGS = [

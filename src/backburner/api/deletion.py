@@ -1,5 +1,6 @@
 """Deleting a job everywhere it is kept: cancelled first if it has not ended, then its
-rows (one transaction, in the store), then its stored responses at the provider. The API
+rows (one transaction, in the store), its objects, then its stored responses at the
+provider. The API
 and the dashboard both delete this way."""
 
 from __future__ import annotations
@@ -8,10 +9,11 @@ import asyncio
 import logging
 
 from backburner.api.state import Services
-from backburner.errors import Conflict, NotFound, ProviderError
+from backburner.errors import Conflict, NotFound, ProviderError, StorageUnavailable
 from backburner.providers.base import Provider
 from backburner.store import jobs as jobs_store
 from backburner.store.audit import Actor
+from backburner.worker.objects import sweep
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,17 @@ async def delete_job_everywhere(
     response_ids = await jobs_store.delete_job(
         svc.db, job_id, owner=owner, now=svc.clock(), actor=actor
     )
+    await delete_objects_now(svc)
     await delete_at_provider(svc.provider, job_id, response_ids)
+
+
+async def delete_objects_now(svc: Services) -> None:
+    """Delete the objects of what was just deleted (a large result, an original) now
+    rather than at the workers' next sweep; a store that fails leaves them to that sweep."""
+    try:
+        await sweep(svc.db, svc.objects, svc.clock())
+    except StorageUnavailable as error:
+        log.warning("objects left for the next sweep", extra={"error": str(error)})
 
 
 async def ended_within(svc: Services, job_id: str, *, seconds: float) -> bool:

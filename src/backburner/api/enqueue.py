@@ -6,12 +6,15 @@ import hashlib
 import json
 from datetime import datetime, timedelta
 
+from fastapi import Request
 from pydantic import ValidationError
 
 from backburner.api.auth import Principal
 from backburner.api.problems import validation_problems
+from backburner.api.results import public_base
 from backburner.api.schemas import JobCreate
 from backburner.api.state import Services
+from backburner.config import Settings
 from backburner.errors import FieldProblem, InvalidRequest, UnknownJobType, UnsafeTarget
 from backburner.jobs.registry import JobType
 from backburner.notify.ssrf import Allowed, check_url
@@ -137,8 +140,25 @@ def check_start(create: JobCreate, now: datetime) -> None:
         )
 
 
+def origin_of(request: Request, settings: Settings) -> str | None:
+    """The URL the API was reached at (scheme from a trusted proxy's X-Forwarded-Proto),
+    kept with a job for its notifications' links, unless BACKBURNER_PUBLIC_URL says it."""
+    if settings.public_url is not None:
+        return None
+    origin = public_base(request, settings)
+    return origin if len(origin) <= MAX_ORIGIN and request.url.hostname else None
+
+
+MAX_ORIGIN = 300
+
+
 async def prepared_job(
-    svc: Services, principal: Principal, create: JobCreate, key: str | None, now: datetime
+    svc: Services,
+    principal: Principal,
+    create: JobCreate,
+    key: str | None,
+    now: datetime,
+    origin: str | None = None,
 ) -> NewJob:
     """The job a request asks for, validated (InvalidRequest naming each bad field)."""
     job_type = job_type_of(svc, create.type)
@@ -161,6 +181,7 @@ async def prepared_job(
         deadline_at=deadline,
         notify=create.notify.model_dump(exclude_defaults=True) if create.notify else None,
         size=size,
+        origin=origin,
     )
 
 
@@ -176,11 +197,12 @@ async def enqueue(
     create: JobCreate,
     header_key: str | None,
     actor: Actor | None = None,
+    origin: str | None = None,
 ) -> tuple[Job, bool]:
     """Queue the job (or find the one this idempotency key already made)."""
     key = idempotency_key_of(create, header_key)
     now = svc.clock()  # one moment: the deadline counts from the creation time stored
-    new = await prepared_job(svc, principal, create, key, now)
+    new = await prepared_job(svc, principal, create, key, now, origin)
     job, created = await jobs_store.insert_job(svc.db, new, now=now, actor=actor)
     if not created and job.request_hash != new.request_hash:
         raise InvalidRequest(
@@ -191,7 +213,11 @@ async def enqueue(
 
 
 async def enqueue_many(
-    svc: Services, principal: Principal, creates: list[JobCreate], actor: Actor | None = None
+    svc: Services,
+    principal: Principal,
+    creates: list[JobCreate],
+    actor: Actor | None = None,
+    origin: str | None = None,
 ) -> list[tuple[Job, bool]]:
     """Queue a batch, all or none: every item is validated as a single create is, and any
     bad item refuses the whole batch with each bad item's index and field."""
@@ -211,7 +237,7 @@ async def enqueue_many(
                 )
             )
         try:
-            prepared.append(await prepared_job(svc, principal, create, key, now))
+            prepared.append(await prepared_job(svc, principal, create, key, now, origin))
         except InvalidRequest as refused:
             problems += [
                 FieldProblem((*where, *problem.loc[1:]), problem.message, problem.type)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import unicodedata
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -14,11 +15,14 @@ from backburner.errors import (
     FieldProblem,
     InvalidRequest,
     PayloadTooLarge,
+    StorageUnavailable,
     UnsupportedMediaType,
 )
 from backburner.jobs.parsing import DocumentParser
-from backburner.store import Document
+from backburner.storage import document_key
+from backburner.store import Document, new_id
 from backburner.store import documents as documents_store
+from backburner.store import objects as objects_store
 from backburner.store.audit import Actor
 
 READ_CHUNK = 1024 * 1024
@@ -88,6 +92,7 @@ class Intake:
     content_type: str
     size_bytes: int
     text: str
+    data: bytes  # the file as uploaded: kept as an object
 
 
 async def read_capped(upload: UploadFile, limit: int) -> bytes:
@@ -106,7 +111,7 @@ async def take_in(upload: UploadFile, limit: int, parser: DocumentParser) -> Int
     data = await read_capped(upload, limit)
     content_type = content_type_for(filename, data)
     text = await extract_text(content_type, data, parser)
-    return Intake(filename, content_type, len(data), text)
+    return Intake(filename, content_type, len(data), text, data)
 
 
 async def store_upload(
@@ -115,7 +120,30 @@ async def store_upload(
     """Read, check and store one uploaded file for `owner` (RequestError naming what is
     wrong with it): the document, and False when the owner had its text already."""
     intake = await take_in(upload, svc.settings.max_document_bytes, svc.parser)
-    return await documents_store.take_document(
+    return await keep(svc, intake, owner=owner, actor=actor)
+
+
+async def keep(svc: Services, intake: Intake, *, owner: str, actor: Actor) -> tuple[Document, bool]:
+    """Store a read upload: its original as an object, then its row naming it (see
+    store.objects for why a crash in between leaves nothing behind). The same text
+    uploaded again is the document the owner has already, and no second object."""
+    same = await documents_store.same_text(svc.db, owner, intake.text)
+    if same is not None:
+        return await documents_store.take_document(
+            svc.db,
+            owner=owner,
+            filename=intake.filename,
+            content_type=intake.content_type,
+            size_bytes=intake.size_bytes,
+            text=intake.text,
+            now=svc.clock(),
+            actor=actor,
+        )
+    document_id = new_id()
+    key = document_key(document_id)
+    await objects_store.expect(svc.db, key, svc.clock())
+    await svc.objects.put(key, intake.data)
+    document, created = await documents_store.take_document(
         svc.db,
         owner=owner,
         filename=intake.filename,
@@ -124,4 +152,10 @@ async def store_upload(
         text=intake.text,
         now=svc.clock(),
         actor=actor,
+        document_id=document_id,
+        original_key=key,
     )
+    if not created:  # the same text arrived meanwhile: ours is not needed
+        with contextlib.suppress(StorageUnavailable):
+            await svc.objects.delete([key])
+    return document, created

@@ -33,7 +33,7 @@ DESCRIPTIONS = {
     422: "A field is wrong (see `errors`)",
     429: "Over a request rate limit (see Retry-After)",
     502: "The model provider refused or answered something unusable",
-    503: "The database or the model provider is unavailable (see Retry-After)",
+    503: "The database, object storage or the model provider is unavailable (see Retry-After)",
 }
 
 PROBLEM_SCHEMA: dict[str, Any] = {

@@ -21,6 +21,7 @@ from backburner.errors import (
     QuotaExhausted,
     RateLimited,
     RequestError,
+    StorageUnavailable,
     TooManyRequests,
 )
 from backburner.store.database import is_outage
@@ -186,6 +187,18 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(BudgetExhausted)
     async def _budget(request: Request, error: BudgetExhausted) -> JSONResponse:
         return problem(402, str(error), title="Budget exhausted", instance=request.url.path)
+
+    @app.exception_handler(StorageUnavailable)
+    async def _storage(request: Request, error: StorageUnavailable) -> JSONResponse:
+        log.warning(
+            "object storage unavailable", extra={"path": request.url.path, "error": str(error)}
+        )
+        return problem(
+            503,
+            "object storage is unavailable; try again shortly",
+            instance=request.url.path,
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(ProviderError)
     async def _provider(request: Request, error: ProviderError) -> JSONResponse:

@@ -177,6 +177,10 @@ class JobView(BaseModel):
     progress: float
     progress_message: str | None
     result: Any = None
+    # A result too big for the job (BACKBURNER_RESULT_INLINE_BYTES) is not in `result`: it
+    # is downloaded from here with the same credentials; its size is result_bytes.
+    result_url: str | None = None
+    result_bytes: int | None = None
     error: JobError | None
     error_message: str | None
     attempts: int
@@ -203,6 +207,7 @@ class JobView(BaseModel):
         with_result: bool = True,
         eta: float | None = None,
         usage: dict[str, Any] | None = None,
+        base_url: str = "",
     ) -> JobView:
         error = (
             JobError(kind=job.error_kind, message=job.error_message, retryable=job.error_retryable)
@@ -218,6 +223,8 @@ class JobView(BaseModel):
             progress=job.progress,
             progress_message=job.progress_message,
             result=job.result if with_result else None,
+            result_url=f"{base_url}/api/jobs/{job.id}/result" if job.result_object else None,
+            result_bytes=job.result_bytes,
             error=error,
             error_message=job.error_message,
             attempts=job.attempts,
@@ -309,6 +316,8 @@ class DocumentView(BaseModel):
     text: str | None = None
     # On upload: the owner had this text already, and this is that document.
     duplicate: bool = False
+    # The file as uploaded (null: its original was not kept, e.g. made by an evaluation).
+    content_url: str | None = None
 
 
 class DocumentList(BaseModel):

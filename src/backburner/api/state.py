@@ -1,5 +1,5 @@
 """What the API's routes share: settings, database, registry, provider, the PDF reader
-pool, clock."""
+pool, object storage, clock."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from backburner.config import Settings
 from backburner.jobs.parsing import DocumentParser
 from backburner.jobs.registry import JobRegistry
 from backburner.providers.base import Provider
+from backburner.storage import Objects
 from backburner.store import Database
 
 
@@ -25,6 +26,7 @@ class Services:
     registry: JobRegistry
     provider: Provider
     parser: DocumentParser
+    objects: Objects
     clock: Callable[[], datetime] = field(default=utcnow)
     # Embedded services (worker, dispatcher) that crashed: the process is not ready.
     crashed: list[str] = field(default_factory=list)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -26,9 +27,10 @@ import aiosmtplib
 
 from backburner.clock import utcnow
 from backburner.config import Settings
-from backburner.errors import UnsafeTarget
+from backburner.errors import StorageUnavailable, UnsafeTarget
 from backburner.notify import messages, policy, signing
 from backburner.notify.ssrf import Allowed, GuardedResolver, safe_url
+from backburner.storage import ObjectMissing, Objects, open_objects
 from backburner.store import CHANNEL_OUTBOX, Database, Job
 from backburner.store import channels as channels_store
 from backburner.store import outbox as outbox_store
@@ -46,9 +48,15 @@ LANES = 3
 
 class Dispatcher:
     def __init__(
-        self, db: Database, settings: Settings, *, clock: Callable[[], datetime] = utcnow
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        objects: Objects | None = None,
     ) -> None:
         self.db = db
+        self.objects = objects or open_objects(settings, db.sealer)
         self.settings = settings
         self.clock = clock
         self.id = f"{socket.gethostname()[:40]}-{os.getpid()}-d{secrets.token_hex(3)}"
@@ -118,7 +126,11 @@ class Dispatcher:
         expanded = 0
         if unexpanded:
             expanded = await outbox_store.expand_notifications(
-                self.db, now=self.clock(), retry_for=self.retry_for, owed=self._owed
+                self.db,
+                now=self.clock(),
+                retry_for=self.retry_for,
+                owed=self._owed,
+                with_result=self._with_result,
             )
         claimed = await outbox_store.claim_deliveries(
             self.db,
@@ -151,6 +163,27 @@ class Dispatcher:
             found[owner] = [made]
         return found
 
+    async def _with_result(self, job: Job) -> Job:
+        """A job whose result is an object, with that result read (for the e-mail's
+        excerpt); one that cannot be read now goes without an excerpt, not without mail."""
+        if job.result_object is None:
+            return job
+        try:
+            return dataclasses.replace(job, result=await self.objects.get_json(job.result_object))
+        except (StorageUnavailable, ObjectMissing, ValueError) as error:
+            log.warning(
+                "a result object could not be read for its notification's excerpt",
+                extra={"job_id": job.id, "error": str(error)},
+            )
+            return job
+
+    def links_for(self, job: Job) -> messages.Links:
+        """Links to BACKBURNER_PUBLIC_URL, else to the URL the API was reached at when the
+        job was created (else this process's own address)."""
+        if self.settings.public_url is None and job.origin:
+            return messages.Links(job.origin)
+        return self.links
+
     def _owed(
         self,
         job: Job,
@@ -165,7 +198,7 @@ class Dispatcher:
             event_id,
             channels,
             endpoints,
-            links=self.links,
+            links=self.links_for(job),
             inline_limit=self.settings.notify_result_inline_bytes,
         )
 

@@ -28,14 +28,21 @@ class Links:
     def api(self, job_id: str) -> str:
         return f"{self.base_url}/api/jobs/{job_id}"
 
+    def result(self, job_id: str) -> str:
+        return f"{self.base_url}/api/jobs/{job_id}/result"
+
 
 def webhook_body(
     job: Job, event_type: str, event_id: str, links: Links, inline_limit: int
 ) -> dict[str, Any]:
     """`{job_id, status, result | null, error_message | null}` plus type, completed_at and
-    the event id; a result larger than `inline_limit` bytes is linked, not inlined."""
-    result = job.result if job.status.value == "succeeded" else None
-    too_large = result is not None and len(json.dumps(result)) > inline_limit
+    the event id; a result larger than `inline_limit` bytes, or stored as an object, is
+    linked (`result_url`, fetched with the owner's API key), not inlined."""
+    succeeded = job.status.value == "succeeded"
+    result = job.result if succeeded else None
+    too_large = (succeeded and job.result_object is not None) or (
+        result is not None and len(json.dumps(result)) > inline_limit
+    )
     return {
         "id": event_id,
         "type": event_type,
@@ -43,7 +50,7 @@ def webhook_body(
         "job_type": job.type,
         "status": job.status.value,
         "result": None if too_large else result,
-        "result_url": links.api(job.id) if too_large else None,
+        "result_url": links.result(job.id) if too_large else None,
         "error_message": job.error_message,
         "completed_at": job.completed_at.isoformat() if job.completed_at else None,
     }

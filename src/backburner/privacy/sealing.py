@@ -145,6 +145,42 @@ class Keyring:
                 "under that id, or a value altered or moved"
             ) from None
 
+    def seal_blob(self, plaintext: bytes, place: str) -> bytes:
+        """Sealed bytes for an object: `bbx1:<key id>:` then nonce ‖ ciphertext ‖ tag, raw
+        (base64 would make a 20 MB original 27 MB)."""
+        nonce = os.urandom(NONCE_BYTES)
+        ciphertext = self._ciphers[self.primary_id].encrypt(nonce, plaintext, place.encode())
+        return self.sealed_prefix(self.primary_id).encode() + nonce + ciphertext
+
+    def open_blob(self, sealed: bytes, place: str) -> bytes:
+        scheme, _, rest = sealed.partition(b":")
+        key_id, colon, body = rest.partition(b":")
+        if (
+            scheme != SCHEME.encode()
+            or not colon
+            or not _KEY_ID.fullmatch(key_id.decode("latin-1"))
+        ):
+            raise CannotOpen(f"{place} is not a sealed object")
+        cipher = self._ciphers.get(key_id.decode())
+        if cipher is None:
+            raise CannotOpen(
+                f"{place} is sealed with key {key_id.decode()!r}, which {KEYS_SETTING} does "
+                "not hold"
+            )
+        try:
+            return cipher.decrypt(body[:NONCE_BYTES], body[NONCE_BYTES:], place.encode())
+        except (InvalidTag, ValueError):
+            raise CannotOpen(
+                f"{place} does not open with key {key_id.decode()!r}: a different key under "
+                "that id, or an object altered or moved"
+            ) from None
+
+    def blob_key_id(self, sealed: bytes) -> str | None:
+        """The id of the key that sealed this object (None: not a sealed object)."""
+        scheme, _, rest = sealed[:64].partition(b":")
+        key_id, colon, _ = rest.partition(b":")
+        return key_id.decode("latin-1") if scheme == SCHEME.encode() and colon else None
+
     def is_sealed(self, stored: str) -> bool:
         return stored.startswith(f"{SCHEME}:")
 

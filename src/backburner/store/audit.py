@@ -31,6 +31,7 @@ class Action(StrEnum):
     JOB_DELETED = "job.deleted"
     DOCUMENT_UPLOADED = "document.uploaded"
     DOCUMENT_READ = "document.read"
+    DOCUMENT_DOWNLOADED = "document.downloaded"  # its original file
     DOCUMENT_DELETED = "document.deleted"
     KEY_CREATED = "key.created"
     KEY_REVOKED = "key.revoked"

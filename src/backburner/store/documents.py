@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from backburner.errors import NotFound
-from backburner.store import audit
+from backburner.store import audit, objects
 from backburner.store.audit import Actor, Target
 from backburner.store.database import Database, Tx
 from backburner.store.models import Document, DocumentEntry, new_id
@@ -27,9 +27,12 @@ async def take_document(
     text: str,
     now: datetime,
     actor: Actor | None = None,
+    document_id: str | None = None,
+    original_key: str | None = None,
 ) -> tuple[Document, bool]:
-    """Store a document, unless its owner already has one with the same text: then that
-    one, and False (an upload sent twice is one document)."""
+    """Store a document (its original already stored as the object `original_key`),
+    unless its owner already has one with the same text: then that one, and False (an
+    upload sent twice is one document)."""
     checksum = _checksum(text)
     async with db.write() as tx:
         await tx.serialize_on(f"document:{owner}:{checksum}")  # two at once make one
@@ -43,45 +46,52 @@ async def take_document(
         if row is not None:
             await _audit_upload(tx, actor, row["id"], owner, now, duplicate=True, filename=filename)
             return Document.from_row(row), False
-        stored = await _insert(
-            tx, owner, filename, content_type, size_bytes, text, checksum, now, actor
-        )
-        return stored, True
+        values = {
+            "id": document_id or new_id(),
+            "owner": owner,
+            "filename": filename,
+            "content_type": content_type,
+            "size_bytes": size_bytes,
+            "char_count": len(text),
+            "sha256": checksum,
+            "text": text,
+            "created_at": now,
+            "original_key": original_key,
+        }
+        return await _insert(tx, values, actor), True
+
+
+async def same_text(db: Database, owner: str, text: str) -> DocumentEntry | None:
+    """The owner's document with this very text, if there is one."""
+    query = (
+        sa.select(*_ENTRY_COLUMNS)
+        .where(documents.c.owner == owner, documents.c.sha256 == _checksum(text))
+        .order_by(documents.c.created_at)
+        .limit(1)
+    )
+    async with db.read() as conn:
+        row = (await conn.execute(query)).mappings().first()
+    return DocumentEntry(**dict(row)) if row is not None else None
 
 
 def _checksum(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-async def _insert(
-    tx: Tx,
-    owner: str,
-    filename: str,
-    content_type: str,
-    size_bytes: int,
-    text: str,
-    checksum: str,
-    now: datetime,
-    actor: Actor | None,
-) -> Document:
-    values = {
-        "id": new_id(),
-        "owner": owner,
-        "filename": filename,
-        "content_type": content_type,
-        "size_bytes": size_bytes,
-        "char_count": len(text),
-        "sha256": checksum,
-        "text": text,
-        "created_at": now,
-    }
+async def _insert(tx: Tx, values: dict[str, Any], actor: Actor | None) -> Document:
     row = (
         (await tx.conn.execute(sa.insert(documents).values(values).returning(*documents.c)))
         .mappings()
         .one()
     )
     await _audit_upload(
-        tx, actor, row["id"], owner, now, content_type=content_type, size_bytes=size_bytes
+        tx,
+        actor,
+        row["id"],
+        row["owner"],
+        row["created_at"],
+        content_type=row["content_type"],
+        size_bytes=row["size_bytes"],
     )
     return Document.from_row(row)
 
@@ -99,25 +109,17 @@ async def _audit_upload(
     )
 
 
+_ENTRY_COLUMNS = [
+    documents.c[name] for name in DocumentEntry.__dataclass_fields__
+]  # all but the text
+
+
 async def list_documents(
     db: Database, *, owner: str | None, limit: int, before: str | None = None
 ) -> tuple[list[DocumentEntry], bool]:
     """Newest first, keyset-paginated on the time-ordered id, and whether more follow."""
     c = documents.c
-    query = (
-        sa.select(
-            c.id,
-            c.owner,
-            c.filename,
-            c.content_type,
-            c.size_bytes,
-            c.char_count,
-            c.sha256,
-            c.created_at,
-        )
-        .order_by(c.id.desc())
-        .limit(limit + 1)
-    )
+    query = sa.select(*_ENTRY_COLUMNS).order_by(c.id.desc()).limit(limit + 1)
     if owner is not None:
         query = query.where(c.owner == owner)
     if before is not None:
@@ -164,15 +166,20 @@ async def get_documents(
 async def delete_document(
     db: Database, document_id: str, *, owner: str | None, now: datetime, actor: Actor
 ) -> None:
-    """Delete a document and its text; NotFound if it is not there (or not the owner's).
-    Jobs that named it keep their results; a new job naming it is refused."""
+    """Delete a document, its text and (once this commits, by the sweeper) its original;
+    NotFound if it is not there (or not the owner's). Jobs that named it keep their
+    results; a new job naming it is refused."""
     query = sa.delete(documents).where(documents.c.id == document_id)
     if owner is not None:
         query = query.where(documents.c.owner == owner)
     async with db.write() as tx:
-        deleted_owner = (await tx.conn.execute(query.returning(documents.c.owner))).scalar()
-        if deleted_owner is None:
+        deleted = (
+            await tx.conn.execute(query.returning(documents.c.owner, documents.c.original_key))
+        ).first()
+        if deleted is None:
             raise NotFound(f"no document {document_id}")
+        deleted_owner, original_key = deleted
+        await objects.doom(tx.conn, [original_key], now)
         await audit.record(
             tx.conn,
             actor,

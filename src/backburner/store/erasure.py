@@ -12,7 +12,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from backburner.store import audit
+from backburner.store import audit, objects
 from backburner.store.audit import Actor, Target
 from backburner.store.database import Database
 from backburner.store.schema import (
@@ -66,9 +66,14 @@ async def erase_rest(
             ).scalars()
         )
         counts = {"jobs": jobs_deleted, "keys": len(key_ids)}
-        counts["documents"] = (
-            await conn.execute(sa.delete(documents).where(documents.c.owner == owner))
-        ).rowcount
+        originals = await conn.execute(
+            sa.delete(documents)
+            .where(documents.c.owner == owner)
+            .returning(documents.c.original_key)
+        )
+        original_keys = list(originals.scalars())
+        counts["documents"] = len(original_keys)
+        await objects.doom(conn, original_keys, now)
         for table in (
             webhook_endpoints,
             webhook_secrets,

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backburner.errors import Conflict, NotFound
-from backburner.store import audit, postgres
+from backburner.store import audit, objects, postgres
 from backburner.store.audit import Actor, Target
 from backburner.store.database import CHANNEL_CANCEL, CHANNEL_JOBS, CHANNEL_OUTBOX, Database
 from backburner.store.events import add_events, event_row, transition_row
@@ -127,6 +127,7 @@ def _row_of(new: NewJob, job_id: str, now: datetime) -> dict[str, Any]:
         "notify": new.notify,
         "model": new.model,
         "size": new.size,
+        "origin": new.origin,
     }
 
 
@@ -438,6 +439,7 @@ async def delete_job(
         for table in (deliveries, notifications, job_steps, job_events, job_feedback):
             await tx.conn.execute(sa.delete(table).where(table.c.job_id == job_id))
         await tx.conn.execute(sa.delete(jobs).where(jobs.c.id == job_id))
+        await objects.doom(tx.conn, [job.result_object], now)
         await audit.record(
             tx.conn,
             actor,

@@ -75,6 +75,9 @@ class Job:
     notify: dict[str, Any] | None
     model: str | None
     size: float | None
+    result_object: str | None = None  # the result's object key, when too big for the row
+    result_bytes: int | None = None
+    origin: str | None = None  # the URL the API was reached at when it was created
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Job:
@@ -101,6 +104,9 @@ class NewJob:
     notify: dict[str, Any] | None = None
     model: str | None = None  # None: the type's configured model
     size: float | None = None  # its input's size in its type's unit (the ETA scales by it)
+    # The URL the API was reached at, for links in its notifications when no
+    # BACKBURNER_PUBLIC_URL is set.
+    origin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,9 @@ class Outcome:
     attempt: int
     event: Event  # how the attempt ended; the state machine says where that leaves the job
     result: Any = None
+    # A result stored as an object instead (result is then None): its key and size.
+    result_object: str | None = None
+    result_bytes: int | None = None
     error_message: str | None = None
     error_kind: str | None = None
     # Whether running the job again could succeed (None: it did not fail).
@@ -196,6 +205,7 @@ class DocumentEntry:
 @dataclass(frozen=True)
 class Document(DocumentEntry):
     text: str
+    original_key: str | None = None  # the uploaded file, kept as an object
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Document:

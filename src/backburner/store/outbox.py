@@ -12,7 +12,7 @@ delivery is sent again: at least once, with one stable event id.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -137,10 +137,12 @@ async def expand_notifications(
     now: datetime,
     retry_for: timedelta,
     owed: Callable[[Job, str, str, OwnerChannels | None, list[Endpoint]], list[OwedDelivery]],
+    with_result: Callable[[Job], Awaitable[Job]] | None = None,
     limit: int = 200,
 ) -> int:
     """Turn unexpanded notifications into deliveries, in one transaction per batch; `owed`
-    decides which deliveries a job's event owes. Safe with many dispatchers (SKIP LOCKED)."""
+    decides which deliveries a job's event owes (`with_result` first reads a result kept
+    as an object). Safe with many dispatchers (SKIP LOCKED)."""
     pick = (
         sa.select(notifications)
         .where(notifications.c.expanded_at.is_(None))
@@ -167,6 +169,8 @@ async def expand_notifications(
             job = found.get(row["job_id"])
             if job is None:
                 continue
+            if job.result_object is not None and with_result is not None:
+                job = await with_result(job)
             # Unique across databases and deployments (a counter is not: two deployments'
             # evt_1 would look like one event to a receiver deduplicating by id), and
             # stable: stored with each delivery, so a redelivery sends it again.

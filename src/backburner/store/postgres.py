@@ -92,9 +92,9 @@ INSERT_JOB = f"""
 WITH job AS (
     INSERT INTO jobs (id, owner, type, status, payload, callback_url, priority, run_at,
                       created_at, updated_at, max_attempts, timeout_seconds, idempotency_key,
-                      request_hash, deadline_at, notify, model, size)
+                      request_hash, deadline_at, notify, model, size, origin)
     VALUES ($1, $2, $3, '{next_state(None, Event.CREATED).value}', $4::jsonb, $5, $6, $7,
-            $16, $16, $8, $9, $10, $11, $12, $13::jsonb, $14, $15)
+            $16, $16, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $24)
     ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
 ), {_created_and_audited("$16")}
@@ -109,16 +109,17 @@ WITH batch AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                          $6::int[], $7::timestamptz[], $8::int[], $9::float8[], $10::text[],
                          $11::text[], $12::timestamptz[], $13::text[], $14::text[],
-                         $15::float8[])
+                         $15::float8[], $24::text[])
         AS b(id, owner, type, payload, callback_url, priority, run_at, max_attempts,
-             timeout_seconds, idempotency_key, request_hash, deadline_at, notify, model, size)
+             timeout_seconds, idempotency_key, request_hash, deadline_at, notify, model, size,
+             origin)
 ), job AS (
     INSERT INTO jobs (id, owner, type, status, payload, callback_url, priority, run_at,
                       created_at, updated_at, max_attempts, timeout_seconds, idempotency_key,
-                      request_hash, deadline_at, notify, model, size)
+                      request_hash, deadline_at, notify, model, size, origin)
     SELECT id, owner, type, '{next_state(None, Event.CREATED).value}', payload::jsonb,
            callback_url, priority, run_at, $16, $16, max_attempts, timeout_seconds,
-           idempotency_key, request_hash, deadline_at, notify::jsonb, model, size
+           idempotency_key, request_hash, deadline_at, notify::jsonb, model, size, origin
     FROM batch
     RETURNING *
 ), {_created_and_audited("$16")}, woken AS (
@@ -177,13 +178,18 @@ def insert_jobs_args(
     for job_id, new in fresh:
         for column, value in zip(columns, _job_values(keys, job_id, new, now), strict=True):
             column.append(value)
-    return (*columns, now, *_actor_args(actor))
+    return (*columns, now, *_actor_args(actor), [new.origin for _, new in fresh])
 
 
 def insert_job_args(
     sealer: Sealer | None, job_id: str, new: NewJob, now: datetime, actor: Actor | None
 ) -> tuple[Any, ...]:
-    return (*_job_values(sealer_or_fail(sealer), job_id, new, now), now, *_actor_args(actor))
+    return (
+        *_job_values(sealer_or_fail(sealer), job_id, new, now),
+        now,
+        *_actor_args(actor),
+        new.origin,  # $24
+    )
 
 
 def _condition_on_jobs(condition: sa.ColumnElement[bool]) -> str:
@@ -213,15 +219,18 @@ FINISH = f"""
 WITH outcome AS (
     SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[],
                          $6::text[], $7::timestamptz[], $8::timestamptz[], $9::float8[],
-                         $10::int[], $11::int[], $12::text[], $13::text[], $14::bool[])
+                         $10::int[], $11::int[], $12::text[], $13::text[], $14::bool[],
+                         $17::text[], $18::int8[])
         AS o(id, attempt, status, result, error_message, error_kind, completed_at, run_at,
-             progress, retry_inc, attempt_dec, event, event_data, error_retryable)
+             progress, retry_inc, attempt_dec, event, event_data, error_retryable,
+             result_object, result_bytes)
 ), locked AS (
     -- The rows locked in id order, as every statement locking several jobs does (the
     -- heartbeat too): the UPDATE below touches only rows this has locked already.
     SELECT jobs.id FROM jobs WHERE jobs.id = ANY($1::text[]) ORDER BY jobs.id FOR UPDATE
 ), done AS (
     UPDATE jobs SET status = o.status, substate = NULL, result = o.result::jsonb,
+        result_object = o.result_object, result_bytes = o.result_bytes,
         error_message = o.error_message, error_kind = o.error_kind,
         error_retryable = o.error_retryable, completed_at = o.completed_at,
         run_at = COALESCE(o.run_at, jobs.run_at),
@@ -292,7 +301,7 @@ def finish_args(
 ) -> tuple[Any, ...]:
     """FINISH's arguments from the portable path's parameters and event rows, one pair per
     outcome: the values are computed once, in `queue`, for both forms."""
-    columns: list[list[Any]] = [[] for _ in range(14)]
+    columns: list[list[Any]] = [[] for _ in range(16)]
     for param, event in zip(params, events, strict=True):
         result = param["b_result"]
         row = (
@@ -312,10 +321,12 @@ def finish_args(
             event["kind"],
             json.dumps(event["data"]) if event["data"] else None,
             param["b_error_retryable"],
+            param["b_result_object"],
+            param["b_result_bytes"],
         )
         for column, value in zip(columns, row, strict=True):
             column.append(value)
-    return (*columns, now, worker_id)
+    return (*columns[:14], now, worker_id, *columns[14:])
 
 
 # A model call submitted: upsert the call, mark the job waiting, write the event.

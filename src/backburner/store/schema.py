@@ -84,6 +84,13 @@ jobs = sa.Table(
     # How big its input is in its type's unit (a summary's characters, a classification's
     # leads): the ETA scales the type's history by it.
     sa.Column("size", sa.Float()),
+    # A result larger than BACKBURNER_RESULT_INLINE_BYTES is an object (result stays NULL):
+    # its key and its size in bytes.
+    sa.Column("result_object", sa.String(200)),
+    sa.Column("result_bytes", sa.BigInteger()),
+    # The URL the API was reached at when the job was created: its notifications link
+    # there when BACKBURNER_PUBLIC_URL is not set.
+    sa.Column("origin", sa.String(300)),
     sa.Index(
         "ix_jobs_pending_queue",
         sa.text("priority DESC"),
@@ -203,9 +210,22 @@ documents = sa.Table(
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("text", SealedText("documents.text"), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
+    # The uploaded file as an object (NULL: made by Backburner itself, or before 0015).
+    sa.Column("original_key", sa.String(200)),
     sa.Index("ix_documents_owner_id", "owner", "id"),
     sa.Index("ix_documents_created", "created_at"),  # retention finds the oldest
     sa.Index("ix_documents_owner_sha256", "owner", "sha256"),  # an upload sent again
+)
+
+# Objects to delete once due, unless a row still names them: those of deleted documents
+# and jobs (due at once), and every object about to be written (due an hour on, so a write
+# cut off before its row committed leaves nothing behind). See store/objects.py.
+stale_objects = sa.Table(
+    "stale_objects",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("due_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_stale_objects_due", "due_at"),
 )
 
 api_keys = sa.Table(

@@ -41,6 +41,13 @@ class Sealer(Protocol):
 
     def sealed_prefix(self, key_id: str) -> str: ...
 
+    # Objects (backburner.storage) are sealed by the same keys, as raw bytes.
+    def seal_blob(self, plaintext: bytes, place: str) -> bytes: ...
+
+    def open_blob(self, sealed: bytes, place: str) -> bytes: ...
+
+    def blob_key_id(self, sealed: bytes) -> str | None: ...
+
 
 class NoKeys(RuntimeError):
     """A sealed column used through a database opened without keys."""

@@ -17,15 +17,14 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from backburner.api.auth import Principal, actor_of
-from backburner.api.enqueue import enqueue
-from backburner.api.extraction import Intake, store_upload, take_in
+from backburner.api.enqueue import enqueue, origin_of
+from backburner.api.extraction import Intake, keep, store_upload, take_in
 from backburner.api.inputs import text_problem
 from backburner.api.problems import validation_problems
 from backburner.api.schemas import JobCreate
 from backburner.api.state import services
 from backburner.errors import FieldProblem, RequestError
 from backburner.jobs.registry import JobType
-from backburner.store import documents as documents_store
 from backburner.ui.forms import (
     FormField,
     form_fields,
@@ -193,21 +192,21 @@ async def submit_new_job(request: Request) -> Response:
         return form_page(request, principal, job_type, values=values, problems=problems, status=422)
     stored: dict[str, list[str]] = {field: list(ids) for field, ids in already.items()}
     for field, intake in uploads:
-        document, _ = await documents_store.take_document(
-            svc.db,
-            owner=principal.owner,
-            filename=intake.filename,
-            content_type=intake.content_type,
-            size_bytes=intake.size_bytes,
-            text=intake.text,
-            now=svc.clock(),
-            actor=actor_of(request, principal),
+        document, _ = await keep(
+            svc, intake, owner=principal.owner, actor=actor_of(request, principal)
         )
         stored.setdefault(field, []).append(document.id)
     payload, _ = payload_from_form(fields, values, stored)
     try:
         create = JobCreate(type=type_name, payload=payload, **options)
-        job, _ = await enqueue(svc, principal, create, None, actor_of(request, principal))
+        job, _ = await enqueue(
+            svc,
+            principal,
+            create,
+            None,
+            actor_of(request, principal),
+            origin_of(request, svc.settings),
+        )
     except RequestError as error:
         return form_page(
             request,

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
+import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -24,12 +26,15 @@ from backburner.errors import (
     JobTimeout,
     PermanentError,
     RateLimited,
+    StorageUnavailable,
     UnknownJobType,
 )
 from backburner.jobs.registry import JobRegistry, JobType, RetryPolicy
 from backburner.logs import job_logging
 from backburner.providers.base import Provider, ResponseSnapshot
+from backburner.storage import Objects, result_key
 from backburner.store import OUTSTANDING_CALL_STATUSES, Database, Job, Outcome
+from backburner.store import objects as objects_store
 from backburner.store import steps as steps_store
 from backburner.worker import outcomes
 from backburner.worker.context import RunningJob, SlotHolder
@@ -89,8 +94,10 @@ class AttemptRunner:
         writer: OutcomeWriter,
         worker_id: str,
         clock: Clock,
+        objects: Objects,
     ) -> None:
         self.db = db
+        self.objects = objects
         self.registry = registry
         self.provider = provider
         self.settings = settings
@@ -192,7 +199,22 @@ class AttemptRunner:
                 job_type.retry,
             )
             return outcomes.after_failure(job, info, job_type.retry, self.clock())
-        return outcomes.succeeded(job, result.model_dump(mode="json"))
+        return await self._succeeded(job, job_type, result.model_dump(mode="json"))
+
+    async def _succeeded(self, job: Job, job_type: JobType, value: object) -> Outcome:
+        """The job's outcome with its result; a result larger than RESULT_INLINE_BYTES
+        goes to object storage first (a store that fails makes the attempt fail as
+        retryable: the next one replays the memoised model calls, paying nothing again)."""
+        encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+        if len(encoded) <= self.settings.result_inline_bytes:
+            return outcomes.succeeded(job, value)
+        key = f"{result_key(job.id)}/{job.attempts}-{secrets.token_hex(4)}"
+        try:
+            await objects_store.expect(self.db, key, self.clock())
+            await self.objects.put(key, encoded)
+        except StorageUnavailable as error:
+            return await self._after_error(job, job_type, error)
+        return outcomes.succeeded_as_object(job, key, len(encoded))
 
     async def _after_error(self, job: Job, job_type: JobType, error: BaseException) -> Outcome:
         """Retry later or fail, as the policy says for this error; a job that ends here

@@ -20,6 +20,7 @@ from backburner.clock import Clock, utcnow
 from backburner.config import Settings
 from backburner.jobs.registry import JobRegistry
 from backburner.providers.base import Provider
+from backburner.storage import Objects, open_objects
 from backburner.store import CHANNEL_CANCEL, CHANNEL_JOBS, CHANNEL_RESPONSES, Database, Job
 from backburner.store import queue as queue_store
 from backburner.store import workers as workers_store
@@ -27,6 +28,7 @@ from backburner.worker.attempt import Attempt, AttemptRunner, StopReason
 from backburner.worker.context import SlotHolder
 from backburner.worker.evaluations import Evaluations
 from backburner.worker.leases import LeaseKeeper
+from backburner.worker.objects import sweep
 from backburner.worker.schedules import Scheduler
 from backburner.worker.slots import Slots
 from backburner.worker.spending import Spending
@@ -55,8 +57,10 @@ class Worker:
         *,
         concurrency: int | None = None,
         clock: Clock = utcnow,
+        objects: Objects | None = None,
     ) -> None:
         self.db = db
+        self.objects = objects or open_objects(settings, db.sealer)
         self.registry = registry
         self.settings = settings
         self.clock = clock
@@ -80,6 +84,7 @@ class Worker:
             writer=self._writer,
             worker_id=self.id,
             clock=clock,
+            objects=self.objects,
         )
         self.leases = LeaseKeeper(
             db, settings, worker_id=self.id, running=self.running, clock=clock
@@ -90,9 +95,17 @@ class Worker:
         self.scheduler = Scheduler(db, registry, settings, clock, self.evaluations)
         self.leases.add_chore(settings.eval_check_seconds, self.evaluations.advance)
         self.leases.add_chore(settings.schedule_check_seconds, self.scheduler.fire_due)
+        self.leases.add_chore(settings.object_sweep_seconds, self.sweep_objects)
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
+
+    async def sweep_objects(self) -> None:
+        """Delete objects no row names any more (deleted documents and jobs, writes cut
+        off before their row): every worker may; deleting twice is harmless."""
+        removed = await sweep(self.db, self.objects, self.clock())
+        if removed:
+            log.info("deleted objects no row names", extra={"objects": removed})
 
     # --- Lifecycle --------------------------------------------------------------------------
 

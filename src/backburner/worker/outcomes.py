@@ -16,6 +16,11 @@ def succeeded(job: Job, result: object) -> Outcome:
     return Outcome(job.id, job.attempts, Event.SUCCEEDED, result=result)
 
 
+def succeeded_as_object(job: Job, key: str, size: int) -> Outcome:
+    """Succeeded, with a result too big for the row, stored as the object `key`."""
+    return Outcome(job.id, job.attempts, Event.SUCCEEDED, result_object=key, result_bytes=size)
+
+
 def canceled(job: Job) -> Outcome:
     return Outcome(
         job.id,

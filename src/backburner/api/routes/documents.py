@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
-from fastapi import APIRouter, File, Query, Response, UploadFile
+from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 
 from backburner.api.auth import CurrentActor, CurrentPrincipal
+from backburner.api.deletion import delete_objects_now
 from backburner.api.extraction import store_upload
 from backburner.api.openapi import problems
 from backburner.api.pagination import decode_cursor, encode_cursor
+from backburner.api.results import public_base
 from backburner.api.schemas import DocumentList, DocumentView
 from backburner.api.state import ServicesDep
-from backburner.errors import NotFound
+from backburner.errors import NotFound, StorageUnavailable
+from backburner.storage import ObjectMissing
 from backburner.store import Document
 from backburner.store import audit as audit_store
 from backburner.store import documents as documents_store
@@ -21,7 +25,7 @@ from backburner.store.audit import Target
 router = APIRouter(prefix="/api/documents", tags=["documents"])
 
 
-def view_of(document: Document, *, with_text: bool) -> DocumentView:
+def view_of(document: Document, *, with_text: bool, base_url: str = "") -> DocumentView:
     return DocumentView(
         document_id=document.id,
         filename=document.filename,
@@ -31,6 +35,9 @@ def view_of(document: Document, *, with_text: bool) -> DocumentView:
         sha256=document.sha256,
         created_at=document.created_at,
         text=document.text if with_text else None,
+        content_url=f"{base_url}/api/documents/{document.id}/content"
+        if document.original_key
+        else None,
     )
 
 
@@ -45,6 +52,7 @@ def view_of(document: Document, *, with_text: bool) -> DocumentView:
 )
 async def upload_document(
     file: Annotated[UploadFile, File(description="A .txt, .md or .pdf file")],
+    request: Request,
     response: Response,
     svc: ServicesDep,
     principal: CurrentPrincipal,
@@ -55,7 +63,8 @@ async def upload_document(
     document, created = await store_upload(svc, file, owner=principal.owner, actor=actor)
     if not created:
         response.status_code = 200
-    return view_of(document, with_text=False).model_copy(update={"duplicate": not created})
+    view = view_of(document, with_text=False, base_url=public_base(request, svc.settings))
+    return view.model_copy(update={"duplicate": not created})
 
 
 @router.get("", response_model=DocumentList)
@@ -93,6 +102,7 @@ async def list_documents(
 @router.get("/{document_id}", response_model=DocumentView)
 async def get_document(
     document_id: str,
+    request: Request,
     svc: ServicesDep,
     principal: CurrentPrincipal,
     actor: CurrentActor,
@@ -113,15 +123,71 @@ async def get_document(
             Target("document", document.id, document.owner),
             svc.clock(),
         )
-    return view_of(document, with_text=include_text)
+    return view_of(document, with_text=include_text, base_url=public_base(request, svc.settings))
+
+
+@router.get(
+    "/{document_id}/content",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The file as it was uploaded",
+            "content": {"application/pdf": {}, "text/plain": {}, "text/markdown": {}},
+        }
+    },
+)
+async def document_content(
+    document_id: str, svc: ServicesDep, principal: CurrentPrincipal, actor: CurrentActor
+) -> Response:
+    """The original file, as a download (its read is audited). 404 when the document is
+    not yours, or its original was not kept (documents an evaluation made)."""
+    found = await documents_store.get_documents(
+        svc.db, [document_id], owner=principal.visible_owner()
+    )
+    document = found.get(document_id)
+    if document is None or document.original_key is None:
+        raise NotFound(
+            f"no document {document_id}"
+            if document is None
+            else f"the original of document {document_id} was not kept"
+        )
+    try:
+        data = await svc.objects.get(document.original_key)
+    except (ObjectMissing, ValueError):  # ValueError: it does not open (CannotOpen)
+        raise StorageUnavailable(
+            f"the original of document {document_id} cannot be read from object storage"
+        ) from None
+    await audit_store.record_read(
+        svc.db,
+        actor,
+        audit_store.Action.DOCUMENT_DOWNLOADED,
+        Target("document", document.id, document.owner),
+        svc.clock(),
+    )
+    return Response(
+        data,
+        media_type=document.content_type,
+        headers={"content-disposition": attachment(document.filename)},
+    )
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition that saves the file under its name, whatever its characters
+    (RFC 6266: an ASCII fallback and the UTF-8 name)."""
+    fallback = "".join(
+        c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename
+    )
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 @router.delete("/{document_id}", status_code=204)
 async def delete_document(
     document_id: str, svc: ServicesDep, principal: CurrentPrincipal, actor: CurrentActor
 ) -> Response:
-    """Delete a document and its text. Jobs that read it keep their results."""
+    """Delete a document, its text and its original. Jobs that read it keep their
+    results."""
     await documents_store.delete_document(
         svc.db, document_id, owner=principal.visible_owner(), now=svc.clock(), actor=actor
     )
+    await delete_objects_now(svc)
     return Response(status_code=204)

@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
-from fastapi.responses import JSONResponse
 
 from backburner.api import live
 from backburner.api.auth import CurrentActor, CurrentPrincipal, Principal
 from backburner.api.deletion import delete_job_everywhere
-from backburner.api.enqueue import enqueue, enqueue_many
+from backburner.api.enqueue import enqueue, enqueue_many, origin_of
 from backburner.api.estimates import eta_of
 from backburner.api.openapi import problems
 from backburner.api.pagination import decode_cursor, encode_cursor
+from backburner.api.results import public_base, result_bytes_of
 from backburner.api.schemas import (
     BatchEntry,
     EventList,
@@ -73,7 +73,9 @@ async def create_job(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JobCreated:
     """Queue a job; answers at once with its id and an estimate of when it will be done."""
-    job, created = await enqueue(svc, principal, body, idempotency_key, actor)
+    job, created = await enqueue(
+        svc, principal, body, idempotency_key, actor, origin_of(request, svc.settings)
+    )
     return await created_response(request, svc, job, created, response)
 
 
@@ -94,7 +96,7 @@ async def create_jobs(
     """Queue up to 1,000 jobs in one transaction: each validated as a single create is (its
     own idempotency key in the body), any bad one refusing the batch with every bad item's
     index and field. Answers with one entry per job, in order."""
-    answers = await enqueue_many(svc, principal, body.jobs, actor)
+    answers = await enqueue_many(svc, principal, body.jobs, actor, origin_of(request, svc.settings))
     response.status_code = (
         status.HTTP_201_CREATED if any(created for _, created in answers) else status.HTTP_200_OK
     )
@@ -167,7 +169,12 @@ async def get_job(
     if job.result is not None:
         await audit_result_read(svc, actor, job, audit_store.Action.JOB_READ)
     usage = await steps_store.usage_totals(svc.db, job.id)
-    return JobView.of(job, eta=await eta_of(request, svc, job), usage=usage)
+    return JobView.of(
+        job,
+        eta=await eta_of(request, svc, job),
+        usage=usage,
+        base_url=public_base(request, svc.settings),
+    )
 
 
 @router.get(
@@ -180,22 +187,23 @@ async def job_result(
     principal: CurrentPrincipal,
     actor: CurrentActor,
     download: bool = Query(default=False, description="As a file to save"),
-) -> JSONResponse:
-    """The job's result alone, as its type's output schema describes it; 409 until the
-    job has succeeded."""
+) -> Response:
+    """The job's result alone, as its type's output schema describes it (also a result
+    kept in object storage: this is its `result_url`); 409 until the job has succeeded."""
     job = await owned_job(svc, principal, job_id)
     if job.status != JobStatus.SUCCEEDED:
         raise Conflict(f"job {job.id} has no result: it is {job.status.value}")
     action = (
         audit_store.Action.JOB_RESULT_DOWNLOADED if download else audit_store.Action.JOB_RESULT_READ
     )
+    body = await result_bytes_of(svc, job)
     await audit_result_read(svc, actor, job, action)
     headers = (
         {"content-disposition": f'attachment; filename="{job.type}-{job.id}.json"'}
         if download
         else None
     )
-    return JSONResponse(job.result, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=JobView, responses=problems(409))

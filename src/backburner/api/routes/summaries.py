@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request, Response
 
 from backburner.api.auth import CurrentActor, CurrentPrincipal
-from backburner.api.enqueue import enqueue
+from backburner.api.enqueue import enqueue, origin_of
 from backburner.api.openapi import problems
 from backburner.api.routes.jobs import created_response
 from backburner.api.schemas import (
@@ -163,5 +163,7 @@ async def batch_summary(
         deadline_seconds=body.deadline_seconds,
         notify=body.notify,
     )
-    job, created = await enqueue(svc, principal, create, idempotency_key, actor)
+    job, created = await enqueue(
+        svc, principal, create, idempotency_key, actor, origin_of(request, svc.settings)
+    )
     return await created_response(request, svc, job, created, response)
