@@ -859,6 +859,16 @@ def status(job_id: str, url: str, api_key: str) -> None:
         _print_json(_fail_on_api_error(lambda: client.get_job(job_id)).model_dump(mode="json"))
 
 
+@main.command()
+@click.argument("job_id")
+@url_option
+@key_option
+def result(job_id: str, url: str, api_key: str) -> None:
+    """Print a succeeded job's result (also one kept in object storage)."""
+    with _client(url, api_key) as client:
+        _print_json(_fail_on_api_error(lambda: client.get_result(job_id)))
+
+
 @main.group()
 def documents() -> None:
     """Your uploaded documents."""
@@ -877,6 +887,25 @@ def documents_ls(limit: int | None, url: str, api_key: str) -> None:
             f"{d.document_id}\t{d.filename}\t{d.size_bytes}\t{d.char_count}\t"
             f"{(d.model_extra or {}).get('created_at', '')}"
         )
+
+
+@documents.command("get")
+@click.argument("document_id")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True),
+    required=True,
+    help="Write the original file here.",
+)
+@url_option
+@key_option
+def documents_get(document_id: str, output: str, url: str, api_key: str) -> None:
+    """Download a document's original file."""
+    with _client(url, api_key) as client:
+        data = _fail_on_api_error(lambda: client.document_content(document_id))
+    Path(output).write_bytes(data)
+    click.echo(f"wrote {len(data)} bytes to {output}")
 
 
 @documents.command("rm")
@@ -1011,9 +1040,10 @@ def encryption_new_key(key_id: str) -> None:
 @encryption.command("rotate")
 @click.option("--batch", "batch_size", default=500, show_default=True, type=click.IntRange(1))
 def encryption_rotate(batch_size: int) -> None:
-    """Seal everything with the first key: values under older keys, and values written
-    before encryption. Batched (workers keep running) and resumable (run it again after an
-    interruption). Retires the older keys once nothing is sealed with them."""
+    """Seal everything with the first key: objects (originals, large results) and values
+    under older keys, and values written before encryption. Batched (workers keep running)
+    and resumable (run it again after an interruption). Retires the older keys once nothing
+    is sealed with them."""
     from backburner.store import encryption as encryption_store
 
     settings = _settings()
@@ -1023,8 +1053,13 @@ def encryption_rotate(batch_size: int) -> None:
             click.echo(f"  {column}: {count} re-sealed")
 
     async def run() -> dict[str, int]:
-        async with _database(settings, upgrade=True) as database:
+        from backburner.runtime import storage_for
+        from backburner.worker.objects import reseal
+
+        async with _opened(settings, upgrade=True) as (database, opened):
             assert database.sealer is not None
+            # Objects first: the columns' rotation retires the older keys when it is done.
+            await reseal(database, storage_for(opened, database), on_progress=progress)
             return await encryption_store.rotate(
                 database,
                 database.sealer,

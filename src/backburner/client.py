@@ -71,6 +71,9 @@ class Job(BaseModel):
     progress: float = 0.0
     progress_message: str | None = None
     result: Any = None
+    # A result too big to travel in the job: `get_result` (and `wait`) fetch it from here.
+    result_url: str | None = None
+    result_bytes: int | None = None
     error: dict[str, Any] | None = None
     attempts: int = 0
     created_at: datetime
@@ -148,6 +151,10 @@ class Client:
         self._http.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._raw(method, path, **kwargs)
+        return None if response.status_code == 204 else response.json()
+
+    def _raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         response = self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
             try:
@@ -155,7 +162,7 @@ class Client:
             except ValueError:
                 problem = {"detail": response.text}
             raise ApiError(response.status_code, problem)
-        return None if response.status_code == 204 else response.json()
+        return response
 
     # --- Jobs --------------------------------------------------------------------------------
 
@@ -255,8 +262,9 @@ class Client:
     ) -> Job:
         """Poll until the job ends (or `timeout` seconds pass: TimeoutError). While the
         service cannot be reached, or answers 502-504 (a restart, a deploy), keep asking
-        with backoff for up to `reconnect_for` seconds: the job goes on without us."""
-        return self._poll(
+        with backoff for up to `reconnect_for` seconds: the job goes on without us. A
+        result kept in object storage (`result_url`) is fetched into `result`."""
+        done = self._poll(
             lambda: self.get_job(job_id),
             lambda job: job.is_done,
             f"job {job_id}",
@@ -266,6 +274,13 @@ class Client:
             reconnect_for=reconnect_for,
             on_reconnect=on_reconnect,
         )
+        if done.result is None and done.result_url is not None:
+            done.result = self.get_result(job_id)
+        return done
+
+    def get_result(self, job_id: str) -> Any:
+        """A succeeded job's result, wherever it is kept (in the job or as an object)."""
+        return self._request("GET", f"/api/jobs/{job_id}/result")
 
     def _poll(
         self,
@@ -422,6 +437,10 @@ class Client:
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
+
+    def document_content(self, document_id: str) -> bytes:
+        """The file as it was uploaded."""
+        return self._raw("GET", f"/api/documents/{document_id}/content").content
 
     def delete_document(self, document_id: str) -> None:
         self._request("DELETE", f"/api/documents/{document_id}")

@@ -322,8 +322,12 @@ def test_submit_goes_on_past_a_bad_file_and_documents_are_listed_and_removed(
         job = json.loads(run_cli("status", job_id, env=client_env).stdout)
         assert job["result"]["documents"] == 2  # made from the good ones
         assert job["callback_url"] == "https://hooks.example.com/done"
+        assert json.loads(run_cli("result", job_id, env=client_env).stdout) == job["result"]
         listed = run_cli("documents", "ls", env=client_env).stdout.splitlines()
         assert [line.split("\t")[1] for line in listed] == ["note-1.txt", "note-0.txt"]
+        original = tmp_path / "original.txt"
+        run_cli("documents", "get", listed[0].split("\t")[0], "-o", str(original), env=client_env)
+        assert original.read_bytes() == good[1].read_bytes()
 
         # --strict stops at the bad file and removes what it had uploaded.
         third = tmp_path / "note-2.txt"

@@ -25,10 +25,12 @@ import sqlalchemy as sa
 from backburner.clock import utcnow
 from backburner.config import Settings
 from backburner.privacy.sealing import Keyring, KeyringError
-from backburner.runtime import open_database
+from backburner.runtime import open_database, storage_for
+from backburner.storage import storage_location
 from backburner.store import Database
 from backburner.store import encryption as encryption_store
 from backburner.store.schema import encryption_keys, jobs
+from backburner.worker.objects import reseal
 from tests.conftest import KEYRING, POSTGRES_URL, TEST_KEYS, Keys, fast_settings, serving
 from tests.e2e.processes import BACKBURNER, child_env, run_cli
 from tests.e2e.test_api_jobs import until_done
@@ -77,6 +79,12 @@ def pg_dump(url: str) -> bytes:
 
 async def on_disk(url: str) -> bytes:
     return await asyncio.to_thread(raw_sqlite if url.startswith("sqlite") else pg_dump, url)
+
+
+def objects_on_disk(settings: Settings) -> bytes:
+    """Every byte of the object store (a directory in these tests)."""
+    root = Path(storage_location(settings))
+    return b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())
 
 
 async def write_through_every_path(api: httpx.AsyncClient, hook: Receiver) -> dict[str, Any]:
@@ -149,8 +157,9 @@ async def test_known_plaintexts_are_nowhere_on_disk(db_url: str, keys: Keys) -> 
         serving(settings, keys.alice, embed_worker=True) as api,
     ):
         seen = await write_through_every_path(api, hook)
-        while_running = await on_disk(db_url)
-    after = await on_disk(db_url)
+        while_running = await on_disk(db_url) + objects_on_disk(settings)
+    after = await on_disk(db_url) + objects_on_disk(settings)
+    assert objects_on_disk(settings)  # the original is kept, as an object
     # The owner reads everything back as written.
     assert DOCUMENT in seen["document"]["text"]
     assert seen["channels"]["emails"] == [EMAIL]
@@ -183,6 +192,7 @@ async def test_rotation_moves_everything_to_the_new_key_and_retires_the_old(
         serving(settings, keys.alice, embed_worker=True) as api,
     ):
         before = await write_through_every_path(api, hook)
+        original = (await api.get(before["document"]["content_url"])).content
     # A value from before encryption was turned on: plain JSON in the column.
     job_id = str(uuid.uuid4())
     async with db.write() as tx:
@@ -201,12 +211,16 @@ async def test_rotation_moves_everything_to_the_new_key_and_retires_the_old(
             )
         )
     new_keys = f"{other_key('next')},{TEST_KEYS}"
-    rotated = fast_settings(db_url, encryption_keys=new_keys)
+    rotated = fast_settings(db_url, encryption_keys=new_keys, storage_url=settings.storage_url)
     store, _ = await open_database(rotated)
     try:
         sealer = store.sealer
         assert sealer is not None
         assert sum((await encryption_store.left_to_rotate(store, sealer)).values()) > 10
+        # Objects are sealed again first (what `backburner encryption rotate` does).
+        objects = storage_for(rotated, store)
+        assert await reseal(store, objects) == 1
+        assert await reseal(store, objects) == 0  # run again: nothing left
 
         # Interrupted after its first batch (a kill), then run again: it carries on.
         def interrupt(_column: str, count: int) -> None:
@@ -233,8 +247,11 @@ async def test_rotation_moves_everything_to_the_new_key_and_retires_the_old(
     assert states["next"] is None
     assert legacy.startswith('"bbx1:next:')
     # The old key may go now: the new one alone reads everything.
-    alone = fast_settings(db_url, encryption_keys=new_keys.split(",")[0])
+    alone = fast_settings(
+        db_url, encryption_keys=new_keys.split(",")[0], storage_url=settings.storage_url
+    )
     async with serving(alone, keys.alice, embed_worker=False) as api:
+        assert (await api.get(before["document"]["content_url"])).content == original
         assert (
             DOCUMENT
             in (await api.get(f"/api/documents/{before['document']['document_id']}")).json()["text"]

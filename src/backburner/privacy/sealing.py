@@ -274,7 +274,12 @@ def key_file_is_private(path: Path) -> bool:
 
 # Settings that may be given sealed (`backburner encryption seal-secret NAME`), so a .env
 # file or a deployment manifest holds ciphertext, not the secret.
-SEALABLE_SETTINGS = ("smtp_password", "openai_api_key", "openai_webhook_secret")
+SEALABLE_SETTINGS = (
+    "smtp_password",
+    "openai_api_key",
+    "openai_webhook_secret",
+    "storage_secret_access_key",
+)
 
 
 def seal_setting(keyring: Keyring, name: str, value: str) -> str:

@@ -37,9 +37,14 @@ class ObjectMissing(LookupError):
 class Sealer(Protocol):
     """What seals an object before it leaves the process (privacy.sealing.Keyring)."""
 
+    @property
+    def primary_id(self) -> str: ...
+
     def seal_blob(self, plaintext: bytes, place: str) -> bytes: ...
 
     def open_blob(self, sealed: bytes, place: str) -> bytes: ...
+
+    def blob_key_id(self, sealed: bytes) -> str | None: ...
 
 
 def document_key(document_id: str) -> str:
@@ -110,23 +115,31 @@ class Objects:
     sealer: Sealer | None
     location: str
 
-    def _seal(self, key: str, data: bytes) -> bytes:
+    def _keys(self) -> Sealer:
         if self.sealer is None:
-            raise StorageUnavailable("objects cannot be written without encryption keys")
-        return self.sealer.seal_blob(data, f"objects/{key}")
+            raise StorageUnavailable("objects cannot be read or written without encryption keys")
+        return self.sealer
+
+    def _seal(self, key: str, data: bytes) -> bytes:
+        return self._keys().seal_blob(data, _place(key))
 
     async def put(self, key: str, data: bytes) -> None:
-        sealed = self._seal(key, data)
-        try:
-            await obstore.put_async(self.store, key, sealed)
-        except (ObstoreError, OSError) as error:
-            raise StorageUnavailable(f"could not store {key}: {_reason(error)}") from error
+        await obstore_put(self.store, key, self._seal(key, data))
 
     async def get(self, key: str) -> bytes:
         sealed = await self.get_sealed(key)
-        if self.sealer is None:
-            raise StorageUnavailable("objects cannot be read without encryption keys")
-        return self.sealer.open_blob(sealed, f"objects/{key}")
+        return self._keys().open_blob(sealed, _place(key))
+
+    async def reseal(self, key: str) -> bool:
+        """Seal this object again with the first key; False when it is already."""
+        keys = self._keys()
+        sealed = await self.get_sealed(key)
+        if keys.blob_key_id(sealed) == keys.primary_id:
+            return False
+        await obstore_put(
+            self.store, key, keys.seal_blob(keys.open_blob(sealed, _place(key)), _place(key))
+        )
+        return True
 
     async def get_sealed(self, key: str) -> bytes:
         """The object as stored (for re-sealing under a new key)."""
@@ -165,6 +178,18 @@ class Objects:
         except (ObstoreError, OSError) as error:
             raise StorageUnavailable(f"could not look for {key}: {_reason(error)}") from error
         return True
+
+
+def _place(key: str) -> str:
+    """The associated data an object is sealed with: moved to another key, it won't open."""
+    return f"objects/{key}"
+
+
+async def obstore_put(store: LocalStore | S3Store, key: str, sealed: bytes) -> None:
+    try:
+        await obstore.put_async(store, key, sealed)
+    except (ObstoreError, OSError) as error:
+        raise StorageUnavailable(f"could not store {key}: {_reason(error)}") from error
 
 
 def _reason(error: BaseException) -> str:

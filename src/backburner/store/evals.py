@@ -73,6 +73,7 @@ class ItemState:
     grade_job_id: str | None
     scores: dict[str, float] | None
     error: str | None
+    result_object: str | None = None  # the result is this object (too big for the row)
 
     @property
     def deleted(self) -> bool:
@@ -208,7 +209,7 @@ async def item_states(db: Database, run_id: str, *, content: bool = True) -> lis
     c = eval_items.c
     columns = [c.position, c.item_id, c.job_id, c.grade_job_id, c.scores, c.error, jobs.c.status]
     if content:
-        columns += [c.input, c.expected, jobs.c.result]
+        columns += [c.input, c.expected, jobs.c.result, jobs.c.result_object]
     query = (
         sa.select(*columns)
         .select_from(eval_items.outerjoin(jobs, jobs.c.id == c.job_id))
@@ -229,6 +230,7 @@ async def item_states(db: Database, run_id: str, *, content: bool = True) -> lis
             grade_job_id=row["grade_job_id"],
             scores=row["scores"],
             error=row["error"],
+            result_object=row["result_object"] if content else None,
         )
         for row in rows
     ]

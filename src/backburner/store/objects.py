@@ -99,3 +99,22 @@ async def pending(db: Database) -> int:
         return int(
             (await conn.execute(sa.select(sa.func.count()).select_from(stale_objects))).scalar_one()
         )
+
+
+async def named_page(
+    db: Database, kind: str, *, after: str | None, limit: int = 200
+) -> list[tuple[str, str]]:
+    """(row id, object key) of documents (`kind` "documents") or jobs ("results") that name
+    an object, in id order after `after`: how key rotation walks every object."""
+    table, column = (
+        (documents, documents.c.original_key)
+        if kind == "documents"
+        else (jobs, jobs.c.result_object)
+    )
+    query = (
+        sa.select(table.c.id, column).where(column.is_not(None)).order_by(table.c.id).limit(limit)
+    )
+    if after is not None:
+        query = query.where(table.c.id > after)
+    async with db.read() as conn:
+        return [(row[0], row[1]) for row in (await conn.execute(query)).all()]

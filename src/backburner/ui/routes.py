@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from backburner.api.auth import SESSION_COOKIE, Principal, actor_of, guarded_key
@@ -14,9 +14,10 @@ from backburner.api.estimates import estimator, eta_of
 from backburner.api.feedback import FeedbackCreate, rate_job
 from backburner.api.inputs import text_problem
 from backburner.api.live import live_response
+from backburner.api.results import result_bytes_of, result_of
 from backburner.api.schemas import DeliveryView
 from backburner.api.state import services
-from backburner.errors import NotFound, RequestError, TooManyRequests
+from backburner.errors import NotFound, RequestError, StorageUnavailable, TooManyRequests
 from backburner.jobs.registry import JobType
 from backburner.store import Job, JobStatus
 from backburner.store import audit as audit_store
@@ -147,6 +148,12 @@ async def job_page_response(
     job_type = svc.registry.find(job.type)
     calls = await steps_store.list_calls(db, job.id)
     names = await documents_store.names_of(db, document_ids_of(job, job_type))
+    result, result_problem = job.result, None
+    if job.result_object is not None:
+        try:
+            result = await result_of(svc, job)
+        except StorageUnavailable:
+            result_problem = "The result is kept in object storage, which cannot be read now."
     context = {
         "job": job,
         "eta": await eta_of(request, svc, job),
@@ -158,9 +165,9 @@ async def job_page_response(
         "step_label": lambda key: step_label(key, names),
         "deliveries": [DeliveryView.of(d, attempts) for d, attempts in found],
         "blocks": result_blocks(
-            job.result, list(job_type.output_model.model_fields) if job_type else []
+            result, list(job_type.output_model.model_fields) if job_type else []
         ),
-        "problem": problem,
+        "problem": problem or result_problem,
         "support_url": svc.settings.support_url,
         "my_rating": next(
             (f for f in await feedback_store.ratings_of(db, job.id) if f.rater == principal.key_id),
@@ -183,7 +190,7 @@ async def job_page(
     job = await jobs_store.get_job(svc.db, job_id, owner=principal.visible_owner())
     if job is None:
         return not_found(request, principal, f"job {job_id}")
-    if job.result is not None and part != "body":
+    if (job.result is not None or job.result_object is not None) and part != "body":
         await read_result(request, principal, job, audit_store.Action.JOB_READ)
     return await job_page_response(
         request, principal, job, fragment=part == "body", calls_from=max(0, calls)
@@ -334,9 +341,13 @@ async def download_result(job_id: str, request: Request) -> Response:
     principal = await page_principal(request)
     if principal is None:
         return sign_in_page(request, status=401)
-    job = await jobs_store.get_job(services(request).db, job_id, owner=principal.visible_owner())
+    svc = services(request)
+    job = await jobs_store.get_job(svc.db, job_id, owner=principal.visible_owner())
     if job is None or job.status != JobStatus.SUCCEEDED:
         return not_found(request, principal, f"a result of job {job_id}")
+    body = await result_bytes_of(svc, job)
     await read_result(request, principal, job, audit_store.Action.JOB_RESULT_DOWNLOADED)
     disposition = f'attachment; filename="{job.type}-{job.id}.json"'
-    return JSONResponse(job.result, headers={"content-disposition": disposition})
+    return Response(
+        body, media_type="application/json", headers={"content-disposition": disposition}
+    )

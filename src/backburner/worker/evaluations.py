@@ -11,6 +11,7 @@ look, one scores.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ from backburner.jobs.evals.datasets import (
 from backburner.jobs.evals.scoring import ItemOutcome, score_item, score_run
 from backburner.jobs.registry import JobRegistry, JobType
 from backburner.providers.pricing import WINDOW_SECONDS
+from backburner.storage import Objects, open_objects
 from backburner.store import Database, NewJob
 from backburner.store import documents as documents_store
 from backburner.store import evals as evals_store
@@ -96,9 +98,15 @@ def check_request(registry: JobRegistry, request: EvalRequest) -> JobType:
 
 class Evaluations:
     def __init__(
-        self, db: Database, registry: JobRegistry, settings: Settings, clock: Clock
+        self,
+        db: Database,
+        registry: JobRegistry,
+        settings: Settings,
+        clock: Clock,
+        objects: Objects | None = None,
     ) -> None:
         self.db = db
+        self.objects = objects or open_objects(settings, db.sealer)
         self.registry = registry
         self.settings = settings
         self.clock = clock
@@ -238,9 +246,19 @@ class Evaluations:
             }
         await self._score(run, grades, grade_ids)
 
+    async def _item_states(self, run_id: str) -> list[evals_store.ItemState]:
+        """The run's items with their jobs' results, those kept as objects read."""
+        states = await evals_store.item_states(self.db, run_id)
+        return [
+            dataclasses.replace(s, result=await self.objects.get_json(s.result_object))
+            if s.result_object is not None
+            else s
+            for s in states
+        ]
+
     async def _send_to_grader(self, run: evals_store.EvalRun) -> None:
         grader = self.registry.get(GRADER)
-        states = await evals_store.item_states(self.db, run.id)
+        states = await self._item_states(run.id)
         now = self.clock()
         to_grade = [
             s
@@ -283,7 +301,7 @@ class Evaluations:
     async def _score(
         self, run: evals_store.EvalRun, grades: dict[int, float], grade_ids: Sequence[str]
     ) -> None:
-        states = await evals_store.item_states(self.db, run.id)
+        states = await self._item_states(run.id)
         outcomes = []
         for s in states:
             expected = Expectations.model_validate(s.expected)

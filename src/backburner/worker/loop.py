@@ -91,7 +91,7 @@ class Worker:
         )
         # Every worker looks for due schedules and runs to score; each slot and each run is
         # taken by one of them (see worker.schedules and worker.evaluations).
-        self.evaluations = Evaluations(db, registry, settings, clock)
+        self.evaluations = Evaluations(db, registry, settings, clock, self.objects)
         self.scheduler = Scheduler(db, registry, settings, clock, self.evaluations)
         self.leases.add_chore(settings.eval_check_seconds, self.evaluations.advance)
         self.leases.add_chore(settings.schedule_check_seconds, self.scheduler.fire_due)

@@ -129,7 +129,7 @@ class EvalComparison(BaseModel):
 
 
 def evaluations(svc: Services) -> Evaluations:
-    return Evaluations(svc.db, svc.registry, svc.settings, svc.clock)
+    return Evaluations(svc.db, svc.registry, svc.settings, svc.clock, svc.objects)
 
 
 @router.post("/api/evals", status_code=202, response_model=EvalRunView, responses=problems(403))
