@@ -38,13 +38,15 @@ typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
 # Test tools from Debian packages: promtool (checks docs/alerts.yml), Chromium (the
-# browser tests drive it with Playwright; `playwright install` is never used) and openssl
-# (the TLS test makes a self-signed certificate).
+# browser tests drive it with Playwright; `playwright install` is never used), openssl
+# (the TLS test makes a self-signed certificate) and Tesseract (scanned PDFs are read by
+# OCR; without it their upload is refused, naming the package).
 tools:
 	@missing=""; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v tesseract >/dev/null || missing="$$missing tesseract-ocr"; \
 	[ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null || missing="$$missing pgbouncer"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \

@@ -45,3 +45,25 @@ def slow_pdf() -> bytes:
 def bomb_pdf() -> bytes:
     """About 200 KB that expands to 200 MB."""
     return pdf_with_content(b" " * 200_000_000)
+
+
+def scanned_pdf(pages: list[str | None]) -> bytes:
+    """A PDF as a scanner makes it: each page an image of its text, no text layer (a page
+    given as None is typeset, with a text layer). Rendered by PDFium from a typeset page."""
+    import pypdfium2
+    from fpdf import FPDF
+
+    out = FPDF()
+    for text in pages:
+        out.add_page()
+        if text is None:
+            out.set_font("helvetica", size=12)
+            out.multi_cell(0, 6, "This page was typeset and has a text layer of its own.")
+            continue
+        typeset = FPDF()
+        typeset.add_page()
+        typeset.set_font("helvetica", size=16)
+        typeset.multi_cell(0, 9, text)
+        page = pypdfium2.PdfDocument(bytes(typeset.output()))[0]
+        out.image(page.render(scale=200 / 72, grayscale=True).to_pil(), x=0, y=0, w=210)
+    return bytes(out.output())

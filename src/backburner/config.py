@@ -122,6 +122,7 @@ class Settings(BaseSettings):
     # worker processes; these are the languages it is given (installed traineddata).
     ocr_languages: str = Field(default="eng", pattern=r"^[A-Za-z_]{3,12}(\+[A-Za-z_]{3,12})*$")
     ocr_max_pages: int = Field(default=200, ge=0)  # 0: never OCR
+    ocr_program: str = "tesseract"  # the Tesseract program: a name on PATH, or a path
 
     # Object storage for originals and large results (backburner.storage): a directory
     # beside the SQLite file unless STORAGE_URL says s3://bucket/prefix or a directory.

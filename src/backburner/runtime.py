@@ -298,6 +298,9 @@ def parse_limits(settings: Settings) -> ParseLimits:
         memory_bytes=settings.document_parse_memory_mb * MIB,
         pages=settings.document_max_pages,
         decompressed_bytes=settings.document_max_stream_mb * MIB,
+        ocr_languages=settings.ocr_languages,
+        ocr_max_pages=settings.ocr_max_pages,
+        ocr_program=settings.ocr_program,
     )
 
 

@@ -57,7 +57,9 @@ async def extract_text(content_type: str, data: bytes, parser: DocumentParser) -
         text = _decode(data)
     text = text.replace("\x00", "").strip()
     if not text:
-        raise _invalid("the document has no text to read (a scanned PDF needs OCR first)")
+        raise _invalid(
+            "the document has no text to read (none in its text layer, none found by OCR)"
+        )
     return text
 
 

@@ -1,4 +1,5 @@
-"""Reading the text of a PDF in a pool of worker processes, within limits.
+"""Reading the text of a PDF in a pool of worker processes, within limits; pages with no
+text layer (scans) are read by OCR with Tesseract, in the same processes.
 
 A PDF is a program for a complicated interpreter: an 11 KB file can keep pypdf busy for
 minutes, and a 200 KB one can ask for hundreds of megabytes. Parsing on the event loop
@@ -21,6 +22,9 @@ import io
 import multiprocessing
 import os
 import resource
+import shutil
+import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Literal
@@ -34,10 +38,13 @@ MIB = 1024 * 1024
 class ParseLimits:
     """What one PDF may cost. Each limit, when reached, refuses the file with a 422."""
 
-    seconds: float = 30.0
+    seconds: float = 30.0  # the text layer; with OCR, each page read by OCR
     memory_bytes: int = 1024 * MIB
     pages: int = 5_000
     decompressed_bytes: int = 64 * MIB
+    ocr_languages: str = "eng"
+    ocr_max_pages: int = 200  # 0: no OCR
+    ocr_program: str = "tesseract"  # a name on PATH, or a path
 
 
 class DocumentRefused(InvalidRequest):
@@ -50,12 +57,24 @@ class DocumentRefused(InvalidRequest):
 # "exhausted": refused for memory; the process that ran out is replaced, not reused.
 Outcome = tuple[Literal["text", "refused", "exhausted"], str]
 
+# A page with less text than this has no text layer worth the name: a scanned page.
+MIN_PAGE_TEXT = 16
+# Pages are rendered for OCR at 300 dpi (what Tesseract reads best), at most this many
+# pixels a side (a poster-sized page would otherwise need gigabytes).
+OCR_DPI = 300
+OCR_MAX_SIDE = 6000
+TESSERACT_PACKAGE = "tesseract-ocr"
+
 
 # --- in the worker process ---------------------------------------------------------
 
 
-def read_pdf(data: bytes, limits: ParseLimits) -> Outcome:
-    """The text of a PDF, or why it is refused (runs in a worker process)."""
+def read_pdf(
+    data: bytes, limits: ParseLimits, progress: Callable[[], None] = lambda: None
+) -> Outcome:
+    """The text of a PDF, or why it is refused (runs in a worker process). Pages with no
+    text layer are read with Tesseract; `progress` is called after each, so the service
+    gives each page its own time limit."""
     from pypdf import PdfReader
     from pypdf.errors import LimitReachedError, PyPdfError
 
@@ -66,7 +85,7 @@ def read_pdf(data: bytes, limits: ParseLimits) -> Outcome:
         pages = len(reader.pages)
         if pages > limits.pages:
             return "refused", f"the PDF has {pages} pages; at most {limits.pages} are read"
-        return "text", "\n\n".join((page.extract_text() or "").strip() for page in reader.pages)
+        texts = [(page.extract_text() or "").strip() for page in reader.pages]
     except LimitReachedError:
         return "refused", (
             "the PDF is too complex to read: a stream expands past "
@@ -78,6 +97,80 @@ def read_pdf(data: bytes, limits: ParseLimits) -> Outcome:
         return "refused", "the PDF nests its objects too deeply to read"
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
         return "refused", f"the PDF could not be read: {type(error).__name__}"
+    scanned = [number for number, text in enumerate(texts) if len(text) < MIN_PAGE_TEXT]
+    if scanned and limits.ocr_max_pages > 0:
+        # A scan must be read by OCR; a text PDF with a few image-only pages gains their
+        # words when Tesseract is there, and is read without them when it is not.
+        read = read_scanned(data, scanned, limits, progress, required=len(scanned) == pages)
+        if isinstance(read, tuple):
+            return read
+        for number, text in read.items():
+            texts[number] = text
+    return "text", "\n\n".join(texts)
+
+
+def read_scanned(
+    data: bytes,
+    numbers: list[int],
+    limits: ParseLimits,
+    progress: Callable[[], None],
+    *,
+    required: bool,
+) -> dict[int, str] | Outcome:
+    """OCR of these pages (0-based): rendered by PDFium, read by the `tesseract` program
+    (run directly: one process per page, its own time limit, one thread)."""
+    tesseract = shutil.which(limits.ocr_program)
+    if tesseract is None:
+        if not required:
+            return {}
+        return "refused", (
+            "the PDF has no text layer (a scanned document); reading it needs OCR, and "
+            f"Tesseract is not installed here (Debian package {TESSERACT_PACKAGE})"
+        )
+    if len(numbers) > limits.ocr_max_pages:
+        if required:
+            return "refused", (
+                f"the scanned PDF has {len(numbers)} pages; at most {limits.ocr_max_pages} "
+                "are read by OCR"
+            )
+        numbers = numbers[: limits.ocr_max_pages]
+    import pypdfium2
+
+    try:
+        document = pypdfium2.PdfDocument(data)
+    except pypdfium2.PdfiumError as error:
+        return "refused", f"the PDF could not be rendered for OCR: {error}"
+    found: dict[int, str] = {}
+    try:
+        for number in numbers:
+            page = document[number]
+            width, height = page.get_size()
+            scale = min(OCR_DPI / 72, OCR_MAX_SIDE / max(width, height, 1))
+            image = page.render(scale=scale, grayscale=True).to_pil()
+            png = io.BytesIO()
+            image.save(png, "PNG")
+            page.close()
+            try:
+                ran = subprocess.run(
+                    [tesseract, "stdin", "stdout", "-l", limits.ocr_languages],
+                    input=png.getvalue(),
+                    capture_output=True,
+                    timeout=limits.seconds,
+                    env={"PATH": os.environ.get("PATH", ""), "OMP_THREAD_LIMIT": "1"},
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                return "refused", f"OCR of page {number + 1} took longer than {limits.seconds:g} s"
+            if ran.returncode != 0:
+                reason = (ran.stderr.decode(errors="replace").strip().splitlines() or ["?"])[0]
+                return "refused", f"OCR of page {number + 1} failed: {reason[:200]}"
+            found[number] = ran.stdout.decode(errors="replace").strip()
+            progress()
+    except pypdfium2.PdfiumError as error:
+        return "refused", f"the PDF could not be rendered for OCR: {error}"
+    finally:
+        document.close()
+    return found
 
 
 def _confine(limits: ParseLimits) -> None:
@@ -102,6 +195,9 @@ def _confine(limits: ParseLimits) -> None:
     )
 
 
+PROGRESS = ("progress", "")
+
+
 def serve(connection: Connection, limits: ParseLimits) -> None:
     """A worker process: read PDFs sent over `connection` until it is closed."""
     _confine(limits)
@@ -110,7 +206,7 @@ def serve(connection: Connection, limits: ParseLimits) -> None:
             data = connection.recv_bytes()
         except (EOFError, OSError):
             return
-        outcome = read_pdf(data, limits)
+        outcome = read_pdf(data, limits, lambda: connection.send(PROGRESS))
         connection.send(outcome)
         if outcome[0] == "exhausted":
             return  # after a MemoryError the process may be in a bad state: replace it
@@ -127,13 +223,17 @@ class _Worker:
         child.close()
 
     def read(self, data: bytes, seconds: float) -> Outcome | None:
-        """Blocking: the outcome, or None when the process ran out of time."""
+        """Blocking: the outcome, or None when the process ran out of time: `seconds` for
+        the text layer, then again for each page read by OCR (each one reports)."""
         try:
             self.connection.send_bytes(data)
-            if not self.connection.poll(seconds):
-                return None
-            outcome: Outcome = self.connection.recv()
-            return outcome
+            while True:
+                if not self.connection.poll(seconds):
+                    return None
+                message = self.connection.recv()
+                if message != PROGRESS:
+                    outcome: Outcome = message
+                    return outcome
         except (EOFError, OSError):
             return "exhausted", "the PDF's reader stopped while reading it"
 
@@ -152,7 +252,7 @@ class DocumentParser:
         self.processes = processes or min(4, os.cpu_count() or 1)
         self._context = multiprocessing.get_context("forkserver")
         # Workers fork from a server that has imported pypdf once: a new worker is cheap.
-        self._context.set_forkserver_preload(["pypdf", __name__])
+        self._context.set_forkserver_preload(["pypdf", "pypdfium2", __name__])
         self._slots = asyncio.Semaphore(self.processes)
         self._idle: list[_Worker] = []
         self._closed = False
