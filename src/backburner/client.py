@@ -80,6 +80,8 @@ class Job(BaseModel):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     estimated_completion_seconds: float | None = None
+    # Model calls, responses, tokens and cost so far (`GET /api/jobs/{id}` has them).
+    usage: dict[str, Any] | None = None
 
     @property
     def is_done(self) -> bool:
@@ -321,6 +323,11 @@ class Client:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"{what} not done after {timeout}s")
             time.sleep(poll)
+
+    def webhook_secret(self) -> str:
+        """The secret your webhooks are signed with (Standard Webhooks), to verify them."""
+        secret: str = self._request("GET", "/api/webhooks/secret")["secret"]
+        return secret
 
     def rate_job(self, job_id: str, rating: str, comment: str | None = None) -> dict[str, Any]:
         """Thumbs "up" or "down" on a job's result, with an optional comment."""
