@@ -129,22 +129,12 @@ async def keep(svc: Services, intake: Intake, *, owner: str, actor: Actor) -> tu
     """Store a read upload: its original as an object, then its row naming it (see
     store.objects for why a crash in between leaves nothing behind). The same text
     uploaded again is the document the owner has already, and no second object."""
-    same = await documents_store.same_text(svc.db, owner, intake.text)
-    if same is not None:
-        return await documents_store.take_document(
-            svc.db,
-            owner=owner,
-            filename=intake.filename,
-            content_type=intake.content_type,
-            size_bytes=intake.size_bytes,
-            text=intake.text,
-            now=svc.clock(),
-            actor=actor,
-        )
-    document_id = new_id()
-    key = document_key(document_id)
-    await objects_store.expect(svc.db, key, svc.clock())
-    await svc.objects.put(key, intake.data)
+    document_id = key = None
+    if await documents_store.same_text(svc.db, owner, intake.text) is None:
+        document_id = new_id()
+        key = document_key(document_id)
+        await objects_store.expect(svc.db, key, svc.clock())
+        await svc.objects.put(key, intake.data)
     document, created = await documents_store.take_document(
         svc.db,
         owner=owner,
@@ -157,7 +147,7 @@ async def keep(svc: Services, intake: Intake, *, owner: str, actor: Actor) -> tu
         document_id=document_id,
         original_key=key,
     )
-    if not created:  # the same text arrived meanwhile: ours is not needed
+    if key is not None and not created:  # the same text arrived meanwhile: ours is not needed
         with contextlib.suppress(StorageUnavailable):
             await svc.objects.delete([key])
     return document, created

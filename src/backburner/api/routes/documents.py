@@ -7,20 +7,20 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 
-from backburner.api.auth import CurrentActor, CurrentPrincipal
+from backburner.api.auth import CurrentActor, CurrentPrincipal, Principal
 from backburner.api.deletion import delete_objects_now
 from backburner.api.extraction import store_upload
 from backburner.api.openapi import problems
 from backburner.api.pagination import decode_cursor, encode_cursor
 from backburner.api.results import public_base
 from backburner.api.schemas import DocumentList, DocumentView
-from backburner.api.state import ServicesDep
+from backburner.api.state import Services, ServicesDep
 from backburner.errors import NotFound, StorageUnavailable
 from backburner.storage import ObjectMissing
 from backburner.store import Document
 from backburner.store import audit as audit_store
 from backburner.store import documents as documents_store
-from backburner.store.audit import Target
+from backburner.store.audit import Actor, Target
 
 router = APIRouter(prefix="/api/documents", tags=["documents"])
 
@@ -109,20 +109,9 @@ async def get_document(
     include_text: bool = Query(default=True),
 ) -> DocumentView:
     """The document; with its text (the default), the read is audited."""
-    found = await documents_store.get_documents(
-        svc.db, [document_id], owner=principal.visible_owner()
-    )
-    if document_id not in found:
-        raise NotFound(f"no document {document_id}")
-    document = found[document_id]
+    document = await owned_document(svc, principal, document_id)
     if include_text:
-        await audit_store.record_read(
-            svc.db,
-            actor,
-            audit_store.Action.DOCUMENT_READ,
-            Target("document", document.id, document.owner),
-            svc.clock(),
-        )
+        await audit_read(svc, actor, audit_store.Action.DOCUMENT_READ, document)
     return view_of(document, with_text=include_text, base_url=public_base(request, svc.settings))
 
 
@@ -141,33 +130,38 @@ async def document_content(
 ) -> Response:
     """The original file, as a download (its read is audited). 404 when the document is
     not yours, or its original was not kept (documents an evaluation made)."""
-    found = await documents_store.get_documents(
-        svc.db, [document_id], owner=principal.visible_owner()
-    )
-    document = found.get(document_id)
-    if document is None or document.original_key is None:
-        raise NotFound(
-            f"no document {document_id}"
-            if document is None
-            else f"the original of document {document_id} was not kept"
-        )
+    document = await owned_document(svc, principal, document_id)
+    if document.original_key is None:
+        raise NotFound(f"the original of document {document_id} was not kept")
     try:
         data = await svc.objects.get(document.original_key)
     except (ObjectMissing, ValueError):  # ValueError: it does not open (CannotOpen)
         raise StorageUnavailable(
             f"the original of document {document_id} cannot be read from object storage"
         ) from None
-    await audit_store.record_read(
-        svc.db,
-        actor,
-        audit_store.Action.DOCUMENT_DOWNLOADED,
-        Target("document", document.id, document.owner),
-        svc.clock(),
-    )
+    await audit_read(svc, actor, audit_store.Action.DOCUMENT_DOWNLOADED, document)
     return Response(
         data,
         media_type=document.content_type,
         headers={"content-disposition": attachment(document.filename)},
+    )
+
+
+async def owned_document(svc: Services, principal: Principal, document_id: str) -> Document:
+    """The document, if it is the caller's (admins: anyone's); NotFound otherwise."""
+    found = await documents_store.get_documents(
+        svc.db, [document_id], owner=principal.visible_owner()
+    )
+    if document_id not in found:
+        raise NotFound(f"no document {document_id}")
+    return found[document_id]
+
+
+async def audit_read(
+    svc: Services, actor: Actor, action: audit_store.Action, document: Document
+) -> None:
+    await audit_store.record_read(
+        svc.db, actor, action, Target("document", document.id, document.owner), svc.clock()
     )
 
 
