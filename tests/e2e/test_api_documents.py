@@ -312,7 +312,7 @@ async def test_a_batch_summary_keeps_its_deadline_and_notifications(
     assert job["deadline_at"] is not None
 
 
-async def test_the_same_text_uploaded_again_is_the_same_document(
+async def test_the_same_file_uploaded_again_is_the_same_document(
     api: httpx.AsyncClient, keys: Keys
 ) -> None:
     first = await upload(api, "minutes.txt", ARTICLE.encode())
@@ -322,6 +322,11 @@ async def test_the_same_text_uploaded_again_is_the_same_document(
     assert (first.json()["duplicate"], again.json()["duplicate"]) == (False, True)
     other_text = await upload(api, "minutes.txt", (ARTICLE + " Addendum.").encode())
     assert other_text.status_code == 201
+    # The same words in another file (a PDF of them) are another document: its original
+    # is another file.
+    as_pdf = await upload(api, "minutes.pdf", make_pdf(ARTICLE))
+    assert as_pdf.status_code == 201
+    assert as_pdf.json()["document_id"] != first.json()["document_id"]
     # Another owner's identical upload is theirs alone.
     theirs = await upload(api, "minutes.txt", ARTICLE.encode(), headers=auth(keys.bob))
     assert theirs.status_code == 201

@@ -127,10 +127,11 @@ async def store_upload(
 
 async def keep(svc: Services, intake: Intake, *, owner: str, actor: Actor) -> tuple[Document, bool]:
     """Store a read upload: its original as an object, then its row naming it (see
-    store.objects for why a crash in between leaves nothing behind). The same text
+    store.objects for why a crash in between leaves nothing behind). The same file
     uploaded again is the document the owner has already, and no second object."""
     document_id = key = None
-    if await documents_store.same_text(svc.db, owner, intake.text) is None:
+    checksum = documents_store.content_checksum(intake.data)
+    if await documents_store.same_content(svc.db, owner, checksum) is None:
         document_id = new_id()
         key = document_key(document_id)
         await objects_store.expect(svc.db, key, svc.clock())
@@ -146,6 +147,7 @@ async def keep(svc: Services, intake: Intake, *, owner: str, actor: Actor) -> tu
         actor=actor,
         document_id=document_id,
         original_key=key,
+        checksum=checksum,
     )
     if key is not None and not created:  # the same text arrived meanwhile: ours is not needed
         with contextlib.suppress(StorageUnavailable):

@@ -21,6 +21,7 @@ import contextlib
 import io
 import multiprocessing
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -68,6 +69,45 @@ TESSERACT_PACKAGE = "tesseract-ocr"
 
 # --- in the worker process ---------------------------------------------------------
 
+# A line that starts a list item: a bullet, or "1." / "a)" and a space.
+_LIST_ITEM = re.compile(r"(?:[-*\u2022\u25aa\u25e6]|\d{1,3}[.)]|[a-z][.)])\s")
+# A line shorter than this share of the page's full line width ends its paragraph (or is a
+# heading of its own).
+SHORT_LINE = 0.7
+
+
+def reflow(text: str) -> str:
+    """A page's text as paragraphs: a PDF breaks lines where its layout wrapped them, so a
+    sentence arrives cut in two, and a line that starts with a figure looks like a new
+    list item. Lines are joined into paragraphs (a blank line, a short line, a list item
+    or a heading ends one), paragraphs separated by a blank line."""
+    lines = [line.strip() for line in text.splitlines()]
+    widths = sorted(len(line) for line in lines if line)
+    if not widths:
+        return ""
+    full = widths[(len(widths) * 9) // 10]  # the page's usual full line (90th percentile)
+    paragraphs: list[str] = []
+    current = ""
+    for line in lines:
+        if current and (not line or _LIST_ITEM.match(line)):
+            paragraphs.append(current)
+            current = ""
+        if not line:
+            continue
+        if not current:
+            current = line
+        elif current.endswith("-") and line[:1].islower():
+            current += line  # a word wrapped at its hyphen: long-\nstanding
+        else:
+            current += " " + line
+        if len(line) < SHORT_LINE * full:
+            paragraphs.append(current)
+            current = ""
+    if current:
+        paragraphs.append(current)
+    return "\n\n".join(paragraphs)
+
+
 
 def read_pdf(
     data: bytes, limits: ParseLimits, progress: Callable[[], None] = lambda: None
@@ -85,7 +125,7 @@ def read_pdf(
         pages = len(reader.pages)
         if pages > limits.pages:
             return "refused", f"the PDF has {pages} pages; at most {limits.pages} are read"
-        texts = [(page.extract_text() or "").strip() for page in reader.pages]
+        texts = [reflow(page.extract_text() or "") for page in reader.pages]
     except LimitReachedError:
         return "refused", (
             "the PDF is too complex to read: a stream expands past "
@@ -164,7 +204,7 @@ def read_scanned(
             if ran.returncode != 0:
                 reason = (ran.stderr.decode(errors="replace").strip().splitlines() or ["?"])[0]
                 return "refused", f"OCR of page {number + 1} failed: {reason[:200]}"
-            found[number] = ran.stdout.decode(errors="replace").strip()
+            found[number] = reflow(ran.stdout.decode(errors="replace"))
             progress()
     except pypdfium2.PdfiumError as error:
         return "refused", f"the PDF could not be rendered for OCR: {error}"

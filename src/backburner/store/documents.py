@@ -29,11 +29,13 @@ async def take_document(
     actor: Actor | None = None,
     document_id: str | None = None,
     original_key: str | None = None,
+    checksum: str | None = None,
 ) -> tuple[Document, bool]:
     """Store a document (its original already stored as the object `original_key`),
-    unless its owner already has one with the same text: then that one, and False (an
-    upload sent twice is one document)."""
-    checksum = _checksum(text)
+    unless its owner already has one with the same content: then that one, and False (a
+    file uploaded twice is one document). `checksum`: the SHA-256 of the file as uploaded
+    (`content_checksum`); without a file, of its text."""
+    checksum = checksum or content_checksum(text.encode())
     async with db.write() as tx:
         await tx.serialize_on(f"document:{owner}:{checksum}")  # two at once make one
         same = (
@@ -61,11 +63,11 @@ async def take_document(
         return await _insert(tx, values, actor), True
 
 
-async def same_text(db: Database, owner: str, text: str) -> DocumentEntry | None:
-    """The owner's document with this very text, if there is one."""
+async def same_content(db: Database, owner: str, checksum: str) -> DocumentEntry | None:
+    """The owner's document with this content checksum, if there is one."""
     query = (
         sa.select(*_ENTRY_COLUMNS)
-        .where(documents.c.owner == owner, documents.c.sha256 == _checksum(text))
+        .where(documents.c.owner == owner, documents.c.sha256 == checksum)
         .order_by(documents.c.created_at)
         .limit(1)
     )
@@ -74,8 +76,8 @@ async def same_text(db: Database, owner: str, text: str) -> DocumentEntry | None
     return DocumentEntry(**dict(row)) if row is not None else None
 
 
-def _checksum(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+def content_checksum(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 async def _insert(tx: Tx, values: dict[str, Any], actor: Actor | None) -> Document:

@@ -59,7 +59,7 @@ async def upload_document(
     actor: CurrentActor,
 ) -> DocumentView:
     """Store a document and its extracted text; summarisation jobs refer to its id. The
-    same text uploaded again by its owner is the same document (200, `duplicate`)."""
+    same file uploaded again by its owner is the same document (200, `duplicate`)."""
     document, created = await store_upload(svc, file, owner=principal.owner, actor=actor)
     if not created:
         response.status_code = 200
