@@ -77,15 +77,15 @@ SHORT_LINE = 0.7
 
 
 def reflow(text: str) -> str:
-    """A page's text as paragraphs: a PDF breaks lines where its layout wrapped them, so a
-    sentence arrives cut in two, and a line that starts with a figure looks like a new
-    list item. Lines are joined into paragraphs (a blank line, a short line, a list item
-    or a heading ends one), paragraphs separated by a blank line."""
+    """A PDF's text as paragraphs: a PDF breaks lines (and pages) where its layout wrapped
+    them, so a sentence arrives cut in two, and a line that starts with a figure looks
+    like a new list item. Lines are joined into paragraphs (a blank line, a short line, a
+    list item or a heading ends one), paragraphs separated by a blank line."""
     lines = [line.strip() for line in text.splitlines()]
     widths = sorted(len(line) for line in lines if line)
     if not widths:
         return ""
-    full = widths[(len(widths) * 9) // 10]  # the page's usual full line (90th percentile)
+    full = widths[(len(widths) * 9) // 10]  # the usual full line (90th percentile)
     paragraphs: list[str] = []
     current = ""
     for line in lines:
@@ -125,7 +125,7 @@ def read_pdf(
         pages = len(reader.pages)
         if pages > limits.pages:
             return "refused", f"the PDF has {pages} pages; at most {limits.pages} are read"
-        texts = [reflow(page.extract_text() or "") for page in reader.pages]
+        texts = [(page.extract_text() or "").strip() for page in reader.pages]
     except LimitReachedError:
         return "refused", (
             "the PDF is too complex to read: a stream expands past "
@@ -146,7 +146,8 @@ def read_pdf(
             return read
         for number, text in read.items():
             texts[number] = text
-    return "text", "\n\n".join(texts)
+    # Reflowed as one text: a sentence that runs on over a page break stays one.
+    return "text", reflow("\n".join(texts))
 
 
 def read_scanned(
@@ -204,7 +205,7 @@ def read_scanned(
             if ran.returncode != 0:
                 reason = (ran.stderr.decode(errors="replace").strip().splitlines() or ["?"])[0]
                 return "refused", f"OCR of page {number + 1} failed: {reason[:200]}"
-            found[number] = reflow(ran.stdout.decode(errors="replace"))
+            found[number] = ran.stdout.decode(errors="replace").strip()
             progress()
     except pypdfium2.PdfiumError as error:
         return "refused", f"the PDF could not be rendered for OCR: {error}"

@@ -247,15 +247,34 @@ _ITEM_COUNT = re.compile(
 
 
 def split_sentences(text: str) -> list[str]:
-    """The text's sentences, each once (repeats add nothing to a summary). A line ending
-    in a colon is a heading ("From minutes.pdf:"), not a sentence to quote."""
-    parts = (part.strip(" \t\n-*•") for part in _SENTENCE_END.split(text))
+    """The text's sentences, each once (repeats add nothing to a summary). A heading is
+    not a sentence to quote: a line ending in a colon ("From minutes.pdf:"), or a short
+    line of its own with no closing punctuation that is not a list item ("Orion Dynamics
+    annual report")."""
     cleaned = (
         " ".join(part.split())
-        for part in parts
-        if part and _WORD.search(part.lower()) and not part.endswith(":")
+        for raw in _SENTENCE_END.split(text)
+        if (part := raw.strip(" \t\n-*•"))
+        and _WORD.search(part.lower())
+        and not part.endswith(":")
+        and not _is_title(raw)
     )
     return list(dict.fromkeys(cleaned))
+
+
+_CLOSING = tuple(".!?\"')]…")
+HEADING_WORDS = 8  # a line this short, unpunctuated, on its own: a heading
+
+
+def _is_title(raw: str) -> bool:
+    line = raw.strip()
+    return (
+        "\n" not in line
+        and not line.startswith(("-", "*", "•"))
+        and not line.endswith(_CLOSING)
+        and not line[:1].isdigit()
+        and len(line.split()) <= HEADING_WORDS
+    )
 
 
 def content_words(text: str) -> list[str]:
