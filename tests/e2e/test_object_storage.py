@@ -156,6 +156,14 @@ async def test_a_large_result_is_an_object_linked_from_the_api_callback_and_emai
                 == job["result_bytes"]
             )
             assert_problem(await api.get(job["result_url"], headers=auth(keys.bob)), 404)
+            # The dashboard reads it from the store too: the page and the download.
+            assert (
+                await api.get(f"/?token={keys.alice}", follow_redirects=False)
+            ).status_code == 303
+            page = await api.get(f"/jobs/{job_id}")
+            assert "report-2.txt" in page.text
+            saved = await api.get(f"/jobs/{job_id}/result.json")
+            assert saved.json() == result
 
             async with db.read() as conn:
                 row = (
