@@ -108,7 +108,6 @@ def reflow(text: str) -> str:
     return "\n\n".join(paragraphs)
 
 
-
 def read_pdf(
     data: bytes, limits: ParseLimits, progress: Callable[[], None] = lambda: None
 ) -> Outcome:
