@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import signal
 import sys
 import time
@@ -129,6 +130,14 @@ async def _bootstrap(settings: Settings) -> str | None:
 )
 @click.option("--ssl-certfile", default=None, help="Serve https with this PEM certificate.")
 @click.option("--ssl-keyfile", default=None, help="The certificate's PEM private key.")
+@click.option(
+    "--workers",
+    "processes",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="API processes on the port (PostgreSQL, with --no-worker).",
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -136,8 +145,10 @@ def serve(
     concurrency: int | None,
     ssl_certfile: str | None,
     ssl_keyfile: str | None,
+    processes: int,
 ) -> None:
-    """Start the API and dashboard (and, unless --no-worker, a worker) in one process."""
+    """Start the API and dashboard (and, unless --no-worker, a worker) in one process, or
+    in several API processes sharing the port (--workers N)."""
     import uvicorn
 
     from backburner.runtime import create_app
@@ -151,6 +162,15 @@ def serve(
     )
     if bool(settings.ssl_certfile) != bool(settings.ssl_keyfile):
         raise click.UsageError("give both --ssl-certfile and --ssl-keyfile, or neither")
+    if processes > 1 and not no_worker:
+        raise click.UsageError(
+            "--workers runs API processes only: add --no-worker, and run `backburner worker` "
+            "beside them"
+        )
+    if processes > 1 and not settings.database_url.startswith("postgresql"):
+        raise click.UsageError(
+            "--workers needs PostgreSQL: SQLite is the one-process embedded mode"
+        )
     configure_logging(settings.log_level, settings.log_format)
     admin_key = asyncio.run(_bootstrap(settings))
     scheme = "https" if settings.ssl_certfile else "http"
@@ -183,11 +203,27 @@ def serve(
         crashed.append(True)
         signal.raise_signal(signal.SIGTERM)
 
-    app = create_app(
-        settings, embed_worker=not no_worker, migrate_on_start=False, on_crash=end_process
+    if processes > 1:
+        # Each process builds its own app from the environment: what was given here as
+        # options goes there first.
+        given = {
+            "host": host,
+            "port": port,
+            "ssl_certfile": ssl_certfile,
+            "ssl_keyfile": ssl_keyfile,
+        }
+        os.environ.update({f"BACKBURNER_{k.upper()}": str(v) for k, v in given.items() if v})
+    app: Any = (
+        "backburner.runtime:app_from_environment"
+        if processes > 1
+        else create_app(
+            settings, embed_worker=not no_worker, migrate_on_start=False, on_crash=end_process
+        )
     )
     uvicorn.run(
         app,
+        factory=processes > 1,
+        workers=processes if processes > 1 else None,
         host=settings.host,
         port=settings.port,
         log_config=None,

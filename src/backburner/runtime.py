@@ -215,6 +215,12 @@ def create_app(
     return app
 
 
+def app_from_environment() -> FastAPI:
+    """The app of one of `serve --workers N`'s API processes: each reads the settings
+    from the environment (the command put its options there) and serves the API only."""
+    return create_app(Settings(), embed_worker=False, migrate_on_start=False)
+
+
 async def open_database(
     settings: Settings, *, upgrade: bool = False, listen: bool = False, pool_size: int = 10
 ) -> tuple[Database, Settings]:

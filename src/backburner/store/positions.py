@@ -61,6 +61,22 @@ async def count_ahead(
         )
 
 
+async def due_by_priority(
+    db: Database, *, now: datetime, max_count: int = 10_000
+) -> dict[int, int]:
+    """Runnable pending jobs by priority (at most `max_count` counted in all): where a job
+    created now would stand, without a count per created job."""
+    due = (
+        sa.select(jobs.c.priority)
+        .where(jobs.c.status == PENDING, jobs.c.run_at <= now)
+        .limit(max_count)
+        .subquery()
+    )
+    query = sa.select(due.c.priority, sa.func.count()).group_by(due.c.priority)
+    async with db.read() as conn:
+        return {int(priority): int(count) for priority, count in (await conn.execute(query)).all()}
+
+
 async def queue_positions(
     db: Database, job_ids: Sequence[str], *, now: datetime, max_count: int = 10_000
 ) -> dict[str, int]:

@@ -47,7 +47,7 @@ async def created_response(
     return JobCreated(
         job_id=job.id,
         status=job.status.value,
-        estimated_completion_seconds=await eta_of(request, svc, job),
+        estimated_completion_seconds=await eta_of(request, svc, job, just_created=created),
         created_at=job.created_at,
         links={
             "self": f"/api/jobs/{job.id}",
