@@ -1,8 +1,10 @@
-"""How fast do jobs go in? The store's insert one at a time and in batches, and the HTTP
-API's bulk endpoint, on SQLite and PostgreSQL. Prints one table.
+"""How fast do jobs go in? POST /api/jobs one job a request (driven by wrk, at several
+numbers of connections), the store's insert one at a time and in batches, and the HTTP
+API's bulk endpoint, on SQLite and PostgreSQL. Prints two tables.
 
     python bench/intake.py                      # 2,000 single, 20,000 in batches
     python bench/intake.py --single 500 --bulk 5000 --dialects postgresql
+    python bench/intake.py --only-http --processes 2   # POST /api/jobs through wrk only
 
 Loopback only; every loop is bounded by its count.
 """
@@ -19,6 +21,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(
 
 import argparse
 import asyncio
+import secrets
+import shutil
+import subprocess
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -125,13 +130,115 @@ async def through_the_api(url: str, count: int, clients: int) -> tuple[float, fl
     return count / elapsed, percentile(latencies, 50), percentile(latencies, 99)
 
 
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Authorization"] = "Bearer %(key)s"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"type": "noop", "payload": {"echo": 1}}'
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "WRK %%d %%d %%d %%d %%d %%d\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), e.status,
+    e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+async def single_creates(
+    url: str, connections: list[int], seconds: int, processes: int, workdir: Path
+) -> list[tuple[int, float, float, float, int]]:
+    """POST /api/jobs one job a request, driven by `wrk` (not a Python client, which would
+    be the bottleneck), at each number of open connections: jobs/s, p50 and p99 in ms, and
+    failed requests. One `serve --no-worker` (with `processes` API processes)."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is missing: apt-get install wrk")
+    db = Database(url, sealer=KEYRING)
+    _, key = await keys_store.create_key(db, owner="bench", role=Role.MEMBER, now=datetime.now(UTC))
+    await db.close()
+    script = workdir / f"create-{secrets.token_hex(3)}.lua"
+    script.write_text(WRK_SCRIPT % {"key": key})
+    port = free_port()
+    env = clean_env() | {
+        "BACKBURNER_DATABASE_URL": url,
+        "BACKBURNER_LOG_LEVEL": "WARNING",
+        "BACKBURNER_AUTH_CACHE_SECONDS": "30",
+    }
+    base = f"http://127.0.0.1:{port}"
+    rows = []
+    serve = ["serve", "--no-worker", "--port", str(port)]
+    if processes > 1:
+        serve += ["--workers", str(processes)]
+    with process(*serve, env=env):
+        await wait_http(f"{base}/healthz")
+        for count in connections:
+            ran = await asyncio.to_thread(
+                subprocess.run,
+                [
+                    "wrk",
+                    "-t",
+                    "1",
+                    "-c",
+                    str(count),
+                    "-d",
+                    f"{seconds}s",
+                    "-s",
+                    str(script),
+                    "--timeout",
+                    "10s",
+                    f"{base}/api/jobs",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=seconds + 60,
+                check=True,
+            )
+            line = next(x for x in ran.stdout.splitlines() if x.startswith("WRK "))
+            requests, duration_us, p50_us, p99_us, non_2xx, failed = map(int, line.split()[1:])
+            rate = (requests - non_2xx - failed) / (duration_us / 1e6)
+            rows.append((count, rate, p50_us / 1000, p99_us / 1000, non_2xx + failed))
+    return rows
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--single", type=int, default=2_000, help="jobs inserted one by one")
     parser.add_argument("--bulk", type=int, default=20_000, help="jobs inserted in batches")
     parser.add_argument("--clients", type=int, default=4, help="concurrent batch requests")
     parser.add_argument("--dialects", default="sqlite,postgresql")
+    parser.add_argument(
+        "--connections", default="1,8,32,64", help="wrk's open connections, one run each"
+    )
+    parser.add_argument("--seconds", type=int, default=5, help="each wrk run's length")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="API processes (serve --workers, PostgreSQL)"
+    )
+    parser.add_argument("--only-http", action="store_true", help="only the wrk runs")
     args = parser.parse_args()
+    connections = [int(c) for c in args.connections.split(",")]
+    http_rows: list[tuple[str, int, int, float, float, float, int]] = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for dialect in args.dialects.split(","):
+            processes = args.processes if dialect == "postgresql" else 1
+            url = await fresh_database(dialect, Path(workdir))
+            try:
+                for row in await single_creates(
+                    url, connections, args.seconds, processes, Path(workdir)
+                ):
+                    http_rows.append((dialect, processes, *row))
+            finally:
+                await drop_database(url)
+    print(f"\nbench/intake.py — {describe()}")
+    print(
+        f"POST /api/jobs, one job a request, driven by wrk ({args.seconds} s a run, one wrk "
+        "thread on the same machine)\n"
+    )
+    print("database | API processes | connections | jobs/s | p50 (ms) | p99 (ms) | failed")
+    print("--- | --- | --- | --- | --- | --- | ---")
+    for dialect, processes, count, rate, p50, p99, failed in http_rows:
+        print(f"{dialect} | {processes} | {count} | {rate:,.0f} | {p50:.1f} | {p99:.1f} | {failed}")
+    if args.only_http:
+        return
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         for dialect in args.dialects.split(","):

@@ -43,7 +43,7 @@ from backburner.privacy.sealing import (
 )
 from backburner.providers import start_provider
 from backburner.providers.base import Provider
-from backburner.storage import Objects, is_shared, open_objects
+from backburner.storage import Objects, open_objects
 from backburner.store import Database, encryption, migrate
 from backburner.ui import routes as ui_routes
 from backburner.worker import Worker
@@ -285,11 +285,12 @@ def _listed(key_ids: list[str]) -> str:
 
 
 def storage_for(settings: Settings, db: Database) -> Objects:
-    """Object storage, sealed by the database's keys. A directory on this machine while
-    the database is shared (PostgreSQL) is said out loud: processes on other machines
-    would not find each other's objects."""
+    """Object storage, sealed by the database's keys. The default directory on this
+    machine while the database is shared (PostgreSQL) is said out loud: processes on other
+    machines would not find each other's objects (a directory given on purpose, a shared
+    mount say, is taken as meant)."""
     objects = open_objects(settings, db.sealer)
-    if db.dialect == "postgresql" and not is_shared(objects.location):
+    if db.dialect == "postgresql" and settings.storage_url is None:
         log.warning(
             "objects are stored in %s on this machine; with processes on several machines "
             "set BACKBURNER_STORAGE_URL=s3://bucket/prefix (or a directory they share)",

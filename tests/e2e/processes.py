@@ -7,6 +7,7 @@ import random
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,6 +63,10 @@ def child_env(db_url: str, **settings: str) -> dict[str, str]:
             "BACKBURNER_ENCRYPTION_KEYS": TEST_KEYS,
         }
     )
+    if not db_url.startswith("sqlite"):
+        # Objects of their own, not the checkout's ./backburner-objects (with SQLite they
+        # sit beside the database file).
+        env["BACKBURNER_STORAGE_URL"] = tempfile.mkdtemp(prefix="bb-objects-")
     env.update({f"BACKBURNER_{k.upper()}": v for k, v in settings.items()})
     return env
 
