@@ -86,12 +86,17 @@ class EtaEstimator:
 
     async def _ahead_of_new(self, priority: int, now: datetime) -> int:
         # Every create would otherwise count the queue: at a thousand creates a second, a
-        # count of up to 10,000 rows each. A second-old shape is close enough for an ETA.
+        # count of up to 10,000 rows each. The queue's shape is read at most once a second
+        # (after this job went in: it counts itself once), and each job created here since
+        # joins it, so jobs created one after another get growing ETAs.
         due, expires = self._due
         if expires <= time.monotonic():
             due = await positions_store.due_by_priority(self._db, now=now)
             self._due = (due, time.monotonic() + min(self._ttl, 1.0))
-        return sum(count for level, count in due.items() if level >= priority)
+            return max(0, sum(count for level, count in due.items() if level >= priority) - 1)
+        ahead = sum(count for level, count in due.items() if level >= priority)
+        due[priority] = due.get(priority, 0) + 1
+        return ahead
 
     async def _live_capacity(self, now: datetime) -> int:
         value, expires = self._capacity
