@@ -37,4 +37,10 @@ def services(request: Request) -> Services:
     return found
 
 
-ServicesDep = Annotated[Services, Depends(services)]
+async def _services(request: Request) -> Services:
+    # A dependency that is a plain function runs in a worker thread, a hand-off per
+    # request for a dictionary lookup: this one runs on the event loop.
+    return services(request)
+
+
+ServicesDep = Annotated[Services, Depends(_services)]

@@ -260,10 +260,14 @@ class Database:
         # read is a transaction too: the proxy keeps a statement's prepare and its
         # execution on one server connection only within a transaction.
         connect_args = _connect_args(self.dialect, pooled=transaction_pooler)
+        # Up to 2 × pool_size connections per pool, all kept once opened: an "overflow"
+        # connection is closed when returned, so under a load above pool_size every few
+        # statements paid for a new connection (a TLS negotiation and an authentication).
+        kept = 2 * pool_size
         self._read_engine = create_async_engine(
             async_url(url),
-            pool_size=pool_size,
-            max_overflow=pool_size,
+            pool_size=kept,
+            max_overflow=0,
             pool_reset_on_return=None,
             connect_args=connect_args,
             **({} if transaction_pooler else {"isolation_level": "AUTOCOMMIT"}),
@@ -277,8 +281,8 @@ class Database:
         else:
             self._write_engine = create_async_engine(
                 async_url(url),
-                pool_size=pool_size,
-                max_overflow=pool_size,
+                pool_size=kept,
+                max_overflow=0,
                 pool_recycle=1800,
                 connect_args=connect_args,
             )
@@ -287,6 +291,8 @@ class Database:
             sealed.attach(engine.sync_engine.dialect, sealer)
             event.listen(engine.sync_engine, "connect", lambda *_: self.outages.connected())
         self._write_lock = asyncio.Lock()
+        self._to_wake: set[str] = set()
+        self._waking: asyncio.Task[None] | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -305,6 +311,10 @@ class Database:
             await self._listener.start()
 
     async def close(self) -> None:
+        if self._waking is not None and not self._waking.done():
+            # The last wake-ups go out before the connections do.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._waking, timeout=5)
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None
@@ -324,6 +334,30 @@ class Database:
         else:
             async with self._write_engine.begin() as conn:
                 yield Tx(conn, self.dialect)
+
+    def wake(self, channel: str) -> None:
+        """Tell every process to look at `channel` again, after a change that committed on
+        its own (one statement, no Tx). PostgreSQL: one NOTIFY at a time per process, the
+        channels asked for meanwhile sent together by the next — a thousand inserts a
+        second make a few dozen NOTIFYs, and no insert's commit waits on the notification
+        queue's lock. A NOTIFY that fails is logged; workers poll as a safety net."""
+        if self.dialect != "postgresql":
+            self.signals.deliver(channel, "")
+            return
+        self._to_wake.add(channel)
+        if self._waking is None or self._waking.done():
+            self._waking = asyncio.get_running_loop().create_task(self._send_wake_ups())
+
+    async def _send_wake_ups(self) -> None:
+        while self._to_wake:
+            channels, self._to_wake = sorted(self._to_wake), set()
+            try:
+                async with self.asyncpg_connection() as conn:
+                    for channel in channels:
+                        await conn.execute("SELECT pg_notify($1, '')", channel)
+            except Exception as error:
+                if not self.outages.absorbed(error, "wake-up"):
+                    log.exception("a wake-up could not be sent", extra={"channels": channels})
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

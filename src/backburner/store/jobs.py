@@ -90,6 +90,7 @@ async def _insert_job_postgres(
     async with db.asyncpg_connection() as conn:
         record = await conn.fetchrow(postgres.INSERT_JOB, *args)
     if record is not None:
+        db.wake(CHANNEL_JOBS)
         return postgres.job_from_record(record, db.sealer), True
     assert new.idempotency_key is not None  # only a key's conflict inserts nothing
     async with db.read() as read:

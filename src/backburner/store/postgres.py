@@ -85,9 +85,11 @@ def _created_and_audited(at: str) -> str:
 )"""
 
 
-# Enqueue one job in one round trip: the row, its "created" event, its audit record (when
-# there is an actor) and the wake-up, in one statement. An idempotency key that names an
-# existing job inserts nothing and returns no row.
+# Enqueue one job in one round trip: the row, its "created" event and its audit record
+# (when there is an actor), in one statement. The wake-up is sent after it, coalesced
+# (Database.wake): a NOTIFY in the statement made every insert's commit wait its turn for
+# PostgreSQL's notification queue lock. An idempotency key that names an existing job
+# inserts nothing and returns no row.
 INSERT_JOB = f"""
 WITH job AS (
     INSERT INTO jobs (id, owner, type, status, payload, callback_url, priority, run_at,
@@ -98,7 +100,7 @@ WITH job AS (
     ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
 ), {_created_and_audited("$16")}
-SELECT {_COLUMNS}, pg_notify('{CHANNEL_JOBS}', '') AS woken FROM job AS j
+SELECT {_COLUMNS} FROM job AS j
 """
 
 
