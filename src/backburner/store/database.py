@@ -260,7 +260,7 @@ class Database:
         # read is a transaction too: the proxy keeps a statement's prepare and its
         # execution on one server connection only within a transaction.
         connect_args = _connect_args(self.dialect, pooled=transaction_pooler)
-        # Up to 2 × pool_size connections per pool, all kept once opened: an "overflow"
+        # Up to twice pool_size connections per pool, all kept once opened: an "overflow"
         # connection is closed when returned, so under a load above pool_size every few
         # statements paid for a new connection (a TLS negotiation and an authentication).
         kept = 2 * pool_size
