@@ -91,10 +91,42 @@ def _server(workdir: Path) -> Iterator[PrivateServer]:
         )
 
 
+@dataclass
+class Bouncer:
+    """A PgBouncer the test may stop and start again on the same port."""
+
+    binary: str
+    config: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            _as_postgres(self.binary, str(self.config)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    said = self.process.stderr.read() if self.process.stderr else b""
+                    raise AssertionError(f"PgBouncer did not start: {said!r}") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
 @contextmanager
-def pgbouncer(target_port: int = 5432) -> Iterator[int]:
+def restartable_pgbouncer(target_port: int = 5432) -> Iterator[Bouncer]:
     """PgBouncer in transaction pooling mode on a free port, in front of the PostgreSQL
-    at 127.0.0.1:`target_port`; yields its port."""
+    at 127.0.0.1:`target_port`."""
     binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
     assert Path(binary).exists(), "PgBouncer is missing: `apt-get install pgbouncer`"
     port = free_port()
@@ -112,23 +144,16 @@ def pgbouncer(target_port: int = 5432) -> Iterator[int]:
         if os.geteuid() == 0:
             for path in (workdir, *workdir.iterdir()):
                 shutil.chown(path, "postgres")
-        bouncer = subprocess.Popen(
-            _as_postgres(binary, str(workdir / "pgbouncer.ini")),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        bouncer = Bouncer(binary, workdir / "pgbouncer.ini", port)
+        bouncer.start()
         try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if bouncer.poll() is not None or time.monotonic() > deadline:
-                        said = bouncer.stderr.read() if bouncer.stderr else b""
-                        raise AssertionError(f"PgBouncer did not start: {said!r}") from None
-                    time.sleep(0.05)
-            yield port
+            yield bouncer
         finally:
-            bouncer.terminate()
-            bouncer.wait(timeout=10)
+            bouncer.stop()
+
+
+@contextmanager
+def pgbouncer(target_port: int = 5432) -> Iterator[int]:
+    """PgBouncer in transaction pooling mode on a free port; yields its port."""
+    with restartable_pgbouncer(target_port) as bouncer:
+        yield bouncer.port

@@ -19,7 +19,7 @@ from backburner.store import keys as keys_store
 from backburner.store.schema import job_events, jobs
 from tests.conftest import KEYRING, wait_for
 from tests.e2e.processes import child_env, free_port, run_cli, started, wait_until_serving
-from tests.pgserver import pgbouncer
+from tests.pgserver import pgbouncer, restartable_pgbouncer
 
 pytestmark = pytest.mark.slow
 
@@ -101,3 +101,91 @@ async def test_the_queue_runs_through_pgbouncer(postgres_url: str, tmp_path: Pat
         said = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
         bad = [e for e in said if e["level"] in ("warning", "error", "critical")]
         assert bad == [], bad
+
+
+async def test_a_pgbouncer_restart_under_load_loses_no_job_and_runs_none_twice(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """The proxy goes away and comes back while jobs are being created and worked: every
+    job created ends succeeded exactly once, clients that got an error send again with
+    their idempotency key and get one job, and the outage answers 503, never 500."""
+    direct = Database(postgres_url, sealer=KEYRING)
+    async with direct.write() as tx:
+        await tx.conn.execute(sa.text("TRUNCATE jobs, job_events, audit_events, api_keys"))
+    _, key = await keys_store.create_key(
+        direct, owner="alice", role=Role.MEMBER, now=datetime.now(UTC)
+    )
+    total = 600
+    with restartable_pgbouncer() as bouncer:
+        name = postgres_url.rpartition("/")[2]
+        pooled = f"postgresql://postgres@127.0.0.1:{bouncer.port}/{name}"
+        env = child_env(
+            pooled, database_transaction_pooler="true", database_listen_url=postgres_url
+        )
+        api_port = free_port()
+        base = f"http://127.0.0.1:{api_port}"
+        api_log, worker_log = tmp_path / "api.log", tmp_path / "worker.log"
+        try:
+            with (
+                started(
+                    "serve", "--no-worker", "--port", str(api_port), env=env, log=api_log
+                ) as api,
+                started("worker", env=env, log=worker_log),
+            ):
+                await asyncio.to_thread(wait_until_serving, base, api, api_log)
+                headers = {"Authorization": f"Bearer {key}"}
+                async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as client:
+                    created: dict[str, str] = {}
+                    refused: list[int] = []
+                    limit = asyncio.Semaphore(8)
+
+                    async def create(index: int) -> None:
+                        async with limit:
+                            while True:
+                                try:
+                                    answer = await client.post(
+                                        "/api/jobs",
+                                        json={"type": "noop"},
+                                        headers={"Idempotency-Key": f"job-{index}"},
+                                    )
+                                except httpx.TransportError:
+                                    answer = None
+                                if answer is not None and answer.status_code in (200, 201):
+                                    created[f"job-{index}"] = answer.json()["job_id"]
+                                    return
+                                if answer is not None:
+                                    refused.append(answer.status_code)
+                                await asyncio.sleep(0.1)
+
+                    producers = [asyncio.create_task(create(i)) for i in range(total)]
+                    await wait_for(lambda: len(created) >= total // 3, within=60)
+                    await asyncio.to_thread(bouncer.stop)
+                    await asyncio.sleep(1)
+                    await asyncio.to_thread(bouncer.start)
+                    await asyncio.gather(*producers)
+
+                async def all_succeeded() -> bool:
+                    async with direct.read() as conn:
+                        query = sa.select(sa.func.count()).where(jobs.c.status == "succeeded")
+                        return (await conn.execute(query)).scalar_one() == total
+
+                await wait_for(all_succeeded, within=90, interval=0.5)
+                async with direct.read() as conn:
+                    stored = (
+                        await conn.execute(sa.select(sa.func.count()).select_from(jobs))
+                    ).scalar_one()
+                    runs = (
+                        await conn.execute(
+                            sa.select(job_events.c.job_id, sa.func.count())
+                            .where(job_events.c.to_status == "succeeded")
+                            .group_by(job_events.c.job_id)
+                        )
+                    ).all()
+        finally:
+            await direct.close()
+    assert len(set(created.values())) == total  # one job per idempotency key
+    assert stored == total
+    assert len(runs) == total
+    assert all(count == 1 for _, count in runs)  # succeeded once each
+    assert refused, "no request met the proxy's absence"
+    assert set(refused) <= {503}, refused  # the outage is a 503, never a 500
