@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -49,6 +50,14 @@ def test_several_api_processes_serve_one_port(postgres_url: str, tmp_path: Path)
             ]
             assert len(set(ids)) == 20
             assert all(client.get(f"/api/jobs/{i}").json()["status"] == "pending" for i in ids)
+        # SIGTERM stops the API processes with it (a SIGKILL would leave them running).
+        children = api_processes(server.pid)
+        server.terminate()
+        server.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while [pid for pid in children if Path(f"/proc/{pid}").exists()]:
+            assert time.monotonic() < deadline, "API processes outlived serve"
+            time.sleep(0.1)
 
     with_worker = run_cli("serve", "--workers", "2", env=env, check=False)
     assert with_worker.returncode == 2
