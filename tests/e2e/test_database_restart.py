@@ -11,16 +11,14 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from backburner.store import Database, Role, migrate
 from backburner.store import keys as keys_store
-from backburner.store.schema import job_events, jobs
 from tests.conftest import KEYRING, wait_for
+from tests.e2e.outages import sent_until_taken, succeeded_once_each
 from tests.e2e.processes import child_env, free_port, started, wait_until_serving
 from tests.pgserver import PrivateServer, private_postgres
 
@@ -84,29 +82,20 @@ async def test_a_restart_under_load_loses_no_job_and_runs_none_twice(tmp_path: P
                 refused: list[int] = []
                 limit = asyncio.Semaphore(16)
 
-                async def sent(path: str, body: object, headers: dict[str, str]) -> Any:
-                    """POSTed until it is taken, again and again with the same keys."""
-                    while True:
-                        try:
-                            answer = await client.post(path, json=body, headers=headers)
-                        except httpx.TransportError:
-                            answer = None
-                        if answer is not None and answer.status_code in (200, 201):
-                            return answer.json()
-                        if answer is not None:
-                            refused.append(answer.status_code)
-                        await asyncio.sleep(0.1)
-
                 async def create(index: int) -> None:
                     async with limit:
                         key = f"job-{index}"
-                        answer = await sent("/api/jobs", {"type": "noop"}, {"Idempotency-Key": key})
+                        answer = await sent_until_taken(
+                            client, "/api/jobs", {"type": "noop"}, {"Idempotency-Key": key}, refused
+                        )
                         created[key] = answer["job_id"]
 
                 async def create_batch(number: int) -> None:
                     keys = [f"batch-{number}-{item}" for item in range(BATCH)]
                     jobs_asked = [{"type": "noop", "idempotency_key": key} for key in keys]
-                    answer = await sent("/api/jobs/batch", {"jobs": jobs_asked}, {})
+                    answer = await sent_until_taken(
+                        client, "/api/jobs/batch", {"jobs": jobs_asked}, {}, refused
+                    )
                     for key, entry in zip(keys, answer["jobs"], strict=True):
                         created[key] = entry["job_id"]
 
@@ -118,31 +107,13 @@ async def test_a_restart_under_load_loses_no_job_and_runs_none_twice(tmp_path: P
                 await asyncio.gather(*producers)
             db = Database(server.url, sealer=KEYRING)
             try:
-
-                async def all_succeeded() -> bool:
-                    async with db.read() as conn:
-                        query = sa.select(sa.func.count()).where(jobs.c.status == "succeeded")
-                        return (await conn.execute(query)).scalar_one() == TOTAL
-
-                await wait_for(all_succeeded, within=120, interval=0.5)
-                async with db.read() as conn:
-                    total = (
-                        await conn.execute(sa.select(sa.func.count()).select_from(jobs))
-                    ).scalar_one()
-                    ended = (
-                        await conn.execute(
-                            sa.select(job_events.c.job_id, sa.func.count())
-                            .where(job_events.c.to_status == "succeeded")
-                            .group_by(job_events.c.job_id)
-                        )
-                    ).all()
+                total, ended = await succeeded_once_each(db, TOTAL, within=120)
             finally:
                 await db.close()
     assert len(created) == TOTAL
     assert len(set(created.values())) == TOTAL  # one job per idempotency key
     assert total == TOTAL
-    assert len(ended) == TOTAL
-    assert all(count == 1 for _, count in ended)  # succeeded once each
+    assert ended == [1] * TOTAL  # each succeeded, once
     assert set(refused) <= {503}, refused  # the outage is a 503, never a 500
     assert back_after < 5, f"ready {back_after:.1f} s after the database"
     # The worker tells of the outage once, not once per failed statement, and nothing else.

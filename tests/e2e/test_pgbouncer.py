@@ -18,10 +18,16 @@ from backburner.store import Database, Role
 from backburner.store import keys as keys_store
 from backburner.store.schema import job_events, jobs
 from tests.conftest import KEYRING, wait_for
+from tests.e2e.outages import sent_until_taken, succeeded_once_each
 from tests.e2e.processes import child_env, free_port, run_cli, started, wait_until_serving
 from tests.pgserver import pgbouncer, restartable_pgbouncer
 
 pytestmark = pytest.mark.slow
+
+
+def through(postgres_url: str, port: int) -> str:
+    """The same database, reached through the PgBouncer on `port`."""
+    return f"postgresql://postgres@127.0.0.1:{port}/{postgres_url.rpartition('/')[2]}"
 
 
 async def test_the_queue_runs_through_pgbouncer(postgres_url: str, tmp_path: Path) -> None:
@@ -30,8 +36,7 @@ async def test_the_queue_runs_through_pgbouncer(postgres_url: str, tmp_path: Pat
         await tx.conn.execute(sa.text("TRUNCATE jobs, job_events, audit_events, api_keys"))
     await direct.close()
     with pgbouncer() as port:
-        name = postgres_url.rpartition("/")[2]
-        pooled = f"postgresql://postgres@127.0.0.1:{port}/{name}"
+        pooled = through(postgres_url, port)
         # The worker's idle poll is half a minute: a job picked up sooner was heard of
         # through LISTEN on the direct connection.
         env = child_env(
@@ -117,10 +122,10 @@ async def test_a_pgbouncer_restart_under_load_loses_no_job_and_runs_none_twice(
     )
     total = 600
     with restartable_pgbouncer() as bouncer:
-        name = postgres_url.rpartition("/")[2]
-        pooled = f"postgresql://postgres@127.0.0.1:{bouncer.port}/{name}"
         env = child_env(
-            pooled, database_transaction_pooler="true", database_listen_url=postgres_url
+            through(postgres_url, bouncer.port),
+            database_transaction_pooler="true",
+            database_listen_url=postgres_url,
         )
         api_port = free_port()
         base = f"http://127.0.0.1:{api_port}"
@@ -141,21 +146,14 @@ async def test_a_pgbouncer_restart_under_load_loses_no_job_and_runs_none_twice(
 
                     async def create(index: int) -> None:
                         async with limit:
-                            while True:
-                                try:
-                                    answer = await client.post(
-                                        "/api/jobs",
-                                        json={"type": "noop"},
-                                        headers={"Idempotency-Key": f"job-{index}"},
-                                    )
-                                except httpx.TransportError:
-                                    answer = None
-                                if answer is not None and answer.status_code in (200, 201):
-                                    created[f"job-{index}"] = answer.json()["job_id"]
-                                    return
-                                if answer is not None:
-                                    refused.append(answer.status_code)
-                                await asyncio.sleep(0.1)
+                            answer = await sent_until_taken(
+                                client,
+                                "/api/jobs",
+                                {"type": "noop"},
+                                {"Idempotency-Key": f"job-{index}"},
+                                refused,
+                            )
+                            created[f"job-{index}"] = answer["job_id"]
 
                     producers = [asyncio.create_task(create(i)) for i in range(total)]
                     await wait_for(lambda: len(created) >= total // 3, within=60)
@@ -164,28 +162,11 @@ async def test_a_pgbouncer_restart_under_load_loses_no_job_and_runs_none_twice(
                     await asyncio.to_thread(bouncer.start)
                     await asyncio.gather(*producers)
 
-                async def all_succeeded() -> bool:
-                    async with direct.read() as conn:
-                        query = sa.select(sa.func.count()).where(jobs.c.status == "succeeded")
-                        return (await conn.execute(query)).scalar_one() == total
-
-                await wait_for(all_succeeded, within=90, interval=0.5)
-                async with direct.read() as conn:
-                    stored = (
-                        await conn.execute(sa.select(sa.func.count()).select_from(jobs))
-                    ).scalar_one()
-                    runs = (
-                        await conn.execute(
-                            sa.select(job_events.c.job_id, sa.func.count())
-                            .where(job_events.c.to_status == "succeeded")
-                            .group_by(job_events.c.job_id)
-                        )
-                    ).all()
+                stored, runs = await succeeded_once_each(direct, total, within=90)
         finally:
             await direct.close()
     assert len(set(created.values())) == total  # one job per idempotency key
     assert stored == total
-    assert len(runs) == total
-    assert all(count == 1 for _, count in runs)  # succeeded once each
+    assert runs == [1] * total  # each succeeded, once
     assert refused, "no request met the proxy's absence"
     assert set(refused) <= {503}, refused  # the outage is a 503, never a 500
