@@ -44,8 +44,8 @@ async def _open(
 ) -> tuple[Database, Settings]:
     """The database, its encryption keys checked (a missing or wrong key ends the command
     with a message naming the setting), and the settings with sealed secrets opened."""
+    from backburner.opening import open_database
     from backburner.privacy.sealing import KeyringError
-    from backburner.runtime import open_database
 
     try:
         return await open_database(settings, upgrade=upgrade, listen=listen, pool_size=pool_size)
@@ -606,7 +606,7 @@ def owners_erase(owner: str, yes: bool, wait: float) -> None:
             )
             # Their originals and large results now (a store that fails: the workers'
             # sweep deletes them later; the rows naming them are gone either way).
-            from backburner.runtime import storage_for
+            from backburner.opening import storage_for
             from backburner.worker.objects import sweep
 
             with contextlib.suppress(StorageUnavailable):
@@ -1089,7 +1089,7 @@ def encryption_rotate(batch_size: int) -> None:
             click.echo(f"  {column}: {count} re-sealed")
 
     async def run() -> dict[str, int]:
-        from backburner.runtime import storage_for
+        from backburner.opening import storage_for
         from backburner.worker.objects import reseal
 
         async with _opened(settings, upgrade=True) as (database, opened):

@@ -4,8 +4,10 @@
   a notification dispatcher either way.
 - `run_worker` — `backburner worker`: a worker and a dispatcher.
 - `run_dispatcher` — `backburner dispatcher`: a dispatcher alone.
-- `open_database` — every process's way to its database: the encryption keys found and
-  checked against the data they sealed before anything is written.
+
+Every process reaches its database through `backburner.opening.open_database` (the keys
+checked before anything is written); that module is apart so that a command which only
+opens the database does not import the API, the dashboard and the worker.
 
 The long-running services of a process run under one `Supervisor`, in one task group: a
 crash of any of them is logged at once, the others are stopped gracefully, and the
@@ -29,22 +31,15 @@ from backburner.api.estimates import EtaEstimator
 from backburner.api.live import EventHub
 from backburner.api.state import Services
 from backburner.api.throttle import KeyThrottle, SignInGuard
-from backburner.clock import utcnow
 from backburner.config import Settings
 from backburner.jobs.parsing import MIB, DocumentParser, ParseLimits
 from backburner.jobs.registry import JobRegistry, build_registry
 from backburner.notify import Dispatcher
-from backburner.privacy.sealing import (
-    KeyringError,
-    KeySource,
-    key_file_is_private,
-    key_source,
-    unseal_settings,
-)
+from backburner.opening import open_database, storage_for
 from backburner.providers import start_provider
 from backburner.providers.base import Provider
-from backburner.storage import Objects, open_objects
-from backburner.store import Database, encryption, migrate
+from backburner.storage import Objects
+from backburner.store import Database
 from backburner.ui import routes as ui_routes
 from backburner.worker import Worker
 
@@ -219,84 +214,6 @@ def app_from_environment() -> FastAPI:
     """The app of one of `serve --workers N`'s API processes: each reads the settings
     from the environment (the command put its options there) and serves the API only."""
     return create_app(Settings(), embed_worker=False, migrate_on_start=False)
-
-
-async def open_database(
-    settings: Settings, *, upgrade: bool = False, listen: bool = False, pool_size: int = 10
-) -> tuple[Database, Settings]:
-    """The database, with the encryption keys checked against the data they sealed (a
-    missing or wrong key raises KeyringError naming the setting, before any write), and the
-    settings with their sealed secrets opened."""
-    source = key_source(settings)
-    db = Database(
-        settings.database_url,
-        sealer=source.keyring,
-        pool_size=pool_size,
-        transaction_pooler=settings.database_transaction_pooler,
-        listen_url=settings.database_listen_url,
-    )
-    try:
-        if listen:
-            await db.start_listening()
-        if upgrade:
-            await migrate.upgrade(db)
-        await _use_keys(db, source)
-        return db, unseal_settings(settings, source.keyring)
-    except BaseException:
-        await db.close()
-        raise
-
-
-async def _use_keys(db: Database, source: KeySource) -> None:
-    check = await encryption.check_keys(db, source.keyring)
-    if source.unsaved and not check.ok:  # a new key would be "wrong" under a reused id
-        raise KeyringError(
-            f"{source.described} is missing, and this database holds data sealed with key "
-            f"{_listed(check.missing + check.wrong)}: restore the file, or give the keys in "
-            "BACKBURNER_ENCRYPTION_KEYS"
-        )
-    if check.wrong:
-        raise KeyringError(
-            f"{source.described}: key {_listed(check.wrong)} is not the key that sealed this "
-            "database's data under that id (wrong key material)"
-        )
-    if check.missing:
-        raise KeyringError(
-            f"{source.described} lacks key {_listed(check.missing)}, which sealed data in "
-            "this database: give it again (a key may go once `backburner encryption rotate` "
-            "has retired it)"
-        )
-    key_file = None if source.unsaved else source.key_file
-    if key_file is not None and not key_file_is_private(key_file):
-        log.warning("the key file %s can be read by others than its owner: chmod 600 it", key_file)
-    if source.unsaved:
-        source.save()
-        log.warning(
-            "created a new encryption key in %s (readable by you only); back it up: the "
-            "data it seals cannot be read without it",
-            source.key_file,
-        )
-    if check.needs_recording(source.keyring.primary_id):  # once per key, not per start
-        await encryption.remember_key(db, source.keyring, utcnow())
-
-
-def _listed(key_ids: list[str]) -> str:
-    return ", ".join(map(repr, key_ids))
-
-
-def storage_for(settings: Settings, db: Database) -> Objects:
-    """Object storage, sealed by the database's keys. The default directory on this
-    machine while the database is shared (PostgreSQL) is said out loud: processes on other
-    machines would not find each other's objects (a directory given on purpose, a shared
-    mount say, is taken as meant)."""
-    objects = open_objects(settings, db.sealer)
-    if db.dialect == "postgresql" and settings.storage_url is None:
-        log.warning(
-            "objects are stored in %s on this machine; with processes on several machines "
-            "set BACKBURNER_STORAGE_URL=s3://bucket/prefix (or a directory they share)",
-            objects.location,
-        )
-    return objects
 
 
 def parse_limits(settings: Settings) -> ParseLimits:

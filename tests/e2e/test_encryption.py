@@ -24,8 +24,8 @@ import sqlalchemy as sa
 
 from backburner.clock import utcnow
 from backburner.config import Settings
+from backburner.opening import open_database, storage_for
 from backburner.privacy.sealing import Keyring, KeyringError
-from backburner.runtime import open_database, storage_for
 from backburner.storage import storage_location
 from backburner.store import Database
 from backburner.store import encryption as encryption_store

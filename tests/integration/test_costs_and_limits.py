@@ -15,7 +15,7 @@ from backburner.store import jobs as jobs_store
 from backburner.store import ratelimits as ratelimits_store
 from backburner.store import steps as steps_store
 from backburner.store import usage as usage_store
-from backburner.worker.ratelimit import REFILL_SHARE, RateLimiter
+from backburner.worker.ratelimit import RECOVERY_STEP, REFILL_SHARE, RateLimiter
 from backburner.worker.retry import provider_wait
 from tests.conftest import fast_settings, wait_for
 from tests.running import finished, submit, worker_on
@@ -170,7 +170,9 @@ async def test_a_429_shrinks_the_shared_budget_and_blocks_for_retry_after(
         (bucket,) = await wait_for(throttled, within=10)
         counters = await emulator_stats(base)
     assert bucket.key == "openai:gpt-4.1-mini"
-    assert bucket.scale == pytest.approx(0.5, abs=0.05)  # it grows back slowly with time
+    # Halved once; the two calls that got through may settle after the 429 (a step back up
+    # each), and it grows back slowly with time: never more than those steps above half.
+    assert 0.5 <= bucket.scale <= 0.5 + 2 * RECOVERY_STEP + 0.01
     assert bucket.blocked_until is not None
     assert bucket.blocked_until > datetime.now(UTC) + timedelta(seconds=20)
     assert counters["rate_limited"] >= 1
