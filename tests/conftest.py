@@ -139,6 +139,9 @@ def fast_settings(db_url: str, **overrides: object) -> Settings:
         "eval_check_seconds": 0.5,
         "schedule_check_seconds": 0.5,
         "shutdown_grace_seconds": 1.0,
+        # Tests inject runs of provider faults: their waits stay short (the growth and the
+        # 30 s default are unit-tested in tests/unit/test_retry.py).
+        "provider_retry_max_seconds": 2.0,
         "auth_cache_seconds": 0.0,
         # Tests poll as fast as they like; tests/e2e/test_request_limits.py sets limits.
         "api_requests_per_minute": 0,

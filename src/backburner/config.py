@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     idle_poll_seconds: float = Field(default=1.0, gt=0)
     cancel_check_seconds: float = Field(default=0.5, gt=0)
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    # The longest wait before asking a throttled or failing provider again (the waits grow
+    # from 0.5 s, doubling, each shortened at random by up to half).
+    provider_retry_max_seconds: float = Field(default=30.0, gt=0)
     # Modules with a `register(registry)` function, e.g. BACKBURNER_PLUGINS=myapp.jobs,other
     plugins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

@@ -22,7 +22,7 @@ from tests.conftest import Keys
 from tests.servers import serve_on_loopback
 
 SCHEMATHESIS = str(Path(sys.executable).parent / "st")
-EXAMPLES = os.environ.get("BACKBURNER_FUZZ_EXAMPLES", "25")
+EXAMPLES = os.environ.get("BACKBURNER_FUZZ_EXAMPLES", "15")
 
 
 @pytest.mark.slow

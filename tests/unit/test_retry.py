@@ -87,6 +87,10 @@ def test_provider_waits_grow_jitter_down_and_honour_the_hint() -> None:
     assert provider_wait(3, None, 0.999) == pytest.approx(1.0, abs=0.01)  # half off at most
     assert provider_wait(1, 7.0, 0.5) == 7.0  # never sooner than retry-after
     assert provider_wait(30, 0.1, 0.0) == pytest.approx(30.0)
+    # An operator's ceiling (BACKBURNER_PROVIDER_RETRY_MAX_SECONDS) caps the growth, not the hint.
+    assert provider_wait(30, None, 0.0, ceiling=4.0) == pytest.approx(4.0)
+    assert provider_wait(2, None, 0.0, ceiling=4.0) == pytest.approx(1.0)
+    assert provider_wait(30, 9.0, 0.0, ceiling=4.0) == 9.0
 
 
 def test_only_throttling_and_blips_are_waited_out_inside_an_attempt() -> None:

@@ -67,7 +67,14 @@ def sealer_or_fail(sealer: Sealer | None) -> Sealer:
     return sealer
 
 
+class EncodedJson(bytes):
+    """A value already encoded as compact JSON (UTF-8): sealed as it is, not encoded again.
+    The worker encodes a result once to weigh it (inline or object) and hands this down."""
+
+
 def _dumps(value: Any) -> bytes:
+    if isinstance(value, EncodedJson):
+        return bytes(value)
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 

@@ -36,6 +36,7 @@ from backburner.storage import Objects, result_key
 from backburner.store import OUTSTANDING_CALL_STATUSES, Database, Job, Outcome
 from backburner.store import objects as objects_store
 from backburner.store import steps as steps_store
+from backburner.store.sealed import EncodedJson
 from backburner.worker import outcomes
 from backburner.worker.context import RunningJob, SlotHolder
 from backburner.worker.retry import classify_error, is_throttled_or_unavailable, provider_wait
@@ -207,7 +208,7 @@ class AttemptRunner:
         retryable: the next one replays the memoised model calls, paying nothing again)."""
         encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
         if len(encoded) <= self.settings.result_inline_bytes:
-            return outcomes.succeeded(job, value)
+            return outcomes.succeeded(job, EncodedJson(encoded))  # stored without a re-encode
         key = f"{result_key(job.id)}/{job.attempts}-{secrets.token_hex(4)}"
         try:
             await objects_store.expect(self.db, key, self.clock())
@@ -287,7 +288,11 @@ class AttemptRunner:
                 if not is_throttled_or_unavailable(error) or failures >= CANCEL_TRIES:
                     raise
                 hint = error.retry_after if isinstance(error, RateLimited) else None
-                await asyncio.sleep(provider_wait(failures, hint, random.random()))
+                await asyncio.sleep(
+                    provider_wait(
+                        failures, hint, random.random(), self.settings.provider_retry_max_seconds
+                    )
+                )
         if snapshot.usage is None:
             with contextlib.suppress(Exception):
                 read = await self.provider.retrieve(response_id)

@@ -180,6 +180,11 @@ class RunningJob:
     def settings(self) -> Settings:
         return self._settings
 
+    def _provider_wait(self, failures: int, hint: float | None) -> float:
+        return provider_wait(
+            failures, hint, random.random(), self._settings.provider_retry_max_seconds
+        )
+
     # --- Steps ---------------------------------------------------------------------------
 
     async def step(self, key: str, fn: Callable[..., Awaitable[T] | T], *args: Any) -> T:
@@ -355,7 +360,7 @@ class RunningJob:
                 "response failed on the provider's side; asking again",
                 extra={"key": key, "response_id": snapshot.id, "code": snapshot.error_code},
             )
-            await self._pause(provider_wait(resubmits, None, random.random()))
+            await self._pause(self._provider_wait(resubmits, None))
             replaces, snapshot = snapshot.id, None
         completed = pii.unmask_snapshot(vault, ensure_completed(snapshot))
         self._finished[key] = completed
@@ -423,7 +428,7 @@ class RunningJob:
             except ProviderUnavailable as unavailable:
                 hint, error = None, unavailable
             failures += 1
-            delay = provider_wait(failures, hint, random.random())
+            delay = self._provider_wait(failures, hint)
             log.warning(
                 "provider busy; waiting inside the attempt",
                 extra={

@@ -70,6 +70,7 @@ class Worker:
             initial_delay=first_poll_delay(settings),
             max_delay=settings.poll_max_seconds,
             polls_per_second=settings.poll_budget_per_second,
+            max_retry_wait=settings.provider_retry_max_seconds,
         )
         self.slots = Slots(concurrency or settings.worker_concurrency)
         self.running: dict[str, Attempt] = {}

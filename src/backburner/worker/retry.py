@@ -45,12 +45,14 @@ def is_throttled_or_unavailable(error: BaseException) -> bool:
     return isinstance(error, RateLimited | ProviderUnavailable)
 
 
-def provider_wait(failures: int, hint: float | None, unit_random: float) -> float:
+def provider_wait(
+    failures: int, hint: float | None, unit_random: float, ceiling: float = PROVIDER_WAIT_MAX
+) -> float:
     """Seconds to wait before asking the provider again after `failures` transient answers
-    in a row: exponential from 0.5 s to 30 s, up to half of it taken off at random (so
-    many waiting calls do not return together), and never sooner than the provider's own
-    hint (`retry-after`, or when its rate limit resets)."""
-    raw = min(PROVIDER_WAIT_MAX, PROVIDER_WAIT_BASE * 2 ** max(0, failures - 1))
+    in a row: exponential from 0.5 s to `ceiling` (30 s unless configured), up to half of it
+    taken off at random (so many waiting calls do not return together), and never sooner
+    than the provider's own hint (`retry-after`, or when its rate limit resets)."""
+    raw = min(ceiling, PROVIDER_WAIT_BASE * 2 ** max(0, failures - 1))
     delay = raw * (1 - 0.5 * unit_random)
     if hint is not None:
         delay = max(delay, hint)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from backburner.errors import RateLimited
 from backburner.providers.base import Provider, ResponseSnapshot
-from backburner.worker.retry import is_throttled_or_unavailable, provider_wait
+from backburner.worker.retry import PROVIDER_WAIT_MAX, is_throttled_or_unavailable, provider_wait
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,10 @@ class ResponseTracker:
         max_delay: float = 5.0,
         max_concurrent_polls: int = 32,
         polls_per_second: float | None = 100.0,
+        max_retry_wait: float = PROVIDER_WAIT_MAX,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._max_retry_wait = max_retry_wait
         self._provider = provider
         self._initial = initial_delay
         self._max = max_delay
@@ -190,7 +192,7 @@ class ResponseTracker:
         """The provider could not answer this poll: ask again after a backoff."""
         entry.failures += 1
         hint = error.retry_after if isinstance(error, RateLimited) else None
-        delay = provider_wait(entry.failures, hint, random.random())
+        delay = provider_wait(entry.failures, hint, random.random(), self._max_retry_wait)
         self.poll_failures += 1
         log.warning(
             "polling a response failed; polling again later",
