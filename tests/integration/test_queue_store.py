@@ -16,6 +16,7 @@ from backburner.store import events as events_store
 from backburner.store import jobs as jobs_store
 from backburner.store import positions as positions_store
 from backburner.store import queue as queue_store
+from backburner.store.database import CHANNEL_RESPONSES
 from backburner.store.schema import jobs
 from tests.conftest import KEYRING, wait_for
 
@@ -216,6 +217,29 @@ async def test_cancel_running_flags_it_and_signals_workers(db: Database) -> None
     assert await queue_store.cancel_requested_ids(db, worker_id="w") == {job.id}
     await wait_for(lambda: heard)
     assert heard == [job.id]
+
+
+async def test_a_burst_of_wake_ups_reaches_another_process_once_per_payload(
+    db_url: str, db: Database
+) -> None:
+    # Webhook receipts wake workers after their commit, many at once (Database.wake): every
+    # response named in a burst is heard by a listener in another process; on PostgreSQL
+    # the burst goes as one statement, each payload once however often it was asked for.
+    heard: list[str] = []
+    db.signals.subscribe(CHANNEL_RESPONSES, heard.append)
+    sender = Database(db_url, sealer=KEYRING) if db.dialect == "postgresql" else db
+    names = [f"resp_{i}" for i in range(150)]
+    try:
+        for name in names + names:
+            sender.wake(CHANNEL_RESPONSES, name)
+        await wait_for(lambda: set(heard) == set(names))
+        if db.dialect == "postgresql":
+            assert sorted(heard) == sorted(names)
+        else:  # in process, each call is delivered as it is made
+            assert sorted(heard) == sorted(names + names)
+    finally:
+        if sender is not db:
+            await sender.close()
 
 
 async def test_cancel_of_an_ended_job_is_a_conflict_and_of_someone_elses_not_found(

@@ -291,7 +291,8 @@ class Database:
             sealed.attach(engine.sync_engine.dialect, sealer)
             event.listen(engine.sync_engine, "connect", lambda *_: self.outages.connected())
         self._write_lock = asyncio.Lock()
-        self._to_wake: set[str] = set()
+        # (channel, payload) pairs owed a NOTIFY; a set, so repeats coalesce.
+        self._to_wake: set[tuple[str, str]] = set()
         self._waking: asyncio.Task[None] | None = None
 
     @property
@@ -335,29 +336,36 @@ class Database:
             async with self._write_engine.begin() as conn:
                 yield Tx(conn, self.dialect)
 
-    def wake(self, channel: str) -> None:
-        """Tell every process to look at `channel` again, after a change that committed on
-        its own (one statement, no Tx). PostgreSQL: one NOTIFY at a time per process, the
-        channels asked for meanwhile sent together by the next — a thousand inserts a
-        second make a few dozen NOTIFYs, and no insert's commit waits on the notification
-        queue's lock. A NOTIFY that fails is logged; workers poll as a safety net."""
+    def wake(self, channel: str, payload: str = "") -> None:
+        """Tell every process to look at `channel` (for `payload`) again, after a change
+        that committed. PostgreSQL: one statement of NOTIFYs in flight per process, what is
+        asked for meanwhile sent together by the next, repeats once — a thousand inserts a
+        second make a few dozen NOTIFYs, and no commit waits on the notification queue's
+        lock as a NOTIFY inside the transaction would. A NOTIFY that fails is logged;
+        workers poll as a safety net."""
         if self.dialect != "postgresql":
-            self.signals.deliver(channel, "")
+            self.signals.deliver(channel, payload)
             return
-        self._to_wake.add(channel)
+        self._to_wake.add((channel, payload))
         if self._waking is None or self._waking.done():
             self._waking = asyncio.get_running_loop().create_task(self._send_wake_ups())
 
     async def _send_wake_ups(self) -> None:
         while self._to_wake:
-            channels, self._to_wake = sorted(self._to_wake), set()
+            owed, self._to_wake = sorted(self._to_wake), set()
+            channels, payloads = [c for c, _ in owed], [p for _, p in owed]
             try:
                 async with self.asyncpg_connection() as conn:
-                    for channel in channels:
-                        await conn.execute("SELECT pg_notify($1, '')", channel)
+                    await conn.execute(
+                        "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS w(c, p)",
+                        channels,
+                        payloads,
+                    )
             except Exception as error:
                 if not self.outages.absorbed(error, "wake-up"):
-                    log.exception("a wake-up could not be sent", extra={"channels": channels})
+                    log.exception(
+                        "a wake-up could not be sent", extra={"channels": sorted(set(channels))}
+                    )
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
