@@ -151,8 +151,14 @@ def test_policy_rejects_nonsense() -> None:
 def test_only_jobs_running_before_a_renewal_can_be_judged_lost() -> None:
     from backburner.worker.leases import lost_leases
 
-    # "b" was reaped by another worker; "c" was claimed while the renewal ran.
-    assert lost_leases({"a": 1, "b": 2}, held={"a", "c"}) == ["b"]
+    first, second = object(), object()
+    before = {"a": object(), "b": object(), "d": object(), "e": first}
+    # "b" was reaped by another worker; "c" was claimed while the renewal ran; "d" ended
+    # meanwhile; "e" failed, was retried and claimed again as a new attempt meanwhile (its
+    # new lease came after the renewal began: stopping it stranded the job until reaped).
+    now = {"a": before["a"], "b": before["b"], "c": object(), "e": second}
+    assert lost_leases(before, now, held={"a", "c"}) == ["b"]
+    assert lost_leases({"e": first}, {"e": first}, held=set()) == ["e"]
 
 
 def test_a_held_job_not_running_here_is_orphaned_at_the_second_heartbeat() -> None:

@@ -34,9 +34,18 @@ RETENTION = Actor("system", user_agent="retention")
 RECEIPTS_KEPT = timedelta(hours=72)
 
 
-def lost_leases(running_before: Mapping[str, object], held: set[str]) -> list[str]:
-    """Jobs this worker was running when it renewed its leases but no longer holds."""
-    return [job_id for job_id in running_before if job_id not in held]
+def lost_leases(
+    running_before: Mapping[str, object], running_now: Mapping[str, object], held: set[str]
+) -> list[str]:
+    """Jobs whose attempt this worker was running when it renewed its leases, still runs,
+    and no longer holds. An attempt that ended meanwhile is not lost; nor is the next
+    attempt of the same job (a quick retry claimed again while the renewal ran): its lease
+    was taken after the renewal began, and stopping it would strand the job until reaped."""
+    return [
+        job_id
+        for job_id, attempt in running_before.items()
+        if job_id not in held and running_now.get(job_id) is attempt
+    ]
 
 
 def orphaned_leases(
@@ -196,9 +205,9 @@ class LeaseKeeper:
             now=now,
             skip=self._orphans.keys(),
         )
-        for job_id in lost_leases(running_before, held):
-            attempt = self.running.get(job_id)
-            if attempt is not None and attempt.in_handler:
+        for job_id in lost_leases(running_before, self.running, held):
+            attempt = self.running[job_id]
+            if attempt.in_handler:
                 attempt.stop(StopReason.LEASE_LOST)
         orphaned, self._suspects = orphaned_leases(held, self.running, self._suspects)
         for job_id in orphaned:
