@@ -39,6 +39,7 @@ from backburner.store import steps as steps_store
 from backburner.store.sealed import EncodedJson
 from backburner.worker import outcomes
 from backburner.worker.context import RunningJob, SlotHolder
+from backburner.worker.deadlines import Deadlines
 from backburner.worker.retry import classify_error, is_throttled_or_unavailable, provider_wait
 from backburner.worker.spending import CallTerms, Spending
 from backburner.worker.tracker import ResponseTracker
@@ -57,6 +58,7 @@ class StopReason(StrEnum):
     CANCELED = "canceled"  # a client cancelled the job
     SHUTDOWN = "shutdown"  # the worker is stopping; the job goes back to the queue
     LEASE_LOST = "lease_lost"  # another worker owns the job now
+    TIMED_OUT = "timed_out"  # the handler ran past its type's time limit
 
 
 @dataclass
@@ -96,8 +98,10 @@ class AttemptRunner:
         worker_id: str,
         clock: Clock,
         objects: Objects,
+        deadlines: Deadlines,
     ) -> None:
         self.db = db
+        self.deadlines = deadlines
         self.objects = objects
         self.registry = registry
         self.provider = provider
@@ -159,18 +163,21 @@ class AttemptRunner:
     async def _run_handler(
         self, attempt: Attempt, job_type: JobType, context: RunningJob, payload: object
     ) -> Outcome | None:
-        """Run the handler in this attempt's own task, under the type's time limit."""
+        """Run the handler in this attempt's own task, under the type's time limit (kept by
+        the worker's one timer, which stops the attempt when it passes)."""
         job = attempt.job
         if attempt.stop_reason is not None:  # stopped before the handler even started
-            return await self._after_stop(attempt)
-        deadline = asyncio.timeout(job.timeout_seconds)
+            return await self._after_stop(attempt, job_type)
+        deadline = self.deadlines.arm(
+            job.timeout_seconds, lambda: attempt.stop(StopReason.TIMED_OUT)
+        )
         attempt.in_handler = True
         try:
-            async with deadline:
-                try:
-                    value = await job_type.handler(context, payload)
-                finally:
-                    context.close()
+            try:
+                value = await job_type.handler(context, payload)
+            finally:
+                deadline.disarm()
+                context.close()
         except asyncio.CancelledError:
             if attempt.stop_reason is None:
                 raise  # the worker itself is being torn down
@@ -178,15 +185,8 @@ class AttemptRunner:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()  # handled: we stopped the handler on purpose
-            return await self._after_stop(attempt)
-        except TimeoutError as error:
-            if not deadline.expired():
-                return await self._after_error(job, job_type, error)
-            # Its model calls are abandoned, whether or not the job runs again.
-            await self.cancel_model_calls(job)
-            timeout = JobTimeout(f"attempt ran past its {job.timeout_seconds:g}s limit")
-            return self._failed(job, job_type, timeout)
-        except Exception as error:
+            return await self._after_stop(attempt, job_type)
+        except Exception as error:  # a TimeoutError of the handler's own is an error too
             return await self._after_error(job, job_type, error)
         finally:
             attempt.in_handler = False
@@ -230,9 +230,14 @@ class AttemptRunner:
         log.warning("job attempt failed", extra={"error_kind": info.kind, "error": info.message})
         return outcomes.after_failure(job, info, job_type.retry, self.clock())
 
-    async def _after_stop(self, attempt: Attempt) -> Outcome | None:
+    async def _after_stop(self, attempt: Attempt, job_type: JobType) -> Outcome | None:
         """The outcome of a handler we stopped on purpose (None: it is not ours to write)."""
         job = attempt.job
+        if attempt.stop_reason == StopReason.TIMED_OUT:
+            # Its model calls are abandoned, whether or not the job runs again.
+            await self.cancel_model_calls(job)
+            timeout = JobTimeout(f"attempt ran past its {job.timeout_seconds:g}s limit")
+            return self._failed(job, job_type, timeout)
         if attempt.stop_reason == StopReason.CANCELED:
             await self.cancel_model_calls(job)
             return outcomes.canceled(job)

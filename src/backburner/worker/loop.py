@@ -26,6 +26,7 @@ from backburner.store import queue as queue_store
 from backburner.store import workers as workers_store
 from backburner.worker.attempt import Attempt, AttemptRunner, StopReason
 from backburner.worker.context import SlotHolder
+from backburner.worker.deadlines import Deadlines
 from backburner.worker.evaluations import Evaluations
 from backburner.worker.leases import LeaseKeeper
 from backburner.worker.objects import sweep
@@ -86,6 +87,7 @@ class Worker:
             worker_id=self.id,
             clock=clock,
             objects=self.objects,
+            deadlines=Deadlines(),
         )
         self.leases = LeaseKeeper(
             db, settings, worker_id=self.id, running=self.running, clock=clock
