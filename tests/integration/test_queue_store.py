@@ -4,21 +4,30 @@ reap, cancel, retry, idempotency, pagination. Every transition leaves one event.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 
 from backburner.errors import Conflict, NotFound
-from backburner.store import Database, Event, JobStatus, NewJob, Outcome
+from backburner.store import Database, Event, JobStatus, NewJob, Outcome, postgres
 from backburner.store import events as events_store
 from backburner.store import jobs as jobs_store
 from backburner.store import positions as positions_store
 from backburner.store import queue as queue_store
-from backburner.store.database import CHANNEL_RESPONSES
+from backburner.store.database import CHANNEL_RESPONSES, plain_postgres_dsn
 from backburner.store.schema import jobs
-from tests.conftest import KEYRING, wait_for
+from tests.conftest import (
+    KEYRING,
+    POSTGRES_URL,
+    _admin,
+    _migrate,
+    _with_database,
+    wait_for,
+)
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -407,3 +416,76 @@ async def test_the_queue_per_type_for_autoscalers(db: Database) -> None:
     assert (noop.ready, noop.scheduled, noop.running) == (2, 1, 1)
     assert noop.oldest_ready_seconds == 120
     assert (found["classify_leads"].ready, found["classify_leads"].oldest_ready_seconds) == (1, 0)
+
+
+async def _claim_plan(conn: Any, begin: str, args: tuple[Any, ...]) -> str:
+    await conn.execute(begin)
+    try:
+        rows = await conn.fetch("EXPLAIN " + postgres.CLAIM, *args)
+    finally:
+        await conn.execute("ROLLBACK")
+    return "\n".join(row[0] for row in rows)
+
+
+async def test_a_claim_reads_the_queue_by_its_index_whatever_the_statistics_say() -> None:
+    # A burst into a table the planner knows nothing of yet (never analysed, as after a
+    # spike until autovacuum's next ANALYZE): planned freely, a claim reads every pending
+    # row and sorts them to take the first hundred (42 ms a claim at 25,000 pending, the
+    # worker slowing as its backlog grew); the claim's own plan takes the index in order.
+    name = f"backburner_test_plan_{secrets.token_hex(3)}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    url = _with_database(POSTGRES_URL, name)
+    try:
+        await _migrate(url)
+        db = Database(url, sealer=KEYRING)
+        try:
+            for _ in range(20):  # fewer, and the free plan takes the index too
+                await jobs_store.insert_jobs(db, [new_job() for _ in range(1000)], now=T0)
+            args = postgres.claim_args(
+                worker_id="w", limit=100, lease_seconds=30, now=T0, types=["noop"]
+            )
+            async with db.asyncpg_connection() as conn:
+                free = await _claim_plan(conn, "BEGIN", args)
+                claiming = await _claim_plan(conn, postgres.CLAIM_PLAN, args)
+            claimed = await queue_store.claim_jobs(
+                db, worker_id="w", limit=100, lease_seconds=30, now=T0, types=["noop"]
+            )
+        finally:
+            await db.close()
+    finally:
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    assert "Sort" in free  # the hazard is real on this server
+    assert "Index Scan using ix_jobs_pending_queue" in claiming
+    assert "Sort" not in claiming
+    assert "Bitmap" not in claiming
+    assert len(claimed) == 100
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_claim_cut_off_mid_statement_leaves_no_transaction_behind(
+    db_url: str, db: Database
+) -> None:
+    # The claim runs in a transaction of its own (for its plan): a worker stopped while it
+    # waits must not hand its connection back to the pool inside that transaction.
+    job, _ = await jobs_store.insert_job(db, new_job(), now=T0)
+    blocker = await asyncpg.connect(plain_postgres_dsn(db_url))
+    try:
+        await blocker.execute("BEGIN; LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE")
+        claim = asyncio.create_task(
+            queue_store.claim_jobs(db, worker_id="w", limit=10, lease_seconds=30, now=T0)
+        )
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        await wait_for(lambda: blocker.fetchval(waiting))
+        claim.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await claim
+        await blocker.execute("ROLLBACK")
+        idle_inside = (
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND state LIKE 'idle in transaction%'"
+        )
+        assert await blocker.fetchval(idle_inside) == 0
+    finally:
+        await blocker.close()
+    claimed = await queue_store.claim_jobs(db, worker_id="w", limit=10, lease_seconds=30, now=T0)
+    assert [j.id for j in claimed] == [job.id]

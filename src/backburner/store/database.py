@@ -385,13 +385,15 @@ class Database:
         if self.dialect != "postgresql":
             raise RuntimeError("asyncpg_connection is for PostgreSQL only")
         async with self._read_engine.connect() as conn:
-            raw = await conn.get_raw_connection()
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None  # a checked-out connection has its driver's
             try:
-                yield raw.driver_connection
+                yield driver
             except BaseException as error:
-                # An error SQLAlchemy never saw: a connection it broke must not go back
-                # to the pool, where the next statement would find it half-way.
-                if is_outage(error):
+                # An error SQLAlchemy never saw: a connection it broke, or left inside a
+                # transaction of ours, must not go back to the pool, where the next
+                # statement would find it half-way.
+                if is_outage(error) or driver.is_in_transaction():
                     await conn.invalidate()
                 raise
 

@@ -7,6 +7,7 @@ and tested against these portable ones.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -93,7 +94,15 @@ async def claim_jobs(
             worker_id=worker_id, limit=limit, lease_seconds=lease_seconds, now=now, types=types
         )
         async with db.asyncpg_connection() as conn:
-            records = await conn.fetch(postgres.CLAIM, *args)
+            await conn.execute(postgres.CLAIM_PLAN)  # opens the claim's transaction
+            try:
+                records = await conn.fetch(postgres.CLAIM, *args)
+                await conn.execute("COMMIT")
+            except BaseException:
+                if not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await conn.execute("ROLLBACK")
+                raise
         claimed = [postgres.job_from_record(record, db.sealer) for record in records]
         claimed.sort(key=lambda job: (-job.priority, job.run_at, job.id))
         return claimed
