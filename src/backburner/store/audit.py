@@ -110,29 +110,37 @@ async def record_many(
     at: datetime,
 ) -> None:
     """One event per target (with its detail), in one statement: a batch of changes."""
-    if actor is None or not targets:
-        return
-    await conn.execute(
-        sa.insert(audit_events),
-        [
-            {
-                "at": at,
-                "actor_kind": actor.kind,
-                "actor_key_id": actor.key_id,
-                "actor_owner": actor.owner,
-                "actor_role": actor.role,
-                "action": action.value,
-                "target_type": target.type,
-                "target_id": target.id,
-                "owner": target.owner,
-                "client_address": actor.client_address,
-                "user_agent": actor.user_agent,
-                "request_id": actor.request_id,
-                "detail": detail,
-            }
-            for target, detail in targets
-        ],
-    )
+    await record_each(conn, action, [(actor, target, detail, at) for target, detail in targets])
+
+
+async def record_each(
+    conn: AsyncConnection,
+    action: Action,
+    entries: Sequence[tuple[Actor | None, Target, dict[str, Any] | None, datetime]],
+) -> None:
+    """One event per entry, each by its own actor at its own time (none: not recorded), in
+    one statement: changes asked for by several requests and written together."""
+    rows = [
+        {
+            "at": at,
+            "actor_kind": actor.kind,
+            "actor_key_id": actor.key_id,
+            "actor_owner": actor.owner,
+            "actor_role": actor.role,
+            "action": action.value,
+            "target_type": target.type,
+            "target_id": target.id,
+            "owner": target.owner,
+            "client_address": actor.client_address,
+            "user_agent": actor.user_agent,
+            "request_id": actor.request_id,
+            "detail": detail,
+        }
+        for actor, target, detail, at in entries
+        if actor is not None
+    ]
+    if rows:
+        await conn.execute(sa.insert(audit_events), rows)
 
 
 async def record_read(

@@ -7,6 +7,8 @@ finish, reap) is in `queue.py`; the ETA's reads are in `positions.py`.
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from backburner.errors import Conflict, NotFound
 from backburner.store import audit, objects, postgres
 from backburner.store.audit import Actor, Target
-from backburner.store.database import CHANNEL_CANCEL, CHANNEL_JOBS, CHANNEL_OUTBOX, Database
+from backburner.store.database import CHANNEL_CANCEL, CHANNEL_JOBS, CHANNEL_OUTBOX, Database, Tx
 from backburner.store.events import add_events, event_row, transition_row
 from backburner.store.models import Job, NewJob, new_id
 from backburner.store.outbox import owe_notifications
@@ -47,6 +49,8 @@ async def insert_job(
     creation is audited in the same transaction."""
     if db.native_statements:
         return await _insert_job_postgres(db, new, now=now, actor=actor)
+    if db.dialect == "sqlite":
+        return await _group_commit_of(db).insert(new, now, actor)
     try:
         async with db.write() as tx:
             if new.idempotency_key is not None:
@@ -196,28 +200,150 @@ async def _insert_batch(
                 tx.conn, [(n.owner, n.idempotency_key) for n in batch if n.idempotency_key]
             ),
         )
-        made: dict[str, Job] = {}
-        if plan.fresh:
-            rows = [_row_of(new, job_id, now) for job_id, new in plan.fresh]
-            made = {
-                row["id"]: Job.from_row(row)
-                for row in (await tx.conn.execute(sa.insert(jobs).returning(*jobs.c), rows))
-                .mappings()
-                .all()
-            }
-            await add_events(
-                tx.conn,
-                [transition_row(row["id"], None, Event.CREATED, now, attempt=0) for row in rows],
-            )
-            await audit.record_many(
-                tx.conn,
-                actor,
-                audit.Action.JOB_CREATED,
-                [(Target("job", row["id"], row["owner"]), {"type": row["type"]}) for row in rows],
-                now,
-            )
-            await tx.signal(CHANNEL_JOBS)
+        made = await _write_new(tx, [(job_id, new, now, actor) for job_id, new in plan.fresh])
     return _answered(plan, made)
+
+
+async def _write_new(
+    tx: Tx, fresh: Sequence[tuple[str, NewJob, datetime, Actor | None]]
+) -> dict[str, Job]:
+    """New jobs' rows, "created" events and audit records (each with its own time and
+    actor), as three batched statements, and the wake-up; the jobs by id."""
+    if not fresh:
+        return {}
+    rows = [_row_of(new, job_id, now) for job_id, new, now, _ in fresh]
+    made = {
+        row["id"]: Job.from_row(row)
+        for row in (await tx.conn.execute(sa.insert(jobs).returning(*jobs.c), rows))
+        .mappings()
+        .all()
+    }
+    await add_events(
+        tx.conn,
+        [
+            transition_row(job_id, None, Event.CREATED, now, attempt=0)
+            for job_id, _, now, _ in fresh
+        ],
+    )
+    await audit.record_each(
+        tx.conn,
+        audit.Action.JOB_CREATED,
+        [
+            (actor, Target("job", job_id, new.owner), {"type": new.type}, now)
+            for job_id, new, now, actor in fresh
+        ],
+    )
+    await tx.signal(CHANNEL_JOBS)
+    return made
+
+
+# A group commit takes at most this many single enqueues in one transaction.
+GROUP_COMMIT_MAX = 500
+
+
+@dataclass
+class _Asked:
+    new: NewJob
+    now: datetime
+    actor: Actor | None
+    answer: asyncio.Future[tuple[Job, bool]]
+
+
+class _GroupCommit:
+    """Single enqueues on SQLite, gathered into one write transaction at a time.
+
+    SQLite has one writer: each create waited for the transactions before it, and each
+    of those handed five or six statements to the driver's thread one by one (~2.6 ms a
+    create; 180 creates a second through the API, whatever the concurrency). The creates
+    that arrive while a transaction runs go together in the next one, written as a batch
+    (three statements however many), each with its own time, actor and idempotency key;
+    a create that finds the writer idle goes at once, so nothing waits on a timer. A
+    group that fails is written again one create at a time, so a bad job fails only its
+    own request. A key repeated within a group waits for the next one, which finds the
+    job the first made."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._waiting: list[_Asked] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    async def insert(self, new: NewJob, now: datetime, actor: Actor | None) -> tuple[Job, bool]:
+        answer: asyncio.Future[tuple[Job, bool]] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Asked(new, now, actor, answer))
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write_all(), name="enqueue-group-commit")
+        return await answer
+
+    def _next_group(self) -> list[_Asked]:
+        group: list[_Asked] = []
+        later: list[_Asked] = []
+        keys: set[tuple[str, str]] = set()
+        for asked in self._waiting:
+            key = (asked.new.owner, asked.new.idempotency_key or "")
+            if len(group) >= GROUP_COMMIT_MAX or (asked.new.idempotency_key and key in keys):
+                later.append(asked)
+                continue
+            keys.add(key)
+            group.append(asked)
+        self._waiting = later
+        return group
+
+    async def _write_all(self) -> None:
+        while self._waiting:
+            group = self._next_group()
+            try:
+                await self._write(group)
+            except BaseException as error:  # cancelled at shutdown: no create waits forever
+                for asked in group:
+                    if not asked.answer.done():
+                        asked.answer.set_exception(error)
+                raise
+
+    async def _write(self, group: list[_Asked]) -> None:
+        try:
+            answers = await _insert_group(self._db, group)
+        except Exception as error:
+            if len(group) == 1:
+                group[0].answer.set_exception(error)
+                return
+            for asked in group:  # one at a time: only the bad create fails
+                await self._write([asked])
+            return
+        for asked, answer in zip(group, answers, strict=True):
+            if not asked.answer.done():  # its request may have gone away meanwhile
+                asked.answer.set_result(answer)
+
+
+_group_commits: weakref.WeakKeyDictionary[Database, _GroupCommit] = weakref.WeakKeyDictionary()
+
+
+def _group_commit_of(db: Database) -> _GroupCommit:
+    group_commit = _group_commits.get(db)
+    if group_commit is None:
+        group_commit = _group_commits[db] = _GroupCommit(db)
+    return group_commit
+
+
+async def _insert_group(db: Database, group: Sequence[_Asked]) -> list[tuple[Job, bool]]:
+    """A group of single enqueues in one transaction: per create, the job its key already
+    names (the caller compares the requests), or a new one."""
+    async with db.write() as tx:
+        existing = await _by_idempotency_keys(
+            tx.conn,
+            [(a.new.owner, a.new.idempotency_key) for a in group if a.new.idempotency_key],
+        )
+        found = [
+            existing.get((a.new.owner, a.new.idempotency_key)) if a.new.idempotency_key else None
+            for a in group
+        ]
+        fresh = [
+            (new_id(), a.new, a.now, a.actor)
+            for a, job in zip(group, found, strict=True)
+            if job is None
+        ]
+        made = await _write_new(tx, fresh)
+    new_ids = iter(job_id for job_id, _, _, _ in fresh)
+    return [(job, False) if job is not None else (made[next(new_ids)], True) for job in found]
 
 
 async def _insert_batch_postgres(

@@ -1,0 +1,102 @@
+"""Single enqueues that arrive together (SQLite writes them as one group commit; PostgreSQL
+one statement each): every create keeps its own time, actor and idempotency key, a key
+asked for twice at once makes one job, and one bad create fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from backburner.store import Database, NewJob
+from backburner.store import jobs as jobs_store
+from backburner.store.audit import Actor
+from backburner.store.schema import audit_events, job_events, jobs
+
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+
+
+def new_job(**overrides: object) -> NewJob:
+    values: dict[str, object] = {
+        "owner": "alice",
+        "type": "noop",
+        "payload": {},
+        "max_attempts": 3,
+        "timeout_seconds": 60,
+    }
+    values.update(overrides)
+    return NewJob(**values)  # type: ignore[arg-type]
+
+
+def actor(number: int) -> Actor:
+    return Actor("key", f"key-{number}", "alice", "member", "127.0.0.1", "pytest", f"req-{number}")
+
+
+async def _count(db: Database, table: sa.Table) -> int:
+    async with db.read() as conn:
+        return int((await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar())
+
+
+async def test_creates_at_once_keep_their_own_time_and_actor(db: Database) -> None:
+    made = await asyncio.gather(
+        *(
+            jobs_store.insert_job(
+                db,
+                new_job(payload={"n": number}),
+                now=T0 + timedelta(milliseconds=number),
+                actor=actor(number),
+            )
+            for number in range(60)
+        )
+    )
+    assert all(created for _, created in made)
+    assert len({job.id for job, _ in made}) == 60
+    for number, (job, _) in enumerate(made):
+        assert job.payload == {"n": number}
+        assert job.created_at == T0 + timedelta(milliseconds=number)
+    async with db.read() as conn:
+        audited = {
+            target: request
+            for target, request in await conn.execute(
+                sa.select(audit_events.c.target_id, audit_events.c.request_id)
+            )
+        }
+        created_events = (
+            await conn.execute(
+                sa.select(job_events.c.job_id, sa.func.count()).group_by(job_events.c.job_id)
+            )
+        ).all()
+    assert audited == {job.id: f"req-{number}" for number, (job, _) in enumerate(made)}
+    assert sorted(n for _, n in created_events) == [1] * 60
+
+
+async def test_one_key_asked_for_at_once_makes_one_job(db: Database) -> None:
+    keyed = new_job(idempotency_key="once", request_hash="h1")
+    made = await asyncio.gather(
+        *(jobs_store.insert_job(db, keyed, now=T0, actor=actor(n)) for n in range(5)),
+        *(jobs_store.insert_job(db, new_job(), now=T0) for _ in range(5)),
+    )
+    keyed_answers = made[:5]
+    assert len({job.id for job, _ in keyed_answers}) == 1
+    assert sum(created for _, created in keyed_answers) == 1
+    assert all(created for _, created in made[5:])
+    assert await _count(db, jobs) == 6
+
+
+async def test_one_bad_create_among_others_fails_alone(db: Database) -> None:
+    # A payload the store cannot encode (a set): written with others, it must not take
+    # their creates down with it, nor leave anything of its own behind.
+    asked = [new_job(payload={"n": n}) for n in range(10)]
+    asked.insert(4, new_job(payload={"n": {1, 2}}))
+    answers = await asyncio.gather(
+        *(jobs_store.insert_job(db, new, now=T0, actor=actor(0)) for new in asked),
+        return_exceptions=True,
+    )
+    failed = [n for n, answer in enumerate(answers) if isinstance(answer, BaseException)]
+    assert failed == [4]
+    assert await _count(db, jobs) == 10
+    assert await _count(db, job_events) == 10
+    assert await _count(db, audit_events) == 10
+    _, created = await jobs_store.insert_job(db, new_job(), now=T0)  # and on it goes
+    assert created
