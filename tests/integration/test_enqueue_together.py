@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from backburner.store import Database, NewJob
 from backburner.store import jobs as jobs_store
 from backburner.store.audit import Actor
 from backburner.store.schema import audit_events, job_events, jobs
+from tests.conftest import KEYRING
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -100,3 +102,23 @@ async def test_one_bad_create_among_others_fails_alone(db: Database) -> None:
     assert await _count(db, audit_events) == 10
     _, created = await jobs_store.insert_job(db, new_job(), now=T0)  # and on it goes
     assert created
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the group commit's
+def test_a_database_that_outlives_its_event_loop_still_enqueues(db_url: str) -> None:
+    # A script that runs asyncio.run twice with one SQLite Database: the second loop must
+    # not wait on what the first one left behind.
+    database = Database(db_url, sealer=KEYRING)
+
+    async def create() -> bool:
+        _, created = await jobs_store.insert_job(database, new_job(), now=T0)
+        return created
+
+    async def close() -> None:
+        await database.close()
+
+    try:
+        assert asyncio.run(create())
+        assert asyncio.run(asyncio.wait_for(create(), timeout=10))
+    finally:
+        asyncio.run(close())

@@ -268,10 +268,15 @@ class _GroupCommit:
         self._writing: asyncio.Task[None] | None = None
 
     async def insert(self, new: NewJob, now: datetime, actor: Actor | None) -> tuple[Job, bool]:
-        answer: asyncio.Future[tuple[Job, bool]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        if self._writing is not None and self._writing.get_loop() is not loop:
+            # The database outlived an event loop (a script's asyncio.run, then another):
+            # what that loop left waiting went with it.
+            self._writing, self._waiting = None, []
+        answer: asyncio.Future[tuple[Job, bool]] = loop.create_future()
         self._waiting.append(_Asked(new, now, actor, answer))
         if self._writing is None or self._writing.done():
-            self._writing = asyncio.create_task(self._write_all(), name="enqueue-group-commit")
+            self._writing = loop.create_task(self._write_all(), name="enqueue-group-commit")
         return await answer
 
     def _next_group(self) -> list[_Asked]:
