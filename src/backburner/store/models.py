@@ -6,7 +6,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -81,9 +81,23 @@ class Job:
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Job:
-        values = dict(row)
+        return cls.from_values(dict(row))
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> Job:
+        """A job from a row's values, taking the dict over (its status turned into the
+        enum). A whole row of the jobs table is set in one step: the frozen dataclass's
+        __init__ assigns 37 fields one object.__setattr__ at a time, ~10 us a job and a
+        tenth of the worker's time per no-op job at full speed."""
         values["status"] = JobStatus(values["status"])
+        if values.keys() == _JOB_FIELDS:
+            job = object.__new__(cls)
+            job.__dict__.update(values)
+            return job
         return cls(**values)
+
+
+_JOB_FIELDS = frozenset(field.name for field in fields(Job))
 
 
 @dataclass(frozen=True)

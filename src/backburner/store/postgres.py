@@ -299,7 +299,7 @@ def job_from_record(record: Any, sealer: Sealer | None) -> Job:
     for column in _SEALED:
         if values[column.name] is not None:
             values[column.name] = open_for(column, sealer_or_fail(sealer), values[column.name])
-    return Job.from_row(values)
+    return Job.from_values(values)
 
 
 def finish_args(

@@ -1,0 +1,58 @@
+"""A job read from a row is the job its constructor makes, however it was built (a whole
+row is set in one step; anything else goes through the dataclass's own checks)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from backburner.store import Job, JobStatus
+
+NOW = datetime(2026, 5, 1, tzinfo=UTC)
+
+
+def whole_row() -> dict[str, Any]:
+    row: dict[str, Any] = {field.name: None for field in dataclasses.fields(Job)}
+    row.update(
+        id="j1",
+        owner="alice",
+        type="noop",
+        status="running",
+        payload={"n": 1},
+        priority=0,
+        run_at=NOW,
+        created_at=NOW,
+        updated_at=NOW,
+        attempts=1,
+        retry_count=0,
+        max_attempts=3,
+        timeout_seconds=60.0,
+        cancel_requested=False,
+        progress=0.0,
+    )
+    return row
+
+
+def test_a_whole_row_makes_the_same_frozen_job_as_the_constructor() -> None:
+    row = whole_row()
+    job = Job.from_row(row)
+    assert job == Job(**{**row, "status": JobStatus.RUNNING})
+    assert job.status is JobStatus.RUNNING
+    assert row["status"] == "running"  # the caller's row is left as it was
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.progress = 1.0  # type: ignore[misc]
+    assert dataclasses.replace(job, progress=0.5).progress == 0.5
+
+
+def test_a_row_without_the_later_columns_takes_their_defaults() -> None:
+    row = whole_row()
+    del row["origin"], row["result_bytes"]
+    assert Job.from_row(row).origin is None
+
+
+def test_a_row_with_a_column_the_job_does_not_know_is_refused() -> None:
+    with pytest.raises(TypeError):
+        Job.from_row({**whole_row(), "surprise": 1})
