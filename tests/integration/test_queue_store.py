@@ -474,7 +474,10 @@ async def test_a_claim_cut_off_mid_statement_leaves_no_transaction_behind(
         claim = asyncio.create_task(
             queue_store.claim_jobs(db, worker_id="w", limit=10, lease_seconds=30, now=T0)
         )
-        waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
         await wait_for(lambda: blocker.fetchval(waiting))
         claim.cancel()
         with pytest.raises(asyncio.CancelledError):
