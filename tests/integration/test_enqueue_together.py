@@ -14,7 +14,7 @@ from backburner.store import Database, NewJob
 from backburner.store import jobs as jobs_store
 from backburner.store.audit import Actor
 from backburner.store.schema import audit_events, job_events, jobs
-from tests.conftest import KEYRING
+from tests.conftest import KEYRING, wait_for
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -122,3 +122,20 @@ def test_a_database_that_outlives_its_event_loop_still_enqueues(db_url: str) -> 
         assert asyncio.run(asyncio.wait_for(create(), timeout=10))
     finally:
         asyncio.run(close())
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the group commit's
+async def test_a_create_whose_request_went_away_before_its_group_is_not_written(
+    db: Database,
+) -> None:
+    group_commit = jobs_store._group_commit_of(db)
+    async with db.write():  # the one writer is busy: creates wait for its next transaction
+        first = asyncio.create_task(jobs_store.insert_job(db, new_job(), now=T0))
+        await wait_for(lambda: group_commit._writing is not None and not group_commit._waiting)
+        gone = asyncio.create_task(jobs_store.insert_job(db, new_job(), now=T0))
+        await wait_for(lambda: len(group_commit._waiting) == 1)
+        gone.cancel()
+    _, created = await first
+    assert created
+    assert gone.cancelled()
+    assert await _count(db, jobs) == 1

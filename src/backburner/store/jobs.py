@@ -284,6 +284,8 @@ class _GroupCommit:
         later: list[_Asked] = []
         keys: set[tuple[str, str]] = set()
         for asked in self._waiting:
+            if asked.answer.done():  # its request went away before it was written
+                continue
             key = (asked.new.owner, asked.new.idempotency_key or "")
             if len(group) >= GROUP_COMMIT_MAX or (asked.new.idempotency_key and key in keys):
                 later.append(asked)
@@ -296,6 +298,8 @@ class _GroupCommit:
     async def _write_all(self) -> None:
         while self._waiting:
             group = self._next_group()
+            if not group:
+                continue
             try:
                 await self._write(group)
             except BaseException as error:  # cancelled at shutdown: no create waits forever
@@ -309,7 +313,8 @@ class _GroupCommit:
             answers = await _insert_group(self._db, group)
         except Exception as error:
             if len(group) == 1:
-                group[0].answer.set_exception(error)
+                if not group[0].answer.done():
+                    group[0].answer.set_exception(error)
                 return
             for asked in group:  # one at a time: only the bad create fails
                 await self._write([asked])
