@@ -62,3 +62,16 @@ async def finished(db: Database, job_id: str, within: float = 20) -> Job:
 
     result: Job = await wait_for(ended, within=within)
     return result
+
+
+def new_job(**overrides: object) -> NewJob:
+    """A no-op job of alice's, as the store takes it, with `overrides`."""
+    values: dict[str, object] = {
+        "owner": "alice",
+        "type": "noop",
+        "payload": {},
+        "max_attempts": 3,
+        "timeout_seconds": 60,
+    }
+    values.update(overrides)
+    return NewJob(**values)  # type: ignore[arg-type]

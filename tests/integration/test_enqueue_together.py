@@ -10,25 +10,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from backburner.store import Database, NewJob
+from backburner.store import Database
 from backburner.store import jobs as jobs_store
 from backburner.store.audit import Actor
 from backburner.store.schema import audit_events, job_events, jobs
 from tests.conftest import KEYRING, wait_for
+from tests.running import new_job
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
-
-
-def new_job(**overrides: object) -> NewJob:
-    values: dict[str, object] = {
-        "owner": "alice",
-        "type": "noop",
-        "payload": {},
-        "max_attempts": 3,
-        "timeout_seconds": 60,
-    }
-    values.update(overrides)
-    return NewJob(**values)  # type: ignore[arg-type]
 
 
 def actor(number: int) -> Actor:

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from backburner.errors import Conflict, NotFound
-from backburner.store import Database, Event, JobStatus, NewJob, Outcome, postgres
+from backburner.store import Database, Event, JobStatus, Outcome, postgres
 from backburner.store import events as events_store
 from backburner.store import jobs as jobs_store
 from backburner.store import positions as positions_store
@@ -28,20 +28,9 @@ from tests.conftest import (
     _with_database,
     wait_for,
 )
+from tests.running import new_job
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-
-def new_job(**overrides: object) -> NewJob:
-    values: dict[str, object] = {
-        "owner": "alice",
-        "type": "noop",
-        "payload": {},
-        "max_attempts": 3,
-        "timeout_seconds": 60,
-    }
-    values.update(overrides)
-    return NewJob(**values)  # type: ignore[arg-type]
 
 
 async def kinds(db: Database, job_id: str) -> list[str]:
