@@ -62,6 +62,23 @@ async def claim_jobs(
     is exact on SQLite; on PostgreSQL two workers claiming at the same instant may each
     fill the same room once, so it can be passed by at most one batch.
     """
+    if db.native_statements and not (caps is not None and caps.active):
+        args = postgres.claim_args(
+            worker_id=worker_id, limit=limit, lease_seconds=lease_seconds, now=now, types=types
+        )
+        async with db.asyncpg_connection() as conn:
+            await conn.execute(postgres.CLAIM_PLAN)  # opens the claim's transaction
+            try:
+                records = await conn.fetch(postgres.CLAIM, *args)
+                await conn.execute("COMMIT")
+            except BaseException:
+                if not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await conn.execute("ROLLBACK")
+                raise
+        claimed = [postgres.job_from_record(record, db.sealer) for record in records]
+        claimed.sort(key=lambda job: (-job.priority, job.run_at, job.id))
+        return claimed
     if caps is not None and caps.active:
         picked = _fair_pick(now, limit, types, caps)
     else:
@@ -89,23 +106,6 @@ async def claim_jobs(
         )
         .returning(*jobs.c)
     )
-    if db.native_statements and not (caps is not None and caps.active):
-        args = postgres.claim_args(
-            worker_id=worker_id, limit=limit, lease_seconds=lease_seconds, now=now, types=types
-        )
-        async with db.asyncpg_connection() as conn:
-            await conn.execute(postgres.CLAIM_PLAN)  # opens the claim's transaction
-            try:
-                records = await conn.fetch(postgres.CLAIM, *args)
-                await conn.execute("COMMIT")
-            except BaseException:
-                if not conn.is_closed():
-                    with contextlib.suppress(Exception):
-                        await conn.execute("ROLLBACK")
-                raise
-        claimed = [postgres.job_from_record(record, db.sealer) for record in records]
-        claimed.sort(key=lambda job: (-job.priority, job.run_at, job.id))
-        return claimed
     async with db.write() as tx:
         rows = (await tx.conn.execute(claim)).mappings().all()
         claimed = [Job.from_row(row) for row in rows]
