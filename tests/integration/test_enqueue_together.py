@@ -128,3 +128,21 @@ async def test_a_create_whose_request_went_away_before_its_group_is_not_written(
     assert created
     assert gone.cancelled()
     assert await _count(db, jobs) == 1
+
+
+async def test_a_created_job_is_the_job_read_back(db: Database) -> None:
+    # The answer to a create is built from what the caller asked (its sealed values are
+    # not opened again): it must be exactly the job the store then reads back.
+    asked = new_job(
+        payload={"text": "é ☃", "nested": [1, {"a": None}]},
+        callback_url="https://hooks.example.com/done",
+        notify={"email": ["me@example.com"]},
+        idempotency_key="k1",
+        request_hash="h",
+    )
+    single, _ = await jobs_store.insert_job(db, asked, now=T0, actor=actor(1))
+    batch = await jobs_store.insert_jobs(db, [new_job(payload={"n": 1}), asked], now=T0)
+    assert await jobs_store.get_job(db, single.id) == single
+    assert batch[1] == (single, False)
+    made = batch[0][0]
+    assert await jobs_store.get_job(db, made.id) == made

@@ -95,7 +95,7 @@ async def _insert_job_postgres(
         record = await conn.fetchrow(postgres.INSERT_JOB, *args)
     if record is not None:
         db.wake(CHANNEL_JOBS)
-        return postgres.job_from_record(record, db.sealer), True
+        return postgres.job_from_record(record, db.sealer, new), True
     assert new.idempotency_key is not None  # only a key's conflict inserts nothing
     async with db.read() as read:
         existing = await _by_idempotency_key(read, new.owner, new.idempotency_key)
@@ -373,8 +373,9 @@ async def _insert_batch_postgres(
         made: dict[str, Job] = {}
         if plan.fresh:
             args = postgres.insert_jobs_args(db.sealer, plan.fresh, now, actor)
+            asked = dict(plan.fresh)
             for record in await conn.fetch(postgres.INSERT_JOBS, *args):
-                job = postgres.job_from_record(record, db.sealer)
+                job = postgres.job_from_record(record, db.sealer, asked[record["id"]])
                 made[job.id] = job
     return _answered(plan, made)
 
