@@ -29,11 +29,6 @@ from tests.conftest import Keys, auth, fast_settings
 from tests.e2e.test_api_documents import make_pdf
 from tests.servers import serve_on_loopback
 
-# The browser checks what the pages do (scripts, live updates, forms, keyboard, layout), which
-# is the same whatever the database; what they read is checked on both databases by
-# tests/e2e/test_ui_pages.py and the API's tests. One database here keeps `make test` in budget.
-pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
     "--no-sandbox",
