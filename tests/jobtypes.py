@@ -151,6 +151,16 @@ async def fan_out(ctx: JobContext, payload: FanOutInput) -> Done:
     return Done(attempt=ctx.attempt, data={"answers": len(texts)})
 
 
+class OddInput(BaseModel):
+    kind: str
+
+
+async def odd_result(ctx: JobContext, payload: OddInput) -> Done:
+    """A result JSON cannot hold as it is: a lone surrogate, or a float that is no number."""
+    value: object = "\ud800" if payload.kind == "surrogate" else float(payload.kind)
+    return Done(data={"value": value})
+
+
 def register(registry: JobRegistry) -> None:
     registry.job_type("test_flaky", retry=FAST_RETRY, expected_duration=0.1)(flaky)
     registry.job_type("test_broken", retry=FAST_RETRY)(broken)
@@ -165,3 +175,4 @@ def register(registry: JobRegistry) -> None:
     registry.job_type("test_ask_model", retry=FAST_RETRY, timeout=120)(ask_model)
     registry.job_type("test_fan_out", retry=FAST_RETRY, timeout=120)(fan_out)
     registry.job_type("test_parts_then_crash", retry=FAST_RETRY)(parts_then_crash)
+    registry.job_type("test_odd_result", retry=FAST_RETRY)(odd_result)

@@ -157,6 +157,22 @@ async def test_permanent_error_fails_at_once(harness: Harness) -> None:
     assert await harness.event_kinds(job.id) == ["created", "started", "failed"]
 
 
+async def test_a_result_json_cannot_hold_fails_the_job_and_no_number_becomes_null(
+    harness: Harness,
+) -> None:
+    # A handler's result is encoded once, by pydantic: a lone surrogate cannot be stored,
+    # so the job fails at once, saying why (not a worker stuck retrying its outcome); NaN
+    # is no JSON either and is stored as null, as pydantic writes it.
+    surrogate = await harness.enqueue("test_odd_result", {"kind": "surrogate"})
+    not_a_number = await harness.enqueue("test_odd_result", {"kind": "nan"})
+    async with harness.worker():
+        failed = await harness.until(surrogate.id, JobStatus.FAILED)
+        done = await harness.until(not_a_number.id, JobStatus.SUCCEEDED)
+    assert failed.attempts == 1
+    assert "does not fit test_odd_result" in (failed.error_message or "")
+    assert done.result == {"ok": True, "attempt": 0, "data": {"value": None}}
+
+
 async def test_timeout_stops_the_attempt_and_fails_the_job(harness: Harness) -> None:
     job = await harness.enqueue("test_slow", {"seconds": 30})
     started = time.monotonic()
