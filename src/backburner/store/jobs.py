@@ -163,7 +163,11 @@ class _Plan:
     fresh: list[tuple[str, NewJob]]
 
 
-def _plan(batch: Sequence[NewJob], existing: dict[tuple[str, str], Job]) -> _Plan:
+def _plan(
+    batch: Sequence[NewJob], existing: dict[tuple[str, str], Job], *, refuse_reused: bool = True
+) -> _Plan:
+    """`refuse_reused=False`: a key that names a job of another request answers with that
+    job (single creates, whose caller compares the requests), instead of KeysReused."""
     answers: list[Job | None] = []
     fresh: list[tuple[str, NewJob]] = []
     for new in batch:
@@ -176,7 +180,7 @@ def _plan(batch: Sequence[NewJob], existing: dict[tuple[str, str], Job]) -> _Pla
         for index, (new, found) in enumerate(zip(batch, answers, strict=True))
         if found is not None and found.request_hash != new.request_hash
     ]
-    if reused:
+    if reused and refuse_reused:
         raise KeysReused(reused)  # before anything is written: all or none
     return _Plan(answers, fresh)
 
@@ -194,12 +198,7 @@ async def _insert_batch(
 ) -> list[tuple[Job, bool]]:
     """The portable form: rows, events and audit records as three batched statements."""
     async with db.write() as tx:
-        plan = _plan(
-            batch,
-            await _by_idempotency_keys(
-                tx.conn, [(n.owner, n.idempotency_key) for n in batch if n.idempotency_key]
-            ),
-        )
+        plan = _plan(batch, await _by_idempotency_keys(tx.conn, batch))
         made = await _write_new(tx, [(job_id, new, now, actor) for job_id, new in plan.fresh])
     return _answered(plan, made)
 
@@ -336,24 +335,19 @@ def _group_commit_of(db: Database) -> _GroupCommit:
 
 async def _insert_group(db: Database, group: Sequence[_Asked]) -> list[tuple[Job, bool]]:
     """A group of single enqueues in one transaction: per create, the job its key already
-    names (the caller compares the requests), or a new one."""
+    names (the caller compares the requests), or a new one with its own time and actor."""
+    batch = [asked.new for asked in group]
     async with db.write() as tx:
-        existing = await _by_idempotency_keys(
-            tx.conn,
-            [(a.new.owner, a.new.idempotency_key) for a in group if a.new.idempotency_key],
+        plan = _plan(batch, await _by_idempotency_keys(tx.conn, batch), refuse_reused=False)
+        to_make = [a for a, found in zip(group, plan.answers, strict=True) if found is None]
+        made = await _write_new(
+            tx,
+            [
+                (job_id, new, asked.now, asked.actor)
+                for (job_id, new), asked in zip(plan.fresh, to_make, strict=True)
+            ],
         )
-        found = [
-            existing.get((a.new.owner, a.new.idempotency_key)) if a.new.idempotency_key else None
-            for a in group
-        ]
-        fresh = [
-            (new_id(), a.new, a.now, a.actor)
-            for a, job in zip(group, found, strict=True)
-            if job is None
-        ]
-        made = await _write_new(tx, fresh)
-    new_ids = iter(job_id for job_id, _, _, _ in fresh)
-    return [(job, False) if job is not None else (made[next(new_ids)], True) for job in found]
+    return _answered(plan, made)
 
 
 async def _insert_batch_postgres(
@@ -381,8 +375,10 @@ async def _insert_batch_postgres(
 
 
 async def _by_idempotency_keys(
-    conn: AsyncConnection, keys: Sequence[tuple[str, str]]
+    conn: AsyncConnection, batch: Sequence[NewJob]
 ) -> dict[tuple[str, str], Job]:
+    """The jobs the batch's idempotency keys already name, by (owner, key)."""
+    keys = [(new.owner, new.idempotency_key) for new in batch if new.idempotency_key]
     if not keys:
         return {}
     query = sa.select(jobs).where(
