@@ -67,15 +67,28 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         )
 
 
+async def create_database(prefix: str, *, migrated: bool = True) -> str:
+    """A new PostgreSQL database on the test server (migrated unless asked not): its URL.
+    Drop it with `drop_database`."""
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    url = _with_database(POSTGRES_URL, name)
+    if migrated:
+        await _migrate(url)
+    return url
+
+
+async def drop_database(url: str) -> None:
+    name = url.rpartition("/")[2]
+    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A throw-away PostgreSQL database for this test run, migrated once."""
-    name = f"backburner_test_{os.getpid()}_{secrets.token_hex(3)}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    url = _with_database(POSTGRES_URL, name)
-    asyncio.run(_migrate(url))
+    url = asyncio.run(create_database("backburner_test"))
     yield url
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(drop_database(url))
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import asyncpg
 import pytest
 
 from backburner.store.database import plain_postgres_dsn
-from tests.conftest import POSTGRES_URL, REPO, _admin, _with_database
+from tests.conftest import REPO, create_database, drop_database
 
 pytestmark = pytest.mark.slow
 
@@ -40,12 +39,10 @@ REQUIRED = {
 @pytest.fixture
 def bench_database() -> Iterator[str]:
     """A database of the adapter's own, as the harness creates one per system."""
-    name = f"backburner_bench_{secrets.token_hex(4)}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    url = asyncio.run(create_database("backburner_bench", migrated=False))
     # The harness hands out libpq URLs; the adapter takes them as they are.
-    url = _with_database(POSTGRES_URL, name).replace("postgresql://", "postgres://", 1)
-    yield url
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    yield url.replace("postgresql://", "postgres://", 1)
+    asyncio.run(drop_database(url))
 
 
 def read_lines(stream: object, until: float) -> Iterator[dict[str, object]]:

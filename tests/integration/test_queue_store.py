@@ -4,7 +4,6 @@ reap, cancel, retry, idempotency, pagination. Every transition leaves one event.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,14 +19,7 @@ from backburner.store import positions as positions_store
 from backburner.store import queue as queue_store
 from backburner.store.database import CHANNEL_RESPONSES, plain_postgres_dsn
 from backburner.store.schema import jobs
-from tests.conftest import (
-    KEYRING,
-    POSTGRES_URL,
-    _admin,
-    _migrate,
-    _with_database,
-    wait_for,
-)
+from tests.conftest import KEYRING, create_database, drop_database, wait_for
 from tests.running import new_job
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -421,11 +413,8 @@ async def test_a_claim_reads_the_queue_by_its_index_whatever_the_statistics_say(
     # spike until autovacuum's next ANALYZE): planned freely, a claim reads every pending
     # row and sorts them to take the first hundred (42 ms a claim at 25,000 pending, the
     # worker slowing as its backlog grew); the claim's own plan takes the index in order.
-    name = f"backburner_test_plan_{secrets.token_hex(3)}"
-    await _admin(f'CREATE DATABASE "{name}"')
-    url = _with_database(POSTGRES_URL, name)
+    url = await create_database("backburner_test_plan")
     try:
-        await _migrate(url)
         db = Database(url, sealer=KEYRING)
         try:
             for _ in range(20):  # fewer, and the free plan takes the index too
@@ -442,7 +431,7 @@ async def test_a_claim_reads_the_queue_by_its_index_whatever_the_statistics_say(
         finally:
             await db.close()
     finally:
-        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(url)
     assert "Sort" in free  # the hazard is real on this server
     assert "Index Scan using ix_jobs_pending_queue" in claiming
     assert "Sort" not in claiming
