@@ -146,3 +146,21 @@ async def test_a_created_job_is_the_job_read_back(db: Database) -> None:
     assert batch[1] == (single, False)
     made = batch[0][0]
     assert await jobs_store.get_job(db, made.id) == made
+
+
+async def test_another_owners_key_at_the_same_moment_never_answers_with_alices_job(
+    db: Database,
+) -> None:
+    # Idempotency keys are per owner: bob sending alice's key in the same instant (one
+    # group on SQLite) gets a job of his own, never hers.
+    alices = new_job(idempotency_key="shared", request_hash="h1", payload={"who": "alice"})
+    bobs = new_job(owner="bob", idempotency_key="shared", request_hash="h1", payload={"who": "bob"})
+    (alice_job, alice_made), (bob_job, bob_made) = await asyncio.gather(
+        jobs_store.insert_job(db, alices, now=T0), jobs_store.insert_job(db, bobs, now=T0)
+    )
+    assert alice_made
+    assert bob_made
+    assert alice_job.id != bob_job.id
+    assert (bob_job.owner, bob_job.payload) == ("bob", {"who": "bob"})
+    again, made = await jobs_store.insert_job(db, bobs, now=T0)
+    assert (again.id, made) == (bob_job.id, False)
