@@ -242,6 +242,32 @@ async def test_waiting_jobs_hold_no_slot(db: Database, db_url: str) -> None:
     assert harness.provider.submitted == 20
 
 
+async def test_jobs_coming_back_from_the_model_never_push_the_worker_past_its_slots(
+    db: Database, db_url: str
+) -> None:
+    # Forty jobs through two slots: while the claim loop fetches new jobs, others come back
+    # from their model call wanting a slot. Slots for a claim are reserved before it, so
+    # the two never add up to more than the worker's concurrency.
+    settings = fast_settings(db_url, offline_latency_s=0.02)
+    harness = Harness(db, settings, OfflineProvider(latency_s=0.02))
+    jobs = [await harness.enqueue("test_ask_model") for _ in range(40)]
+    most = 0
+    async with harness.worker(worker_concurrency=2, claim_batch_size=2) as worker:
+
+        async def watch() -> None:
+            nonlocal most
+            while True:
+                most = max(most, worker.slots.used)
+                await asyncio.sleep(0)
+
+        watcher = asyncio.create_task(watch())
+        for job in jobs:
+            await harness.until(job.id, JobStatus.SUCCEEDED, within=60)
+        watcher.cancel()
+        assert worker.slots.used == 0
+    assert 1 <= most <= 2
+
+
 async def test_a_lost_response_is_submitted_again(db: Database, settings: Settings) -> None:
     harness = Harness(db, settings, OfflineProvider(latency_s=0.05))
     job = await harness.enqueue("test_ask_model")

@@ -184,32 +184,46 @@ class Worker:
     async def _claim_until_stopped(self, attempts: asyncio.TaskGroup) -> None:
         failures = 0
         while not self._stopping.is_set():
-            if self.slots.free == 0:
+            # Slots are reserved before the claim, so jobs coming back from a wait meanwhile
+            # cannot be outnumbered by what the claim brings (see worker.slots).
+            wanted = self.slots.reserve(self.settings.claim_batch_size)
+            if wanted == 0:
                 await self._until_stop_or(self.slots.wait_for_free())
                 continue
             self._wake.clear()
-            wanted = min(self.slots.free, self.settings.claim_batch_size)
-            try:
-                claimed = await queue_store.claim_jobs(
-                    self.db,
-                    worker_id=self.id,
-                    limit=wanted,
-                    lease_seconds=self.settings.lease_seconds,
-                    now=self.clock(),
-                    types=self.registry.names(),
-                    caps=self.leases.caps,
-                )
-                failures = 0
-            except Exception as error:
+            claimed = await self._claim(wanted)
+            if claimed is None:
                 failures += 1
-                if not self.db.outages.absorbed(error, "claim"):
-                    log.exception("claiming jobs failed", extra={"worker_id": self.id})
                 await self._until_stop_or(asyncio.sleep(min(10.0, 0.2 * 2**failures)))
                 continue
+            failures = 0
             for job in claimed:
                 self._start(job, attempts)
             if len(claimed) < wanted:
                 await self._idle()
+
+    async def _claim(self, wanted: int) -> list[Job] | None:
+        """Up to `wanted` jobs for the slots reserved for them, the slots left over given
+        back at once (whatever happens); None when the claim failed (logged, unless it is
+        part of a database outage)."""
+        claimed: list[Job] = []
+        try:
+            claimed = await queue_store.claim_jobs(
+                self.db,
+                worker_id=self.id,
+                limit=wanted,
+                lease_seconds=self.settings.lease_seconds,
+                now=self.clock(),
+                types=self.registry.names(),
+                caps=self.leases.caps,
+            )
+            return claimed
+        except Exception as error:
+            if not self.db.outages.absorbed(error, "claim"):
+                log.exception("claiming jobs failed", extra={"worker_id": self.id})
+            return None
+        finally:
+            self.slots.give(wanted - len(claimed))
 
     async def _idle(self) -> None:
         """Sleep until woken by a new job, the next scheduled one falls due, or a while."""
@@ -232,7 +246,7 @@ class Worker:
             stop.cancel()
 
     def _start(self, job: Job, attempts: asyncio.TaskGroup) -> None:
-        self.slots.take()
+        """Run a claimed job in the slot reserved for it."""
         attempt = Attempt(job)
         self.running[job.id] = attempt
         attempt.task = attempts.create_task(self._run(attempt), name=f"job-{job.id}")

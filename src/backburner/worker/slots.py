@@ -1,34 +1,75 @@
-"""A counter of execution slots that the claim loop can read and wait on."""
+"""A worker's execution slots, and who gets the next free one.
+
+Two kinds of taker: the claim loop, which reserves free slots for the jobs it is about to
+claim, and jobs coming back from a wait (their model call ended), which need a slot again
+to finish. Coming back goes first: a freed slot is handed straight to the longest-waiting
+returner, and the claim loop sees only what no returner wants. Otherwise, with a backlog,
+every slot freed would go to a new job's submission while completions queue behind them,
+and a job the provider finished long ago waits on work that has not started.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 
 
 class Slots:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.used = 0
-        self._changed = asyncio.Event()
+        self._returning: deque[asyncio.Future[None]] = deque()
+        self._freed = asyncio.Event()
 
     @property
     def free(self) -> int:
         return max(0, self.capacity - self.used)
 
-    def take(self) -> None:
-        self.used += 1
+    @property
+    def returning(self) -> int:
+        """Jobs waiting for a slot to finish in."""
+        return len(self._returning)
 
-    def give(self) -> None:
-        self.used -= 1
-        self._changed.set()
+    def reserve(self, wanted: int) -> int:
+        """Take up to `wanted` free slots for new jobs (none while a returner waits: it had
+        them first); how many were taken."""
+        taken = 0 if self._returning else min(wanted, self.free)
+        self.used += taken
+        return taken
+
+    def give(self, count: int = 1) -> None:
+        """Free `count` slots: each to the longest-waiting returner, else to the pool."""
+        for _ in range(count):
+            while self._returning:
+                waiter = self._returning.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)  # the slot changes hands; `used` stays
+                    break
+            else:
+                self.used -= 1
+                self._freed.set()
 
     async def take_when_free(self) -> None:
-        while self.used >= self.capacity:
-            self._changed.clear()
-            await self._changed.wait()
-        self.used += 1
+        """A slot for a job coming back from a wait: at once if one is free and no one is
+        ahead, else the next one freed, in the order they came back."""
+        if self.used < self.capacity and not self._returning:
+            self.used += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._returning.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.give()  # handed a slot in the same instant it was cancelled
+            else:
+                self._returning.remove(waiter)
+                if not self._returning and self.free:
+                    self._freed.set()
+            raise
 
     async def wait_for_free(self) -> None:
-        while self.free == 0:
-            self._changed.clear()
-            await self._changed.wait()
+        """Until a slot is free for new jobs (the claim loop's wait; one waiter)."""
+        while self.free == 0 or self._returning:
+            self._freed.clear()
+            await self._freed.wait()
