@@ -1,0 +1,115 @@
+"""Run the public PostgreSQL job-queue harness with Backburner in it, without Docker.
+
+    python bench/peer-harness/native/run.py ../postgresql-job-queue-benchmarking \\
+        run --systems backburner,procrastinate,pgboss,absurd \\
+        --producer-mode depth-target --target-depth 4000 --worker-count 64 \\
+        --phase warmup=warmup:60s --phase clean=clean:300s
+
+HARNESS is a checkout of hardbyte/postgresql-job-queue-benchmarking; what follows it is
+passed to its `bench.py`. This script
+
+1. registers Backburner's adapter in that checkout, as bench/peer-harness/README.md
+   describes (the adapter folder, its database in `init-databases.sql`, a builder, a
+   launcher and an `ADAPTERS` entry in `bench_harness/adapters.py`); done once, kept;
+2. makes the harness's own environment (Python ≥ 3.12 and its `pyproject.toml`'s
+   dependencies) under NATIVE_HOME (default ~/.cache/peer-harness-native);
+3. runs `bench.py` with the `docker` beside this file first on PATH, so its PostgreSQL and
+   its adapters run as processes on this machine (see that file).
+
+The harness's orchestrator, pacing, sampling and reports run unchanged. What differs from
+its Docker set-up: the server is this machine's PostgreSQL (Debian's, not the 18.3 image),
+and adapters are not confined to containers (no CPU or memory limits of Docker's).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from stand_in import home, python_for
+
+HERE = Path(__file__).resolve().parent
+CHECKOUT = HERE.parents[2]  # this Backburner checkout
+
+REGISTRATION = """
+
+# --- Backburner (registered by backburner's bench/peer-harness/native/run.py) ---
+BACKBURNER = Path(os.environ.get("BACKBURNER_CHECKOUT", REPO_ROOT.parent / "backburner"))
+
+
+def build_backburner(skip: bool) -> None:
+    _docker_build(
+        "backburner-bench",
+        BACKBURNER / "bench" / "peer-harness" / "backburner-bench" / "Dockerfile",
+        BACKBURNER,  # the build context is the Backburner checkout
+        skip,
+    )
+
+
+def launch_backburner(manifest, overrides):
+    return _docker_launch("backburner-bench", manifest, overrides)
+
+
+ADAPTERS["backburner"] = AdapterEntry(
+    bench_dir=SCRIPT_DIR / "backburner-bench",
+    builder=build_backburner,
+    launcher=launch_backburner,
+)
+"""
+
+
+def register(harness: Path) -> None:
+    """Backburner's adapter in the harness checkout (idempotent)."""
+    shutil.copytree(
+        CHECKOUT / "bench" / "peer-harness" / "backburner-bench",
+        harness / "backburner-bench",
+        dirs_exist_ok=True,
+    )
+    databases = harness / "init-databases.sql"
+    if "backburner_bench" not in databases.read_text():
+        with databases.open("a") as sql:
+            sql.write("\nCREATE DATABASE backburner_bench;\n")
+    adapters = harness / "bench_harness" / "adapters.py"
+    if 'ADAPTERS["backburner"]' not in adapters.read_text():
+        with adapters.open("a") as source:
+            source.write(REGISTRATION)
+
+
+def harness_python(harness: Path) -> Path:
+    """A virtualenv with the harness's dependencies, made once."""
+    target = home() / "harness-venv"
+    python = target / "bin" / "python"
+    if python.exists():
+        return python
+    project = tomllib.loads((harness / "pyproject.toml").read_text())["project"]
+    interpreter = python_for(project.get("requires-python", ""))
+    subprocess.run([interpreter, "-m", "venv", str(target)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", *project.get("dependencies", [])], check=True
+    )
+    return python
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    harness = Path(argv[0]).resolve()
+    if not (harness / "bench_harness" / "adapters.py").exists():
+        sys.exit(f"{harness} is not a checkout of postgresql-job-queue-benchmarking")
+    register(harness)
+    python = harness_python(harness)
+    env = os.environ | {
+        "PATH": f"{HERE}{os.pathsep}{os.environ.get('PATH', '')}",
+        "BACKBURNER_CHECKOUT": str(CHECKOUT),
+        "NATIVE_HOME": str(home()),
+    }
+    return subprocess.run([str(python), "bench.py", *argv[1:]], cwd=harness, env=env).returncode
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
