@@ -15,6 +15,15 @@ async def until(condition: object) -> None:
     await wait_for(condition, within=5, interval=0)
 
 
+async def full_with_returners(capacity: int, count: int) -> tuple[Slots, list[asyncio.Task[None]]]:
+    """Every slot in use, and `count` jobs waiting to come back, in that order."""
+    slots = Slots(capacity)
+    slots.reserve(capacity)
+    waiting = [asyncio.create_task(slots.take_when_free()) for _ in range(count)]
+    await until(lambda: slots.returning == count)
+    return slots, waiting
+
+
 async def test_new_jobs_reserve_only_free_slots() -> None:
     slots = Slots(3)
     assert slots.reserve(5) == 3
@@ -55,10 +64,7 @@ async def test_freed_slots_go_to_returning_jobs_first_in_the_order_they_came() -
 
 
 async def test_the_claim_loop_is_woken_only_for_what_no_returning_job_wants() -> None:
-    slots = Slots(1)
-    slots.reserve(1)
-    back = asyncio.create_task(slots.take_when_free())
-    await until(lambda: slots.returning == 1)
+    slots, (back,) = await full_with_returners(1, 1)
     claim_loop = asyncio.create_task(slots.wait_for_free())
 
     slots.give()  # to the returning job
@@ -71,11 +77,7 @@ async def test_the_claim_loop_is_woken_only_for_what_no_returning_job_wants() ->
 
 
 async def test_a_cancelled_wait_leaves_the_queue_and_leaks_no_slot() -> None:
-    slots = Slots(1)
-    slots.reserve(1)
-    gone = asyncio.create_task(slots.take_when_free())
-    stays = asyncio.create_task(slots.take_when_free())
-    await until(lambda: slots.returning == 2)
+    slots, (gone, stays) = await full_with_returners(1, 2)
     gone.cancel()
     with pytest.raises(asyncio.CancelledError):
         await gone
@@ -88,11 +90,7 @@ async def test_a_cancelled_wait_leaves_the_queue_and_leaks_no_slot() -> None:
 
 
 async def test_a_slot_handed_over_as_the_wait_is_cancelled_is_given_on() -> None:
-    slots = Slots(1)
-    slots.reserve(1)
-    first = asyncio.create_task(slots.take_when_free())
-    second = asyncio.create_task(slots.take_when_free())
-    await until(lambda: slots.returning == 2)
+    slots, (first, second) = await full_with_returners(1, 2)
     slots.give()  # handed to `first`, which has not run yet...
     first.cancel()  # ...and is cancelled in the same instant
     with pytest.raises(asyncio.CancelledError):
