@@ -89,6 +89,17 @@ async def test_a_cancelled_wait_leaves_the_queue_and_leaks_no_slot() -> None:
     assert slots.free == 1
 
 
+async def test_a_wait_cancelled_then_passed_over_by_a_give_ends_cleanly() -> None:
+    slots, (gone, stays) = await full_with_returners(1, 2)
+    gone.cancel()  # its wait is cancelled at once; the task itself has not run yet...
+    slots.give()  # ...when the slot is freed: it passes over `gone`, to `stays`
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    await asyncio.wait_for(stays, timeout=1)
+    assert slots.used == 1
+    assert slots.returning == 0
+
+
 async def test_a_slot_handed_over_as_the_wait_is_cancelled_is_given_on() -> None:
     slots, (first, second) = await full_with_returners(1, 2)
     slots.give()  # handed to `first`, which has not run yet...

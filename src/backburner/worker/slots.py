@@ -62,10 +62,10 @@ class Slots:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.give()  # handed a slot in the same instant it was cancelled
-            else:
+            elif waiter in self._returning:  # (a give() may have dropped it already)
                 self._returning.remove(waiter)
-                if not self._returning and self.free:
-                    self._freed.set()
+            if not self._returning and self.free:
+                self._freed.set()
             raise
 
     async def wait_for_free(self) -> None:
