@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -79,3 +85,79 @@ def test_only_the_compose_files_postgres_service_exists(stand_in: ModuleType) ->
         stand_in.compose(["exec", "-T", "worker", "sh"])
     with pytest.raises(SystemExit, match="not supported"):
         stand_in.compose(["pull"])
+
+
+SLEEPER = """
+import signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def _sleeper_image(home: Path) -> None:
+    image = home / "images" / "sleeper"
+    image.mkdir(parents=True)
+    argv = [sys.executable, "-c", SLEEPER]
+    (image / "image.json").write_text(json.dumps({"argv": argv, "cwd": str(home), "env": {}}))
+
+
+def test_an_adapter_that_never_reads_its_stdin_does_not_block_the_harness(
+    tmp_path: Path,
+) -> None:
+    # The harness writes pacing tokens to every adapter's stdin; several adapters never read
+    # them. `docker run -i` takes them regardless; so must the stand-in, or the harness
+    # blocks on a full pipe (it did, at the end of a fixed-rate run, closing stdin).
+    _sleeper_image(tmp_path)
+    docker = STAND_IN.parent / "docker"
+    env = os.environ | {"NATIVE_HOME": str(tmp_path)}
+    child = subprocess.Popen(
+        [sys.executable, str(docker), "run", "--rm", "-i", "sleeper"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    assert child.stdout is not None
+    assert child.stdin is not None
+    assert child.stdout.readline() == b"ready\n"
+    written = threading.Thread(target=child.stdin.write, args=(b"ENQUEUE 1\n" * 200_000,))
+    written.start()
+    written.join(timeout=20)  # 2 MB, far beyond a pipe's 64 KiB
+    assert not written.is_alive()
+    child.stdin.close()
+    child.send_signal(signal.SIGTERM)  # passed on: the adapter's own handler exits 0
+    assert child.wait(timeout=20) == 0
+
+
+def test_the_adapter_dies_with_the_stand_in(tmp_path: Path) -> None:
+    _sleeper_image(tmp_path)
+    docker = STAND_IN.parent / "docker"
+    env = os.environ | {"NATIVE_HOME": str(tmp_path)}
+    child = subprocess.Popen(
+        [sys.executable, str(docker), "run", "-i", "sleeper"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline() == b"ready\n"
+    adapters = _children_of(child.pid)
+    assert len(adapters) == 1
+    child.kill()
+    child.wait(timeout=20)
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{adapters[0]}").exists() and _state(adapters[0]) != "Z":
+        assert time.monotonic() < deadline, "the adapter outlived the stand-in"
+        time.sleep(0.05)
+
+
+def _children_of(pid: int) -> list[int]:
+    found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(x) for x in found]
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"

@@ -12,8 +12,10 @@ and those calls run natively instead:
 - `docker build -f ADAPTER/Dockerfile -t TAG .`: the adapter's own dependencies installed
   outside any container (a virtualenv from its `pyproject.toml`, `npm ci` from its
   `package-lock.json`, or a Backburner checkout installed with pip);
-- `docker run … -e K=V … TAG`: the adapter as a process with that environment, exec'd in
-  place, so the harness's signals (SIGTERM, SIGKILL) reach the adapter itself.
+- `docker run -i … -e K=V … TAG`: the adapter as a child process with that environment; as
+  with `docker run -i`, our stdin is always read (the harness writes pacing tokens to it,
+  which some adapters never read), the harness's signals are passed on, and the adapter
+  dies with the stand-in.
 
 Only what the harness calls is understood; anything else is refused by name. Standard
 library only: it runs before any environment of the harness's exists.
@@ -21,13 +23,17 @@ library only: it runs before any environment of the harness's exists.
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import json
 import os
+import queue
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import tomllib
 from pathlib import Path
 
@@ -68,9 +74,10 @@ def pg_data() -> Path:
     return pg_dir() / "data"
 
 
-def pg_ctl(*args: str, check: bool = True) -> int:
+def pg_ctl(*args: str, check: bool = True, quiet: bool = False) -> int:
     command = as_postgres(str(pg_bin() / "pg_ctl"), "-D", str(pg_data()), *args)
-    return subprocess.run(command, check=check).returncode
+    output = subprocess.DEVNULL if quiet else None
+    return subprocess.run(command, check=check, stdout=output).returncode
 
 
 def pg_init(harness: Path) -> None:
@@ -103,7 +110,9 @@ def pg_start() -> None:
 
 
 def pg_running() -> bool:
-    return (pg_data() / "postmaster.pid").exists() and pg_ctl("status", check=False) == 0
+    if not (pg_data() / "postmaster.pid").exists():
+        return False
+    return pg_ctl("status", check=False, quiet=True) == 0
 
 
 def psql_file(path: Path) -> None:
@@ -292,9 +301,47 @@ def launch_of(args: list[str]) -> tuple[list[str], str, dict[str, str]]:
 
 
 def run(args: list[str]) -> int:
+    """The adapter as a child, as `docker run -i` runs a container: what comes on our stdin
+    is taken at once and handed on as the adapter reads it (an adapter that never reads its
+    stdin must not block the harness writing to ours), signals are passed on, and the
+    adapter dies with us."""
     argv, cwd, env = launch_of(args)
-    os.chdir(cwd)
-    os.execvpe(argv[0], argv, os.environ | env)
+    child = subprocess.Popen(
+        argv, cwd=cwd, env=os.environ | env, stdin=subprocess.PIPE, preexec_fn=_die_with_parent
+    )
+    for passed_on in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(passed_on, lambda number, _frame: child.send_signal(number))
+    relay: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+    threading.Thread(target=_take_stdin, args=(relay,), daemon=True).start()
+    threading.Thread(target=_hand_on, args=(relay, child), daemon=True).start()
+    code = child.wait()
+    return 128 - code if code < 0 else code
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the stand-in dies (the harness's SIGKILL ends both)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _take_stdin(relay: queue.SimpleQueue[bytes | None]) -> None:
+    while line := sys.stdin.buffer.readline():
+        relay.put(line)
+    relay.put(None)
+
+
+def _hand_on(relay: queue.SimpleQueue[bytes | None], child: subprocess.Popen[bytes]) -> None:
+    assert child.stdin is not None
+    try:
+        while (line := relay.get()) is not None:
+            child.stdin.write(line)
+            child.stdin.flush()
+        child.stdin.close()
+    except (BrokenPipeError, OSError):
+        pass  # the adapter is gone or closed its stdin
 
 
 def main(argv: list[str]) -> int:
