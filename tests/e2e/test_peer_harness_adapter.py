@@ -86,6 +86,7 @@ def test_the_published_adapter_keeps_the_harness_contract(bench_database: str) -
         SCENARIO="long_horizon",
         PRODUCER_MODE="fixed",
         PRODUCER_PACING="harness",
+        PRODUCER_RATE="150",
         PRODUCER_BATCH_MAX="64",
         WORKER_COUNT="16",
         JOB_WORK_MS="1",
@@ -132,6 +133,9 @@ def test_the_published_adapter_keeps_the_harness_contract(bench_database: str) -
         assert len(complete) >= 2, ticks  # every tick carries every required metric
         assert max(t["enqueue_rate"] for t in complete) > 0
         assert max(t["claim_p99_ms"] for t in complete) > 0
+        # The rate the harness paces to is reported as the target, as other adapters do.
+        targets = {t["producer_target_rate"] for t in complete if "producer_target_rate" in t}
+        assert targets == {150.0}  # (the tick read last may end before this metric)
 
         # Enqueued 300 exactly (only the two good tokens), each run once, to success.
         async def all_done() -> tuple[dict[str, int], int, set[str]]:

@@ -297,8 +297,10 @@ class Producer:
         return float(self.options.producer_rate)
 
     async def run_by_tokens(self, tokens: asyncio.Queue[int]) -> None:
-        """PRODUCER_PACING=harness: the harness paces; we enqueue what each token says."""
+        """PRODUCER_PACING=harness: the harness paces; we enqueue what each token says.
+        The rate it paces to is still reported as the target, as the other adapters do."""
         while True:
+            self.counters.target_rate = self.rate()
             await self.enqueue(await tokens.get())
 
     async def run_at_rate(self) -> None:
