@@ -14,7 +14,7 @@ passed to its `bench.py`. This script
 2. makes the harness's own environment (Python ≥ 3.12 and its `pyproject.toml`'s
    dependencies) under NATIVE_HOME (default ~/.cache/peer-harness-native);
 3. runs `bench.py` with the `docker` beside this file first on PATH, so its PostgreSQL and
-   its adapters run as processes on this machine (see that file).
+   its adapters run as processes on this machine (see stand_in.py).
 
 The harness's orchestrator, pacing, sampling and reports run unchanged. What differs from
 its Docker set-up: the server is this machine's PostgreSQL (Debian's, not the 18.3 image),
