@@ -231,13 +231,14 @@ def build(args: list[str]) -> int:
         project = tomllib.loads((adapter / "pyproject.toml").read_text())["project"]
         requirements = list(project.get("dependencies", []))
         env: dict[str, str] = {}
+        # The Absurd image downloads absurd.sql from GitHub; absurdctl of the same release
+        # carries that schema inside it.
         absurd = re.search(r"ARG ABSURD_VERSION=(\S+)", recipe)
-        if absurd and "absurd.sql" in recipe:
-            # The image downloads absurd.sql from GitHub; absurdctl of the same release
-            # carries that schema inside it.
-            requirements.append(f"absurdctl=={absurd.group(1)}")
+        absurd_release = absurd.group(1) if absurd and "absurd.sql" in recipe else None
+        if absurd_release:
+            requirements.append(f"absurdctl=={absurd_release}")
         python = venv(target / "venv", python_for(project.get("requires-python", "")), requirements)
-        if absurd and "absurd.sql" in recipe:
+        if absurd_release:
             schema = target / "absurd.sql"
             subprocess.run(
                 [
