@@ -217,7 +217,11 @@ def serve(
         "backburner.runtime:app_from_environment"
         if processes > 1
         else create_app(
-            settings, embed_worker=not no_worker, migrate_on_start=False, on_crash=end_process
+            settings,
+            embed_worker=not no_worker,
+            migrate_on_start=False,
+            on_crash=end_process,
+            freeze_heap=True,
         )
     )
     uvicorn.run(
