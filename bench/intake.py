@@ -28,6 +28,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 
+import asyncpg
 import httpx
 from bench_support import (
     KEYRING,
@@ -44,6 +45,7 @@ from bench_support import (
 from backburner.store import Database, NewJob, Role
 from backburner.store import jobs as jobs_store
 from backburner.store import keys as keys_store
+from backburner.store.database import plain_postgres_dsn
 
 BATCH = 1000
 
@@ -72,6 +74,56 @@ async def one_at_a_time(url: str, count: int, in_flight: int) -> float:
     elapsed = time.perf_counter() - started
     await db.close()
     return count / elapsed
+
+
+def pgbench_program() -> str | None:
+    """PostgreSQL's own pgbench (server packages keep it out of PATH)."""
+    found = shutil.which("pgbench")
+    if found:
+        return found
+    found_in = Path("/usr/lib/postgresql").glob("*/bin/pgbench")
+    numbered = (p for p in found_in if p.parent.parent.name.isdigit())
+    newest = max(numbered, key=lambda p: int(p.parent.parent.name), default=None)
+    return str(newest) if newest else None
+
+
+async def commit_floor(url: str, seconds: int) -> float | None:
+    """Transactions/s of pgbench (C, prepared) inserting one integer row a transaction, one
+    at a time, into the same server: what one client waiting on each commit can reach
+    here at all (a round trip and a WAL flush each), beside which insert_job alone reads.
+    None without pgbench."""
+    program = pgbench_program()
+    if program is None:
+        return None
+    dsn = plain_postgres_dsn(url)
+    conn = await asyncpg.connect(dsn)
+    await conn.execute("CREATE TABLE commit_floor (x int)")
+    await conn.close()
+    with tempfile.NamedTemporaryFile("w", suffix=".sql") as script:
+        script.write("INSERT INTO commit_floor VALUES (1);\n")
+        script.flush()
+        ran = await asyncio.to_thread(
+            subprocess.run,
+            [
+                program,
+                "-n",
+                "-M",
+                "prepared",
+                "-c",
+                "1",
+                "-T",
+                str(seconds),
+                "-f",
+                script.name,
+                dsn,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=True,
+        )
+    line = next(x for x in ran.stdout.splitlines() if x.startswith("tps = "))
+    return float(line.split()[2])
 
 
 async def in_batches(url: str, count: int) -> float:
@@ -245,21 +297,24 @@ async def main() -> None:
             urls = [await fresh_database(dialect, Path(workdir)) for _ in range(4)]
             try:
                 single = await one_at_a_time(urls[0], args.single, 1)
+                floor = await commit_floor(urls[0], 5) if dialect == "postgresql" else None
                 parallel = await one_at_a_time(urls[1], args.single, 16)
                 bulk = await in_batches(urls[2], args.bulk)
                 api, p50, p99 = await through_the_api(urls[3], args.bulk, args.clients)
-                rows.append((dialect, single, parallel, bulk, api, p50, p99))
+                rows.append((dialect, single, floor, parallel, bulk, api, p50, p99))
             finally:
                 for url in urls:
                     await drop_database(url)
     print(f"\nbench/intake.py — {describe()}")
     print(
         f"{args.single:,} jobs one by one (alone, then 16 in flight); {args.bulk:,} in batches "
-        f"of {BATCH:,} (store, then POST /api/jobs/batch with {args.clients} clients)\n"
+        f"of {BATCH:,} (store, then POST /api/jobs/batch with {args.clients} clients); the "
+        "floor is pgbench (C) committing a one-integer row at a time on the same server\n"
     )
     header = (
         "database",
         "insert_job alone (jobs/s)",
+        "floor: pgbench one-row INSERT alone (tx/s)",
         "insert_job, 16 in flight (jobs/s)",
         "insert_jobs, batches (jobs/s)",
         "API batch (jobs/s)",
@@ -267,10 +322,11 @@ async def main() -> None:
     )
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
-    for dialect, single, parallel, bulk, api, p50, p99 in rows:
+    for dialect, single, floor, parallel, bulk, api, p50, p99 in rows:
+        shown_floor = "—" if floor is None else f"{floor:,.0f}"
         print(
-            f"{dialect} | {single:,.0f} | {parallel:,.0f} | {bulk:,.0f} | {api:,.0f} | "
-            f"{p50:,.0f} / {p99:,.0f}"
+            f"{dialect} | {single:,.0f} | {shown_floor} | {parallel:,.0f} | {bulk:,.0f} | "
+            f"{api:,.0f} | {p50:,.0f} / {p99:,.0f}"
         )
 
 

@@ -221,7 +221,7 @@ def serve(
             embed_worker=not no_worker,
             migrate_on_start=False,
             on_crash=end_process,
-            freeze_heap=True,
+            tune_gc=True,
         )
     )
     uvicorn.run(

@@ -140,16 +140,27 @@ async def supervised(supervisor: Supervisor, worker: Worker | None) -> AsyncIter
             await task
 
 
-def freeze_startup_heap() -> None:
-    """Set aside what starting made (modules, the app, the registry, pools, the provider's
-    client), which lives as long as the process: collected once, then frozen (gc.freeze),
-    so the garbage collector's full collections stop walking it. Without this an API
-    process under load paused ~170-220 ms in each full collection, stalling every request
-    in flight: p99 of POST /api/jobs at 16 connections 130-190 ms, 55-80 ms with it
-    (measured with gc.callbacks while bench/intake.py's wrk load ran). For processes that
-    serve until they end, not for one that makes apps over and over (tests)."""
+# Container objects allocated (net of those freed) before Python's youngest collection
+# runs; CPython's default is 700. A worker with 10,000 jobs waiting holds ~1.4 million
+# objects for them, and at the default spent 11.8-12.6 s collecting while it submitted
+# them (25 full collections of up to 0.94 s, each a stall for everything in the process):
+# 2.7 s at 10,000 (2 full collections), in bench/inflight.py's webhook run on 2 cores.
+YOUNG_COLLECTION_THRESHOLD = 10_000
+
+
+def tune_garbage_collector() -> None:
+    """Tune the garbage collector for a process that serves until it ends (not for one
+    that makes apps over and over, as tests do). What starting made (modules, the app, the
+    registry, pools, the provider's client) is collected once and frozen (gc.freeze), so
+    full collections stop walking it: an API process under load paused ~170-220 ms in
+    each, stalling every request in flight (p99 of POST /api/jobs at 16 connections
+    130-190 ms before, 55-80 ms after). Young collections run less often
+    (YOUNG_COLLECTION_THRESHOLD), so the objects of jobs that wait for minutes are not
+    walked again and again on their way to the oldest generation."""
     gc.collect()
     gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, oldest)
 
 
 def create_app(
@@ -160,11 +171,11 @@ def create_app(
     provider: Provider | None = None,
     registry: JobRegistry | None = None,
     on_crash: Callable[[], None] | None = None,
-    freeze_heap: bool = False,
+    tune_gc: bool = False,
 ) -> FastAPI:
     """The service. With `embed_worker`, one process is the whole product (`serve`).
     `on_crash` is called if an embedded service crashes (`serve` ends the process).
-    `freeze_heap`: freeze_startup_heap() once started (a process that serves until it
+    `tune_gc`: tune_garbage_collector() once started (a process that serves until it
     ends)."""
     given = settings
 
@@ -205,8 +216,8 @@ def create_app(
         )
         try:
             async with supervised(supervisor, worker):
-                if freeze_heap:
-                    freeze_startup_heap()
+                if tune_gc:
+                    tune_garbage_collector()
                 yield
         finally:
             await app.state.event_hub.stop()
@@ -231,7 +242,7 @@ def create_app(
 def app_from_environment() -> FastAPI:
     """The app of one of `serve --workers N`'s API processes: each reads the settings
     from the environment (the command put its options there) and serves the API only."""
-    return create_app(Settings(), embed_worker=False, migrate_on_start=False, freeze_heap=True)
+    return create_app(Settings(), embed_worker=False, migrate_on_start=False, tune_gc=True)
 
 
 def parse_limits(settings: Settings) -> ParseLimits:
@@ -260,7 +271,7 @@ async def run_worker(
         worker = Worker(db, build_registry(settings.plugins), provider, settings, objects=objects)
         supervisor = Supervisor(_process_services(db, settings, worker=worker, objects=objects))
         install_stop(supervisor.stop)
-        freeze_startup_heap()
+        tune_garbage_collector()
         await supervisor.run()
     finally:
         await provider.aclose()
@@ -276,5 +287,5 @@ async def run_dispatcher(
     objects = storage_for(settings, db)
     supervisor = Supervisor([("notifications", Dispatcher(db, settings, objects=objects))])
     install_stop(supervisor.stop)
-    freeze_startup_heap()
+    tune_garbage_collector()
     await supervisor.run()

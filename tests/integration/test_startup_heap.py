@@ -1,5 +1,6 @@
-"""A process that serves until it ends sets aside what starting made (gc.freeze), so the
-garbage collector's full collections stop pausing it; an app made over and over does not."""
+"""A process that serves until it ends tunes the garbage collector once started: what
+starting made is frozen (full collections stop walking it) and young collections run less
+often. An app made over and over, as in tests, leaves the collector alone."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import gc
 import httpx
 
 from backburner.config import Settings
-from backburner.runtime import create_app
+from backburner.runtime import YOUNG_COLLECTION_THRESHOLD, create_app
 
 
 async def healthy(app: object) -> bool:
@@ -17,21 +18,26 @@ async def healthy(app: object) -> bool:
         return (await client.get("/healthz")).status_code == 200
 
 
-async def test_a_serving_process_freezes_what_starting_made(settings: Settings) -> None:
+async def test_a_serving_process_sets_aside_what_starting_made(settings: Settings) -> None:
     gc.unfreeze()
-    app = create_app(settings, embed_worker=True, migrate_on_start=False, freeze_heap=True)
+    thresholds = gc.get_threshold()
+    app = create_app(settings, embed_worker=True, migrate_on_start=False, tune_gc=True)
     try:
         async with app.router.lifespan_context(app):
             # Everything alive once started, the app and its worker included.
             assert gc.get_freeze_count() > 10_000
+            assert gc.get_threshold() == (YOUNG_COLLECTION_THRESHOLD, *thresholds[1:])
             assert await healthy(app)
-    finally:
-        gc.unfreeze()  # this test process goes on making apps
+    finally:  # this test process goes on making apps
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
-async def test_an_app_made_in_a_test_freezes_nothing(settings: Settings) -> None:
+async def test_an_app_made_in_a_test_leaves_the_collector_alone(settings: Settings) -> None:
     gc.unfreeze()
+    thresholds = gc.get_threshold()
     app = create_app(settings, embed_worker=False, migrate_on_start=False)
     async with app.router.lifespan_context(app):
         assert await healthy(app)
         assert gc.get_freeze_count() == 0
+        assert gc.get_threshold() == thresholds
