@@ -5,7 +5,9 @@ asked for twice at once makes one job, and one bad create fails alone."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+import dataclasses
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
@@ -131,21 +133,34 @@ async def test_a_create_whose_request_went_away_before_its_group_is_not_written(
 
 
 async def test_a_created_job_is_the_job_read_back(db: Database) -> None:
-    # The answer to a create is built from what the caller asked (its sealed values are
-    # not opened again): it must be exactly the job the store then reads back.
+    # The answer to a create is built from what the caller asked (on PostgreSQL nothing is
+    # read back: `jobs.as_inserted`): it must be exactly the row the store then reads back,
+    # every column, whatever time zone the request's times were in.
+    elsewhere = timezone(timedelta(hours=5, minutes=30))
     asked = new_job(
-        payload={"text": "é ☃", "nested": [1, {"a": None}]},
+        payload={"text": "é ☃", "nested": [1, {"a": None}], "n": [2.5, True]},
+        priority=7,
+        run_at=datetime(2026, 3, 1, 9, 0, 0, 123456, tzinfo=elsewhere),
         callback_url="https://hooks.example.com/done",
-        notify={"email": ["me@example.com"]},
         idempotency_key="k1",
         request_hash="h",
+        deadline_at=datetime(2026, 3, 2, 9, 0, tzinfo=elsewhere),
+        notify={"email": ["me@example.com"], "slack": True},
+        model="gpt-4.1-mini",
+        size=1234.5,
+        origin="https://api.example.com",
+        timeout_seconds=90,
     )
     single, _ = await jobs_store.insert_job(db, asked, now=T0, actor=actor(1))
-    batch = await jobs_store.insert_jobs(db, [new_job(payload={"n": 1}), asked], now=T0)
-    assert await jobs_store.get_job(db, single.id) == single
+    batch = await jobs_store.insert_jobs(
+        db, [new_job(payload={"n": 1}), asked, replace(asked, idempotency_key="k2")], now=T0
+    )
     assert batch[1] == (single, False)
-    made = batch[0][0]
-    assert await jobs_store.get_job(db, made.id) == made
+    for answered in (single, batch[0][0], batch[2][0]):
+        stored = await jobs_store.get_job(db, answered.id)
+        assert stored is not None
+        assert dataclasses.asdict(stored) == dataclasses.asdict(answered)
+        assert answered.run_at.utcoffset() == timedelta(0)
 
 
 async def test_another_owners_key_at_the_same_moment_never_answers_with_alices_job(

@@ -97,7 +97,8 @@ def _created_and_audited(at: str) -> str:
 # (when there is an actor), in one statement. The wake-up is sent after it, coalesced
 # (Database.wake): a NOTIFY in the statement made every insert's commit wait its turn for
 # PostgreSQL's notification queue lock. An idempotency key that names an existing job
-# inserts nothing and returns no row.
+# inserts nothing and returns no row; otherwise the row's id (the caller knows the rest:
+# `jobs.as_inserted`).
 INSERT_JOB = f"""
 WITH job AS (
     INSERT INTO jobs (id, owner, type, status, payload, callback_url, priority, run_at,
@@ -108,12 +109,13 @@ WITH job AS (
     ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
 ), {_created_and_audited("$16")}
-SELECT {_COLUMNS} FROM job AS j
+SELECT j.id FROM job AS j
 """
 
 
-# A batch of jobs, as arrays: rows, events, audit records and one wake-up in one statement.
-# Idempotency keys were looked up first (JOBS_BY_KEYS) in the same transaction.
+# A batch of jobs, as arrays: rows, events, audit records and one wake-up in one statement,
+# answering how many rows it made. Idempotency keys were looked up first (JOBS_BY_KEYS) in
+# the same transaction.
 INSERT_JOBS = f"""
 WITH batch AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
@@ -135,7 +137,7 @@ WITH batch AS (
 ), {_created_and_audited("$16")}, woken AS (
     SELECT pg_notify('{CHANNEL_JOBS}', '')
 )
-SELECT {_COLUMNS}, (SELECT count(*) FROM woken) AS woken FROM job AS j
+SELECT count(*) AS made, (SELECT count(*) FROM woken) AS woken FROM job
 """
 
 JOBS_BY_KEYS = f"""
@@ -290,22 +292,15 @@ def claim_args(
 _SEALED = [column for column in jobs.c if isinstance(column.type, SealedJson | SealedText)]
 
 
-def job_from_record(record: Any, sealer: Sealer | None, new: NewJob | None = None) -> Job:
-    """The job a returned row holds. `new`: the job just inserted as that row, whose sealed
-    values the caller holds in the clear: taken as they are, not opened and decoded again
-    (opening a thousand payloads was half the bulk create's time in the API process)."""
+def job_from_record(record: Any, sealer: Sealer | None) -> Job:
+    """The job a returned row holds, its JSON decoded and its sealed values opened."""
     values = dict(record)
-    values.pop("woken", None)  # INSERT_JOB's wake-up
-    known: dict[str, Any] = {}
-    if new is not None:
-        known = {"payload": new.payload, "callback_url": new.callback_url, "notify": new.notify}
     for name in _JSON_COLUMNS:
-        if values[name] is not None and name not in known:
+        if values[name] is not None:
             values[name] = json.loads(values[name])
     for column in _SEALED:
-        if values[column.name] is not None and column.name not in known:
+        if values[column.name] is not None:
             values[column.name] = open_for(column, sealer_or_fail(sealer), values[column.name])
-    values.update(known)
     return Job.from_values(values)
 
 
