@@ -218,6 +218,58 @@ def test_request_kwargs_follow_the_sdk_shapes() -> None:
     assert "background_options" not in request_kwargs(windowed, background=False)
 
 
+async def test_a_request_sent_as_is_is_what_the_sdks_create_would_send() -> None:
+    # Submissions skip `responses.create` (its argument transform was half the CPU of a
+    # submission) and post our body as it is: every field must be one `create` takes, and
+    # the SDK's transform must leave our body unchanged (no renames, dates or files).
+    import inspect
+
+    from openai._utils import async_maybe_transform
+    from openai.resources.responses import AsyncResponses
+    from openai.types.responses.response_create_params import ResponseCreateParamsNonStreaming
+
+    from backburner.providers.base import (
+        FunctionCallOutput,
+        FunctionTool,
+        InputMessage,
+        JsonSchemaFormat,
+    )
+    from backburner.providers.openai import request_kwargs
+
+    everything = ModelRequest(
+        model="gpt-4.1-mini",
+        instructions="Be brief.",
+        input=[
+            InputMessage(role="user", content="Hello \u2603"),
+            FunctionCallOutput(call_id="c1", output=json.dumps({"a": 1})),
+        ],
+        previous_response_id="resp_1",
+        metadata={"backburner_job_id": "j", "owner": "alice"},
+        max_output_tokens=500,
+        completion_window="2h",
+        continuation_id="cont_1",
+        service_tier="flex",
+        tools=[
+            FunctionTool(
+                name="f",
+                description="Look something up",
+                parameters={"type": "object", "properties": {"q": {"type": "string"}}},
+            )
+        ],
+        text_format=JsonSchemaFormat(
+            name="out", json_schema={"type": "object", "properties": {"x": {"type": "integer"}}}
+        ),
+    )
+    create_takes = set(inspect.signature(AsyncResponses.create).parameters)
+    for background in (True, False):
+        body = request_kwargs(everything, background=background)
+        assert set(body) <= create_takes
+        assert {"tools", "text", "metadata", "max_output_tokens"} <= set(body)
+        assert ("background_options" in body) == background
+        transformed = await async_maybe_transform(body, ResponseCreateParamsNonStreaming)
+        assert transformed == body
+
+
 async def test_the_emulator_enforces_its_own_requests_and_tokens_per_minute() -> None:
     async with emulated(rpm_limit=2) as (provider, base):
         for _ in range(2):

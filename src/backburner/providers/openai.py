@@ -13,8 +13,9 @@ import json
 import math
 import re
 from collections.abc import Awaitable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+import httpx
 import openai
 
 from backburner.errors import (
@@ -26,10 +27,6 @@ from backburner.errors import (
     RequestTooLarge,
     ResponseLost,
 )
-
-if TYPE_CHECKING:  # the raw-response type the SDK's `with_raw_response` methods return
-    from openai._legacy_response import LegacyAPIResponse
-
 from backburner.providers.base import (
     FunctionCall,
     FunctionCallOutput,
@@ -203,6 +200,14 @@ def provider_error(error: openai.OpenAIError, *, retrieving: bool = False) -> Pr
     return ProviderUnavailable(f"OpenAI error: {error}")
 
 
+class _Answer(Protocol):
+    """What a request answers, read as raw JSON: the SDK's `with_raw_response` answers
+    and the client's own `post` (an httpx response) both have its bytes."""
+
+    @property
+    def content(self) -> bytes: ...
+
+
 class OpenAIProvider:
     name = "openai"
 
@@ -234,7 +239,7 @@ class OpenAIProvider:
         return cls(client, max_in_flight=max_in_flight)
 
     async def _call(
-        self, call: Awaitable[LegacyAPIResponse[Any]], *, retrieving: bool = False
+        self, call: Awaitable[_Answer], *, retrieving: bool = False
     ) -> ResponseSnapshot:
         async with self._in_flight:
             try:
@@ -246,8 +251,22 @@ class OpenAIProvider:
         except (ValueError, KeyError, TypeError) as error:
             raise ProviderUnavailable(f"OpenAI answered something unreadable: {error}") from error
 
+    def _create(self, body: dict[str, Any]) -> Awaitable[httpx.Response]:
+        """POST /responses with our body as it is. `responses.create` first walks every
+        argument through the SDK's typed-dict transform (renames, dates, files: nothing
+        our requests carry): half the CPU of a submission, 2.5-2.7 ms against 1.3 ms here
+        (2,000 submits to the emulator, 16 at once). The client's own `post`, its
+        documented way to send a body as is, keeps the SDK's auth, headers, errors and
+        timeouts; a test holds `request_kwargs` to `create`'s parameters and transform."""
+        return self._client.post(
+            "/responses",
+            cast_to=httpx.Response,
+            body=body,
+            options={"security": {"bearer_auth": True}},
+        )
+
     async def submit(self, request: ModelRequest) -> ResponseSnapshot:
-        return await self._call(self._raw.create(**request_kwargs(request)))
+        return await self._call(self._create(request_kwargs(request)))
 
     async def retrieve(self, response_id: str) -> ResponseSnapshot:
         return await self._call(self._raw.retrieve(response_id), retrieving=True)
@@ -256,7 +275,7 @@ class OpenAIProvider:
         return await self._call(self._raw.cancel(response_id), retrieving=True)
 
     async def complete(self, request: ModelRequest) -> ResponseSnapshot:
-        return await self._call(self._raw.create(**request_kwargs(request, background=False)))
+        return await self._call(self._create(request_kwargs(request, background=False)))
 
     async def delete(self, response_id: str) -> None:
         async with self._in_flight:
