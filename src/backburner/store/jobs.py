@@ -105,52 +105,39 @@ async def _insert_job_postgres(
     return existing, False
 
 
+# The columns a new job's row does not set (`_row_of`), as the table's defaults leave them.
+_UNSET_AT_CREATION: dict[str, Any] = {
+    "substate": None,
+    "result": None,
+    "error_message": None,
+    "error_kind": None,
+    "error_retryable": None,
+    "started_at": None,
+    "completed_at": None,
+    "attempts": 0,
+    "retry_count": 0,
+    "lease_owner": None,
+    "lease_expires_at": None,
+    "cancel_requested": False,
+    "progress": 0.0,
+    "progress_message": None,
+    "result_object": None,
+    "result_bytes": None,
+}
+
+
 def as_inserted(job_id: str, new: NewJob, now: datetime) -> Job:
-    """The row INSERT_JOB(S) write for `new` at `now`, known without reading it back: what
-    was asked, the times, and every other column's default. (Decoding the returned rows
-    was a fifth of a bulk create's time.) tests/integration/test_enqueue_together.py holds
-    it to the row as read back, every column set."""
-    run_at = (new.run_at or now).astimezone(UTC)
-    created = now.astimezone(UTC)
-    return Job.from_values(
-        {
-            "id": job_id,
-            "owner": new.owner,
-            "type": new.type,
-            "status": next_state(None, Event.CREATED),
-            "substate": None,
-            "payload": new.payload,
-            "result": None,
-            "error_message": None,
-            "error_kind": None,
-            "error_retryable": None,
-            "callback_url": new.callback_url,
-            "priority": new.priority,
-            "run_at": run_at,
-            "created_at": created,
-            "updated_at": created,
-            "started_at": None,
-            "completed_at": None,
-            "attempts": 0,
-            "retry_count": 0,
-            "max_attempts": new.max_attempts,
-            "timeout_seconds": float(new.timeout_seconds),
-            "lease_owner": None,
-            "lease_expires_at": None,
-            "cancel_requested": False,
-            "progress": 0.0,
-            "progress_message": None,
-            "idempotency_key": new.idempotency_key,
-            "request_hash": new.request_hash,
-            "deadline_at": new.deadline_at.astimezone(UTC) if new.deadline_at else None,
-            "notify": new.notify,
-            "model": new.model,
-            "size": new.size,
-            "result_object": None,
-            "result_bytes": None,
-            "origin": new.origin,
-        }
-    )
+    """The row INSERT_JOB(S) write for `new` at `now`, known without reading it back: the
+    values every form of the insert writes (`_row_of`), the rest as the defaults leave
+    them, times in UTC and the timeout a float as the row reads. (Decoding the returned
+    rows was a fifth of a bulk create's time.) tests/integration/test_enqueue_together.py
+    holds it to the row as read back, every column set."""
+    values = _row_of(new, job_id, now) | _UNSET_AT_CREATION
+    for name in ("run_at", "created_at", "updated_at", "deadline_at"):
+        if values[name] is not None:
+            values[name] = values[name].astimezone(UTC)
+    values["timeout_seconds"] = float(values["timeout_seconds"])
+    return Job.from_values(values)
 
 
 class KeysReused(Exception):
