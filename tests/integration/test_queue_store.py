@@ -17,7 +17,7 @@ from backburner.store import events as events_store
 from backburner.store import jobs as jobs_store
 from backburner.store import positions as positions_store
 from backburner.store import queue as queue_store
-from backburner.store.database import CHANNEL_RESPONSES, plain_postgres_dsn
+from backburner.store.database import CHANNEL_RESPONSES, is_outage, plain_postgres_dsn
 from backburner.store.schema import jobs
 from tests.conftest import KEYRING, create_database, drop_database, wait_for
 from tests.running import new_job
@@ -470,3 +470,70 @@ async def test_a_claim_cut_off_mid_statement_leaves_no_transaction_behind(
         await blocker.close()
     claimed = await queue_store.claim_jobs(db, worker_id="w", limit=10, lease_seconds=30, now=T0)
     assert [j.id for j in claimed] == [job.id]
+
+
+class _Bug(Exception):
+    pass
+
+
+async def _left_in_a_transaction(db: Database) -> None:
+    async with db.asyncpg_connection() as conn:
+        await conn.execute("BEGIN")
+        raise _Bug
+
+
+async def _cut_by_the_server(db: Database, pid: int) -> None:
+    async with db.asyncpg_connection() as conn:
+        async with db.asyncpg_connection() as killer:
+            await killer.execute("SELECT pg_terminate_backend($1)", pid)
+        await conn.fetchval("SELECT 1")
+
+
+_SLEEPING = (
+    "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'"
+)
+
+
+async def _cancelled_mid_statement(db: Database) -> None:
+    async with db.asyncpg_connection() as conn, db.asyncpg_connection() as watcher:
+        statement = asyncio.ensure_future(conn.fetchval("SELECT pg_sleep(30)"))
+        await wait_for(lambda: watcher.fetchval(_SLEEPING))
+        statement.cancel()
+        await statement
+
+
+async def _nothing_sleeps(conn: Any) -> bool:
+    return bool(await conn.fetchval(_SLEEPING) == 0)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_driver_connection_goes_back_to_the_pool_only_when_it_is_clean(
+    db: Database,
+) -> None:
+    # The native statements take the pool's connection without SQLAlchemy around it: what
+    # SQLAlchemy would have caught on the way back is ours to catch.
+    async with db.asyncpg_connection() as conn:
+        first_pid = conn.get_server_pid()
+    async with db.asyncpg_connection() as conn:
+        assert conn.get_server_pid() == first_pid  # kept, not closed
+
+    with pytest.raises(_Bug):  # left inside a transaction: not given out again
+        await _left_in_a_transaction(db)
+    async with db.asyncpg_connection() as conn:
+        assert not conn.is_in_transaction()
+        assert await conn.fetchval("SELECT txid_current_if_assigned()") is None
+        victim = conn.get_server_pid()
+
+    with pytest.raises(asyncpg.PostgresError) as cut:  # cut by the server: replaced
+        await _cut_by_the_server(db, victim)
+    assert is_outage(cut.value)
+    for _ in range(3):
+        async with db.asyncpg_connection() as conn:
+            assert await conn.fetchval("SELECT 1") == 1
+
+    with pytest.raises(asyncio.CancelledError):
+        await _cancelled_mid_statement(db)
+    async with db.asyncpg_connection() as conn:
+        assert await conn.fetchval("SELECT 2") == 2
+        # The server was told to stop the statement (the cancel request goes on its own).
+        await wait_for(lambda: _nothing_sleeps(conn))
