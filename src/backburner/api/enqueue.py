@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from backburner.api.auth import Principal
 from backburner.api.problems import validation_problems
-from backburner.api.results import public_base
+from backburner.api.results import reached_at
 from backburner.api.schemas import JobCreate
 from backburner.api.state import Services
 from backburner.config import Settings
@@ -145,8 +145,8 @@ def origin_of(request: Request, settings: Settings) -> str | None:
     kept with a job for its notifications' links, unless BACKBURNER_PUBLIC_URL says it."""
     if settings.public_url is not None:
         return None
-    origin = public_base(request, settings)
-    return origin if len(origin) <= MAX_ORIGIN and request.url.hostname else None
+    origin, hostname = reached_at(request)
+    return origin if len(origin) <= MAX_ORIGIN and hostname else None
 
 
 MAX_ORIGIN = 300

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+from typing import Any
 
 from fastapi import Request
 
@@ -19,7 +21,42 @@ log = logging.getLogger(__name__)
 def public_base(request: Request, settings: Settings) -> str:
     """Where links should point: BACKBURNER_PUBLIC_URL, else the URL this request came to
     (its scheme from a trusted proxy's X-Forwarded-Proto)."""
-    return (settings.public_url or str(request.base_url)).rstrip("/")
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    return reached_at(request)[0]
+
+
+def reached_at(request: Request) -> tuple[str, str | None]:
+    """The URL this request came to, without a trailing slash, and its host name."""
+    scope = request.scope
+    host = next((value for name, value in scope["headers"] if name == b"host"), None)
+    server = scope.get("server")
+    return _reached_at(
+        scope.get("scheme", "http"),
+        None if server is None else tuple(server),
+        host,
+        scope.get("app_root_path", scope.get("root_path", "")),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _reached_at(
+    scheme: str, server: tuple[Any, ...] | None, host: bytes | None, root_path: str
+) -> tuple[str, str | None]:
+    # What Starlette makes of a request's scope, remembered for the few places a server is
+    # reached at: building its URL took ~60 us, 4% of a single create's time. A caller
+    # sending other Host headers only makes misses, each costing what every request did.
+    scope = {
+        "type": "http",
+        "scheme": scheme,
+        "server": server,
+        "root_path": root_path,
+        "path": root_path or "/",
+        "query_string": b"",
+        "headers": [] if host is None else [(b"host", host)],
+    }
+    request = Request(scope)
+    return str(request.base_url).rstrip("/"), request.url.hostname
 
 
 async def result_bytes_of(svc: Services, job: Job) -> bytes:
