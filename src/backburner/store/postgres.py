@@ -31,7 +31,8 @@ from backburner.store.sealed import (
     SealedJson,
     SealedText,
     Sealer,
-    open_for,
+    open_json,
+    open_text,
     seal_for,
     sealer_or_fail,
 )
@@ -289,7 +290,13 @@ def claim_args(
     )
 
 
-_SEALED = [column for column in jobs.c if isinstance(column.type, SealedJson | SealedText)]
+# Each sealed column's name, place and kind, looked up once: a claim opens a hundred rows
+# at a time, and asking the column objects each time was a third of opening a payload.
+_OPENED = [
+    (column.name, column.type.place, isinstance(column.type, SealedJson))
+    for column in jobs.c
+    if isinstance(column.type, SealedJson | SealedText)
+]
 
 
 def job_from_record(record: Any, sealer: Sealer | None) -> Job:
@@ -298,9 +305,14 @@ def job_from_record(record: Any, sealer: Sealer | None) -> Job:
     for name in _JSON_COLUMNS:
         if values[name] is not None:
             values[name] = json.loads(values[name])
-    for column in _SEALED:
-        if values[column.name] is not None:
-            values[column.name] = open_for(column, sealer_or_fail(sealer), values[column.name])
+    keys: Sealer | None = None
+    for name, place, is_json in _OPENED:
+        value = values[name]
+        if value is not None:
+            keys = keys or sealer_or_fail(sealer)
+            values[name] = (
+                open_json(keys, value, place) if is_json else open_text(keys, value, place)
+            )
     return Job.from_values(values)
 
 

@@ -86,7 +86,9 @@ def open_json(sealer: Sealer, stored: Any, place: str) -> Any:
     """A JSON column's value as read: sealed text opened, anything else (written before
     encryption) as it is."""
     if isinstance(stored, str) and sealer.is_sealed(stored):
-        return json.loads(sealer.open(stored, place))
+        # Written as UTF-8 (`_dumps`): decoded as such, without json's guessing of the
+        # encoding of bytes.
+        return json.loads(sealer.open(stored, place).decode())
     return stored
 
 
