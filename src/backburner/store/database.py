@@ -44,6 +44,10 @@ CHANNEL_RESPONSES = "backburner_responses"
 CHANNEL_OUTBOX = "backburner_outbox"
 
 
+# The least time between two NOTIFY statements of one process (Database.wake): the delay a
+# wake-up may take in a stream of changes, none after a quiet spell.
+WAKE_SPACING_SECONDS = 0.005
+
 # SQLSTATE classes that say the server is out of reach: 08 connection exceptions, 57P
 # operator intervention (shutting down, restarting, not yet accepting connections).
 _OUTAGE_SQLSTATES = ("08", "57P")
@@ -295,6 +299,7 @@ class Database:
         # (channel, payload) pairs owed a NOTIFY; a set, so repeats coalesce.
         self._to_wake: set[tuple[str, str]] = set()
         self._waking: asyncio.Task[None] | None = None
+        self._woke_at = -math.inf  # when the last NOTIFY statement went (the loop's clock)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -339,10 +344,13 @@ class Database:
 
     def wake(self, channel: str, payload: str = "") -> None:
         """Tell every process to look at `channel` (for `payload`) again, after a change
-        that committed. PostgreSQL: one statement of NOTIFYs in flight per process, what is
-        asked for meanwhile sent together by the next, repeats once — a thousand inserts a
-        second make a few dozen NOTIFYs, and no commit waits on the notification queue's
-        lock as a NOTIFY inside the transaction would. A NOTIFY that fails is logged;
+        that committed. PostgreSQL: one statement of NOTIFYs in flight per process, and at
+        least WAKE_SPACING_SECONDS between two; what is asked for meanwhile is sent
+        together by the next, repeats once. The first wake-up after a quiet spell goes at
+        once; in a stream of changes each waits at most the spacing. No commit waits on
+        the notification queue's lock as a NOTIFY inside the transaction would, and a
+        thousand inserts a second make at most a couple of hundred NOTIFYs (one per insert
+        was ~40% of an insert's CPU, bench/intake.py). A NOTIFY that fails is logged;
         workers poll as a safety net."""
         if self.dialect != "postgresql":
             self.signals.deliver(channel, payload)
@@ -352,7 +360,12 @@ class Database:
             self._waking = asyncio.get_running_loop().create_task(self._send_wake_ups())
 
     async def _send_wake_ups(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._to_wake:
+            since_last = loop.time() - self._woke_at
+            if since_last < WAKE_SPACING_SECONDS:
+                await asyncio.sleep(WAKE_SPACING_SECONDS - since_last)
+            self._woke_at = loop.time()
             owed, self._to_wake = sorted(self._to_wake), set()
             channels, payloads = [c for c, _ in owed], [p for _, p in owed]
             try:
