@@ -4,12 +4,15 @@ row is set in one step; anything else goes through the dataclass's own checks)."
 from __future__ import annotations
 
 import dataclasses
+import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from backburner.store import Job, JobStatus
+from backburner.store.models import new_id
 
 NOW = datetime(2026, 5, 1, tzinfo=UTC)
 
@@ -56,3 +59,19 @@ def test_a_row_without_the_later_columns_takes_their_defaults() -> None:
 def test_a_row_with_a_column_the_job_does_not_know_is_refused() -> None:
     with pytest.raises(TypeError):
         Job.from_row({**whole_row(), "surprise": 1})
+
+
+def test_a_new_id_is_a_uuid7_spelled_as_uuid_spells_it() -> None:
+    made = [new_id() for _ in range(2000)]
+    for text in made[:200]:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 7
+        assert parsed.variant == uuid.RFC_4122
+        assert abs((parsed.int >> 80) - time.time_ns() // 1_000_000) < 60_000  # its time, ms
+    assert len(set(made)) == len(made)
+    # Made in order of time: ids of later milliseconds sort after.
+    earlier, later = new_id(), None
+    while (later := new_id())[:13] == earlier[:13]:
+        pass
+    assert earlier < later

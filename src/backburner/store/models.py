@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import secrets
+import os
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -32,13 +31,19 @@ def new_id() -> str:
     """A UUID whose leading bits are the creation time in ms (UUIDv7 layout), so ids sort
     by age and keyset pagination on id alone is stable."""
     ms = time.time_ns() // 1_000_000
-    rand = secrets.randbits(74)
+    rand = int.from_bytes(os.urandom(10)) >> 6  # 74 random bits, from the OS as secrets'
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76
     value |= (rand >> 62) << 64
     value |= 0b10 << 62
     value |= rand & ((1 << 62) - 1)
-    return str(uuid.UUID(int=value))
+    # Spelled as uuid.UUID's str() spells it, without making the object (half the cost; a
+    # bulk create makes a thousand).
+    hex_digits = f"{value:032x}"
+    return (
+        f"{hex_digits[:8]}-{hex_digits[8:12]}-{hex_digits[12:16]}-"
+        f"{hex_digits[16:20]}-{hex_digits[20:]}"
+    )
 
 
 @dataclass(frozen=True)
