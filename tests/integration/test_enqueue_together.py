@@ -1,20 +1,24 @@
-"""Single enqueues that arrive together (SQLite writes them as one group commit; PostgreSQL
-one statement each): every create keeps its own time, actor and idempotency key, a key
-asked for twice at once makes one job, and one bad create fails alone."""
+"""Single enqueues that arrive together (SQLite writes them as one group commit at a time;
+PostgreSQL a few statements at once, what comes while they run together in the next):
+every create keeps its own time, actor and idempotency key, a key asked for twice at once
+makes one job, and one bad create fails alone."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 
 from backburner.store import Database
 from backburner.store import jobs as jobs_store
 from backburner.store.audit import Actor
+from backburner.store.database import is_outage, plain_postgres_dsn
 from backburner.store.schema import audit_events, job_events, jobs
 from tests.conftest import KEYRING, wait_for
 from tests.running import new_job
@@ -115,21 +119,57 @@ def test_a_database_that_outlives_its_event_loop_still_enqueues(db_url: str) -> 
         asyncio.run(close())
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the group commit's
 async def test_a_create_whose_request_went_away_before_its_group_is_not_written(
-    db: Database,
+    db_url: str, db: Database
 ) -> None:
     group_commit = jobs_store._group_commit_of(db)
-    async with db.write():  # the one writer is busy: creates wait for its next transaction
-        first = asyncio.create_task(jobs_store.insert_job(db, new_job(), now=T0))
-        await wait_for(lambda: group_commit._writing is not None and not group_commit._waiting)
-        gone = asyncio.create_task(jobs_store.insert_job(db, new_job(), now=T0))
-        await wait_for(lambda: len(group_commit._waiting) == 1)
-        gone.cancel()
-    _, created = await first
-    assert created
+    if db.dialect == "sqlite":
+        async with db.write():  # the one writer is busy: creates wait for its next transaction
+            first = [asyncio.create_task(jobs_store.insert_job(db, new_job(), now=T0))]
+            await wait_for(lambda: group_commit._busy == 1 and not group_commit._waiting)
+            gone = asyncio.create_task(jobs_store.insert_job(db, new_job(), now=T0))
+            await wait_for(lambda: len(group_commit._waiting) == 1)
+            gone.cancel()
+    else:
+        # Every statement in flight waits on a lock: the next create waits for a group.
+        blocker = await asyncpg.connect(plain_postgres_dsn(db_url))
+        try:
+            await blocker.execute("BEGIN; LOCK TABLE jobs IN SHARE MODE")
+            first = [
+                asyncio.create_task(jobs_store.insert_job(db, new_job(), now=T0))
+                for _ in range(jobs_store.POSTGRES_GROUPS_IN_FLIGHT)
+            ]
+            await wait_for(lambda: group_commit._busy == jobs_store.POSTGRES_GROUPS_IN_FLIGHT)
+            gone = asyncio.create_task(jobs_store.insert_job(db, new_job(), now=T0))
+            await wait_for(lambda: len(group_commit._waiting) == 1)
+            gone.cancel()
+            await asyncio.sleep(0)
+        finally:
+            await blocker.execute("ROLLBACK")
+            await blocker.close()
+    for made in first:
+        _, created = await made
+        assert created
     assert gone.cancelled()
-    assert await _count(db, jobs) == 1
+    assert await _count(db, jobs) == len(first)
+
+
+async def test_creates_beyond_the_statements_in_flight_go_together(db: Database) -> None:
+    # PostgreSQL: while POSTGRES_GROUPS_IN_FLIGHT statements run, the creates that come wait
+    # and go as one group: every one answered, each once, none lost.
+    answers = await asyncio.gather(
+        *(
+            jobs_store.insert_job(db, new_job(payload={"n": n}), now=T0, actor=actor(n))
+            for n in range(300)
+        )
+    )
+    assert sorted(job.payload["n"] for job, _ in answers) == list(range(300))
+    assert await _count(db, jobs) == 300
+    assert await _count(db, job_events) == 300
+    assert await _count(db, audit_events) == 300
+    async with db.read() as conn:
+        stored = dict((await conn.execute(sa.select(jobs.c.id, jobs.c.payload))).all())
+    assert {job.id: job.payload for job, _ in answers} == stored
 
 
 async def test_a_created_job_is_the_job_read_back(db: Database) -> None:
@@ -179,3 +219,26 @@ async def test_another_owners_key_at_the_same_moment_never_answers_with_alices_j
     assert (bob_job.owner, bob_job.payload) == ("bob", {"who": "bob"})
     again, made = await jobs_store.insert_job(db, bobs, now=T0)
     assert (again.id, made) == (bob_job.id, False)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_creates_while_the_database_is_out_of_reach_all_fail_as_an_outage(
+    db_url: str,
+) -> None:
+    # Nothing listens on that port: the creates that went at once and the group behind
+    # them all answer with the outage (a 503 through the API), none hangs, none is made.
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    away = Database(f"postgresql://postgres@127.0.0.1:{port}/nowhere", sealer=KEYRING)
+    try:
+        answers = await asyncio.wait_for(
+            asyncio.gather(
+                *(jobs_store.insert_job(away, new_job(), now=T0) for _ in range(30)),
+                return_exceptions=True,
+            ),
+            timeout=60,
+        )
+    finally:
+        await away.close()
+    assert all(isinstance(answer, Exception) and is_outage(answer) for answer in answers)

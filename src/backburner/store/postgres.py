@@ -141,6 +141,48 @@ WITH batch AS (
 SELECT count(*) AS made, (SELECT count(*) FROM woken) AS woken FROM job
 """
 
+# Single creates that arrived together (`jobs._GroupCommit`), in one statement: as
+# INSERT_JOB for each, with its own time ($16) and actor ($17-$23) as arrays. A create
+# whose idempotency key names an existing job inserts nothing; the ids returned are those
+# made. The wake-up is sent after it (Database.wake), as for INSERT_JOB.
+INSERT_GROUP = f"""
+WITH batch AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::int[], $7::timestamptz[], $8::int[], $9::float8[], $10::text[],
+                         $11::text[], $12::timestamptz[], $13::text[], $14::text[],
+                         $15::float8[], $16::timestamptz[], $17::text[], $18::text[],
+                         $19::text[], $20::text[], $21::text[], $22::text[], $23::text[],
+                         $24::text[])
+        AS b(id, owner, type, payload, callback_url, priority, run_at, max_attempts,
+             timeout_seconds, idempotency_key, request_hash, deadline_at, notify, model, size,
+             at, actor_kind, actor_key_id, actor_owner, actor_role, client_address,
+             user_agent, request_id, origin)
+), job AS (
+    INSERT INTO jobs (id, owner, type, status, payload, callback_url, priority, run_at,
+                      created_at, updated_at, max_attempts, timeout_seconds, idempotency_key,
+                      request_hash, deadline_at, notify, model, size, origin)
+    SELECT id, owner, type, '{next_state(None, Event.CREATED).value}', payload::jsonb,
+           callback_url, priority, run_at, at, at, max_attempts, timeout_seconds,
+           idempotency_key, request_hash, deadline_at, notify::jsonb, model, size, origin
+    FROM batch
+    ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id, owner, type, status, created_at
+), created AS (
+    INSERT INTO job_events (job_id, at, kind, from_status, to_status, attempt)
+    SELECT id, created_at, '{Event.CREATED.value}', NULL, status, 0 FROM job
+), audited AS (
+    INSERT INTO audit_events (at, actor_kind, actor_key_id, actor_owner, actor_role, action,
+                              target_type, target_id, owner, client_address, user_agent,
+                              request_id, detail)
+    SELECT b.at, b.actor_kind, b.actor_key_id, b.actor_owner, b.actor_role,
+           '{Action.JOB_CREATED.value}', 'job', j.id, j.owner, b.client_address,
+           b.user_agent, b.request_id, jsonb_build_object('type', j.type)
+    FROM job AS j JOIN batch AS b ON b.id = j.id
+    WHERE b.actor_kind IS NOT NULL
+)
+SELECT id FROM job
+"""
+
 JOBS_BY_KEYS = f"""
 SELECT {_COLUMNS} FROM jobs AS j
 JOIN unnest($1::text[], $2::text[]) AS k(owner, key)
@@ -192,6 +234,19 @@ def insert_jobs_args(
         for column, value in zip(columns, _job_values(keys, job_id, new, now), strict=True):
             column.append(value)
     return (*columns, now, *_actor_args(actor), [new.origin for _, new in fresh])
+
+
+def insert_group_args(
+    sealer: Sealer | None, creates: Sequence[tuple[str, NewJob, datetime, Actor | None]]
+) -> tuple[Any, ...]:
+    """INSERT_GROUP's arrays: per create, INSERT_JOB's values with its own time and actor."""
+    keys = sealer_or_fail(sealer)
+    columns: list[list[Any]] = [[] for _ in range(24)]
+    for job_id, new, now, actor in creates:
+        row = (*_job_values(keys, job_id, new, now), now, *_actor_args(actor), new.origin)
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return tuple(columns)
 
 
 def insert_job_args(
