@@ -19,6 +19,7 @@ from backburner.store import jobs as jobs_store
 from backburner.store import positions as positions_store
 from backburner.store import queue as queue_store
 from backburner.store.database import (
+    CHANNEL_JOBS,
     CHANNEL_RESPONSES,
     WAKE_SPACING_SECONDS,
     is_outage,
@@ -243,10 +244,10 @@ async def test_a_stream_of_wake_ups_sends_one_statement_per_spacing_and_loses_no
     db_url: str, db: Database
 ) -> None:
     # One NOTIFY per insert was ~40% of an insert's CPU: a process sends at most one
-    # statement of NOTIFYs per WAKE_SPACING_SECONDS; wake-ups asked for in between go
-    # together in the next, none lost.
+    # statement of new-job NOTIFYs per WAKE_SPACING_SECONDS; wake-ups asked for in between
+    # go together in the next, none lost. (Payloads here only to count them.)
     heard: set[str] = set()
-    db.signals.subscribe(CHANNEL_RESPONSES, heard.add)
+    db.signals.subscribe(CHANNEL_JOBS, heard.add)
     sender = Database(db_url, sealer=KEYRING)
     notify_starts: list[float] = []
 
@@ -263,7 +264,7 @@ async def test_a_stream_of_wake_ups_sends_one_statement_per_spacing_and_loses_no
         started = loop.time()
         while loop.time() < started + 0.06:  # a stream: a wake-up every event-loop turn
             names.append(f"resp_{len(names)}")
-            sender.wake(CHANNEL_RESPONSES, names[-1])
+            sender.wake(CHANNEL_JOBS, names[-1])
             await asyncio.sleep(0)
         await wait_for(lambda: heard >= set(names))
         # Back to back, the statements went every round trip (~0.5 ms apart here); each

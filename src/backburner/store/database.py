@@ -44,8 +44,8 @@ CHANNEL_RESPONSES = "backburner_responses"
 CHANNEL_OUTBOX = "backburner_outbox"
 
 
-# The least time between two NOTIFY statements of one process (Database.wake): the delay a
-# wake-up may take in a stream of changes, none after a quiet spell.
+# The least time between two new-job NOTIFY statements of one process (Database.wake): the
+# delay a wake-up may take in a stream of creates, none after a quiet spell.
 WAKE_SPACING_SECONDS = 0.005
 
 # SQLSTATE classes that say the server is out of reach: 08 connection exceptions, 57P
@@ -227,6 +227,15 @@ def _sqlite_begin_immediate(conn: sa.Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+@dataclass
+class _WakeLane:
+    """Wake-ups owed on some channels, and the one task sending them (Database.wake)."""
+
+    owed: set[tuple[str, str]] = field(default_factory=set)
+    sending: asyncio.Task[None] | None = None
+    sent_at: float = -math.inf  # when its last NOTIFY statement went (the loop's clock)
+
+
 class Database:
     """The one door to the database for every other room."""
 
@@ -297,9 +306,9 @@ class Database:
             event.listen(engine.sync_engine, "connect", lambda *_: self.outages.connected())
         self._write_lock = asyncio.Lock()
         # (channel, payload) pairs owed a NOTIFY; a set, so repeats coalesce.
-        self._to_wake: set[tuple[str, str]] = set()
-        self._waking: asyncio.Task[None] | None = None
-        self._woke_at = -math.inf  # when the last NOTIFY statement went (the loop's clock)
+        # Wake-ups owed, in two lanes: the new-job broadcast, spaced; the rest (a webhook's
+        # response to look at again), as soon as the statement before is back.
+        self._lanes = {spaced: _WakeLane() for spaced in (True, False)}
 
     @property
     def engine(self) -> AsyncEngine:
@@ -318,10 +327,11 @@ class Database:
             await self._listener.start()
 
     async def close(self) -> None:
-        if self._waking is not None and not self._waking.done():
-            # The last wake-ups go out before the connections do.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._waking, timeout=5)
+        for lane in self._lanes.values():
+            if lane.sending is not None and not lane.sending.done():
+                # The last wake-ups go out before the connections do.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(lane.sending, timeout=5)
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None
@@ -344,29 +354,35 @@ class Database:
 
     def wake(self, channel: str, payload: str = "") -> None:
         """Tell every process to look at `channel` (for `payload`) again, after a change
-        that committed. PostgreSQL: one statement of NOTIFYs in flight per process, and at
-        least WAKE_SPACING_SECONDS between two; what is asked for meanwhile is sent
-        together by the next, repeats once. The first wake-up after a quiet spell goes at
-        once; in a stream of changes each waits at most the spacing. No commit waits on
-        the notification queue's lock as a NOTIFY inside the transaction would, and a
-        thousand inserts a second make at most a couple of hundred NOTIFYs (one per insert
-        was ~40% of an insert's CPU, bench/intake.py). A NOTIFY that fails is logged;
-        workers poll as a safety net."""
+        that committed. PostgreSQL: one statement of NOTIFYs in flight per process and
+        lane; what is asked for meanwhile is sent together by the next, repeats once. No
+        commit waits on the notification queue's lock as a NOTIFY inside the transaction
+        would. The new-job broadcast (CHANNEL_JOBS, sent after every create) has a lane of
+        its own with at least WAKE_SPACING_SECONDS between two statements: the first after
+        a quiet spell goes at once, in a stream each waits at most the spacing, and a
+        thousand creates a second make at most a couple of hundred NOTIFYs (one per create
+        was ~40% of a create's CPU, bench/intake.py). The rest (a webhook's response to
+        look at again: its latency is what bench/inflight.py measures) is not spaced. A
+        NOTIFY that fails is logged; workers poll as a safety net."""
         if self.dialect != "postgresql":
             self.signals.deliver(channel, payload)
             return
-        self._to_wake.add((channel, payload))
-        if self._waking is None or self._waking.done():
-            self._waking = asyncio.get_running_loop().create_task(self._send_wake_ups())
+        spaced = channel == CHANNEL_JOBS
+        lane = self._lanes[spaced]
+        lane.owed.add((channel, payload))
+        if lane.sending is None or lane.sending.done():
+            lane.sending = asyncio.get_running_loop().create_task(
+                self._send_wake_ups(lane, WAKE_SPACING_SECONDS if spaced else 0.0)
+            )
 
-    async def _send_wake_ups(self) -> None:
+    async def _send_wake_ups(self, lane: _WakeLane, spacing: float) -> None:
         loop = asyncio.get_running_loop()
-        while self._to_wake:
-            since_last = loop.time() - self._woke_at
-            if since_last < WAKE_SPACING_SECONDS:
-                await asyncio.sleep(WAKE_SPACING_SECONDS - since_last)
-            self._woke_at = loop.time()
-            owed, self._to_wake = sorted(self._to_wake), set()
+        while lane.owed:
+            since_last = loop.time() - lane.sent_at
+            if since_last < spacing:
+                await asyncio.sleep(spacing - since_last)
+            lane.sent_at = loop.time()
+            owed, lane.owed = sorted(lane.owed), set()
             channels, payloads = [c for c, _ in owed], [p for _, p in owed]
             try:
                 async with self.asyncpg_connection() as conn:
