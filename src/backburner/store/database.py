@@ -305,9 +305,9 @@ class Database:
             sealed.attach(engine.sync_engine.dialect, sealer)
             event.listen(engine.sync_engine, "connect", lambda *_: self.outages.connected())
         self._write_lock = asyncio.Lock()
-        # (channel, payload) pairs owed a NOTIFY; a set, so repeats coalesce.
-        # Wake-ups owed, in two lanes: the new-job broadcast, spaced; the rest (a webhook's
-        # response to look at again), as soon as the statement before is back.
+        # Wake-ups owed ((channel, payload) pairs: repeats coalesce), in two lanes: the
+        # new-job broadcast, spaced; the rest (a webhook's response to look at again), as
+        # soon as the statement before is back.
         self._lanes = {spaced: _WakeLane() for spaced in (True, False)}
 
     @property
