@@ -444,16 +444,10 @@ async def _insert_group_postgres(db: Database, group: Sequence[_Asked]) -> list[
     for job_id, asked in zip(ids, group, strict=True):
         if job_id in made:
             answers.append((as_inserted(job_id, asked.new, asked.now), True))
-            continue
-        assert asked.new.idempotency_key is not None  # only a key's conflict inserts nothing
-        async with db.read() as read:
-            existing = await _by_idempotency_key(read, asked.new.owner, asked.new.idempotency_key)
-        if existing is None:  # deleted in between: as a new job, alone
+        else:  # its key named a job: asked alone, which answers with that job (rare)
             answers.append(
                 await _insert_job_postgres(db, asked.new, now=asked.now, actor=asked.actor)
             )
-        else:
-            answers.append((existing, False))
     return answers
 
 
