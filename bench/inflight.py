@@ -154,6 +154,12 @@ async def run(mode: str, jobs: int, latency: float) -> dict[str, Any]:
                 async with httpx.AsyncClient(timeout=60) as client:
                     final = (await client.get(stats_url)).json()
                 webhooks = f"{final['webhooks_sent']} sent, {final['webhooks_failed']} failed"
+                # The part of the lag before the service had the webhook.
+                delivery = final.get("webhook_delivery_ms") or {"p50": None}
+                if delivery["p50"] is not None:
+                    webhooks += (
+                        f"; accepted p50 {delivery['p50']:,.0f} / p99 {delivery['p99']:,.0f} ms"
+                    )
                 if final.get("webhook_attempt_failures"):
                     print("webhook attempts failed:", final["webhook_attempt_failures"])
         lag, during = await completion_lag(db, latency)

@@ -27,8 +27,9 @@ import json
 import math
 import random
 import secrets
+import statistics
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -153,6 +154,9 @@ class EmulatorState:
         self.deliveries: set[asyncio.Task[None]] = set()
         # Why webhook attempts failed ("HTTP 500", "TimeoutError", ...), for diagnosis.
         self.attempt_failures: Counter[str] = Counter()
+        # Milliseconds from each response ending to its webhook being accepted (the last
+        # 100,000): how much of a completion's lag is the delivery, for benchmarks.
+        self.delivery_ms: deque[float] = deque(maxlen=100_000)
         # Creates per background_options.continuation_id (related requests grouped).
         self.continuations: Counter[str] = Counter()
         self._client: aiohttp.ClientSession | None = None
@@ -302,6 +306,7 @@ class EmulatorState:
                     delivered = 200 <= response.status < 300
                 if delivered:
                     self.stats["webhooks_sent"] += 1
+                    self.delivery_ms.append((self.clock() - stored.ready_at) * 1000)
                     return
                 self.attempt_failures[f"HTTP {response.status}"] += 1
             except (aiohttp.ClientError, TimeoutError) as error:
@@ -487,6 +492,14 @@ def _text_of(content: Any) -> str:
             for part in content
         )
     return "" if content is None else str(content)
+
+
+def _spread(values: deque[float]) -> dict[str, float | int | None]:
+    """How many, and their median and 99th percentile (None while fewer than two)."""
+    if len(values) < 2:
+        return {"count": len(values), "p50": None, "p99": None}
+    cuts = statistics.quantiles(values, n=100)
+    return {"count": len(values), "p50": round(cuts[49], 1), "p99": round(cuts[98], 1)}
 
 
 def _status(stored: _Stored, now: float) -> str:
@@ -973,6 +986,7 @@ def create_emulator_app(
                 "webhook_retries": state.stats["webhook_retries"],
                 "webhooks_suppressed": state.stats["webhooks_suppressed"],
                 "webhook_attempt_failures": dict(state.attempt_failures),
+                "webhook_delivery_ms": _spread(state.delivery_ms),
                 "completion_windows": {
                     window: state.stats[f"window_{window}"] for window in COMPLETION_WINDOWS
                 },
