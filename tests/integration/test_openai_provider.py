@@ -12,6 +12,10 @@ from datetime import UTC, datetime
 import httpx
 import openai
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from backburner.errors import ProviderRejected, ProviderUnavailable, RateLimited, ResponseLost
 from backburner.jobs import build_registry
@@ -22,7 +26,7 @@ from backburner.store import jobs as jobs_store
 from backburner.store import steps as steps_store
 from backburner.worker import Worker
 from tests.conftest import fast_settings, wait_for
-from tests.servers import emulated
+from tests.servers import emulated, serve_on_loopback
 from tests.servers import emulator_stats as stats
 
 Emulator = Callable[..., contextlib.AbstractAsyncContextManager[tuple[OpenAIProvider, str]]]
@@ -388,3 +392,43 @@ def test_429s_are_told_apart_by_what_they_mean() -> None:
     assert isinstance(busy, RateLimited)
     assert busy.retryable
     assert busy.retry_after == pytest.approx(0.02)
+
+
+async def test_looking_at_a_response_never_queues_behind_submissions_in_flight() -> None:
+    """A provider slow to accept new work (every create held open) still answers polls at
+    once: a completion a webhook announced is fetched with its own budget of requests."""
+    release = asyncio.Event()
+    held = 0
+
+    async def create(request: Request) -> JSONResponse:
+        nonlocal held
+        held += 1
+        await release.wait()
+        return JSONResponse({"id": "resp_late", "status": "queued", "output": []})
+
+    async def retrieve(request: Request) -> JSONResponse:
+        rid = request.path_params["rid"]
+        return JSONResponse({"id": rid, "status": "completed", "output": []})
+
+    app = Starlette(
+        routes=[
+            Route("/v1/responses", create, methods=["POST"]),
+            Route("/v1/responses/{rid}", retrieve, methods=["GET"]),
+        ]
+    )
+    async with serve_on_loopback(app) as base:
+        provider = OpenAIProvider.connect(
+            api_key="sk-test", base_url=f"{base}/v1", timeout=30, max_in_flight=2
+        )
+        request = ModelRequest(model="gpt-4.1-mini", input="Text.")
+        creating = [asyncio.create_task(provider.submit(request)) for _ in range(4)]
+        try:
+            await wait_for(lambda: held == 2, within=10, interval=0.01)  # the budget is full
+            looked = await asyncio.wait_for(provider.retrieve("resp_done"), timeout=5)
+            assert looked.status == "completed"
+            assert held == 2  # the other two creates still wait their turn
+        finally:
+            release.set()
+            placed = await asyncio.wait_for(asyncio.gather(*creating), timeout=10)
+            await provider.aclose()
+    assert [p.id for p in placed] == ["resp_late"] * 4

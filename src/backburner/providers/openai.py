@@ -216,7 +216,11 @@ class OpenAIProvider:
         self._raw = client.responses.with_raw_response
         # Thousands of jobs may submit or poll at once; a bounded number of requests in
         # flight keeps the HTTP pool small (its cost per request grows with its size).
-        self._in_flight = asyncio.Semaphore(max_in_flight)
+        # Two budgets: requests that place work, and those that look at placed work
+        # (retrieve, cancel, delete), so a completion a webhook announced is never
+        # fetched behind a queue of new submissions.
+        self._placing = asyncio.Semaphore(max_in_flight)
+        self._looking = asyncio.Semaphore(max_in_flight)
 
     @classmethod
     def connect(
@@ -241,7 +245,7 @@ class OpenAIProvider:
     async def _call(
         self, call: Awaitable[_Answer], *, retrieving: bool = False
     ) -> ResponseSnapshot:
-        async with self._in_flight:
+        async with self._looking if retrieving else self._placing:
             try:
                 raw = await call
             except openai.OpenAIError as error:
@@ -278,7 +282,7 @@ class OpenAIProvider:
         return await self._call(self._create(request_kwargs(request, background=False)))
 
     async def delete(self, response_id: str) -> None:
-        async with self._in_flight:
+        async with self._looking:
             try:
                 await self._client.responses.delete(response_id)
             except openai.NotFoundError:
