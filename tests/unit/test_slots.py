@@ -33,6 +33,47 @@ async def test_new_jobs_reserve_only_free_slots() -> None:
     assert slots.reserve(10) == 2
 
 
+async def test_slots_kept_for_returners_are_never_reserved_but_a_returner_takes_one() -> None:
+    kept = [2]
+    slots = Slots(8, kept=lambda: kept[0])
+    assert slots.reserve(100) == 6
+    assert slots.reserve(1) == 0
+    await asyncio.wait_for(slots.take_when_free(), timeout=1)  # a kept slot, at once
+    assert slots.used == 7
+    kept[0] = 0  # nothing waits on the provider any more: all may go to new jobs
+    assert slots.reserve(100) == 1
+
+
+async def test_the_claim_loop_asks_again_what_is_kept_each_time_a_slot_is_freed() -> None:
+    kept = [2]
+    slots = Slots(4, kept=lambda: kept[0])
+    assert slots.reserve(4) == 2
+    await slots.take_when_free()  # a job comes back into a kept slot
+    claim_loop = asyncio.create_task(slots.wait_for_free())
+    await asyncio.sleep(0)
+    assert not claim_loop.done()  # one free, but it is kept
+    kept[0] = 0  # the job that came back was the last one waiting on the provider...
+    slots.give()  # ...and it ends: the claim loop may take what is free
+    await asyncio.wait_for(claim_loop, timeout=1)
+    assert slots.reserve(4) == 2
+
+
+async def test_slots_held_by_jobs_that_came_back_are_counted_until_given_back() -> None:
+    slots = Slots(2)
+    slots.reserve(2)
+    back = asyncio.create_task(slots.take_when_free())
+    await until(lambda: slots.returning == 1)
+    slots.give()  # a new job ends: its slot goes to the one coming back
+    await back
+    assert slots.came_back == 1
+    none_back = asyncio.create_task(slots.until_none_back())
+    await asyncio.sleep(0)
+    assert not none_back.done()
+    slots.give_back()
+    await asyncio.wait_for(none_back, timeout=1)
+    assert (slots.came_back, slots.used) == (0, 1)
+
+
 async def test_a_returning_job_takes_a_free_slot_at_once() -> None:
     slots = Slots(2)
     slots.reserve(1)

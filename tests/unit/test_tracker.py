@@ -10,6 +10,7 @@ import pytest
 from backburner.errors import ResponseLost
 from backburner.providers import ModelRequest, OfflineProvider
 from backburner.worker.tracker import ResponseTracker, next_poll_delay
+from tests.conftest import wait_for
 
 
 def test_poll_delay_grows_then_caps() -> None:
@@ -103,3 +104,34 @@ async def test_scheduled_polls_keep_to_the_budget_but_nudges_do_not_wait() -> No
     # 50 responses due every 50 ms would be ~1,000 polls in a second; the budget is 20/s.
     assert 15 <= paced <= 25
     assert cancelled.status == "cancelled"
+
+
+async def test_a_nudged_response_is_hurrying_until_it_has_been_looked_at() -> None:
+    provider_time = [0.0]
+    provider = OfflineProvider(latency_s=1.0, clock=lambda: provider_time[0])
+    tracker = ResponseTracker(provider, initial_delay=30, max_delay=60)
+    async with running(tracker):
+        submitted = await provider.submit(ModelRequest(model="m", input="Text."))
+        waiter = asyncio.create_task(tracker.wait(submitted.id))
+        await wait_for(lambda: tracker.outstanding == 1, within=1, interval=0)
+        assert tracker.hurrying == 0
+        tracker.nudge("resp_of_another_process")  # nothing here waits on it
+        assert tracker.hurrying == 0
+        provider_time[0] = 5.0
+        tracker.nudge(submitted.id)
+        assert tracker.hurrying == 1  # the claim loop waits on this (worker.loop)
+        await asyncio.wait_for(tracker.until_calm(), timeout=1)
+        assert tracker.hurrying == 0
+        assert (await asyncio.wait_for(waiter, timeout=1)).status == "completed"
+
+
+async def test_a_nudged_response_whose_poll_fails_is_not_hurrying_any_more() -> None:
+    tracker = ResponseTracker(OfflineProvider(latency_s=1.0), initial_delay=30, max_delay=60)
+    async with running(tracker):
+        waiter = asyncio.create_task(tracker.wait("resp_missing"))
+        await wait_for(lambda: tracker.outstanding == 1, within=1, interval=0)
+        tracker.nudge("resp_missing")
+        await asyncio.wait_for(tracker.until_calm(), timeout=1)
+        with pytest.raises(ResponseLost):
+            await asyncio.wait_for(waiter, timeout=1)
+    assert tracker.hurrying == 0

@@ -38,6 +38,14 @@ from backburner.worker.writer import OutcomeWriter
 
 log = logging.getLogger(__name__)
 
+# Completions before new work. While jobs wait on the provider, a quarter of the slots is
+# kept for those coming back (a burst of them otherwise waits for the jobs a claim just
+# brought to submit, each slower on a busy machine), and a claim waits while a response a
+# webhook announced is not yet looked at, up to CALM_WAIT_SECONDS a time so a provider
+# slow to answer does not stall new work.
+RETURNER_SHARE = 4
+CALM_WAIT_SECONDS = 0.5
+
 
 def first_poll_delay(settings: Settings) -> float:
     """With OpenAI webhooks configured they announce completions and polling is only the
@@ -73,7 +81,11 @@ class Worker:
             polls_per_second=settings.poll_budget_per_second,
             max_retry_wait=settings.provider_retry_max_seconds,
         )
-        self.slots = Slots(concurrency or settings.worker_concurrency)
+        capacity = concurrency or settings.worker_concurrency
+        self.slots = Slots(
+            capacity,
+            kept=lambda: capacity // RETURNER_SHARE if self.tracker.outstanding else 0,
+        )
         self.running: dict[str, Attempt] = {}
         self._writer = OutcomeWriter(db, self.id, clock)
         self.attempts = AttemptRunner(
@@ -184,6 +196,8 @@ class Worker:
     async def _claim_until_stopped(self, attempts: asyncio.TaskGroup) -> None:
         failures = 0
         while not self._stopping.is_set():
+            if self.tracker.hurrying or self.slots.came_back:
+                await self._until_stop_or(self._completions_first())
             # Slots are reserved before the claim, so jobs coming back from a wait meanwhile
             # cannot be outnumbered by what the claim brings (see worker.slots).
             wanted = self.slots.reserve(self.settings.claim_batch_size)
@@ -201,6 +215,15 @@ class Worker:
                 self._start(job, attempts)
             if len(claimed) < wanted:
                 await self._idle()
+
+    async def _completions_first(self) -> None:
+        """Until no job the provider finished waits to be looked at or is finishing, or
+        CALM_WAIT_SECONDS."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CALM_WAIT_SECONDS):
+                while self.tracker.hurrying or self.slots.came_back:
+                    await self.tracker.until_calm()
+                    await self.slots.until_none_back()
 
     async def _claim(self, wanted: int) -> list[Job] | None:
         """Up to `wanted` jobs for the slots reserved for them, the slots left over given
@@ -252,11 +275,10 @@ class Worker:
         attempt.task = attempts.create_task(self._run(attempt), name=f"job-{job.id}")
 
     async def _run(self, attempt: Attempt) -> None:
-        slot = SlotHolder(self.slots.give, self.slots.take_when_free)
+        slot = SlotHolder(self.slots)
         try:
             await self.attempts.run(attempt, slot)
         finally:
             self.running.pop(attempt.job.id, None)
-            if slot.held:
-                self.slots.give()
+            slot.give()
             attempt.done.set()

@@ -6,17 +6,28 @@ to finish. Coming back goes first: a freed slot is handed straight to the longes
 returner, and the claim loop sees only what no returner wants. Otherwise, with a backlog,
 every slot freed would go to a new job's submission while completions queue behind them,
 and a job the provider finished long ago waits on work that has not started.
+
+The owner may also keep some slots for returners before any comes back (`kept`, asked
+each time): a burst of jobs coming back then finds them free instead of waiting for the
+jobs a claim just brought.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
 
 class Slots:
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, *, kept: Callable[[], int] = lambda: 0) -> None:
         self.capacity = capacity
+        self._kept = kept
+        # Slots held by jobs that came back from a wait (their model call ended), and an
+        # event set whenever there are none: the claim loop waits on it (worker.loop).
+        self.came_back = 0
+        self._none_back = asyncio.Event()
+        self._none_back.set()
         self.used = 0
         self._returning: deque[asyncio.Future[None]] = deque()
         self._freed = asyncio.Event()
@@ -30,10 +41,15 @@ class Slots:
         """Jobs waiting for a slot to finish in."""
         return len(self._returning)
 
+    @property
+    def free_for_new(self) -> int:
+        """Free slots a claim may take: none while a returner waits (it had them first),
+        and never those kept for returners."""
+        return 0 if self._returning else max(0, self.free - self._kept())
+
     def reserve(self, wanted: int) -> int:
-        """Take up to `wanted` free slots for new jobs (none while a returner waits: it had
-        them first); how many were taken."""
-        taken = 0 if self._returning else min(wanted, self.free)
+        """Take up to `wanted` of the slots free for new jobs; how many were taken."""
+        taken = min(wanted, self.free_for_new)
         self.used += taken
         return taken
 
@@ -54,11 +70,13 @@ class Slots:
         ahead, else the next one freed, in the order they came back."""
         if self.used < self.capacity and not self._returning:
             self.used += 1
+            self._back(1)
             return
         waiter = asyncio.get_running_loop().create_future()
         self._returning.append(waiter)
         try:
             await waiter
+            self._back(1)
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.give()  # handed a slot in the same instant it was cancelled
@@ -68,8 +86,25 @@ class Slots:
                 self._freed.set()
             raise
 
+    def give_back(self) -> None:
+        """Free a slot taken with `take_when_free`."""
+        self._back(-1)
+        self.give()
+
+    def _back(self, change: int) -> None:
+        self.came_back += change
+        if self.came_back:
+            self._none_back.clear()
+        else:
+            self._none_back.set()
+
+    async def until_none_back(self) -> None:
+        """Until no slot is held by a job that came back from a wait."""
+        await self._none_back.wait()
+
     async def wait_for_free(self) -> None:
-        """Until a slot is free for new jobs (the claim loop's wait; one waiter)."""
-        while self.free == 0 or self._returning:
+        """Until a slot is free for new jobs (the claim loop's wait; one waiter). What is
+        kept for returners is asked again each time a slot is freed."""
+        while self.free_for_new == 0:
             self._freed.clear()
             await self._freed.wait()

@@ -81,6 +81,11 @@ class ResponseTracker:
         self._next_launch = 0.0
         self.polls = 0
         self.poll_failures = 0
+        # Polls of nudged responses out now (or about to go), and an event set whenever
+        # no nudged response waits to be looked at: see `until_calm`.
+        self._hurried_polls = 0
+        self._calm = asyncio.Event()
+        self._calm.set()
 
     @property
     def outstanding(self) -> int:
@@ -121,19 +126,23 @@ class ResponseTracker:
         """Poll due responses until cancelled."""
         async with asyncio.TaskGroup() as group:
             while True:
-                entry = self._next_urgent() or await self._next_scheduled()
+                urgent = self._next_urgent()
+                entry = urgent or await self._next_scheduled()
                 if entry is None:
                     continue
                 entry.due = float("inf")
                 entry.nudged = False
+                hurried = urgent is not None
+                self._hurried_polls += hurried
                 await self._poll_slots.acquire()
-                group.create_task(self._poll(entry))
+                group.create_task(self._poll(entry, hurried=hurried))
 
     def _next_urgent(self) -> _Waiting | None:
         while self._urgent:
             entry = self._waiting.get(self._urgent.popleft())
             if entry is not None and entry.due != float("inf"):
                 return entry
+        self._note_calm()  # what was left in the queue had ended or was being polled
         return None
 
     async def _next_scheduled(self) -> _Waiting | None:
@@ -161,7 +170,30 @@ class ResponseTracker:
         heapq.heappush(self._schedule, _Due(entry.due, entry.response_id))
         self._wake.set()
 
-    async def _poll(self, entry: _Waiting) -> None:
+    @property
+    def hurrying(self) -> int:
+        """Nudged responses (a webhook said they ended) not looked at again yet."""
+        return len(self._urgent) + self._hurried_polls
+
+    async def until_calm(self) -> None:
+        """Until no nudged response waits to be looked at."""
+        while self.hurrying:
+            self._calm.clear()
+            await self._calm.wait()
+
+    def _note_calm(self) -> None:
+        if not self.hurrying:
+            self._calm.set()
+
+    async def _poll(self, entry: _Waiting, *, hurried: bool = False) -> None:
+        try:
+            await self._look(entry)
+        finally:
+            if hurried:
+                self._hurried_polls -= 1
+                self._note_calm()
+
+    async def _look(self, entry: _Waiting) -> None:
         try:
             snapshot = await self._provider.retrieve(entry.response_id)
         except Exception as error:
