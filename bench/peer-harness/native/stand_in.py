@@ -329,16 +329,19 @@ PR_SET_PDEATHSIG = 1
 
 
 def _take_stdin(relay: queue.SimpleQueue[bytes | None]) -> None:
-    while line := sys.stdin.buffer.readline():
-        relay.put(line)
+    # os.read, not sys.stdin.buffer: a daemon thread still inside the buffered reader when
+    # the interpreter exits (the adapter ended before we read all that was sent) makes
+    # CPython abort at shutdown (exit -6, "could not acquire lock ... daemon threads").
+    while chunk := os.read(sys.stdin.fileno(), 1 << 16):
+        relay.put(chunk)
     relay.put(None)
 
 
 def _hand_on(relay: queue.SimpleQueue[bytes | None], child: subprocess.Popen[bytes]) -> None:
     assert child.stdin is not None
     try:
-        while (line := relay.get()) is not None:
-            child.stdin.write(line)
+        while (chunk := relay.get()) is not None:
+            child.stdin.write(chunk)
             child.stdin.flush()
         child.stdin.close()
     except (BrokenPipeError, OSError):
