@@ -127,18 +127,6 @@ async def ask_model(ctx: JobContext, payload: AskInput) -> Done:
     return Done(attempt=ctx.attempt, data={"text": snapshot.output_text})
 
 
-class RestInput(BaseModel):
-    seconds: float = 30.0
-
-
-async def ask_then_rest(ctx: JobContext, payload: RestInput) -> Done:
-    """One model call, then a long rest in the slot it came back to (a handler's own work
-    after its call)."""
-    await ctx.respond("ask", ModelRequest(model=ctx.model, input="Text."))
-    await asyncio.sleep(payload.seconds)
-    return Done(attempt=ctx.attempt)
-
-
 class FanOutInput(BaseModel):
     calls: int = 8
     parallel: int = 4
@@ -185,7 +173,6 @@ def register(registry: JobRegistry) -> None:
     registry.job_type("test_slow_no_timeout", retry=FAST_RETRY, timeout=60)(slow)
     registry.job_type("test_stepper", retry=FAST_RETRY, timeout=120)(stepper)
     registry.job_type("test_ask_model", retry=FAST_RETRY, timeout=120)(ask_model)
-    registry.job_type("test_ask_then_rest", retry=FAST_RETRY, timeout=120)(ask_then_rest)
     registry.job_type("test_fan_out", retry=FAST_RETRY, timeout=120)(fan_out)
     registry.job_type("test_parts_then_crash", retry=FAST_RETRY)(parts_then_crash)
     registry.job_type("test_odd_result", retry=FAST_RETRY)(odd_result)

@@ -58,22 +58,6 @@ async def test_the_claim_loop_asks_again_what_is_kept_each_time_a_slot_is_freed(
     assert slots.reserve(4) == 2
 
 
-async def test_slots_held_by_jobs_that_came_back_are_counted_until_given_back() -> None:
-    slots = Slots(2)
-    slots.reserve(2)
-    back = asyncio.create_task(slots.take_when_free())
-    await until(lambda: slots.returning == 1)
-    slots.give()  # a new job ends: its slot goes to the one coming back
-    await back
-    assert slots.came_back == 1
-    none_back = asyncio.create_task(slots.until_none_back())
-    await asyncio.sleep(0)
-    assert not none_back.done()
-    slots.give_back()
-    await asyncio.wait_for(none_back, timeout=1)
-    assert (slots.came_back, slots.used) == (0, 1)
-
-
 async def test_a_returning_job_takes_a_free_slot_at_once() -> None:
     slots = Slots(2)
     slots.reserve(1)

@@ -120,7 +120,7 @@ async def test_a_nudged_response_is_hurrying_until_it_has_been_looked_at() -> No
         provider_time[0] = 5.0
         tracker.nudge(submitted.id)
         assert tracker.hurrying == 1  # the claim loop waits on this (worker.loop)
-        await asyncio.wait_for(tracker.until_calm(), timeout=1)
+        await asyncio.wait_for(tracker.until_looked_at(), timeout=1)
         assert tracker.hurrying == 0
         assert (await asyncio.wait_for(waiter, timeout=1)).status == "completed"
 
@@ -131,7 +131,33 @@ async def test_a_nudged_response_whose_poll_fails_is_not_hurrying_any_more() -> 
         waiter = asyncio.create_task(tracker.wait("resp_missing"))
         await wait_for(lambda: tracker.outstanding == 1, within=1, interval=0)
         tracker.nudge("resp_missing")
-        await asyncio.wait_for(tracker.until_calm(), timeout=1)
+        await asyncio.wait_for(tracker.until_looked_at(), timeout=1)
         with pytest.raises(ResponseLost):
             await asyncio.wait_for(waiter, timeout=1)
     assert tracker.hurrying == 0
+
+
+async def test_waiting_for_what_was_nudged_is_not_held_by_nudges_that_come_later() -> None:
+    # A steady stream of webhooks must not keep the claim loop waiting: it waits for the
+    # responses nudged before it began, not for those nudged meanwhile.
+    provider = OfflineProvider(latency_s=30)
+    tracker = ResponseTracker(provider, initial_delay=30, max_delay=60, max_concurrent_polls=1)
+    async with running(tracker):
+        submitted = [
+            await provider.submit(ModelRequest(model="m", input=f"Text {i}.")) for i in range(40)
+        ]
+        waiters = [asyncio.create_task(tracker.wait(s.id)) for s in submitted]
+        await wait_for(lambda: tracker.outstanding == 40, within=1, interval=0)
+        for s in submitted[:3]:
+            tracker.nudge(s.id)
+        waiting = asyncio.create_task(tracker.until_looked_at())
+        later = iter(submitted[3:])
+        while not waiting.done():  # one more nudge each time the tracker looks at one
+            polled = tracker.polls
+            await wait_for(
+                lambda polled=polled: tracker.polls > polled or waiting.done(), within=2, interval=0
+            )
+            tracker.nudge(next(later).id)
+        assert tracker.hurrying >= 1  # later nudges are still waiting, and did not hold it
+        for waiter in waiters:
+            waiter.cancel()

@@ -56,7 +56,6 @@ from backburner.store import documents as documents_store
 from backburner.store import queue as queue_store
 from backburner.store import steps as steps_store
 from backburner.worker.retry import is_throttled_or_unavailable, provider_wait
-from backburner.worker.slots import Slots
 from backburner.worker.spending import CallTerms, Spending
 from backburner.worker.tracker import ResponseTracker
 
@@ -90,34 +89,25 @@ class SlotHolder:
     """A job's claim on one of the worker's execution slots, given back while the job only
     waits on the model, so a waiting job holds no slot."""
 
-    def __init__(self, slots: Slots):
-        self._slots = slots
+    def __init__(self, release: Callable[[], None], acquire: Callable[[], Awaitable[None]]):
+        self._release = release
+        self._acquire = acquire
         self.held = True
-        self._came_back = False  # the slot held now was taken coming back from a wait
         self._waits = 0
-
-    def give(self) -> None:
-        """Give the slot back, if held."""
-        if self.held:
-            self.held = False
-            if self._came_back:
-                self._slots.give_back()
-            else:
-                self._slots.give()
 
     @contextlib.asynccontextmanager
     async def released(self) -> AsyncIterator[None]:
         self._waits += 1
-        if self._waits == 1:
-            self.give()
+        if self._waits == 1 and self.held:
+            self.held = False
+            self._release()
         try:
             yield
         finally:
             self._waits -= 1
             if self._waits == 0 and not self.held:
-                await self._slots.take_when_free()
+                await self._acquire()
                 self.held = True
-                self._came_back = True
 
 
 class RunningJob:

@@ -40,9 +40,9 @@ log = logging.getLogger(__name__)
 
 # Completions before new work. While jobs wait on the provider, a quarter of the slots is
 # kept for those coming back (a burst of them otherwise waits for the jobs a claim just
-# brought to submit, each slower on a busy machine), and a claim waits while a response a
-# webhook announced is not yet looked at, up to CALM_WAIT_SECONDS a time so a provider
-# slow to answer does not stall new work.
+# brought to submit, each slower on a busy machine), and a claim first waits until the
+# responses webhooks announced so far are looked at: up to CALM_WAIT_SECONDS, so a
+# provider slow to answer does not stall new work.
 RETURNER_SHARE = 4
 CALM_WAIT_SECONDS = 0.5
 
@@ -196,7 +196,7 @@ class Worker:
     async def _claim_until_stopped(self, attempts: asyncio.TaskGroup) -> None:
         failures = 0
         while not self._stopping.is_set():
-            if self.tracker.hurrying or self.slots.came_back:
+            if self.tracker.hurrying:
                 await self._until_stop_or(self._completions_first())
             # Slots are reserved before the claim, so jobs coming back from a wait meanwhile
             # cannot be outnumbered by what the claim brings (see worker.slots).
@@ -217,13 +217,11 @@ class Worker:
                 await self._idle()
 
     async def _completions_first(self) -> None:
-        """Until no job the provider finished waits to be looked at or is finishing, or
+        """Until the responses webhooks announced so far are looked at, or
         CALM_WAIT_SECONDS."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CALM_WAIT_SECONDS):
-                while self.tracker.hurrying or self.slots.came_back:
-                    await self.tracker.until_calm()
-                    await self.slots.until_none_back()
+                await self.tracker.until_looked_at()
 
     async def _claim(self, wanted: int) -> list[Job] | None:
         """Up to `wanted` jobs for the slots reserved for them, the slots left over given
@@ -275,10 +273,11 @@ class Worker:
         attempt.task = attempts.create_task(self._run(attempt), name=f"job-{job.id}")
 
     async def _run(self, attempt: Attempt) -> None:
-        slot = SlotHolder(self.slots)
+        slot = SlotHolder(self.slots.give, self.slots.take_when_free)
         try:
             await self.attempts.run(attempt, slot)
         finally:
             self.running.pop(attempt.job.id, None)
-            slot.give()
+            if slot.held:
+                self.slots.give()
             attempt.done.set()

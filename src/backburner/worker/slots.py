@@ -23,11 +23,6 @@ class Slots:
     def __init__(self, capacity: int, *, kept: Callable[[], int] = lambda: 0) -> None:
         self.capacity = capacity
         self._kept = kept
-        # Slots held by jobs that came back from a wait (their model call ended), and an
-        # event set whenever there are none: the claim loop waits on it (worker.loop).
-        self.came_back = 0
-        self._none_back = asyncio.Event()
-        self._none_back.set()
         self.used = 0
         self._returning: deque[asyncio.Future[None]] = deque()
         self._freed = asyncio.Event()
@@ -70,13 +65,11 @@ class Slots:
         ahead, else the next one freed, in the order they came back."""
         if self.used < self.capacity and not self._returning:
             self.used += 1
-            self._back(1)
             return
         waiter = asyncio.get_running_loop().create_future()
         self._returning.append(waiter)
         try:
             await waiter
-            self._back(1)
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.give()  # handed a slot in the same instant it was cancelled
@@ -85,22 +78,6 @@ class Slots:
             if not self._returning and self.free:
                 self._freed.set()
             raise
-
-    def give_back(self) -> None:
-        """Free a slot taken with `take_when_free`."""
-        self._back(-1)
-        self.give()
-
-    def _back(self, change: int) -> None:
-        self.came_back += change
-        if self.came_back:
-            self._none_back.clear()
-        else:
-            self._none_back.set()
-
-    async def until_none_back(self) -> None:
-        """Until no slot is held by a job that came back from a wait."""
-        await self._none_back.wait()
 
     async def wait_for_free(self) -> None:
         """Until a slot is free for new jobs (the claim loop's wait; one waiter). What is

@@ -72,7 +72,8 @@ class ResponseTracker:
         self._waiting: dict[str, _Waiting] = {}
         self._schedule: list[_Due] = []
         # Nudged responses (a webhook said they changed) are polled before anything due.
-        self._urgent: deque[str] = deque()
+        # Each with the number of its nudge (see `until_looked_at`).
+        self._urgent: deque[tuple[int, str]] = deque()
         self._wake = asyncio.Event()
         self._poll_slots = asyncio.Semaphore(max_concurrent_polls)
         # Scheduled polls are paced to this budget: with thousands of responses waiting,
@@ -81,11 +82,11 @@ class ResponseTracker:
         self._next_launch = 0.0
         self.polls = 0
         self.poll_failures = 0
-        # Polls of nudged responses out now (or about to go), and an event set whenever
-        # no nudged response waits to be looked at: see `until_calm`.
-        self._hurried_polls = 0
-        self._calm = asyncio.Event()
-        self._calm.set()
+        # Nudges numbered in order, those whose response is not looked at yet (queued or
+        # its poll out; oldest first), and an event set each time one is.
+        self._nudges = 0
+        self._unlooked: dict[int, None] = {}
+        self._looked = asyncio.Event()
 
     @property
     def outstanding(self) -> int:
@@ -119,31 +120,37 @@ class ResponseTracker:
         if entry.due == float("inf"):
             entry.nudged = True  # a poll is in flight; it may predate the change
             return
-        self._urgent.append(response_id)
+        self._hurry(response_id)
+
+    def _hurry(self, response_id: str) -> None:
+        self._nudges += 1
+        self._unlooked[self._nudges] = None
+        self._urgent.append((self._nudges, response_id))
         self._wake.set()
 
     async def run(self) -> None:
         """Poll due responses until cancelled."""
         async with asyncio.TaskGroup() as group:
             while True:
-                urgent = self._next_urgent()
-                entry = urgent or await self._next_scheduled()
+                nudge, entry = self._next_urgent()
+                if entry is None:
+                    entry = await self._next_scheduled()
                 if entry is None:
                     continue
                 entry.due = float("inf")
                 entry.nudged = False
-                hurried = urgent is not None
-                self._hurried_polls += hurried
                 await self._poll_slots.acquire()
-                group.create_task(self._poll(entry, hurried=hurried))
+                group.create_task(self._poll(entry, nudge))
 
-    def _next_urgent(self) -> _Waiting | None:
+    def _next_urgent(self) -> tuple[int | None, _Waiting | None]:
+        """The next nudged response to poll, with its nudge's number."""
         while self._urgent:
-            entry = self._waiting.get(self._urgent.popleft())
+            nudge, response_id = self._urgent.popleft()
+            entry = self._waiting.get(response_id)
             if entry is not None and entry.due != float("inf"):
-                return entry
-        self._note_calm()  # what was left in the queue had ended or was being polled
-        return None
+                return nudge, entry
+            self._looked_at(nudge)  # it ended, or a poll of it is out and will look again
+        return None, None
 
     async def _next_scheduled(self) -> _Waiting | None:
         """The next due response once the budget allows, or None after a wake-up."""
@@ -173,25 +180,27 @@ class ResponseTracker:
     @property
     def hurrying(self) -> int:
         """Nudged responses (a webhook said they ended) not looked at again yet."""
-        return len(self._urgent) + self._hurried_polls
+        return len(self._unlooked)
 
-    async def until_calm(self) -> None:
-        """Until no nudged response waits to be looked at."""
-        while self.hurrying:
-            self._calm.clear()
-            await self._calm.wait()
+    async def until_looked_at(self) -> None:
+        """Until every response nudged so far has been looked at again (those nudged
+        meanwhile are not waited for, so a steady stream of webhooks cannot hold a waiter
+        forever). The claim loop waits here: completions before new work."""
+        last = self._nudges
+        while self._unlooked and next(iter(self._unlooked)) <= last:
+            self._looked.clear()
+            await self._looked.wait()
 
-    def _note_calm(self) -> None:
-        if not self.hurrying:
-            self._calm.set()
+    def _looked_at(self, nudge: int | None) -> None:
+        if nudge is not None:
+            del self._unlooked[nudge]
+            self._looked.set()
 
-    async def _poll(self, entry: _Waiting, *, hurried: bool = False) -> None:
+    async def _poll(self, entry: _Waiting, nudge: int | None) -> None:
         try:
             await self._look(entry)
         finally:
-            if hurried:
-                self._hurried_polls -= 1
-                self._note_calm()
+            self._looked_at(nudge)
 
     async def _look(self, entry: _Waiting) -> None:
         try:
@@ -214,8 +223,7 @@ class ResponseTracker:
             return
         if entry.nudged:  # the change came while this poll was out: look again now
             entry.due = self._clock()
-            self._urgent.append(entry.response_id)
-            self._wake.set()
+            self._hurry(entry.response_id)
             return
         entry.due = self._clock() + next_poll_delay(entry.polls, self._initial, self._max)
         self._push(entry)
