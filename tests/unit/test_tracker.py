@@ -8,7 +8,7 @@ import contextlib
 import pytest
 
 from backburner.errors import ResponseLost
-from backburner.providers import ModelRequest, OfflineProvider
+from backburner.providers import ModelRequest, OfflineProvider, ResponseSnapshot
 from backburner.worker.tracker import ResponseTracker, next_poll_delay
 from tests.conftest import wait_for
 
@@ -29,6 +29,16 @@ async def running(tracker: ResponseTracker):  # type: ignore[no-untyped-def]
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def waited_on(
+    provider: OfflineProvider, tracker: ResponseTracker, count: int
+) -> tuple[list[ResponseSnapshot], list[asyncio.Task[ResponseSnapshot]]]:
+    """`count` responses submitted, and a task waiting on each through the tracker."""
+    submitted = [
+        await provider.submit(ModelRequest(model="m", input=f"Text {i}.")) for i in range(count)
+    ]
+    return submitted, [asyncio.create_task(tracker.wait(s.id)) for s in submitted]
 
 
 async def test_many_waiters_complete_with_few_polls() -> None:
@@ -89,10 +99,7 @@ async def test_scheduled_polls_keep_to_the_budget_but_nudges_do_not_wait() -> No
     provider = OfflineProvider(latency_s=30)
     tracker = ResponseTracker(provider, initial_delay=0.01, max_delay=0.05, polls_per_second=20)
     async with running(tracker):
-        submitted = [
-            await provider.submit(ModelRequest(model="m", input=f"Text {i}.")) for i in range(50)
-        ]
-        waiters = [asyncio.create_task(tracker.wait(s.id)) for s in submitted]
+        submitted, waiters = await waited_on(provider, tracker, 50)
         await asyncio.sleep(1.0)
         paced = tracker.polls
         # A webhook-like nudge for a response that is in fact finished now.
@@ -143,10 +150,7 @@ async def test_waiting_for_what_was_nudged_is_not_held_by_nudges_that_come_later
     provider = OfflineProvider(latency_s=30)
     tracker = ResponseTracker(provider, initial_delay=30, max_delay=60, max_concurrent_polls=1)
     async with running(tracker):
-        submitted = [
-            await provider.submit(ModelRequest(model="m", input=f"Text {i}.")) for i in range(40)
-        ]
-        waiters = [asyncio.create_task(tracker.wait(s.id)) for s in submitted]
+        submitted, waiters = await waited_on(provider, tracker, 40)
         await wait_for(lambda: tracker.outstanding == 40, within=1, interval=0)
         for s in submitted[:3]:
             tracker.nudge(s.id)
