@@ -19,9 +19,14 @@ from tests.e2e.processes import free_port
 
 
 def _binaries() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    """The newest installed server's: versions compared as numbers (as text, 9 is newer
+    than 15)."""
+    found = sorted(
+        (Path(path) for path in glob.glob("/usr/lib/postgresql/*/bin/initdb")),
+        key=lambda path: [int(part) for part in path.parts[-3].split(".") if part.isdigit()],
+    )
     assert found, "PostgreSQL's server binaries are missing: `apt-get install postgresql`"
-    return Path(found[-1]).parent
+    return found[-1].parent
 
 
 def _as_postgres(*command: str) -> list[str]:
