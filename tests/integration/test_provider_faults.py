@@ -5,14 +5,18 @@ HTTP, a real worker, both databases."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from backburner.providers import ModelRequest
 from backburner.store import Database, JobStatus
 from backburner.store import events as events_store
 from backburner.store import jobs as jobs_store
 from backburner.store import steps as steps_store
+from backburner.worker.tracker import ResponseTracker
 from tests.conftest import fast_settings, wait_for
 from tests.running import finished, submit, worker_on
 from tests.servers import emulated, emulator_stats, set_faults
@@ -276,3 +280,30 @@ async def test_a_cancelled_jobs_response_records_what_the_provider_bills_for_it(
     assert call.output_tokens == 0
     assert call.cost_usd is not None
     assert call.cost_usd > 0
+
+
+@pytest.mark.parametrize("fault", ["share_429", "share_500"])
+async def test_a_nudged_poll_the_provider_refuses_stops_holding_claims_back(fault: str) -> None:
+    # A webhook's response whose poll comes back 429 or 500 is no longer "waiting to be
+    # looked at" (the claim loop waits on that): it is polled again later, on its backoff,
+    # and the waiter still gets the response once the provider answers.
+    async with emulated(latency_s=0.05) as (provider, base):
+        tracker = ResponseTracker(provider, initial_delay=30, max_delay=60, max_retry_wait=0.2)
+        polling = asyncio.create_task(tracker.run())
+        try:
+            placed = await provider.submit(ModelRequest(model="gpt-4.1-mini", input="Text."))
+            waiter = asyncio.create_task(tracker.wait(placed.id))
+            await wait_for(lambda: tracker.outstanding == 1, within=5, interval=0.01)
+            await set_faults(base, **{fault: 1.0})
+            tracker.nudge(placed.id)
+            await asyncio.wait_for(tracker.until_looked_at(), timeout=10)
+            assert tracker.hurrying == 0
+            assert tracker.poll_failures >= 1
+            assert not waiter.done()
+            await set_faults(base, **{fault: 0.0})
+            answered = await asyncio.wait_for(waiter, timeout=10)
+        finally:
+            polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await polling
+    assert answered.status == "completed"
