@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import httpx
+import uvloop
 from bench_support import (
     KEYRING,
     clean_env,
@@ -252,22 +253,8 @@ async def single_creates(
     return rows
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--single", type=int, default=2_000, help="jobs inserted one by one")
-    parser.add_argument("--bulk", type=int, default=20_000, help="jobs inserted in batches")
-    parser.add_argument("--clients", type=int, default=4, help="concurrent batch requests")
-    parser.add_argument("--dialects", default="sqlite,postgresql")
-    parser.add_argument(
-        "--connections", default="1,8,32,64", help="wrk's open connections, one run each"
-    )
-    parser.add_argument("--seconds", type=int, default=5, help="each wrk run's length")
-    parser.add_argument(
-        "--processes", type=int, default=1, help="API processes (serve --workers, PostgreSQL)"
-    )
-    parser.add_argument("--only-http", action="store_true", help="only the wrk runs")
-    args = parser.parse_args()
-    connections = [int(c) for c in args.connections.split(",")]
+async def http_table(args: argparse.Namespace, connections: list[int]) -> None:
+    """POST /api/jobs through wrk at each number of connections, for each database."""
     http_rows: list[tuple[str, int, int, float, float, float, int]] = []
     with tempfile.TemporaryDirectory() as workdir:
         for dialect in args.dialects.split(","):
@@ -289,6 +276,27 @@ async def main() -> None:
     print("--- | --- | --- | --- | --- | --- | ---")
     for dialect, processes, count, rate, p50, p99, failed in http_rows:
         print(f"{dialect} | {processes} | {count} | {rate:,.0f} | {p50:.1f} | {p99:.1f} | {failed}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--single", type=int, default=2_000, help="jobs inserted one by one")
+    parser.add_argument("--bulk", type=int, default=20_000, help="jobs inserted in batches")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent batch requests")
+    parser.add_argument("--dialects", default="sqlite,postgresql")
+    parser.add_argument(
+        "--connections", default="1,8,32,64", help="wrk's open connections, one run each"
+    )
+    parser.add_argument("--seconds", type=int, default=5, help="each wrk run's length")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="API processes (serve --workers, PostgreSQL)"
+    )
+    parser.add_argument("--only-http", action="store_true", help="only the wrk runs")
+    parser.add_argument("--only-store", action="store_true", help="no wrk runs")
+    args = parser.parse_args()
+    connections = [int(c) for c in args.connections.split(",")]
+    if not args.only_store:
+        await http_table(args, connections)
     if args.only_http:
         return
     rows = []
@@ -331,4 +339,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    # On the event loop the service runs on (uvloop, with uvicorn[standard]), as the API
+    # process and the worker do.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())

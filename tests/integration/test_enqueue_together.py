@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 
-from backburner.store import Database
+from backburner.store import Database, postgres
 from backburner.store import jobs as jobs_store
 from backburner.store.audit import Actor
 from backburner.store.database import is_outage, plain_postgres_dsn
@@ -242,3 +242,26 @@ async def test_creates_while_the_database_is_out_of_reach_all_fail_as_an_outage(
     finally:
         await away.close()
     assert all(isinstance(answer, Exception) and is_outage(answer) for answer in answers)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_single_creates_keep_one_plan_while_other_statements_plan_each_time(
+    db: Database,
+) -> None:
+    # A create's INSERT has no plan to get wrong: its own connections let PostgreSQL keep a
+    # generic plan (planned anew, it was a quarter of a create's time at the database).
+    # Every other connection forces custom plans, which keep claims on the queue's index.
+    for number in range(12):
+        await jobs_store.insert_job(db, new_job(payload={"n": number}), now=T0)
+    async with db.asyncpg_connection(creates=True) as conn:
+        plans = await conn.fetchrow(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
+            postgres.INSERT_JOB,
+        )
+        lane_mode = await conn.fetchval("SHOW plan_cache_mode")
+    async with db.asyncpg_connection() as conn:
+        other_mode = await conn.fetchval("SHOW plan_cache_mode")
+    assert plans is not None
+    assert plans["generic_plans"] > 0
+    assert plans["generic_plans"] + plans["custom_plans"] == 12
+    assert (lane_mode, other_mode) == ("auto", "force_custom_plan")

@@ -190,7 +190,7 @@ class Tx:
             self.pending_signals.append((channel, payload))
 
 
-def _connect_args(dialect: Dialect, *, pooled: bool) -> dict[str, Any]:
+def _connect_args(dialect: Dialect, *, pooled: bool, custom_plans: bool = True) -> dict[str, Any]:
     if dialect != "postgresql":
         return {}
     if pooled:
@@ -204,10 +204,20 @@ def _connect_args(dialect: Dialect, *, pooled: bool) -> dict[str, Any]:
             "prepared_statement_cache_size": 0,
             "prepared_statement_name_func": lambda: f"__backburner_{uuid.uuid4().hex}__",
         }
+    if not custom_plans:
+        return {}
     # asyncpg prepares every statement; after five runs PostgreSQL may switch to a generic
     # plan, which for the claim query scans and sorts the whole pending queue. Custom
     # plans cost a little planning per query and keep queue queries on their index.
     return {"server_settings": {"plan_cache_mode": "force_custom_plan"}}
+
+
+# Connections of their own for single creates on PostgreSQL (jobs._GroupCommit, which has
+# at most this many statements in flight). Their one statement, an INSERT ... VALUES, has
+# no plan to get wrong, so PostgreSQL may keep a generic plan for it: planned anew each
+# time (force_custom_plan, as every other connection is) it cost about a quarter of a
+# single create's time at the database (bench/intake.py, insert_job alone).
+CREATE_LANE_CONNECTIONS = 4
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -300,8 +310,20 @@ class Database:
                 pool_recycle=1800,
                 connect_args=connect_args,
             )
+        self._create_engine = self._read_engine
+        if self.dialect == "postgresql":
+            self._create_engine = create_async_engine(
+                async_url(url),
+                pool_size=CREATE_LANE_CONNECTIONS,
+                max_overflow=0,
+                pool_reset_on_return=None,
+                connect_args=_connect_args(
+                    self.dialect, pooled=transaction_pooler, custom_plans=False
+                ),
+                **({} if transaction_pooler else {"isolation_level": "AUTOCOMMIT"}),
+            )
         self.outages = OutageLog()
-        for engine in (self._read_engine, self._write_engine):
+        for engine in {self._read_engine, self._write_engine, self._create_engine}:
             sealed.attach(engine.sync_engine.dialect, sealer)
             event.listen(engine.sync_engine, "connect", lambda *_: self.outages.connected())
         self._write_lock = asyncio.Lock()
@@ -337,6 +359,8 @@ class Database:
             self._listener = None
         await self._write_engine.dispose()
         await self._read_engine.dispose()
+        if self._create_engine is not self._read_engine:
+            await self._create_engine.dispose()
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[Tx]:
@@ -409,15 +433,17 @@ class Database:
                 yield conn
 
     @contextlib.asynccontextmanager
-    async def asyncpg_connection(self) -> AsyncIterator[Any]:
+    async def asyncpg_connection(self, *, creates: bool = False) -> AsyncIterator[Any]:
         """The driver's own connection (PostgreSQL, autocommit), for the statements that
-        pass whole batches as arrays."""
+        pass whole batches as arrays. `creates`: from the single creates' own few
+        connections (CREATE_LANE_CONNECTIONS), for their INSERT statements only."""
         if self.dialect != "postgresql":
             raise RuntimeError("asyncpg_connection is for PostgreSQL only")
         # Taken from the pool as it is, without the SQLAlchemy Connection an
         # engine.connect() wraps it in, which nothing here uses: ~60 instead of ~165 us a
         # checkout, a tenth of a single create's time in the API (bench/intake.py).
-        pooled = await self._read_engine.raw_connection()
+        engine = self._create_engine if creates else self._read_engine
+        pooled = await engine.raw_connection()
         driver = pooled.driver_connection
         assert driver is not None  # a checked-out connection has its driver's
         try:
