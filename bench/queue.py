@@ -47,6 +47,7 @@ from backburner.store.schema import jobs as jobs_table
 # Claim batch size and jobs in flight per worker: the same for Backburner and PgQueuer.
 BATCH = 100
 CONCURRENCY = 200
+ANALYZE = False
 
 
 def env_for(db_url: str, **extra: str) -> dict[str, str]:
@@ -120,6 +121,9 @@ async def completion_throughput(db_url: str, count: int) -> float:
     db = Database(db_url, sealer=KEYRING)
     try:
         await insert_noops(db, count)
+        if ANALYZE and db.dialect == "postgresql":
+            async with db.read() as conn:
+                await conn.execute(sa.text("ANALYZE jobs"))
         with process("worker", "--concurrency", str(CONCURRENCY), env=env_for(db_url)):
             deadline = time.monotonic() + 600
             while await count_status(db, JobStatus.SUCCEEDED) < count:
@@ -206,6 +210,8 @@ async def pgqueuer_throughput(db_url: str, count: int) -> float:
     for start in range(0, count, 1000):
         size = min(1000, count - start)
         await queries.enqueue(["noop"] * size, [None] * size, [0] * size)
+    if ANALYZE:
+        await conn.execute("ANALYZE pgqueuer")
     worker_conn = await asyncpg.connect(dsn)
     manager = QueueManager(Queries(AsyncpgDriver(worker_conn)))
     done = 0
@@ -234,7 +240,7 @@ async def pgqueuer_throughput(db_url: str, count: int) -> float:
 
 
 async def main() -> None:
-    global BATCH, CONCURRENCY
+    global BATCH, CONCURRENCY, ANALYZE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs per throughput run")
     parser.add_argument("--api-jobs", type=int, default=3_000, help="jobs enqueued via HTTP")
@@ -252,8 +258,15 @@ async def main() -> None:
         default=CONCURRENCY,
         help="jobs in flight per worker, the same for both",
     )
+    parser.add_argument(
+        "--analyze",
+        action="store_true",
+        help="ANALYZE each queue's table before its drain (the steady state: autovacuum "
+        "does it within a minute or so of a burst; without it the planner sees the table "
+        "as it was before the jobs went in)",
+    )
     args = parser.parse_args()
-    BATCH, CONCURRENCY = args.batch, args.concurrency
+    BATCH, CONCURRENCY, ANALYZE = args.batch, args.concurrency, args.analyze
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         for dialect in args.dialects.split(","):

@@ -253,7 +253,7 @@ async def test_single_creates_keep_one_plan_while_other_statements_plan_each_tim
     # Every other connection forces custom plans, which keep claims on the queue's index.
     for number in range(12):
         await jobs_store.insert_job(db, new_job(payload={"n": number}), now=T0)
-    async with db.asyncpg_connection(creates=True) as conn:
+    async with db.asyncpg_connection(queue=True) as conn:
         plans = await conn.fetchrow(
             "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
             postgres.INSERT_JOB,

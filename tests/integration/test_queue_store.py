@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from backburner.errors import Conflict, NotFound
-from backburner.store import Database, Event, JobStatus, Outcome, postgres
+from backburner.store import Database, Event, Job, JobStatus, Outcome, postgres
 from backburner.store import events as events_store
 from backburner.store import jobs as jobs_store
 from backburner.store import positions as positions_store
@@ -452,35 +452,75 @@ async def _claim_plan(conn: Any, begin: str, args: tuple[Any, ...]) -> str:
     return "\n".join(row[0] for row in rows)
 
 
+async def _kept_plan(conn: Any, statement: str, args: tuple[Any, ...]) -> str:
+    """The plan PostgreSQL keeps for `statement` on this connection once it stops planning
+    each run anew (a generic plan, made with the connection's settings)."""
+    prepared = await conn.prepare(statement)
+    literals = [
+        await conn.fetchval(f"SELECT quote_nullable($1::{kind.name}::text)", value)
+        + f"::{kind.name}"
+        for kind, value in zip(prepared.get_parameters(), args, strict=True)
+    ]
+    await conn.execute("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan")
+    try:
+        await conn.execute(f"PREPARE kept AS {statement}")
+        rows = await conn.fetch(f"EXPLAIN EXECUTE kept({', '.join(literals)})")
+    finally:
+        await conn.execute("ROLLBACK; DEALLOCATE kept")
+    return "\n".join(row[0] for row in rows)
+
+
 async def test_a_claim_reads_the_queue_by_its_index_whatever_the_statistics_say() -> None:
     # A burst into a table the planner knows nothing of yet (never analysed, as after a
     # spike until autovacuum's next ANALYZE): planned freely, a claim reads every pending
     # row and sorts them to take the first hundred (42 ms a claim at 25,000 pending, the
-    # worker slowing as its backlog grew); the claim's own plan takes the index in order.
+    # worker slowing as its backlog grew). The queue's own connections keep one plan for a
+    # claim and for a finish, made while the table was empty: it reads by index all the
+    # same. (Behind a transaction pooler a claim sets its plan in its own transaction.)
     url = await create_database("backburner_test_plan")
     try:
         db = Database(url, sealer=KEYRING)
         try:
-            for _ in range(20):  # fewer, and the free plan takes the index too
-                await jobs_store.insert_jobs(db, [new_job() for _ in range(1000)], now=T0)
             args = postgres.claim_args(
                 worker_id="w", limit=100, lease_seconds=30, now=T0, types=["noop"]
             )
+            async with db.asyncpg_connection(queue=True) as conn:
+                await conn.execute("ANALYZE jobs")
+                kept_while_empty = await _kept_plan(conn, postgres.CLAIM, args)
+            for _ in range(20):  # fewer, and the free plan takes the index too
+                await jobs_store.insert_jobs(db, [new_job() for _ in range(1000)], now=T0)
             async with db.asyncpg_connection() as conn:
                 free = await _claim_plan(conn, "BEGIN", args)
                 claiming = await _claim_plan(conn, postgres.CLAIM_PLAN, args)
             claimed = await queue_store.claim_jobs(
                 db, worker_id="w", limit=100, lease_seconds=30, now=T0, types=["noop"]
             )
+            finish = postgres.finish_args(
+                KEYRING,
+                "w",
+                [queue_store._finish_params(_succeeded(job), T0) for job in claimed],
+                [queue_store._finish_event(_succeeded(job), T0) for job in claimed],
+                T0,
+            )
+            async with db.asyncpg_connection(queue=True) as conn:
+                kept_claim = await _kept_plan(conn, postgres.CLAIM, args)
+                kept_finish = await _kept_plan(conn, postgres.FINISH, finish)
         finally:
             await db.close()
     finally:
         await drop_database(url)
     assert "Sort" in free  # the hazard is real on this server
-    assert "Index Scan using ix_jobs_pending_queue" in claiming
-    assert "Sort" not in claiming
-    assert "Bitmap" not in claiming
+    for plan in (claiming, kept_while_empty, kept_claim):
+        assert "Index Scan using ix_jobs_pending_queue" in plan
+        assert "Sort" not in plan
+        assert "Bitmap" not in plan
+    assert "Seq Scan on jobs" not in kept_finish
+    assert "Bitmap" not in kept_finish
     assert len(claimed) == 100
+
+
+def _succeeded(job: Job) -> Outcome:
+    return Outcome(job.id, job.attempts, Event.SUCCEEDED, result={"ok": True})
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)

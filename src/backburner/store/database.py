@@ -190,7 +190,7 @@ class Tx:
             self.pending_signals.append((channel, payload))
 
 
-def _connect_args(dialect: Dialect, *, pooled: bool, custom_plans: bool = True) -> dict[str, Any]:
+def _connect_args(dialect: Dialect, *, pooled: bool, queue_lane: bool = False) -> dict[str, Any]:
     if dialect != "postgresql":
         return {}
     if pooled:
@@ -204,20 +204,19 @@ def _connect_args(dialect: Dialect, *, pooled: bool, custom_plans: bool = True) 
             "prepared_statement_cache_size": 0,
             "prepared_statement_name_func": lambda: f"__backburner_{uuid.uuid4().hex}__",
         }
-    if not custom_plans:
-        return {}
+    if queue_lane:
+        # The queue's own connections run only the statements that make, claim and finish
+        # jobs (Database.asyncpg_connection(queue=True)): PostgreSQL may keep one plan for
+        # each, made with sequential and bitmap scans off, so that a plan made while the
+        # table looked empty (a queue's statistics are nearly always stale) still reads by
+        # index. Planned anew each time, as on the other connections, those statements
+        # spent a quarter of a single create's time and most of the worker's statement
+        # time at the database in planning (bench/intake.py, bench/queue.py).
+        return {"server_settings": {"enable_seqscan": "off", "enable_bitmapscan": "off"}}
     # asyncpg prepares every statement; after five runs PostgreSQL may switch to a generic
     # plan, which for the claim query scans and sorts the whole pending queue. Custom
     # plans cost a little planning per query and keep queue queries on their index.
     return {"server_settings": {"plan_cache_mode": "force_custom_plan"}}
-
-
-# Connections of their own for single creates on PostgreSQL (jobs._GroupCommit, which has
-# at most this many statements in flight). Their one statement, an INSERT ... VALUES, has
-# no plan to get wrong, so PostgreSQL may keep a generic plan for it: planned anew each
-# time (force_custom_plan, as every other connection is) it cost about a quarter of a
-# single create's time at the database (bench/intake.py, insert_job alone).
-CREATE_LANE_CONNECTIONS = 4
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -310,20 +309,21 @@ class Database:
                 pool_recycle=1800,
                 connect_args=connect_args,
             )
-        self._create_engine = self._read_engine
-        if self.dialect == "postgresql":
-            self._create_engine = create_async_engine(
+        # Behind a transaction pooler no session settings can be kept: the queue's statements
+        # share the read pool, and a claim sets its plan in a transaction of its own.
+        self.queue_lane = self.dialect == "postgresql" and not transaction_pooler
+        self._queue_engine = self._read_engine
+        if self.queue_lane:
+            self._queue_engine = create_async_engine(
                 async_url(url),
-                pool_size=CREATE_LANE_CONNECTIONS,
+                pool_size=kept,
                 max_overflow=0,
                 pool_reset_on_return=None,
-                connect_args=_connect_args(
-                    self.dialect, pooled=transaction_pooler, custom_plans=False
-                ),
-                **({} if transaction_pooler else {"isolation_level": "AUTOCOMMIT"}),
+                connect_args=_connect_args(self.dialect, pooled=False, queue_lane=True),
+                isolation_level="AUTOCOMMIT",
             )
         self.outages = OutageLog()
-        for engine in {self._read_engine, self._write_engine, self._create_engine}:
+        for engine in {self._read_engine, self._write_engine, self._queue_engine}:
             sealed.attach(engine.sync_engine.dialect, sealer)
             event.listen(engine.sync_engine, "connect", lambda *_: self.outages.connected())
         self._write_lock = asyncio.Lock()
@@ -359,8 +359,8 @@ class Database:
             self._listener = None
         await self._write_engine.dispose()
         await self._read_engine.dispose()
-        if self._create_engine is not self._read_engine:
-            await self._create_engine.dispose()
+        if self._queue_engine is not self._read_engine:
+            await self._queue_engine.dispose()
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[Tx]:
@@ -433,16 +433,16 @@ class Database:
                 yield conn
 
     @contextlib.asynccontextmanager
-    async def asyncpg_connection(self, *, creates: bool = False) -> AsyncIterator[Any]:
+    async def asyncpg_connection(self, *, queue: bool = False) -> AsyncIterator[Any]:
         """The driver's own connection (PostgreSQL, autocommit), for the statements that
-        pass whole batches as arrays. `creates`: from the single creates' own few
-        connections (CREATE_LANE_CONNECTIONS), for their INSERT statements only."""
+        pass whole batches as arrays. `queue`: one of the queue's own connections, for the
+        statements that make, claim and finish jobs only (see `_connect_args`)."""
         if self.dialect != "postgresql":
             raise RuntimeError("asyncpg_connection is for PostgreSQL only")
         # Taken from the pool as it is, without the SQLAlchemy Connection an
         # engine.connect() wraps it in, which nothing here uses: ~60 instead of ~165 us a
         # checkout, a tenth of a single create's time in the API (bench/intake.py).
-        engine = self._create_engine if creates else self._read_engine
+        engine = self._queue_engine if queue else self._read_engine
         pooled = await engine.raw_connection()
         driver = pooled.driver_connection
         assert driver is not None  # a checked-out connection has its driver's

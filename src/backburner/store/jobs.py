@@ -26,7 +26,6 @@ from backburner.store.database import (
     CHANNEL_CANCEL,
     CHANNEL_JOBS,
     CHANNEL_OUTBOX,
-    CREATE_LANE_CONNECTIONS,
     Database,
     Tx,
     is_outage,
@@ -98,7 +97,7 @@ async def _insert_job_postgres(
     """One round trip (autocommit, one statement), unless the key named an existing job."""
     job_id = new_id()
     args = postgres.insert_job_args(db.sealer, job_id, new, now, actor)
-    async with db.asyncpg_connection(creates=True) as conn:
+    async with db.asyncpg_connection(queue=True) as conn:
         made = await conn.fetchval(postgres.INSERT_JOB, *args)
     if made is not None:
         db.wake(CHANNEL_JOBS)
@@ -283,7 +282,7 @@ GROUP_COMMIT_MAX = 500
 
 # Groups written at once on PostgreSQL: creates beyond these go together in the next free
 # one. (SQLite has one writer: one group at a time.)
-POSTGRES_GROUPS_IN_FLIGHT = CREATE_LANE_CONNECTIONS
+POSTGRES_GROUPS_IN_FLIGHT = 4
 
 
 @dataclass
@@ -437,7 +436,7 @@ async def _insert_group_postgres(db: Database, group: Sequence[_Asked]) -> list[
     args = postgres.insert_group_args(
         db.sealer, [(job_id, a.new, a.now, a.actor) for job_id, a in zip(ids, group, strict=True)]
     )
-    async with db.asyncpg_connection(creates=True) as conn:
+    async with db.asyncpg_connection(queue=True) as conn:
         made = {record["id"] for record in await conn.fetch(postgres.INSERT_GROUP, *args)}
     if made:
         db.wake(CHANNEL_JOBS)

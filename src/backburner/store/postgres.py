@@ -44,12 +44,14 @@ _COLUMNS = ", ".join(
     f"j.{c.name}::text AS {c.name}" if c.name in _JSON_COLUMNS else f"j.{c.name}" for c in jobs.c
 )
 
-# How CLAIM is planned, for its transaction only: by the pending-queue index, in the
-# index's order, whatever the statistics say. A table that has just taken a burst of jobs
-# (or was never analysed) looks almost empty to the planner until autovacuum's next
-# ANALYZE, up to a minute later; it then picks a bitmap scan that reads every pending row
-# and sorts them all to hand out the first hundred. EXPLAIN ANALYZE at 25,000 pending:
-# 42 ms a claim that way, 1.7 ms by the index; the worker slowed as its backlog grew.
+# How CLAIM is planned behind a transaction pooler, for its transaction only (elsewhere the
+# queue's own connections have these settings for the session: Database.queue_lane): by
+# the pending-queue index, in the index's order, whatever the statistics say. A table
+# that has just taken a burst of jobs (or was never analysed) looks almost empty to the
+# planner until autovacuum's next ANALYZE, up to a minute later; it then picks a bitmap
+# scan that reads every pending row and sorts them all to hand out the first hundred.
+# EXPLAIN ANALYZE at 25,000 pending: 42 ms a claim that way, 1.7 ms by the index; the
+# worker slowed as its backlog grew.
 CLAIM_PLAN = "BEGIN; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off"
 
 CLAIM = f"""

@@ -66,16 +66,20 @@ async def claim_jobs(
         args = postgres.claim_args(
             worker_id=worker_id, limit=limit, lease_seconds=lease_seconds, now=now, types=types
         )
-        async with db.asyncpg_connection() as conn:
-            await conn.execute(postgres.CLAIM_PLAN)  # opens the claim's transaction
-            try:
+        if db.queue_lane:  # one statement, its plan made once by the index (_connect_args)
+            async with db.asyncpg_connection(queue=True) as conn:
                 records = await conn.fetch(postgres.CLAIM, *args)
-                await conn.execute("COMMIT")
-            except BaseException:
-                if not conn.is_closed():
-                    with contextlib.suppress(Exception):
-                        await conn.execute("ROLLBACK")
-                raise
+        else:
+            async with db.asyncpg_connection() as conn:
+                await conn.execute(postgres.CLAIM_PLAN)  # opens the claim's transaction
+                try:
+                    records = await conn.fetch(postgres.CLAIM, *args)
+                    await conn.execute("COMMIT")
+                except BaseException:
+                    if not conn.is_closed():
+                        with contextlib.suppress(Exception):
+                            await conn.execute("ROLLBACK")
+                    raise
         claimed = [postgres.job_from_record(record, db.sealer) for record in records]
         claimed.sort(key=lambda job: (-job.priority, job.run_at, job.id))
         return claimed
@@ -340,7 +344,7 @@ async def finish_jobs(
 async def _finish_jobs_postgres(
     db: Database, worker_id: str, outcomes: Sequence[Outcome], now: datetime
 ) -> set[str]:
-    async with db.asyncpg_connection() as conn:
+    async with db.asyncpg_connection(queue=True) as conn:
         args = postgres.finish_args(
             db.sealer,
             worker_id,
