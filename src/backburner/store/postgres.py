@@ -297,7 +297,15 @@ WITH outcome AS (
 ), locked AS (
     -- The rows locked in id order, as every statement locking several jobs does (the
     -- heartbeat too): the UPDATE below touches only rows this has locked already.
-    SELECT jobs.id FROM jobs WHERE jobs.id = ANY($1::text[]) ORDER BY jobs.id FOR UPDATE
+    -- Whether each is still this worker's attempt is read here, from the locked row, so
+    -- that the UPDATE finds its rows by primary key alone: whatever plan PostgreSQL keeps
+    -- for this statement, it cannot read them through an index of running jobs instead
+    -- (planned for a table whose statistics saw none running, it did, stepping over the
+    -- dead entries of every job finished since). Not by ctid, as the claim: a row another
+    -- transaction updated meanwhile (a heartbeat) is locked in its new version, which
+    -- this statement's snapshot cannot see; by key the UPDATE follows it there.
+    SELECT jobs.id, jobs.attempts, jobs.lease_owner = $16 AND jobs.status = 'running' AS held
+    FROM jobs WHERE jobs.id = ANY($1::text[]) ORDER BY jobs.id FOR UPDATE
 ), done AS (
     UPDATE jobs SET status = o.status, substate = NULL, result = o.result::jsonb,
         result_object = o.result_object, result_bytes = o.result_bytes,
@@ -308,9 +316,8 @@ WITH outcome AS (
         retry_count = jobs.retry_count + o.retry_inc,
         attempts = jobs.attempts - o.attempt_dec,
         lease_owner = NULL, lease_expires_at = NULL, updated_at = $15
-    FROM outcome AS o JOIN locked ON locked.id = o.id
-    WHERE jobs.id = o.id AND jobs.lease_owner = $16 AND jobs.status = 'running'
-      AND jobs.attempts = o.attempt
+    FROM outcome AS o JOIN locked ON locked.id = o.id AND locked.attempts = o.attempt
+    WHERE jobs.id = o.id AND locked.held
     RETURNING jobs.id, o.status, o.attempt, o.error_message, o.event, o.event_data
 ), events AS (
     INSERT INTO job_events (job_id, at, kind, from_status, to_status, attempt, message, data)
