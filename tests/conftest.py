@@ -107,7 +107,8 @@ async def _migrate(url: str) -> None:
         await db.close()
 
 
-async def _truncate(url: str) -> None:
+async def truncate_all(url: str) -> None:
+    """Every table of the database emptied (workers and keys included)."""
     db = Database(url, sealer=KEYRING)
     try:
         async with db.write() as tx:
@@ -125,7 +126,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
     url: str = request.getfixturevalue("postgres_url")
-    asyncio.run(_truncate(url))
+    asyncio.run(truncate_all(url))
     return url
 
 

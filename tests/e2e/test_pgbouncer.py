@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from backburner.store import Database, Role
 from backburner.store import keys as keys_store
 from backburner.store.schema import job_events, jobs
-from tests.conftest import KEYRING, wait_for
+from tests.conftest import KEYRING, truncate_all, wait_for
 from tests.e2e.outages import sent_until_taken, succeeded_once_each
 from tests.e2e.processes import child_env, free_port, run_cli, started, wait_until_serving
 from tests.pgserver import pgbouncer, restartable_pgbouncer
@@ -31,10 +31,8 @@ def through(postgres_url: str, port: int) -> str:
 
 
 async def test_the_queue_runs_through_pgbouncer(postgres_url: str, tmp_path: Path) -> None:
-    direct = Database(postgres_url, sealer=KEYRING)
-    async with direct.write() as tx:
-        await tx.conn.execute(sa.text("TRUNCATE jobs, job_events, audit_events, api_keys"))
-    await direct.close()
+    # Every table: a worker an earlier test killed on this database would be taken over.
+    await truncate_all(postgres_url)
     with pgbouncer() as port:
         pooled = through(postgres_url, port)
         # The worker's idle poll is half a minute: a job picked up sooner was heard of
@@ -114,9 +112,8 @@ async def test_a_pgbouncer_restart_under_load_loses_no_job_and_runs_none_twice(
     """The proxy goes away and comes back while jobs are being created and worked: every
     job created ends succeeded exactly once, clients that got an error send again with
     their idempotency key and get one job, and the outage answers 503, never 500."""
+    await truncate_all(postgres_url)
     direct = Database(postgres_url, sealer=KEYRING)
-    async with direct.write() as tx:
-        await tx.conn.execute(sa.text("TRUNCATE jobs, job_events, audit_events, api_keys"))
     _, key = await keys_store.create_key(
         direct, owner="alice", role=Role.MEMBER, now=datetime.now(UTC)
     )
