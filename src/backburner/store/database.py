@@ -206,13 +206,21 @@ def _connect_args(dialect: Dialect, *, pooled: bool, queue_lane: bool = False) -
         }
     if queue_lane:
         # The queue's own connections run only the statements that make, claim and finish
-        # jobs (Database.asyncpg_connection(queue=True)): PostgreSQL may keep one plan for
-        # each, made with sequential and bitmap scans off, so that a plan made while the
-        # table looked empty (a queue's statistics are nearly always stale) still reads by
-        # index. Planned anew each time, as on the other connections, those statements
-        # spent a quarter of a single create's time and most of the worker's statement
-        # time at the database in planning (bench/intake.py, bench/queue.py).
-        return {"server_settings": {"enable_seqscan": "off", "enable_bitmapscan": "off"}}
+        # jobs (Database.asyncpg_connection(queue=True)), each planned once per connection
+        # (a generic plan, whatever the statistics say then) with sequential and bitmap
+        # scans off, so that a plan made while the table looked empty or had no job
+        # running (a queue's statistics are nearly always stale) still reads by index;
+        # each statement is written so that it does (tests/integration/test_queue_store.py
+        # holds the plans). Planned anew each time, as on the other connections, those
+        # statements spent a quarter of a single create's time and most of the worker's
+        # statement time at the database in planning (bench/intake.py, bench/queue.py).
+        return {
+            "server_settings": {
+                "plan_cache_mode": "force_generic_plan",
+                "enable_seqscan": "off",
+                "enable_bitmapscan": "off",
+            }
+        }
     # asyncpg prepares every statement; after five runs PostgreSQL may switch to a generic
     # plan, which for the claim query scans and sorts the whole pending queue. Custom
     # plans cost a little planning per query and keep queue queries on their index.
