@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 
@@ -23,6 +24,7 @@ from backburner.store import events as events_store
 from backburner.store import jobs as jobs_store
 from backburner.store import queue as queue_store
 from backburner.store import steps as steps_store
+from backburner.store.database import plain_postgres_dsn
 from backburner.store.schema import jobs as jobs_table
 from backburner.worker import Worker
 from tests.conftest import fast_settings, wait_for
@@ -297,6 +299,34 @@ async def test_while_jobs_wait_on_the_model_a_quarter_of_the_slots_is_kept_for_t
         await harness.until(waiting.id, JobStatus.SUCCEEDED)
         # Nothing waits on the model any more, so nothing is kept: all eight slots work.
         await wait_for(lambda: worker.slots.used == 8, within=10)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_an_outcome_waiting_for_its_write_gives_its_slot_to_the_next_job(
+    harness: Harness, db_url: str
+) -> None:
+    # One slot. The first job's outcome cannot be written (another transaction holds its
+    # row), yet the second job runs in the slot the first gave back. Its outcome waits too,
+    # and then as many outcomes wait as the worker has slots: it keeps its slot, and new
+    # jobs wait for the writes instead of piling up more.
+    first = await harness.enqueue("test_slow_no_timeout", {"seconds": 3})
+    blocker = await asyncpg.connect(plain_postgres_dsn(db_url))
+    try:
+        async with harness.worker(worker_concurrency=1, claim_batch_size=1) as worker:
+            await harness.until(first.id, JobStatus.RUNNING)
+            await blocker.execute("BEGIN")
+            await blocker.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", first.id)
+            await wait_for(lambda: worker.unwritten_outcomes == 1, within=10)
+            second = await harness.enqueue("test_slow_no_timeout", {"seconds": 0})
+            await wait_for(lambda: worker.unwritten_outcomes == 2, within=10)
+            assert (await harness.job(first.id)).status == JobStatus.RUNNING
+            assert (worker.slots.used, worker.slots.free_for_new) == (1, 0)
+            third = await harness.enqueue("test_slow_no_timeout", {"seconds": 0})
+            await blocker.execute("COMMIT")
+            for job in (first, second, third):
+                await harness.until(job.id, JobStatus.SUCCEEDED)
+    finally:
+        await blocker.close()
 
 
 async def test_a_lost_response_is_submitted_again(db: Database, settings: Settings) -> None:

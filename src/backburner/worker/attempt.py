@@ -98,8 +98,12 @@ class AttemptRunner:
         clock: Clock,
         objects: Objects,
         deadlines: Deadlines,
+        capacity: int,
     ) -> None:
+        """`capacity`: the worker's slots, and as many outcomes may wait for their write
+        without holding one."""
         self.db = db
+        self.capacity = capacity
         self.deadlines = deadlines
         self.objects = objects
         self.registry = registry
@@ -117,6 +121,13 @@ class AttemptRunner:
         with job_logging(job_id=job.id, type=job.type, attempt=job.attempts):
             try:
                 outcome = await self._execute(attempt, slot)
+                # The handler is done: its slot goes to the next job while the outcome waits
+                # for the writer's next batch (holding it through the write kept a claim
+                # from overlapping the finish: a quarter fewer no-op jobs a second), unless
+                # as many outcomes as the worker has slots wait already. Then the writes
+                # are what holds the worker up, and new jobs wait with them.
+                if self.writer.unwritten < self.capacity:
+                    slot.give_back()
                 if outcome is not None:
                     applied = await self.writer.write(outcome)
                     log.info(

@@ -95,6 +95,12 @@ class SlotHolder:
         self.held = True
         self._waits = 0
 
+    def give_back(self) -> None:
+        """Done with the slot for good (the attempt has its outcome)."""
+        if self.held:
+            self.held = False
+            self._release()
+
     @contextlib.asynccontextmanager
     async def released(self) -> AsyncIterator[None]:
         self._waits += 1

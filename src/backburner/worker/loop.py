@@ -100,6 +100,7 @@ class Worker:
             clock=clock,
             objects=self.objects,
             deadlines=Deadlines(),
+            capacity=capacity,
         )
         self.leases = LeaseKeeper(
             db, settings, worker_id=self.id, running=self.running, clock=clock
@@ -114,6 +115,11 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
+
+    @property
+    def unwritten_outcomes(self) -> int:
+        """Attempts that ended and whose outcomes wait for the writer's next batch."""
+        return self._writer.unwritten
 
     async def sweep_objects(self) -> None:
         """Delete objects no row names any more (deleted documents and jobs, writes cut

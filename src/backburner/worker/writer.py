@@ -27,6 +27,11 @@ class OutcomeWriter:
         self._queue: list[tuple[Outcome, asyncio.Future[bool]]] = []
         self._ready = asyncio.Event()
 
+    @property
+    def unwritten(self) -> int:
+        """Outcomes handed over and not yet written (the batch being written included)."""
+        return len(self._queue)
+
     async def write(self, outcome: Outcome) -> bool:
         """True once written; False if the job was no longer ours (lease lost)."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
