@@ -123,9 +123,9 @@ class AttemptRunner:
                 outcome = await self._execute(attempt, slot)
                 # The handler is done: its slot goes to the next job while the outcome waits
                 # for the writer's next batch (holding it through the write kept a claim
-                # from overlapping the finish: a quarter fewer no-op jobs a second), unless
-                # as many outcomes as the worker has slots wait already. Then the writes
-                # are what holds the worker up, and new jobs wait with them.
+                # from overlapping the finish before it; README, "Benchmarks"), unless as
+                # many outcomes as the worker has slots wait already. Then the writes are
+                # what holds the worker up, and new jobs wait with them.
                 if self.writer.unwritten < self.capacity:
                     slot.give_back()
                 if outcome is not None:
