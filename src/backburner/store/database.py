@@ -1,6 +1,7 @@
 """Connections, transactions and cross-process wake-ups, per dialect.
 
-PostgreSQL: one pool for everything; wake-ups travel by `LISTEN/NOTIFY` on a dedicated
+PostgreSQL: a pool for write transactions, one for autocommit reads and one of the queue's
+own (`asyncpg_connection(queue=True)`); wake-ups travel by `LISTEN/NOTIFY` on a dedicated
 connection, so an idle worker on another machine hears of a new job at once.
 SQLite: WAL mode and a single writer per process (every write transaction takes an
 in-process lock and starts with `BEGIN IMMEDIATE`, so writers queue instead of failing with
@@ -10,6 +11,7 @@ in-process lock and starts with `BEGIN IMMEDIATE`, so writers queue instead of f
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -320,18 +322,10 @@ class Database:
         # Behind a transaction pooler no session settings can be kept: the queue's statements
         # share the read pool, and a claim sets its plan in a transaction of its own.
         self.queue_lane = self.dialect == "postgresql" and not transaction_pooler
-        self._queue_engine = self._read_engine
-        if self.queue_lane:
-            self._queue_engine = create_async_engine(
-                async_url(url),
-                pool_size=kept,
-                max_overflow=0,
-                pool_reset_on_return=None,
-                connect_args=_connect_args(self.dialect, pooled=False, queue_lane=True),
-                isolation_level="AUTOCOMMIT",
-            )
+        self._queue_pool_size = kept
+        self._queue_pool: _QueuePool | None = None
         self.outages = OutageLog()
-        for engine in {self._read_engine, self._write_engine, self._queue_engine}:
+        for engine in {self._read_engine, self._write_engine}:
             sealed.attach(engine.sync_engine.dialect, sealer)
             event.listen(engine.sync_engine, "connect", lambda *_: self.outages.connected())
         self._write_lock = asyncio.Lock()
@@ -365,10 +359,11 @@ class Database:
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None
+        if self._queue_pool is not None:
+            await self._queue_pool.close()
+            self._queue_pool = None
         await self._write_engine.dispose()
         await self._read_engine.dispose()
-        if self._queue_engine is not self._read_engine:
-            await self._queue_engine.dispose()
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[Tx]:
@@ -440,18 +435,35 @@ class Database:
             async with self._read_engine.connect() as conn:
                 yield conn
 
-    @contextlib.asynccontextmanager
-    async def asyncpg_connection(self, *, queue: bool = False) -> AsyncIterator[Any]:
+    def asyncpg_connection(
+        self, *, queue: bool = False
+    ) -> contextlib.AbstractAsyncContextManager[Any]:
         """The driver's own connection (PostgreSQL, autocommit), for the statements that
         pass whole batches as arrays. `queue`: one of the queue's own connections, for the
         statements that make, claim and finish jobs only (see `_connect_args`)."""
         if self.dialect != "postgresql":
             raise RuntimeError("asyncpg_connection is for PostgreSQL only")
+        if queue and self.queue_lane:
+            return _QueueLease(self._queue_pool_of_this_loop())
+        return self._read_driver_connection()
+
+    def _queue_pool_of_this_loop(self) -> _QueuePool:
+        loop = asyncio.get_running_loop()
+        pool = self._queue_pool
+        if pool is None or pool.loop is not loop:
+            if pool is not None:  # the database outlived an event loop: its connections too
+                pool.abandon()
+            pool = self._queue_pool = _QueuePool(
+                loop, self.url, self._queue_pool_size, self.outages.connected
+            )
+        return pool
+
+    @contextlib.asynccontextmanager
+    async def _read_driver_connection(self) -> AsyncIterator[Any]:
         # Taken from the pool as it is, without the SQLAlchemy Connection an
         # engine.connect() wraps it in, which nothing here uses: ~60 instead of ~165 us a
         # checkout, a tenth of a single create's time in the API (bench/intake.py).
-        engine = self._queue_engine if queue else self._read_engine
-        pooled = await engine.raw_connection()
+        pooled = await self._read_engine.raw_connection()
         driver = pooled.driver_connection
         assert driver is not None  # a checked-out connection has its driver's
         try:
@@ -468,6 +480,169 @@ class Database:
         # Back to the pool: no reset on return, so nothing awaits and a cancellation cannot
         # stop it half-way; the greenlet is for the rare close that has I/O to do.
         await greenlet_spawn(pooled.close)
+
+
+# How long a statement of the queue waits for one of its connections when every one is
+# busy (as SQLAlchemy's pools do by default), before the wait counts as an outage.
+QUEUE_POOL_WAIT_SECONDS = 30.0
+# How long closing one of those connections may take (a statement cancelled at the server
+# first) before it is cut off.
+CLOSE_SECONDS = 10.0
+
+
+class _QueuePool:
+    """The queue's own connections (`Database.asyncpg_connection(queue=True)`), bound to
+    the event loop they were opened in: the idle ones, last returned first out; a new one
+    opened while fewer than `size` are; beyond that a wait for one returned (at most
+    QUEUE_POOL_WAIT_SECONDS). Each is kept until it breaks or the pool closes.
+
+    Written here rather than taken from SQLAlchemy or asyncpg, as every other lane's is:
+    the statements on these connections are single statements in autocommit that leave no
+    session state, so a connection needs no reset between uses, only to be dropped when
+    it broke, was left inside a transaction or was interrupted mid-statement. Measured on
+    `insert_job` alone (bench/intake.py), SQLAlchemy's checkout (two greenlet switches)
+    cost ~70 of a create's ~190 us of CPU, asyncpg's ~30 (its release runs in a task of
+    its own, asyncio.shield), this one a few."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        url: str,
+        size: int,
+        on_connect: Callable[[], None],
+    ) -> None:
+        self.loop = loop
+        self._dsn = plain_postgres_dsn(url)
+        self._size = size
+        self._on_connect = on_connect
+        self._idle: list[Any] = []
+        self._waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._open = 0  # connections open or being opened, idle or in use
+        self._closing: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    async def acquire(self) -> Any:
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.is_closed():
+                return conn
+            self._open -= 1
+        if self._closed:
+            raise asyncpg.InterfaceError("the queue's connections are closed")
+        if self._open < self._size:
+            return await self._connect()
+        waiter = self.loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(QUEUE_POOL_WAIT_SECONDS):
+                handed: Any = await waiter
+        except BaseException:
+            # Given up (timed out, cancelled): what was handed over meanwhile goes on.
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                if waiter.result() is not None:
+                    self.release(waiter.result(), clean=True)
+                else:
+                    self._hand_on(None)
+            raise
+        # None: a connection was dropped meanwhile, and its place is this waiter's to open.
+        return handed if handed is not None else await self._connect()
+
+    async def _connect(self) -> Any:
+        self._open += 1
+        try:
+            conn = await asyncpg.connect(
+                self._dsn, **_connect_args("postgresql", pooled=False, queue_lane=True)
+            )
+        except BaseException:
+            self._open -= 1
+            self._hand_on(None)
+            raise
+        self._on_connect()
+        return conn
+
+    def release(self, conn: Any, *, clean: bool) -> None:
+        """`clean`: the statement ended normally, or with an error of the server's that
+        left the connection idle (a key's conflict). Otherwise (cancelled, broken, a
+        protocol left half-way) it is closed: the next statement must not meet what is
+        left of this one."""
+        if self._closed or not clean or conn.is_closed() or conn.is_in_transaction():
+            self._open -= 1
+            self._close_in_background(conn)
+            if not self._closed:
+                self._hand_on(None)
+            return
+        if not self._hand_on(conn):
+            self._idle.append(conn)
+
+    def _close_in_background(self, conn: Any) -> None:
+        """Close `conn` politely: a statement still running on it (its caller cancelled)
+        is cancelled at the server first, not left to run on to its end."""
+        if conn.is_closed():
+            return
+        closing = self.loop.create_task(self._close(conn), name="queue-connection-close")
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+
+    @staticmethod
+    async def _close(conn: Any) -> None:
+        try:
+            await conn.close(timeout=CLOSE_SECONDS)
+        except BaseException:
+            conn.terminate()
+            raise
+
+    def _hand_on(self, conn: Any) -> bool:
+        """Give `conn` (or, None, the right to open one) to the longest waiter, if any."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return True
+        return False
+
+    async def close(self) -> None:
+        """Close the idle connections; those in use are closed as they come back."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        self._open -= len(idle)
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(asyncpg.InterfaceError("the queue's connections are closed"))
+        self._waiters.clear()
+        if self.loop is not asyncio.get_running_loop():
+            self._idle = idle
+            self.abandon()
+            return
+        for conn in idle:
+            self._close_in_background(conn)
+        if self._closing:
+            await asyncio.wait(set(self._closing))
+
+    def abandon(self) -> None:
+        """Drop every idle connection at once (the pool's event loop is gone)."""
+        self._closed = True
+        for conn in self._idle:
+            with contextlib.suppress(Exception):
+                conn.terminate()
+        self._idle = []
+
+
+class _QueueLease:
+    """One of the queue's connections for an `async with`."""
+
+    __slots__ = ("_conn", "_pool")
+
+    def __init__(self, pool: _QueuePool) -> None:
+        self._pool = pool
+        self._conn: Any = None
+
+    async def __aenter__(self) -> Any:
+        self._conn = await self._pool.acquire()
+        return self._conn
+
+    async def __aexit__(self, kind: type[BaseException] | None, *_: Any) -> None:
+        clean = kind is None or issubclass(kind, asyncpg.PostgresError)
+        self._pool.release(self._conn, clean=clean)
 
 
 class PostgresListener:
