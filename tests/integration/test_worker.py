@@ -306,9 +306,10 @@ async def test_an_outcome_waiting_for_its_write_gives_its_slot_to_the_next_job(
     harness: Harness, db_url: str
 ) -> None:
     # One slot. The first job's outcome cannot be written (another transaction holds its
-    # row), yet the second job runs in the slot the first gave back. Its outcome waits too,
-    # and then as many outcomes wait as the worker has slots: it keeps its slot, and new
-    # jobs wait for the writes instead of piling up more.
+    # row), yet the second job runs in the slot the first gave back. Its outcome waits too
+    # (its row held as well: the writer has a second statement free for it), and then as
+    # many outcomes wait as the worker has slots: it keeps its slot, and new jobs wait for
+    # the writes instead of piling up more.
     first = await harness.enqueue("test_slow_no_timeout", {"seconds": 3})
     blocker = await asyncpg.connect(plain_postgres_dsn(db_url))
     try:
@@ -317,7 +318,9 @@ async def test_an_outcome_waiting_for_its_write_gives_its_slot_to_the_next_job(
             await blocker.execute("BEGIN")
             await blocker.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", first.id)
             await wait_for(lambda: worker.unwritten_outcomes == 1, within=10)
-            second = await harness.enqueue("test_slow_no_timeout", {"seconds": 0})
+            second = await harness.enqueue("test_slow_no_timeout", {"seconds": 2})
+            await harness.until(second.id, JobStatus.RUNNING)
+            await blocker.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", second.id)
             await wait_for(lambda: worker.unwritten_outcomes == 2, within=10)
             assert (await harness.job(first.id)).status == JobStatus.RUNNING
             assert (worker.slots.used, worker.slots.free_for_new) == (1, 0)
@@ -325,6 +328,29 @@ async def test_an_outcome_waiting_for_its_write_gives_its_slot_to_the_next_job(
             await blocker.execute("COMMIT")
             for job in (first, second, third):
                 await harness.until(job.id, JobStatus.SUCCEEDED)
+    finally:
+        await blocker.close()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_an_outcome_stuck_at_the_database_does_not_hold_back_other_jobs_outcomes(
+    harness: Harness, db_url: str
+) -> None:
+    # The first job's row is held by another transaction, so writing its outcome waits;
+    # the writer's other statement writes the second job's meanwhile.
+    first = await harness.enqueue("test_slow_no_timeout", {"seconds": 1})
+    blocker = await asyncpg.connect(plain_postgres_dsn(db_url))
+    try:
+        async with harness.worker(worker_concurrency=2, claim_batch_size=1) as worker:
+            await harness.until(first.id, JobStatus.RUNNING)
+            await blocker.execute("BEGIN")
+            await blocker.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", first.id)
+            await wait_for(lambda: worker.unwritten_outcomes == 1, within=10)
+            second = await harness.enqueue("test_slow_no_timeout", {"seconds": 0})
+            await harness.until(second.id, JobStatus.SUCCEEDED)
+            assert (await harness.job(first.id)).status == JobStatus.RUNNING
+            await blocker.execute("COMMIT")
+            await harness.until(first.id, JobStatus.SUCCEEDED)
     finally:
         await blocker.close()
 
