@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 
-from backburner.store.sealed import SealedJson, SealedText
+from backburner.store.sealed import BYTEWISE, SealedJson, SealedText
 
 
 class UtcDateTime(sa.TypeDecorator[datetime]):
@@ -41,20 +41,35 @@ def Json(*, none_as_null: bool = False) -> sa.types.TypeEngine[Any]:
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
+
+# Every text column compares bytewise ("C") on PostgreSQL, whatever the database's own
+# collation. Ids, owners, types and statuses are what the queue's indexes are made of: in
+# a database whose collation is a locale's (even C.UTF-8), each comparison in those
+# indexes went through the locale (strcoll), ~9% of PostgreSQL's CPU per job in a drain
+# of no-op jobs (bench/queue.py). Orderings by text (owners, types, models) are bytewise
+# too, as SQLite's are. Migration 0016 brought the columns of older databases here.
+def String(length: int) -> sa.types.TypeEngine[str]:
+    return sa.String(length).with_variant(sa.String(length, collation=BYTEWISE), "postgresql")
+
+
+def Text() -> sa.types.TypeEngine[str]:
+    return sa.Text().with_variant(sa.Text(collation=BYTEWISE), "postgresql")
+
+
 metadata = sa.MetaData()
 
 jobs = sa.Table(
     "jobs",
     metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("owner", sa.String(200), nullable=False),
-    sa.Column("type", sa.String(100), nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("substate", sa.String(40)),
+    sa.Column("id", String(36), primary_key=True),
+    sa.Column("owner", String(200), nullable=False),
+    sa.Column("type", String(100), nullable=False),
+    sa.Column("status", String(20), nullable=False),
+    sa.Column("substate", String(40)),
     sa.Column("payload", SealedJson("jobs.payload"), nullable=False),
     sa.Column("result", SealedJson("jobs.result")),
-    sa.Column("error_message", sa.Text()),
-    sa.Column("error_kind", sa.String(50)),
+    sa.Column("error_message", Text()),
+    sa.Column("error_kind", String(50)),
     sa.Column("error_retryable", sa.Boolean()),
     sa.Column("callback_url", SealedText("jobs.callback_url")),
     sa.Column("priority", sa.Integer(), nullable=False, server_default="0"),
@@ -67,30 +82,30 @@ jobs = sa.Table(
     sa.Column("retry_count", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("max_attempts", sa.Integer(), nullable=False),
     sa.Column("timeout_seconds", sa.Float(), nullable=False),
-    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_owner", String(64)),
     sa.Column("lease_expires_at", UtcDateTime()),
     sa.Column("cancel_requested", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("progress", sa.Float(), nullable=False, server_default="0"),
-    sa.Column("progress_message", sa.Text()),
-    sa.Column("idempotency_key", sa.String(200)),
-    sa.Column("request_hash", sa.String(64)),
+    sa.Column("progress_message", Text()),
+    sa.Column("idempotency_key", String(200)),
+    sa.Column("request_hash", String(64)),
     # When the caller needs the result by; lets model calls take discounted windows.
     sa.Column("deadline_at", UtcDateTime()),
     # Per-job notification wishes: {"email": [...], "slack": true, "teams": true}; SQL NULL
     # (not JSON null) when there are none, so "owes a notification" stays a cheap test.
     sa.Column("notify", SealedJson("jobs.notify", none_as_null=True)),
     # The model its calls use, when not the type's configured one (evaluation runs set it).
-    sa.Column("model", sa.String(100)),
+    sa.Column("model", String(100)),
     # How big its input is in its type's unit (a summary's characters, a classification's
     # leads): the ETA scales the type's history by it.
     sa.Column("size", sa.Float()),
     # A result larger than BACKBURNER_RESULT_INLINE_BYTES is an object (result stays NULL):
     # its key and its size in bytes.
-    sa.Column("result_object", sa.String(200)),
+    sa.Column("result_object", String(200)),
     sa.Column("result_bytes", sa.BigInteger()),
     # The URL the API was reached at when the job was created: its notifications link
     # there when BACKBURNER_PUBLIC_URL is not set.
-    sa.Column("origin", sa.String(300)),
+    sa.Column("origin", String(300)),
     sa.Index(
         "ix_jobs_pending_queue",
         sa.text("priority DESC"),
@@ -142,13 +157,13 @@ job_events = sa.Table(
     "job_events",
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("job_id", sa.String(36), nullable=False),
+    sa.Column("job_id", String(36), nullable=False),
     sa.Column("at", UtcDateTime(), nullable=False),
-    sa.Column("kind", sa.String(40), nullable=False),
-    sa.Column("from_status", sa.String(20)),
-    sa.Column("to_status", sa.String(20)),
+    sa.Column("kind", String(40), nullable=False),
+    sa.Column("from_status", String(20)),
+    sa.Column("to_status", String(20)),
     sa.Column("attempt", sa.Integer()),
-    sa.Column("message", sa.Text()),
+    sa.Column("message", Text()),
     sa.Column("data", Json()),
     sa.Index("ix_job_events_job", "job_id", "id"),
 )
@@ -156,8 +171,8 @@ job_events = sa.Table(
 job_steps = sa.Table(
     "job_steps",
     metadata,
-    sa.Column("job_id", sa.String(36), primary_key=True),
-    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("job_id", String(36), primary_key=True),
+    sa.Column("key", String(200), primary_key=True),
     sa.Column("value", SealedJson("job_steps.value")),
     sa.Column("created_at", UtcDateTime(), nullable=False),
 )
@@ -166,23 +181,23 @@ provider_calls = sa.Table(
     "provider_calls",
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("job_id", sa.String(36), nullable=False),
-    sa.Column("key", sa.String(200), nullable=False),
-    sa.Column("provider", sa.String(40), nullable=False),
-    sa.Column("model", sa.String(100), nullable=False),
-    sa.Column("response_id", sa.String(100), nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("job_id", String(36), nullable=False),
+    sa.Column("key", String(200), nullable=False),
+    sa.Column("provider", String(40), nullable=False),
+    sa.Column("model", String(100), nullable=False),
+    sa.Column("response_id", String(100), nullable=False),
+    sa.Column("status", String(20), nullable=False),
     sa.Column("attempt", sa.Integer(), nullable=False),
     sa.Column("output", SealedJson("provider_calls.output")),
-    sa.Column("error_message", sa.Text()),
+    sa.Column("error_message", Text()),
     sa.Column("input_tokens", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("cached_tokens", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("output_tokens", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("reasoning_tokens", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("submitted_at", UtcDateTime(), nullable=False),
     sa.Column("completed_at", UtcDateTime()),
-    sa.Column("completion_window", sa.String(10)),
-    sa.Column("service_tier", sa.String(20)),
+    sa.Column("completion_window", String(10)),
+    sa.Column("service_tier", String(20)),
     # What the tokens cost at the window's price, and at the standard ("soonest") price;
     # NULL when the model is not in the price table.
     sa.Column("cost_usd", sa.Float()),
@@ -192,8 +207,8 @@ provider_calls = sa.Table(
     sa.Column("responses", sa.Integer(), nullable=False, server_default="1"),
     sa.Column("retry_cost_usd", sa.Float()),
     # Set for a call outside any job (the quick path): whose it was and what for.
-    sa.Column("owner", sa.String(200)),
-    sa.Column("job_type", sa.String(100)),
+    sa.Column("owner", String(200)),
+    sa.Column("job_type", String(100)),
     sa.UniqueConstraint("job_id", "key", name="uq_provider_calls_job_key"),
     sa.Index("ix_provider_calls_response", "response_id"),
 )
@@ -201,17 +216,17 @@ provider_calls = sa.Table(
 documents = sa.Table(
     "documents",
     metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("owner", sa.String(200), nullable=False),
-    sa.Column("filename", sa.String(300), nullable=False),
-    sa.Column("content_type", sa.String(100), nullable=False),
+    sa.Column("id", String(36), primary_key=True),
+    sa.Column("owner", String(200), nullable=False),
+    sa.Column("filename", String(300), nullable=False),
+    sa.Column("content_type", String(100), nullable=False),
     sa.Column("size_bytes", sa.Integer(), nullable=False),
     sa.Column("char_count", sa.Integer(), nullable=False),
-    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("sha256", String(64), nullable=False),
     sa.Column("text", SealedText("documents.text"), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     # The uploaded file as an object (NULL: made by Backburner itself, or before 0015).
-    sa.Column("original_key", sa.String(200)),
+    sa.Column("original_key", String(200)),
     sa.Index("ix_documents_owner_id", "owner", "id"),
     sa.Index("ix_documents_created", "created_at"),  # retention finds the oldest
     sa.Index("ix_documents_owner_sha256", "owner", "sha256"),  # an upload sent again
@@ -223,7 +238,7 @@ documents = sa.Table(
 stale_objects = sa.Table(
     "stale_objects",
     metadata,
-    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("key", String(200), primary_key=True),
     sa.Column("due_at", UtcDateTime(), nullable=False),
     sa.Index("ix_stale_objects_due", "due_at"),
 )
@@ -231,12 +246,12 @@ stale_objects = sa.Table(
 api_keys = sa.Table(
     "api_keys",
     metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("owner", sa.String(200), nullable=False),
-    sa.Column("role", sa.String(20), nullable=False),
-    sa.Column("name", sa.String(200)),
-    sa.Column("prefix", sa.String(16), nullable=False),
-    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("id", String(36), primary_key=True),
+    sa.Column("owner", String(200), nullable=False),
+    sa.Column("role", String(20), nullable=False),
+    sa.Column("name", String(200)),
+    sa.Column("prefix", String(16), nullable=False),
+    sa.Column("key_hash", String(64), nullable=False, unique=True),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("revoked_at", UtcDateTime()),
 )
@@ -244,8 +259,8 @@ api_keys = sa.Table(
 workers = sa.Table(
     "workers",
     metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("hostname", sa.String(200), nullable=False),
+    sa.Column("id", String(64), primary_key=True),
+    sa.Column("hostname", String(200), nullable=False),
     sa.Column("pid", sa.Integer(), nullable=False),
     sa.Column("concurrency", sa.Integer(), nullable=False),
     sa.Column("started_at", UtcDateTime(), nullable=False),
@@ -256,16 +271,16 @@ workers = sa.Table(
 webhook_receipts = sa.Table(
     "webhook_receipts",
     metadata,
-    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("id", String(200), primary_key=True),
     sa.Column("received_at", UtcDateTime(), nullable=False),
-    sa.Column("event_type", sa.String(100), nullable=False),
+    sa.Column("event_type", String(100), nullable=False),
     sa.Index("ix_webhook_receipts_received", "received_at"),
 )
 
 owner_limits = sa.Table(
     "owner_limits",
     metadata,
-    sa.Column("owner", sa.String(200), primary_key=True),
+    sa.Column("owner", String(200), primary_key=True),
     # NULL: the settings' default applies (no limit unless one is set there).
     sa.Column("max_running", sa.Integer()),
     sa.Column("monthly_budget_usd", sa.Float()),
@@ -276,8 +291,8 @@ owner_limits = sa.Table(
 owner_spend = sa.Table(
     "owner_spend",
     metadata,
-    sa.Column("owner", sa.String(200), primary_key=True),
-    sa.Column("month", sa.String(7), primary_key=True),  # YYYY-MM, UTC
+    sa.Column("owner", String(200), primary_key=True),
+    sa.Column("month", String(7), primary_key=True),  # YYYY-MM, UTC
     sa.Column("spent_usd", sa.Float(), nullable=False, server_default="0"),
 )
 
@@ -285,7 +300,7 @@ owner_spend = sa.Table(
 rate_limits = sa.Table(
     "rate_limits",
     metadata,
-    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("key", String(200), primary_key=True),
     sa.Column("requests", sa.Float(), nullable=False),
     sa.Column("tokens", sa.Float(), nullable=False),
     sa.Column("scale", sa.Float(), nullable=False, server_default="1"),
@@ -304,9 +319,9 @@ notifications = sa.Table(
     "notifications",
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("job_id", sa.String(36), nullable=False),
-    sa.Column("owner", sa.String(200), nullable=False),
-    sa.Column("event_type", sa.String(40), nullable=False),
+    sa.Column("job_id", String(36), nullable=False),
+    sa.Column("owner", String(200), nullable=False),
+    sa.Column("event_type", String(40), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("expanded_at", UtcDateTime()),
     sa.Index(
@@ -321,25 +336,25 @@ notifications = sa.Table(
 deliveries = sa.Table(
     "deliveries",
     metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("id", String(36), primary_key=True),
     sa.Column("notification_id", BigId),
-    sa.Column("job_id", sa.String(36), nullable=False),
-    sa.Column("owner", sa.String(200), nullable=False),
-    sa.Column("channel", sa.String(20), nullable=False),  # webhook | email | slack | teams
+    sa.Column("job_id", String(36), nullable=False),
+    sa.Column("owner", String(200), nullable=False),
+    sa.Column("channel", String(20), nullable=False),  # webhook | email | slack | teams
     sa.Column("target", SealedText("deliveries.target"), nullable=False),  # URL or e-mail
-    sa.Column("endpoint_id", sa.String(36)),
-    sa.Column("event_type", sa.String(40), nullable=False),
+    sa.Column("endpoint_id", String(36)),
+    sa.Column("event_type", String(40), nullable=False),
     # Stable across attempts and redeliveries: receivers drop duplicates by it.
-    sa.Column("event_id", sa.String(64), nullable=False),
+    sa.Column("event_id", String(64), nullable=False),
     sa.Column("payload", SealedJson("deliveries.payload"), nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),  # pending | succeeded | failed
+    sa.Column("status", String(20), nullable=False),  # pending | succeeded | failed
     sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("next_attempt_at", UtcDateTime(), nullable=False),
     sa.Column("give_up_at", UtcDateTime(), nullable=False),
-    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_owner", String(64)),
     sa.Column("lease_expires_at", UtcDateTime()),
     sa.Column("last_status_code", sa.Integer()),
-    sa.Column("last_error", sa.Text()),
+    sa.Column("last_error", Text()),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Column("delivered_at", UtcDateTime()),
@@ -356,12 +371,12 @@ delivery_attempts = sa.Table(
     "delivery_attempts",
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("delivery_id", sa.String(36), nullable=False),
+    sa.Column("delivery_id", String(36), nullable=False),
     sa.Column("at", UtcDateTime(), nullable=False),
     sa.Column("status_code", sa.Integer()),
     sa.Column("latency_ms", sa.Float(), nullable=False),
-    sa.Column("error", sa.Text()),
-    sa.Column("response_excerpt", sa.Text()),
+    sa.Column("error", Text()),
+    sa.Column("response_excerpt", Text()),
     sa.Index("ix_delivery_attempts_delivery", "delivery_id", "id"),
 )
 
@@ -369,7 +384,7 @@ webhook_secrets = sa.Table(
     "webhook_secrets",
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("owner", String(200), nullable=False),
     sa.Column("secret", SealedText("webhook_secrets.secret"), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     # Set when rotated out: the old secret still signs until then.
@@ -380,12 +395,12 @@ webhook_secrets = sa.Table(
 webhook_endpoints = sa.Table(
     "webhook_endpoints",
     metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("owner", sa.String(200), nullable=False),
-    sa.Column("url", sa.Text(), nullable=False),
+    sa.Column("id", String(36), primary_key=True),
+    sa.Column("owner", String(200), nullable=False),
+    sa.Column("url", Text(), nullable=False),
     sa.Column("event_types", Json(), nullable=False),
     sa.Column("enabled", sa.Boolean(), nullable=False, server_default=sa.true()),
-    sa.Column("disabled_reason", sa.Text()),
+    sa.Column("disabled_reason", Text()),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Index("ix_webhook_endpoints_owner", "owner"),
 )
@@ -394,7 +409,7 @@ webhook_endpoints = sa.Table(
 owner_channels = sa.Table(
     "owner_channels",
     metadata,
-    sa.Column("owner", sa.String(200), primary_key=True),
+    sa.Column("owner", String(200), primary_key=True),
     sa.Column("emails", SealedJson("owner_channels.emails"), nullable=False),
     sa.Column("slack_webhook_url", SealedText("owner_channels.slack_webhook_url")),
     sa.Column("teams_webhook_url", SealedText("owner_channels.teams_webhook_url")),
@@ -408,8 +423,8 @@ owner_channels = sa.Table(
 sessions = sa.Table(
     "sessions",
     metadata,
-    sa.Column("token_hash", sa.String(64), primary_key=True),
-    sa.Column("key_id", sa.String(36), nullable=False),
+    sa.Column("token_hash", String(64), primary_key=True),
+    sa.Column("key_id", String(36), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("expires_at", UtcDateTime(), nullable=False),
     sa.Index("ix_sessions_key", "key_id"),
@@ -422,17 +437,17 @@ audit_events = sa.Table(
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
     sa.Column("at", UtcDateTime(), nullable=False),
-    sa.Column("actor_kind", sa.String(10), nullable=False),  # key | system
-    sa.Column("actor_key_id", sa.String(36)),
-    sa.Column("actor_owner", sa.String(200)),
-    sa.Column("actor_role", sa.String(10)),
-    sa.Column("action", sa.String(40), nullable=False),
-    sa.Column("target_type", sa.String(20), nullable=False),
-    sa.Column("target_id", sa.String(200), nullable=False),
-    sa.Column("owner", sa.String(200)),
-    sa.Column("client_address", sa.String(64)),
-    sa.Column("user_agent", sa.String(300)),
-    sa.Column("request_id", sa.String(64)),
+    sa.Column("actor_kind", String(10), nullable=False),  # key | system
+    sa.Column("actor_key_id", String(36)),
+    sa.Column("actor_owner", String(200)),
+    sa.Column("actor_role", String(10)),
+    sa.Column("action", String(40), nullable=False),
+    sa.Column("target_type", String(20), nullable=False),
+    sa.Column("target_id", String(200), nullable=False),
+    sa.Column("owner", String(200)),
+    sa.Column("client_address", String(64)),
+    sa.Column("user_agent", String(300)),
+    sa.Column("request_id", String(64)),
     sa.Column("detail", Json()),
     sa.Index("ix_audit_events_owner", "owner", "id"),
     sa.Index("ix_audit_events_target", "target_id", "id"),
@@ -445,8 +460,8 @@ audit_events = sa.Table(
 encryption_keys = sa.Table(
     "encryption_keys",
     metadata,
-    sa.Column("key_id", sa.String(32), primary_key=True),
-    sa.Column("check_value", sa.Text(), nullable=False),
+    sa.Column("key_id", String(32), primary_key=True),
+    sa.Column("check_value", Text(), nullable=False),
     sa.Column("first_used_at", UtcDateTime(), nullable=False),
     sa.Column("retired_at", UtcDateTime()),
 )
@@ -457,20 +472,20 @@ encryption_keys = sa.Table(
 eval_runs = sa.Table(
     "eval_runs",
     metadata,
-    sa.Column("id", sa.String(40), primary_key=True),
-    sa.Column("owner", sa.String(200), nullable=False),  # whose jobs the items are
-    sa.Column("job_type", sa.String(100), nullable=False),
-    sa.Column("dataset", sa.String(200), nullable=False),
-    sa.Column("dataset_sha256", sa.String(64), nullable=False),
-    sa.Column("model", sa.String(100), nullable=False),
-    sa.Column("completion_window", sa.String(10)),
-    sa.Column("label", sa.String(100)),
-    sa.Column("prompt_version", sa.String(64), nullable=False),
+    sa.Column("id", String(40), primary_key=True),
+    sa.Column("owner", String(200), nullable=False),  # whose jobs the items are
+    sa.Column("job_type", String(100), nullable=False),
+    sa.Column("dataset", String(200), nullable=False),
+    sa.Column("dataset_sha256", String(64), nullable=False),
+    sa.Column("model", String(100), nullable=False),
+    sa.Column("completion_window", String(10)),
+    sa.Column("label", String(100)),
+    sa.Column("prompt_version", String(64), nullable=False),
     sa.Column("rubric", sa.Boolean(), nullable=False, server_default=sa.false()),
-    sa.Column("status", sa.String(20), nullable=False),  # running | grading | scored
+    sa.Column("status", String(20), nullable=False),  # running | grading | scored
     sa.Column("items", sa.Integer(), nullable=False),
     # Set when a schedule started the run: one run per schedule and slot.
-    sa.Column("schedule_id", sa.String(40)),
+    sa.Column("schedule_id", String(40)),
     sa.Column("slot_at", UtcDateTime()),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("ended_at", UtcDateTime()),
@@ -488,17 +503,17 @@ eval_runs = sa.Table(
 eval_items = sa.Table(
     "eval_items",
     metadata,
-    sa.Column("run_id", sa.String(40), primary_key=True),
+    sa.Column("run_id", String(40), primary_key=True),
     sa.Column("position", sa.Integer(), primary_key=True),
-    sa.Column("item_id", sa.String(200), nullable=False),
+    sa.Column("item_id", String(200), nullable=False),
     # Set once its job is made (a run is written first, its jobs then, by idempotency keys
     # `eval:<run>:<position>`, so a run cut off between the two is completed, not doubled).
-    sa.Column("job_id", sa.String(36)),
+    sa.Column("job_id", String(36)),
     sa.Column("input", SealedJson("eval_items.input"), nullable=False),
     sa.Column("expected", SealedJson("eval_items.expected"), nullable=False),
-    sa.Column("grade_job_id", sa.String(36)),
+    sa.Column("grade_job_id", String(36)),
     sa.Column("scores", Json()),
-    sa.Column("error", sa.Text()),
+    sa.Column("error", Text()),
 )
 
 # Jobs (or evaluation runs) created on a cron schedule. `next_at` is the next slot due;
@@ -507,19 +522,19 @@ eval_items = sa.Table(
 schedules = sa.Table(
     "schedules",
     metadata,
-    sa.Column("id", sa.String(40), primary_key=True),
-    sa.Column("owner", sa.String(200), nullable=False),
-    sa.Column("name", sa.String(100), nullable=False),
-    sa.Column("cron", sa.String(100), nullable=False),
-    sa.Column("timezone", sa.String(64), nullable=False),
-    sa.Column("kind", sa.String(10), nullable=False),  # job | eval
-    sa.Column("job_type", sa.String(100), nullable=False),
+    sa.Column("id", String(40), primary_key=True),
+    sa.Column("owner", String(200), nullable=False),
+    sa.Column("name", String(100), nullable=False),
+    sa.Column("cron", String(100), nullable=False),
+    sa.Column("timezone", String(64), nullable=False),
+    sa.Column("kind", String(10), nullable=False),  # job | eval
+    sa.Column("job_type", String(100), nullable=False),
     sa.Column("payload", SealedJson("schedules.payload"), nullable=False),
     sa.Column("enabled", sa.Boolean(), nullable=False, server_default=sa.true()),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("next_at", UtcDateTime(), nullable=False),
     sa.Column("last_slot_at", UtcDateTime()),
-    sa.Column("last_target_id", sa.String(40)),
+    sa.Column("last_target_id", String(40)),
     sa.Column("missed_slots", sa.Integer(), nullable=False, server_default="0"),
     sa.Index("ix_schedules_due", "enabled", "next_at"),
     sa.UniqueConstraint("owner", "name", name="uq_schedules_owner_name"),
@@ -530,12 +545,12 @@ schedules = sa.Table(
 job_feedback = sa.Table(
     "job_feedback",
     metadata,
-    sa.Column("job_id", sa.String(36), primary_key=True),
-    sa.Column("rater", sa.String(200), primary_key=True),
-    sa.Column("owner", sa.String(200), nullable=False),
-    sa.Column("job_type", sa.String(100), nullable=False),
-    sa.Column("model", sa.String(100), nullable=False),
-    sa.Column("rating", sa.String(4), nullable=False),  # up | down
+    sa.Column("job_id", String(36), primary_key=True),
+    sa.Column("rater", String(200), primary_key=True),
+    sa.Column("owner", String(200), nullable=False),
+    sa.Column("job_type", String(100), nullable=False),
+    sa.Column("model", String(100), nullable=False),
+    sa.Column("rating", String(4), nullable=False),  # up | down
     sa.Column("comment", SealedText("job_feedback.comment")),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),

@@ -127,11 +127,19 @@ class SealedJson(sa.TypeDecorator[Any]):
         return None if value is None else open_json(sealer_of(dialect), value, self.place)
 
 
+# The collation of every text column on PostgreSQL (schema.String).
+BYTEWISE = "C"
+
+
 class SealedText(sa.TypeDecorator[str]):
     """Text sealed on its way in."""
 
     impl = sa.Text
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        # Bytewise on PostgreSQL, as every text column (schema.String).
+        return sa.Text(collation=BYTEWISE) if dialect.name == "postgresql" else sa.Text()
 
     def __init__(self, place: str) -> None:
         super().__init__()
