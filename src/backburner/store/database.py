@@ -526,10 +526,11 @@ class _QueuePool:
             conn = self._idle.pop()
             if not conn.is_closed():
                 return conn
-            self._open -= 1
+            self._free_place()
         if self._closed:
             raise asyncpg.InterfaceError("the queue's connections are closed")
         if self._open < self._size:
+            self._open += 1
             return await self._connect()
         waiter = self.loop.create_future()
         self._waiters.append(waiter)
@@ -542,20 +543,19 @@ class _QueuePool:
                 if waiter.result() is not None:
                     self.release(waiter.result(), clean=True)
                 else:
-                    self._hand_on(None)
+                    self._free_place()
             raise
         # None: a connection was dropped meanwhile, and its place is this waiter's to open.
         return handed if handed is not None else await self._connect()
 
     async def _connect(self) -> Any:
-        self._open += 1
+        """A new connection in a place already counted in `_open`."""
         try:
             conn = await asyncpg.connect(
                 self._dsn, **_connect_args("postgresql", pooled=False, queue_lane=True)
             )
         except BaseException:
-            self._open -= 1
-            self._hand_on(None)
+            self._free_place()
             raise
         self._on_connect()
         return conn
@@ -566,13 +566,17 @@ class _QueuePool:
         protocol left half-way) it is closed: the next statement must not meet what is
         left of this one."""
         if self._closed or not clean or conn.is_closed() or conn.is_in_transaction():
-            self._open -= 1
             self._close_in_background(conn)
-            if not self._closed:
-                self._hand_on(None)
+            self._free_place()
             return
         if not self._hand_on(conn):
             self._idle.append(conn)
+
+    def _free_place(self) -> None:
+        """A connection's place is free: the longest waiter's, to open one in (it stays
+        counted, so no one else opens one meanwhile), else no longer counted."""
+        if self._closed or not self._hand_on(None):
+            self._open -= 1
 
     def _close_in_background(self, conn: Any) -> None:
         """Close `conn` politely: a statement still running on it (its caller cancelled)
