@@ -43,10 +43,11 @@ from bench_support import (
     wait_http,
 )
 
-from backburner.store import Database, NewJob, Role
+from backburner.store import Database, NewJob, Role, postgres
 from backburner.store import jobs as jobs_store
 from backburner.store import keys as keys_store
 from backburner.store.database import plain_postgres_dsn
+from backburner.store.models import new_id
 
 BATCH = 1000
 
@@ -75,6 +76,28 @@ async def one_at_a_time(url: str, count: int, in_flight: int) -> float:
     elapsed = time.perf_counter() - started
     await db.close()
     return count / elapsed
+
+
+async def statement_floor(url: str, count: int) -> float:
+    """Jobs/s of the very statement insert_job sends (postgres.INSERT_JOB), one at a time on
+    one connection with the queue's settings, every argument built and sealed beforehand:
+    what asyncpg and the server take for a create, without the store's own work."""
+    now = datetime.now(UTC)
+    made = [
+        postgres.insert_job_args(KEYRING, new_id(), noop(index), now, None)
+        for index in range(count)
+    ]
+    settings = {"plan_cache_mode": "force_generic_plan"}
+    conn = await asyncpg.connect(plain_postgres_dsn(url), server_settings=settings)
+    try:
+        for args in made[:100]:  # prepared and warmed
+            await conn.fetchval(postgres.INSERT_JOB, *args)
+        started = time.perf_counter()
+        for args in made[100:]:
+            await conn.fetchval(postgres.INSERT_JOB, *args)
+        return (count - 100) / (time.perf_counter() - started)
+    finally:
+        await conn.close()
 
 
 def pgbench_program() -> str | None:
@@ -306,10 +329,13 @@ async def main() -> None:
             try:
                 single = await one_at_a_time(urls[0], args.single, 1)
                 floor = await commit_floor(urls[0], 5) if dialect == "postgresql" else None
+                statement = (
+                    await statement_floor(urls[1], args.single) if dialect == "postgresql" else None
+                )
                 parallel = await one_at_a_time(urls[1], args.single, 16)
                 bulk = await in_batches(urls[2], args.bulk)
                 api, p50, p99 = await through_the_api(urls[3], args.bulk, args.clients)
-                rows.append((dialect, single, floor, parallel, bulk, api, p50, p99))
+                rows.append((dialect, single, statement, floor, parallel, bulk, api, p50, p99))
             finally:
                 for url in urls:
                     await drop_database(url)
@@ -317,11 +343,13 @@ async def main() -> None:
     print(
         f"{args.single:,} jobs one by one (alone, then 16 in flight); {args.bulk:,} in batches "
         f"of {BATCH:,} (store, then POST /api/jobs/batch with {args.clients} clients); the "
-        "floor is pgbench (C) committing a one-integer row at a time on the same server\n"
+        "floors are insert_job's own statement sent alone by asyncpg (arguments built "
+        "beforehand) and pgbench (C) committing a one-integer row at a time on the same server\n"
     )
     header = (
         "database",
         "insert_job alone (jobs/s)",
+        "floor: its statement alone (jobs/s)",
         "floor: pgbench one-row INSERT alone (tx/s)",
         "insert_job, 16 in flight (jobs/s)",
         "insert_jobs, batches (jobs/s)",
@@ -330,10 +358,10 @@ async def main() -> None:
     )
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
-    for dialect, single, floor, parallel, bulk, api, p50, p99 in rows:
-        shown_floor = "—" if floor is None else f"{floor:,.0f}"
+    for dialect, single, statement, floor, parallel, bulk, api, p50, p99 in rows:
+        floors = " | ".join("—" if f is None else f"{f:,.0f}" for f in (statement, floor))
         print(
-            f"{dialect} | {single:,.0f} | {shown_floor} | {parallel:,.0f} | {bulk:,.0f} | "
+            f"{dialect} | {single:,.0f} | {floors} | {parallel:,.0f} | {bulk:,.0f} | "
             f"{api:,.0f} | {p50:,.0f} / {p99:,.0f}"
         )
 
