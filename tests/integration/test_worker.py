@@ -306,10 +306,11 @@ async def test_an_outcome_waiting_for_its_write_gives_its_slot_to_the_next_job(
     harness: Harness, db_url: str
 ) -> None:
     # One slot. The first job's outcome cannot be written (another transaction holds its
-    # row), yet the second job runs in the slot the first gave back. Its outcome waits too
-    # (its row held as well: the writer has a second statement free for it), and then as
-    # many outcomes wait as the worker has slots: it keeps its slot, and new jobs wait for
-    # the writes instead of piling up more.
+    # row), yet the second job runs in the slot the first gave back; its row is held too,
+    # so both of the writer's statements wait. The third runs in the slot the second gave
+    # back, and ends as two outcomes wait, as many as the worker has slots for each batch
+    # the writer may have at the database: it keeps its slot, and new jobs wait for the
+    # writes instead of piling up more.
     first = await harness.enqueue("test_slow_no_timeout", {"seconds": 3})
     blocker = await asyncpg.connect(plain_postgres_dsn(db_url))
     try:
@@ -322,11 +323,13 @@ async def test_an_outcome_waiting_for_its_write_gives_its_slot_to_the_next_job(
             await harness.until(second.id, JobStatus.RUNNING)
             await blocker.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", second.id)
             await wait_for(lambda: worker.unwritten_outcomes == 2, within=10)
+            third = await harness.enqueue("test_slow_no_timeout", {"seconds": 0})
+            await wait_for(lambda: worker.unwritten_outcomes == 3, within=10)
             assert (await harness.job(first.id)).status == JobStatus.RUNNING
             assert (worker.slots.used, worker.slots.free_for_new) == (1, 0)
-            third = await harness.enqueue("test_slow_no_timeout", {"seconds": 0})
+            fourth = await harness.enqueue("test_slow_no_timeout", {"seconds": 0})
             await blocker.execute("COMMIT")
-            for job in (first, second, third):
+            for job in (first, second, third, fourth):
                 await harness.until(job.id, JobStatus.SUCCEEDED)
     finally:
         await blocker.close()

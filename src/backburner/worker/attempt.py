@@ -124,9 +124,11 @@ class AttemptRunner:
                 # The handler is done: its slot goes to the next job while the outcome waits
                 # for the writer's next batch (holding it through the write kept a claim
                 # from overlapping the finish before it; README, "Benchmarks"), unless as
-                # many outcomes as the worker has slots wait already. Then the writes are
-                # what holds the worker up, and new jobs wait with them.
-                if self.writer.unwritten < self.capacity:
+                # many outcomes wait already as the worker has slots for each batch the
+                # writer may have at the database. Then the writes are what holds the
+                # worker up, and new jobs wait with them. (Once per lane: with two batches
+                # in flight, a bound of one worker's slots held claims back at full speed.)
+                if self.writer.unwritten < self.capacity * self.writer.lanes:
                     slot.give_back()
                 if outcome is not None:
                     applied = await self.writer.write(outcome)

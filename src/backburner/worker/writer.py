@@ -44,6 +44,11 @@ class OutcomeWriter:
         self._ready = asyncio.Event()
 
     @property
+    def lanes(self) -> int:
+        """How many batches may be at the database at once."""
+        return self._lanes
+
+    @property
     def unwritten(self) -> int:
         """Outcomes handed over and not yet written (those being written included)."""
         return len(self._queue) + self._writing
