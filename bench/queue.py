@@ -19,8 +19,10 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
@@ -115,27 +117,91 @@ async def count_status(db: Database, status: JobStatus) -> int:
         return int((await conn.execute(query)).scalar() or 0)
 
 
-async def completion_throughput(db_url: str, count: int) -> float:
+def process_cpu_seconds(pid: int, *, reaped_children: bool = False) -> float | None:
+    """User and system CPU of a process (Linux /proc), with `reaped_children` that of the
+    children it has waited for too; None where /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float | None:
+    """CPU of every PostgreSQL process on this machine (the server is on loopback), the
+    backends that have exited included (they count in the postmaster's children)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    total = 0.0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "postgres":
+                continue
+        except OSError:
+            continue
+        total += process_cpu_seconds(int(entry.name), reaped_children=True) or 0.0
+    return total
+
+
+@dataclass
+class Drain:
+    """A drain's rate and, where /proc tells, CPU per job (µs): the consumer's (the worker
+    process, or this one for PgQueuer) and PostgreSQL's."""
+
+    per_second: float
+    consumer_us: float | None = None
+    postgres_us: float | None = None
+
+    def cpu(self) -> str:
+        return " / ".join(
+            "—" if us is None else f"{us:,.0f}" for us in (self.consumer_us, self.postgres_us)
+        )
+
+
+def _per_job(before: float | None, after: float | None, count: int) -> float | None:
+    return None if before is None or after is None else (after - before) / count * 1e6
+
+
+async def completion_throughput(db_url: str, count: int) -> Drain:
     """No-op jobs/s completed by one `backburner worker` process, from the first job
-    started to the last finished (process start-up excluded)."""
+    started to the last finished (process start-up excluded), and the CPU it and
+    PostgreSQL spent per job from the first job finished to the last."""
     db = Database(db_url, sealer=KEYRING)
     try:
         await insert_noops(db, count)
         if ANALYZE and db.dialect == "postgresql":
             async with db.read() as conn:
                 await conn.execute(sa.text("ANALYZE jobs"))
-        with process("worker", "--concurrency", str(CONCURRENCY), env=env_for(db_url)):
+        with process("worker", "--concurrency", str(CONCURRENCY), env=env_for(db_url)) as child:
             deadline = time.monotonic() + 600
+            while (done_before := await count_status(db, JobStatus.SUCCEEDED)) == 0:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("worker did not start in time")
+                await asyncio.sleep(0.005)
+            worker_before, server_before = process_cpu_seconds(child.pid), postgres_cpu_seconds()
             while await count_status(db, JobStatus.SUCCEEDED) < count:
                 if time.monotonic() > deadline:
                     raise RuntimeError("worker did not finish in time")
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.05)
+            worker_after, server_after = process_cpu_seconds(child.pid), postgres_cpu_seconds()
         query = sa.select(
             sa.func.min(jobs_table.c.started_at), sa.func.max(jobs_table.c.completed_at)
         )
         async with db.read() as conn:
             first, last = (await conn.execute(query)).one()
-        return count / (last - first).total_seconds()
+        measured = count - done_before
+        return Drain(
+            count / (last - first).total_seconds(),
+            _per_job(worker_before, worker_after, measured),
+            _per_job(server_before, server_after, measured) if db.dialect == "postgresql" else None,
+        )
     finally:
         await db.close()
 
@@ -198,7 +264,7 @@ async def _started_after(db: Database, job_id: str, *, wait: float) -> float:
     raise RuntimeError("job was not picked up")
 
 
-async def pgqueuer_throughput(db_url: str, count: int) -> float:
+async def pgqueuer_throughput(db_url: str, count: int) -> Drain:
     """PgQueuer, its own enqueue and dequeue, a no-op entrypoint, same database."""
     from pgqueuer import AsyncpgDriver, Queries, QueueManager
     from pgqueuer.domain.types import QueueExecutionMode
@@ -222,6 +288,7 @@ async def pgqueuer_throughput(db_url: str, count: int) -> float:
         done += 1
 
     started = time.perf_counter()
+    client_before, server_before = time.process_time(), postgres_cpu_seconds()
     await asyncio.wait_for(
         manager.run(
             batch_size=BATCH, mode=QueueExecutionMode.drain, max_concurrent_tasks=CONCURRENCY
@@ -229,11 +296,16 @@ async def pgqueuer_throughput(db_url: str, count: int) -> float:
         timeout=600,
     )
     elapsed = time.perf_counter() - started
+    client_after, server_after = time.process_time(), postgres_cpu_seconds()
     await worker_conn.close()
     await conn.close()
     if done != count:
         raise RuntimeError(f"PgQueuer ran {done} of {count} jobs")
-    return count / elapsed
+    return Drain(
+        count / elapsed,
+        _per_job(client_before, client_after, count),
+        _per_job(server_before, server_after, count),
+    )
 
 
 # --- Report --------------------------------------------------------------------------------------
@@ -275,15 +347,19 @@ async def main() -> None:
                 enqueue = await enqueue_through_api(urls[0], args.api_jobs)
                 complete = await completion_throughput(urls[1], args.jobs)
                 p50, p99 = await pickup_latency(urls[2], args.samples)
-                versus = "n/a"
+                versus, their_cpu = "n/a", "n/a"
                 if dialect == "postgresql":
                     theirs_url = await fresh_database(dialect, Path(workdir))
                     try:
                         theirs = await pgqueuer_throughput(theirs_url, args.jobs)
                     finally:
                         await drop_database(theirs_url)
-                    versus = f"{complete / theirs:.2f}x ({theirs:,.0f}/s)"
-                rows.append((dialect, enqueue, complete, p50, p99, versus))
+                    versus = (
+                        f"{complete.per_second / theirs.per_second:.2f}x "
+                        f"({theirs.per_second:,.0f}/s)"
+                    )
+                    their_cpu = theirs.cpu()
+                rows.append((dialect, enqueue, complete, p50, p99, versus, their_cpu))
             finally:
                 for url in urls:
                     await drop_database(url)
@@ -300,11 +376,16 @@ async def main() -> None:
         "pickup p50 (ms)",
         "pickup p99 (ms)",
         "vs PgQueuer (completed)",
+        "CPU per no-op job, µs: worker / PostgreSQL",
+        "PgQueuer's: consumer / PostgreSQL",
     )
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
-    for dialect, enqueue, complete, p50, p99, versus in rows:
-        print(f"{dialect} | {enqueue:,.0f} | {complete:,.0f} | {p50:.1f} | {p99:.1f} | {versus}")
+    for dialect, enqueue, complete, p50, p99, versus, their_cpu in rows:
+        print(
+            f"{dialect} | {enqueue:,.0f} | {complete.per_second:,.0f} | {p50:.1f} | {p99:.1f} | "
+            f"{versus} | {complete.cpu()} | {their_cpu}"
+        )
 
 
 if __name__ == "__main__":
