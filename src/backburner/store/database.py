@@ -591,6 +591,8 @@ class _QueuePool:
     async def _close(conn: Any) -> None:
         try:
             await conn.close(timeout=CLOSE_SECONDS)
+        except Exception:  # slow or already broken: cut off, nothing to tell
+            conn.terminate()
         except BaseException:
             conn.terminate()
             raise
