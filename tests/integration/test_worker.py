@@ -301,6 +301,34 @@ async def test_while_jobs_wait_on_the_model_a_quarter_of_the_slots_is_kept_for_t
         await wait_for(lambda: worker.slots.used == 8, within=10)
 
 
+class _RowHolder:
+    """Another transaction, holding job rows locked until `release()` (PostgreSQL): the
+    outcome of a held job cannot be written meanwhile."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+        self._open = False
+
+    async def hold(self, job_id: str) -> None:
+        if not self._open:
+            await self._conn.execute("BEGIN")
+            self._open = True
+        await self._conn.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", job_id)
+
+    async def release(self) -> None:
+        await self._conn.execute("COMMIT")
+        self._open = False
+
+
+@contextlib.asynccontextmanager
+async def _row_holder(db_url: str) -> AsyncIterator[_RowHolder]:
+    conn = await asyncpg.connect(plain_postgres_dsn(db_url))
+    try:
+        yield _RowHolder(conn)
+    finally:
+        await conn.close()
+
+
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 async def test_an_outcome_waiting_for_its_write_gives_its_slot_to_the_next_job(
     harness: Harness, db_url: str
@@ -312,27 +340,25 @@ async def test_an_outcome_waiting_for_its_write_gives_its_slot_to_the_next_job(
     # the writer may have at the database: it keeps its slot, and new jobs wait for the
     # writes instead of piling up more.
     first = await harness.enqueue("test_slow_no_timeout", {"seconds": 3})
-    blocker = await asyncpg.connect(plain_postgres_dsn(db_url))
-    try:
-        async with harness.worker(worker_concurrency=1, claim_batch_size=1) as worker:
-            await harness.until(first.id, JobStatus.RUNNING)
-            await blocker.execute("BEGIN")
-            await blocker.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", first.id)
-            await wait_for(lambda: worker.unwritten_outcomes == 1, within=10)
-            second = await harness.enqueue("test_slow_no_timeout", {"seconds": 2})
-            await harness.until(second.id, JobStatus.RUNNING)
-            await blocker.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", second.id)
-            await wait_for(lambda: worker.unwritten_outcomes == 2, within=10)
-            third = await harness.enqueue("test_slow_no_timeout", {"seconds": 0})
-            await wait_for(lambda: worker.unwritten_outcomes == 3, within=10)
-            assert (await harness.job(first.id)).status == JobStatus.RUNNING
-            assert (worker.slots.used, worker.slots.free_for_new) == (1, 0)
-            fourth = await harness.enqueue("test_slow_no_timeout", {"seconds": 0})
-            await blocker.execute("COMMIT")
-            for job in (first, second, third, fourth):
-                await harness.until(job.id, JobStatus.SUCCEEDED)
-    finally:
-        await blocker.close()
+    async with (
+        _row_holder(db_url) as rows,
+        harness.worker(worker_concurrency=1, claim_batch_size=1) as worker,
+    ):
+        await harness.until(first.id, JobStatus.RUNNING)
+        await rows.hold(first.id)
+        await wait_for(lambda: worker.unwritten_outcomes == 1, within=10)
+        second = await harness.enqueue("test_slow_no_timeout", {"seconds": 2})
+        await harness.until(second.id, JobStatus.RUNNING)
+        await rows.hold(second.id)
+        await wait_for(lambda: worker.unwritten_outcomes == 2, within=10)
+        third = await harness.enqueue("test_slow_no_timeout", {"seconds": 0})
+        await wait_for(lambda: worker.unwritten_outcomes == 3, within=10)
+        assert (await harness.job(first.id)).status == JobStatus.RUNNING
+        assert (worker.slots.used, worker.slots.free_for_new) == (1, 0)
+        fourth = await harness.enqueue("test_slow_no_timeout", {"seconds": 0})
+        await rows.release()
+        for job in (first, second, third, fourth):
+            await harness.until(job.id, JobStatus.SUCCEEDED)
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
@@ -342,20 +368,18 @@ async def test_an_outcome_stuck_at_the_database_does_not_hold_back_other_jobs_ou
     # The first job's row is held by another transaction, so writing its outcome waits;
     # the writer's other statement writes the second job's meanwhile.
     first = await harness.enqueue("test_slow_no_timeout", {"seconds": 1})
-    blocker = await asyncpg.connect(plain_postgres_dsn(db_url))
-    try:
-        async with harness.worker(worker_concurrency=2, claim_batch_size=1) as worker:
-            await harness.until(first.id, JobStatus.RUNNING)
-            await blocker.execute("BEGIN")
-            await blocker.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", first.id)
-            await wait_for(lambda: worker.unwritten_outcomes == 1, within=10)
-            second = await harness.enqueue("test_slow_no_timeout", {"seconds": 0})
-            await harness.until(second.id, JobStatus.SUCCEEDED)
-            assert (await harness.job(first.id)).status == JobStatus.RUNNING
-            await blocker.execute("COMMIT")
-            await harness.until(first.id, JobStatus.SUCCEEDED)
-    finally:
-        await blocker.close()
+    async with (
+        _row_holder(db_url) as rows,
+        harness.worker(worker_concurrency=2, claim_batch_size=1) as worker,
+    ):
+        await harness.until(first.id, JobStatus.RUNNING)
+        await rows.hold(first.id)
+        await wait_for(lambda: worker.unwritten_outcomes == 1, within=10)
+        second = await harness.enqueue("test_slow_no_timeout", {"seconds": 0})
+        await harness.until(second.id, JobStatus.SUCCEEDED)
+        assert (await harness.job(first.id)).status == JobStatus.RUNNING
+        await rows.release()
+        await harness.until(first.id, JobStatus.SUCCEEDED)
 
 
 async def test_a_lost_response_is_submitted_again(db: Database, settings: Settings) -> None:
