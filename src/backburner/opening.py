@@ -43,6 +43,7 @@ async def open_database(
     try:
         if listen:
             await db.start_listening()
+            await _warn_if_the_server_is_too_small(db, pool_size)
         if upgrade:
             await migrate.upgrade(db)
         await _use_keys(db, source)
@@ -50,6 +51,24 @@ async def open_database(
     except BaseException:
         await db.close()
         raise
+
+
+async def _warn_if_the_server_is_too_small(db: Database, pool_size: int) -> None:
+    """A service process (it listens) whose pools alone could take more connections than
+    PostgreSQL gives clients: under load its statements would fail to connect, one after
+    another, instead of waiting for a pooled connection. Said once, at start; the whole
+    fleet's sum is the operator's to size (docs/operations.md)."""
+    room = await db.room_for_clients()
+    if room is not None and db.most_connections > room:
+        log.warning(
+            "this process may open more connections than PostgreSQL takes from clients: "
+            "lower BACKBURNER_DATABASE_POOL_SIZE or raise max_connections",
+            extra={
+                "most_connections": db.most_connections,
+                "pool_size": pool_size,
+                "server_allows": room,
+            },
+        )
 
 
 async def _use_keys(db: Database, source: KeySource) -> None:

@@ -322,7 +322,7 @@ class Database:
         # Behind a transaction pooler no session settings can be kept: the queue's statements
         # share the read pool, and a claim sets its plan in a transaction of its own.
         self.queue_lane = self.dialect == "postgresql" and not transaction_pooler
-        self._queue_pool_size = kept
+        self._per_pool = kept  # each pool, the queue's own included
         self._queue_pool: _QueuePool | None = None
         self.outages = OutageLog()
         for engine in {self._read_engine, self._write_engine}:
@@ -337,6 +337,26 @@ class Database:
     @property
     def engine(self) -> AsyncEngine:
         return self._write_engine
+
+    @property
+    def most_connections(self) -> int:
+        """The most connections this process may open to PostgreSQL at once: each pool up
+        to twice its size (the queue's own too where it has one), and the listener."""
+        pools = 3 if self.queue_lane else 2
+        return pools * self._per_pool + 1
+
+    async def room_for_clients(self) -> int | None:
+        """How many client connections the PostgreSQL server takes (max_connections less
+        those kept for superusers); None on SQLite or behind a transaction pooler, whose
+        own limits are what a process meets."""
+        if self.dialect != "postgresql" or self.transaction_pooler:
+            return None
+        async with self.asyncpg_connection() as conn:
+            room = await conn.fetchval(
+                "SELECT current_setting('max_connections')::int"
+                " - current_setting('superuser_reserved_connections')::int"
+            )
+        return int(room)
 
     def insert_or_ignore(self, table: sa.Table, values: dict[str, Any]) -> sa.Insert:
         """An INSERT that does nothing when the row's key exists (both dialects)."""
@@ -454,7 +474,7 @@ class Database:
             if pool is not None:  # the database outlived an event loop: its connections too
                 pool.abandon()
             pool = self._queue_pool = _QueuePool(
-                loop, self.url, self._queue_pool_size, self.outages.connected
+                loop, self.url, self._per_pool, self.outages.connected
             )
         return pool
 
