@@ -100,9 +100,18 @@ class OwedDelivery:
 def owes_notification() -> sa.ColumnElement[bool]:
     """Whether a job row may owe notifications: it asked for them, or its owner has
     endpoints or default channels. Jobs nobody listens to cost no outbox row."""
+    return sa.or_(asks_for_notifications(), owner_listens())
+
+
+def asks_for_notifications() -> sa.ColumnElement[bool]:
+    """The job's own part of `owes_notification`: it named a callback or channels."""
+    return sa.or_(jobs.c.callback_url.is_not(None), jobs.c.notify.is_not(None))
+
+
+def owner_listens() -> sa.ColumnElement[bool]:
+    """The owner's part of `owes_notification` (on `jobs.owner`): it has enabled
+    endpoints or default channels, the same for all of its jobs."""
     return sa.or_(
-        jobs.c.callback_url.is_not(None),
-        jobs.c.notify.is_not(None),
         sa.select(webhook_endpoints.c.id)
         .where(webhook_endpoints.c.owner == jobs.c.owner, webhook_endpoints.c.enabled)
         .exists(),
