@@ -62,6 +62,39 @@ POSTGRES = os.environ.get(
 )
 
 
+def process_cpu_seconds(pid: int, *, reaped_children: bool = False) -> float | None:
+    """User and system CPU of a process (Linux /proc), with `reaped_children` that of the
+    children it has waited for too; None where /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float | None:
+    """CPU of every PostgreSQL process on this machine (the server is on loopback), the
+    backends that have exited included (they count in the postmaster's children)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    total = 0.0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "postgres":
+                continue
+        except OSError:
+            continue
+        total += process_cpu_seconds(int(entry.name), reaped_children=True) or 0.0
+    return total
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -24,7 +24,6 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(
 import argparse
 import asyncio
 import base64
-import os
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
@@ -40,19 +39,13 @@ from bench_support import (
     fresh_database,
     percentile,
     process,
+    process_cpu_seconds,
     wait_http,
 )
 
 from backburner.store import Database, JobStatus, NewJob
 from backburner.store.schema import jobs as jobs_table
 from backburner.store.schema import provider_calls
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -138,9 +131,12 @@ async def run(mode: str, jobs: int, latency: float) -> dict[str, Any]:
                 # The emulator is busy under this load: give its counters time to answer.
                 async with httpx.AsyncClient(timeout=60) as client:
                     polls_before = (await client.get(stats_url)).json()["responses_retrieved"]
-                    cpu_before = cpu_seconds(worker.pid)
+                    cpu_before = process_cpu_seconds(worker.pid)
                     await asyncio.sleep(window)
-                    cpu_after = cpu_seconds(worker.pid)
+                    cpu_after = process_cpu_seconds(worker.pid)
+                    # peak_rss_mib reads /proc too: this bench is for Linux.
+                    assert cpu_before is not None
+                    assert cpu_after is not None
                     polls_after = (await client.get(stats_url)).json()["responses_retrieved"]
                 done = sa.select(sa.func.count()).where(
                     jobs_table.c.status == JobStatus.SUCCEEDED.value

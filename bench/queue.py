@@ -19,7 +19,6 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(
 
 import argparse
 import asyncio
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -36,7 +35,9 @@ from bench_support import (
     free_port,
     fresh_database,
     percentile,
+    postgres_cpu_seconds,
     process,
+    process_cpu_seconds,
     wait_http,
 )
 
@@ -115,39 +116,6 @@ async def count_status(db: Database, status: JobStatus) -> int:
     query = sa.select(sa.func.count()).where(jobs_table.c.status == status.value)
     async with db.read() as conn:
         return int((await conn.execute(query)).scalar() or 0)
-
-
-def process_cpu_seconds(pid: int, *, reaped_children: bool = False) -> float | None:
-    """User and system CPU of a process (Linux /proc), with `reaped_children` that of the
-    children it has waited for too; None where /proc cannot tell."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    ticks = int(fields[11]) + int(fields[12])
-    if reaped_children:
-        ticks += int(fields[13]) + int(fields[14])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def postgres_cpu_seconds() -> float | None:
-    """CPU of every PostgreSQL process on this machine (the server is on loopback), the
-    backends that have exited included (they count in the postmaster's children)."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return None
-    total = 0.0
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if (entry / "comm").read_text().strip() != "postgres":
-                continue
-        except OSError:
-            continue
-        total += process_cpu_seconds(int(entry.name), reaped_children=True) or 0.0
-    return total
 
 
 @dataclass
