@@ -325,7 +325,7 @@ class Database:
         self._per_pool = kept  # each pool, the queue's own included
         self._queue_pool: _QueuePool | None = None
         self.outages = OutageLog()
-        for engine in {self._read_engine, self._write_engine}:
+        for engine in (self._read_engine, self._write_engine):
             sealed.attach(engine.sync_engine.dialect, sealer)
             event.listen(engine.sync_engine, "connect", lambda *_: self.outages.connected())
         self._write_lock = asyncio.Lock()
@@ -629,16 +629,14 @@ class _QueuePool:
     async def close(self) -> None:
         """Close the idle connections; those in use are closed as they come back."""
         self._closed = True
-        idle, self._idle = self._idle, []
-        self._open -= len(idle)
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(asyncpg.InterfaceError("the queue's connections are closed"))
         self._waiters.clear()
         if self.loop is not asyncio.get_running_loop():
-            self._idle = idle
             self.abandon()
             return
+        idle, self._idle = self._idle, []
         for conn in idle:
             self._close_in_background(conn)
         if self._closing:

@@ -100,8 +100,8 @@ class AttemptRunner:
         deadlines: Deadlines,
         capacity: int,
     ) -> None:
-        """`capacity`: the worker's slots, and as many outcomes may wait for their write
-        without holding one."""
+        """`capacity`: the worker's slots; as many outcomes for each batch the writer may
+        have at the database wait for their write without holding one."""
         self.db = db
         self.capacity = capacity
         self.deadlines = deadlines

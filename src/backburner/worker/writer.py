@@ -32,13 +32,12 @@ class OutcomeWriter:
         worker_id: str,
         clock: Callable[[], datetime],
         max_batch: int = 500,
-        lanes: int | None = None,
     ) -> None:
         self._db = db
         self._worker_id = worker_id
         self._clock = clock
         self._max_batch = max_batch
-        self._lanes = lanes or (POSTGRES_LANES if db.dialect == "postgresql" else 1)
+        self._lanes = POSTGRES_LANES if db.dialect == "postgresql" else 1
         self._queue: list[tuple[Outcome, asyncio.Future[bool]]] = []
         self._writing = 0  # outcomes in batches at the database
         self._ready = asyncio.Event()
