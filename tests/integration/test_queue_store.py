@@ -256,8 +256,9 @@ async def test_a_stream_of_wake_ups_sends_one_statement_per_spacing_and_loses_no
             notify_starts.append(time.monotonic() - query.elapsed)
 
     try:
-        # The sender's pool holds this one connection, which every wake-up then takes.
-        async with sender.asyncpg_connection() as conn:
+        # Wake-ups go on the queue's own connections: its pool now holds this one, which
+        # every wake-up then takes (they go one at a time).
+        async with sender.asyncpg_connection(queue=True) as conn:
             conn.add_query_logger(logged)
         names: list[str] = []
         loop = asyncio.get_running_loop()

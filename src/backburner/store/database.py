@@ -208,14 +208,15 @@ def _connect_args(dialect: Dialect, *, pooled: bool, queue_lane: bool = False) -
         }
     if queue_lane:
         # The queue's own connections run only the statements that make, claim and finish
-        # jobs (Database.asyncpg_connection(queue=True)), each planned once per connection
-        # (a generic plan, whatever the statistics say then) with sequential and bitmap
-        # scans off, so that a plan made while the table looked empty or had no job
-        # running (a queue's statistics are nearly always stale) still reads by index;
-        # each statement is written so that it does (tests/integration/test_queue_store.py
-        # holds the plans). Planned anew each time, as on the other connections, those
-        # statements spent a quarter of a single create's time and most of the worker's
-        # statement time at the database in planning (bench/intake.py, bench/queue.py).
+        # jobs, and the wake-ups that announce them (Database.asyncpg_connection(queue=
+        # True)), each planned once per connection (a generic plan, whatever the statistics
+        # say then) with sequential and bitmap scans off, so that a plan made while the
+        # table looked empty or had no job running (a queue's statistics are nearly always
+        # stale) still reads by index; each statement is written so that it does
+        # (tests/integration/test_queue_store.py holds the plans). Planned anew each time,
+        # as on the other connections, those statements spent a quarter of a single
+        # create's time and most of the worker's statement time at the database in
+        # planning (bench/intake.py, bench/queue.py).
         return {
             "server_settings": {
                 "plan_cache_mode": "force_generic_plan",
@@ -432,7 +433,10 @@ class Database:
             owed, lane.owed = sorted(lane.owed), set()
             channels, payloads = [c for c, _ in owed], [p for _, p in owed]
             try:
-                async with self.asyncpg_connection() as conn:
+                # On the queue's own connections where there are some: the wake-up
+                # announces what its statements did, and a checkout there costs a tenth
+                # of one through SQLAlchemy's pool (a create's CPU, bench/intake.py).
+                async with self.asyncpg_connection(queue=True) as conn:
                     await conn.execute(
                         "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS w(c, p)",
                         channels,
@@ -460,7 +464,8 @@ class Database:
     ) -> contextlib.AbstractAsyncContextManager[Any]:
         """The driver's own connection (PostgreSQL, autocommit), for the statements that
         pass whole batches as arrays. `queue`: one of the queue's own connections, for the
-        statements that make, claim and finish jobs only (see `_connect_args`)."""
+        statements that make, claim and finish jobs and the wake-ups (NOTIFY) only (see
+        `_connect_args`)."""
         if self.dialect != "postgresql":
             raise RuntimeError("asyncpg_connection is for PostgreSQL only")
         if queue and self.queue_lane:
