@@ -499,11 +499,7 @@ async def test_a_claim_reads_the_queue_by_its_index_whatever_the_statistics_say(
                 db, worker_id="w", limit=100, lease_seconds=30, now=T0, types=["noop"]
             )
             finish = postgres.finish_args(
-                KEYRING,
-                "w",
-                [queue_store._finish_params(_succeeded(job), T0) for job in claimed],
-                [queue_store._finish_event(_succeeded(job), T0) for job in claimed],
-                T0,
+                KEYRING, "w", [queue_store._finish_row(_succeeded(job), T0) for job in claimed], T0
             )
             async with db.asyncpg_connection(queue=True) as conn:
                 kept_claim = await _kept_plan(conn, postgres.CLAIM, args)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -36,7 +36,7 @@ from backburner.store.sealed import (
     seal_for,
     sealer_or_fail,
 )
-from backburner.store.transitions import TERMINAL_STATUSES, Event, next_state
+from backburner.store.transitions import TERMINAL_STATUSES, Event, JobStatus, next_state
 
 _JSON_COLUMNS = {"payload", "result", "notify"}
 # Every column, JSON ones as text: we decode them, whatever codecs the driver has.
@@ -283,8 +283,30 @@ TERMINAL = _listed(TERMINAL_STATUSES)
 OUTSTANDING = _listed(OUTSTANDING_CALL_STATUSES)
 RETRIED = _listed(RETRIED_CALL_STATUSES)
 
-# The columns `queue._finish_params` computes for each outcome, in this order: the same
-# values the portable UPDATE binds, passed as arrays.
+
+class FinishRow(NamedTuple):
+    """How one attempt's outcome is written (`queue._finish_row`): the values the portable
+    finish binds and FINISH passes as arrays, in FINISH's order ($1-$14, then $17-$18)."""
+
+    id: str
+    attempt: int
+    status: JobStatus
+    result: Any
+    error_message: str | None
+    error_kind: str | None
+    completed_at: datetime | None  # set when the outcome ends the job
+    run_at: datetime | None  # a retry's next run
+    progress: float | None
+    retry_inc: int
+    attempt_dec: int
+    event: Event
+    event_data: dict[str, Any] | None
+    error_retryable: bool | None
+    result_object: str | None
+    result_bytes: int | None
+
+
+# Each outcome's FinishRow as arrays, in this order.
 FINISH = f"""
 WITH outcome AS (
     SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[],
@@ -391,39 +413,25 @@ def job_from_record(record: Any, sealer: Sealer | None) -> Job:
 
 
 def finish_args(
-    sealer: Sealer | None,
-    worker_id: str,
-    params: Sequence[dict[str, Any]],
-    events: Sequence[dict[str, Any]],
-    now: datetime,
+    sealer: Sealer | None, worker_id: str, rows: Sequence[FinishRow], now: datetime
 ) -> tuple[Any, ...]:
-    """FINISH's arguments from the portable path's parameters and event rows, one pair per
-    outcome: the values are computed once, in `queue`, for both forms."""
-    columns: list[list[Any]] = [[] for _ in range(16)]
-    for param, event in zip(params, events, strict=True):
-        result = param["b_result"]
-        row = (
-            param["b_id"],
-            event["attempt"],
-            param["b_status"],
-            None
-            if result is None and not param["b_completed_at"]
-            else seal_for(jobs.c.result, sealer_or_fail(sealer), result) or "null",
-            param["b_error_message"],
-            param["b_error_kind"],
-            param["b_completed_at"],
-            param["b_run_at"],
-            param["b_progress"],
-            param["b_retry_inc"],
-            param["b_attempt_dec"],
-            event["kind"],
-            json.dumps(event["data"]) if event["data"] else None,
-            param["b_error_retryable"],
-            param["b_result_object"],
-            param["b_result_bytes"],
-        )
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
+    """FINISH's arguments: the outcomes' rows (computed once, in `queue`, for both forms)
+    turned into its columns in one step, the results sealed and the events' data encoded."""
+    if not rows:
+        return (*([] for _ in range(14)), now, worker_id, [], [])
+    columns: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)]
+    columns[2] = [status.value for status in columns[2]]
+    # An attempt that ends the job writes its result (JSON null for none); one that does
+    # not (a retry, a hand-back) leaves it NULL.
+    result_column = jobs.c.result
+    columns[3] = [
+        None
+        if result is None and completed_at is None
+        else seal_for(result_column, sealer_or_fail(sealer), result) or "null"
+        for result, completed_at in zip(columns[3], columns[6], strict=True)
+    ]
+    columns[11] = [event.value for event in columns[11]]
+    columns[12] = [json.dumps(data) if data else None for data in columns[12]]
     return (*columns[:14], now, worker_id, *columns[14:])
 
 

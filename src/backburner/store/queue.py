@@ -274,40 +274,63 @@ _FINISH = (
 )
 
 
-def _finish_params(outcome: Outcome, now: datetime) -> dict[str, Any]:
-    terminal = outcome.status in TERMINAL_STATUSES
+def _finish_row(outcome: Outcome, now: datetime) -> postgres.FinishRow:
+    """What the finish writes for an outcome at `now`, for both of its forms."""
+    status = outcome.status
+    data: dict[str, Any] = {}
+    if outcome.error_kind:
+        data["error_kind"] = outcome.error_kind
+    if status == JobStatus.PENDING and outcome.run_at is not None:
+        data["run_at"] = outcome.run_at.isoformat()
+    return postgres.FinishRow(
+        id=outcome.job_id,
+        attempt=outcome.attempt,
+        status=status,
+        result=outcome.result,
+        error_message=outcome.error_message,
+        error_kind=outcome.error_kind,
+        completed_at=now if status in TERMINAL_STATUSES else None,
+        run_at=outcome.run_at if status == JobStatus.PENDING else None,
+        progress=1.0 if status == JobStatus.SUCCEEDED else None,
+        retry_inc=1 if outcome.count_as_retry else 0,
+        attempt_dec=1 if outcome.give_back_attempt else 0,
+        event=outcome.event,
+        event_data=data or None,
+        error_retryable=outcome.retryable,
+        result_object=outcome.result_object,
+        result_bytes=outcome.result_bytes,
+    )
+
+
+def _finish_params(row: postgres.FinishRow, now: datetime) -> dict[str, Any]:
+    """The portable UPDATE's parameters (_FINISH) for a row."""
     return {
-        "b_id": outcome.job_id,
-        "b_status": outcome.status.value,
-        "b_result": outcome.result,
-        "b_result_object": outcome.result_object,
-        "b_result_bytes": outcome.result_bytes,
-        "b_error_message": outcome.error_message,
-        "b_error_kind": outcome.error_kind,
-        "b_error_retryable": outcome.retryable,
-        "b_completed_at": now if terminal else None,
-        "b_run_at": outcome.run_at if outcome.status == JobStatus.PENDING else None,
-        "b_progress": 1.0 if outcome.status == JobStatus.SUCCEEDED else None,
-        "b_retry_inc": 1 if outcome.count_as_retry else 0,
-        "b_attempt_dec": 1 if outcome.give_back_attempt else 0,
+        "b_id": row.id,
+        "b_status": row.status.value,
+        "b_result": row.result,
+        "b_result_object": row.result_object,
+        "b_result_bytes": row.result_bytes,
+        "b_error_message": row.error_message,
+        "b_error_kind": row.error_kind,
+        "b_error_retryable": row.error_retryable,
+        "b_completed_at": row.completed_at,
+        "b_run_at": row.run_at,
+        "b_progress": row.progress,
+        "b_retry_inc": row.retry_inc,
+        "b_attempt_dec": row.attempt_dec,
         "b_now": now,
     }
 
 
-def _finish_event(outcome: Outcome, now: datetime) -> dict[str, Any]:
-    data: dict[str, Any] = {}
-    if outcome.error_kind:
-        data["error_kind"] = outcome.error_kind
-    if outcome.status == JobStatus.PENDING and outcome.run_at is not None:
-        data["run_at"] = outcome.run_at.isoformat()
+def _finish_event(row: postgres.FinishRow, now: datetime) -> dict[str, Any]:
     return transition_row(
-        outcome.job_id,
+        row.id,
         JobStatus.RUNNING,
-        outcome.event,
+        row.event,
         now,
-        attempt=outcome.attempt,
-        message=outcome.error_message,
-        data=data or None,
+        attempt=row.attempt,
+        message=row.error_message,
+        data=row.event_data,
     )
 
 
@@ -331,8 +354,9 @@ async def finish_jobs(
         held = {row[0]: row[1] for row in (await tx.conn.execute(held_q)).all()}
         applied = [o for o in outcomes if held.get(o.job_id) == o.attempt]
         if applied:
-            await tx.conn.execute(_FINISH, [_finish_params(o, now) for o in applied])
-            await add_events(tx.conn, [_finish_event(o, now) for o in applied])
+            rows = [_finish_row(o, now) for o in applied]
+            await tx.conn.execute(_FINISH, [_finish_params(row, now) for row in rows])
+            await add_events(tx.conn, [_finish_event(row, now) for row in rows])
             if any(o.status == JobStatus.PENDING for o in applied):
                 await tx.signal(CHANNEL_JOBS)
             ended = [o.job_id for o in applied if o.status in TERMINAL_STATUSES]
@@ -346,11 +370,7 @@ async def _finish_jobs_postgres(
 ) -> set[str]:
     async with db.asyncpg_connection(queue=True) as conn:
         args = postgres.finish_args(
-            db.sealer,
-            worker_id,
-            [_finish_params(o, now) for o in outcomes],
-            [_finish_event(o, now) for o in outcomes],
-            now,
+            db.sealer, worker_id, [_finish_row(o, now) for o in outcomes], now
         )
         records = await conn.fetch(postgres.FINISH, *args)
         if any(record["status"] == PENDING for record in records):
@@ -428,8 +448,9 @@ async def reap_expired_leases(db: Database, *, now: datetime, limit: int = 500) 
         for row in rows:
             job = Job.from_row(row)
             outcome = _reap_outcome(job)
-            params.append(_finish_params(outcome, now))
-            events.append({**_finish_event(outcome, now), "data": {"worker": job.lease_owner}})
+            finishing = _finish_row(outcome, now)
+            params.append(_finish_params(finishing, now))
+            events.append({**_finish_event(finishing, now), "data": {"worker": job.lease_owner}})
             reaped.append(
                 ReapedJob(job.id, outcome.status, job.lease_owner, job.type, job.attempts)
             )
