@@ -54,17 +54,35 @@ async def open_database(
 
 
 async def _warn_if_the_server_is_too_small(db: Database, pool_size: int) -> None:
-    """A service process (it listens) whose pools alone could take more connections than
-    PostgreSQL gives clients: under load its statements would fail to connect, one after
-    another, instead of waiting for a pooled connection. Said once, at start; the whole
-    fleet's sum is the operator's to size (docs/operations.md)."""
+    """A service process (it listens) whose pools could take more connections than
+    PostgreSQL gives clients, alone or beside those other clients hold now (a fleet grown
+    one process too far, or a deploy that starts the new processes before the old ones
+    stop): under load its statements would fail to connect, one after another, instead of
+    waiting for a pooled connection. Said once, at start; the fleet's sizing is the
+    operator's (docs/operations.md)."""
     room = await db.room_for_clients()
-    if room is not None and db.most_connections > room:
+    if room is None:
+        return
+    if db.most_connections > room:
         log.warning(
             "this process may open more connections than PostgreSQL takes from clients: "
             "lower BACKBURNER_DATABASE_POOL_SIZE or raise max_connections",
             extra={
                 "most_connections": db.most_connections,
+                "pool_size": pool_size,
+                "server_allows": room,
+            },
+        )
+        return
+    others = await db.connections_of_others()
+    if others + db.most_connections > room:
+        log.warning(
+            "this process may open more connections than PostgreSQL has left for clients "
+            "beside those others hold now: lower BACKBURNER_DATABASE_POOL_SIZE, raise "
+            "max_connections or put PgBouncer in front",
+            extra={
+                "most_connections": db.most_connections,
+                "others_hold": others,
                 "pool_size": pool_size,
                 "server_allows": room,
             },

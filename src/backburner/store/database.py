@@ -15,6 +15,8 @@ import collections
 import contextlib
 import logging
 import math
+import os
+import socket
 import time
 import uuid
 from collections import defaultdict
@@ -49,6 +51,13 @@ CHANNEL_OUTBOX = "backburner_outbox"
 # The least time between two new-job NOTIFY statements of one process (Database.wake): the
 # delay a wake-up may take in a stream of creates, none after a quiet spell.
 WAKE_SPACING_SECONDS = 0.005
+
+
+def application_name() -> str:
+    """The name this process's direct connections give PostgreSQL (`application_name`, at
+    most 63 bytes): "backburner", the process's id and its host, one name per process."""
+    return f"backburner {os.getpid()}@{socket.gethostname()}"[:63]
+
 
 # SQLSTATE classes that say the server is out of reach: 08 connection exceptions, 57P
 # operator intervention (shutting down, restarting, not yet accepting connections).
@@ -206,6 +215,9 @@ def _connect_args(dialect: Dialect, *, pooled: bool, queue_lane: bool = False) -
             "prepared_statement_cache_size": 0,
             "prepared_statement_name_func": lambda: f"__backburner_{uuid.uuid4().hex}__",
         }
+    # Every direct connection is named for this process, so that operators (and a process
+    # starting: Database.connections_of_others) tell Backburner's connections apart.
+    named = {"application_name": application_name()}
     if queue_lane:
         # The queue's own connections run only the statements that make, claim and finish
         # jobs, and the wake-ups that announce them (Database.asyncpg_connection(queue=
@@ -219,6 +231,7 @@ def _connect_args(dialect: Dialect, *, pooled: bool, queue_lane: bool = False) -
         # planning (bench/intake.py, bench/queue.py).
         return {
             "server_settings": {
+                **named,
                 "plan_cache_mode": "force_generic_plan",
                 "enable_seqscan": "off",
                 "enable_bitmapscan": "off",
@@ -227,7 +240,7 @@ def _connect_args(dialect: Dialect, *, pooled: bool, queue_lane: bool = False) -
     # asyncpg prepares every statement; after five runs PostgreSQL may switch to a generic
     # plan, which for the claim query scans and sorts the whole pending queue. Custom
     # plans cost a little planning per query and keep queue queries on their index.
-    return {"server_settings": {"plan_cache_mode": "force_custom_plan"}}
+    return {"server_settings": {**named, "plan_cache_mode": "force_custom_plan"}}
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -358,6 +371,18 @@ class Database:
                 " - current_setting('superuser_reserved_connections')::int"
             )
         return int(room)
+
+    async def connections_of_others(self) -> int:
+        """How many client connections other than this process's own (by their name,
+        `application_name()`) the PostgreSQL server holds now, in every database: they all
+        come out of one max_connections."""
+        async with self.asyncpg_connection() as conn:
+            others = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                " AND application_name IS DISTINCT FROM $1",
+                application_name(),
+            )
+        return int(others)
 
     def insert_or_ignore(self, table: sa.Table, values: dict[str, Any]) -> sa.Insert:
         """An INSERT that does nothing when the row's key exists (both dialects)."""
@@ -703,7 +728,9 @@ class PostgresListener:
         first = True
         while True:
             try:
-                conn = await asyncpg.connect(self._dsn)
+                conn = await asyncpg.connect(
+                    self._dsn, server_settings={"application_name": application_name()}
+                )
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("listener cannot connect; retrying", extra={"error": str(exc)})
                 await asyncio.sleep(self._retry_seconds)
