@@ -159,10 +159,15 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     def unavailable(request: Request, error: BaseException) -> JSONResponse:
-        log.warning(
-            "database unavailable",
-            extra={"path": request.url.path, "error": f"{type(error).__name__}: {error}"},
-        )
+        # An outage is told once a process (its OutageLog, with the worker's loops and the
+        # dispatcher), and once that it is over: under load a warning for every request it
+        # refused buried the story under thousands of lines.
+        services = getattr(request.app.state, "services", None)
+        if services is None or not services.db.outages.absorbed(error, request.url.path):
+            log.warning(
+                "database unavailable",
+                extra={"path": request.url.path, "error": f"{type(error).__name__}: {error}"},
+            )
         return problem(
             503,
             "the database is unavailable; try again shortly",
