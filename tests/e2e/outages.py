@@ -1,17 +1,32 @@
-"""What the outage tests share: requests sent until they are taken, and the check that
-every job created ended succeeded exactly once."""
+"""What the outage tests share: a server's database made ready, requests sent until they
+are taken, and the check that every job created ended succeeded exactly once."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import sqlalchemy as sa
 
-from backburner.store import Database
+from backburner.store import Database, Role, migrate
+from backburner.store import keys as keys_store
 from backburner.store.schema import job_events, jobs
-from tests.conftest import wait_for
+from tests.conftest import KEYRING, wait_for
+
+
+async def prepared(url: str) -> str:
+    """Migrate the server's database and make a member key (alice's)."""
+    db = Database(url, sealer=KEYRING)
+    try:
+        await migrate.upgrade(db)
+        _, key = await keys_store.create_key(
+            db, owner="alice", role=Role.MEMBER, now=datetime.now(UTC)
+        )
+    finally:
+        await db.close()
+    return key
 
 
 async def sent_until_taken(

@@ -9,16 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
-from backburner.store import Database, Role, migrate
-from backburner.store import keys as keys_store
+from backburner.store import Database
 from tests.conftest import KEYRING, wait_for
-from tests.e2e.outages import sent_until_taken, succeeded_once_each
+from tests.e2e.outages import prepared, sent_until_taken, succeeded_once_each
 from tests.e2e.processes import child_env, free_port, started, wait_until_serving
 from tests.pgserver import PrivateServer, private_postgres
 
@@ -28,19 +26,6 @@ JOBS = 2000  # created one by one
 BATCHES, BATCH = 10, 100  # and in batches
 TOTAL = JOBS + BATCHES * BATCH
 RESTART_AFTER = 500
-
-
-async def prepared(url: str) -> str:
-    """Migrate the server's database and make a member key."""
-    db = Database(url, sealer=KEYRING)
-    try:
-        await migrate.upgrade(db)
-        _, key = await keys_store.create_key(
-            db, owner="alice", role=Role.MEMBER, now=datetime.now(UTC)
-        )
-    finally:
-        await db.close()
-    return key
 
 
 async def readyz(client: httpx.AsyncClient) -> int:

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
 
 import httpx
 import pytest
 
-from backburner.store import Database, Role, migrate
-from backburner.store import keys as keys_store
-from tests.conftest import KEYRING, fast_settings, serving, wait_for
+from tests.conftest import fast_settings, serving, wait_for
+from tests.e2e.outages import prepared
 from tests.pgserver import private_postgres
 
 pytestmark = pytest.mark.slow
@@ -22,25 +20,13 @@ UNREACHABLE = "database unreachable; retrying until it is back"
 BACK = "database reachable again"
 
 
-async def _member_key(url: str) -> str:
-    db = Database(url, sealer=KEYRING)
-    try:
-        await migrate.upgrade(db)
-        _, key = await keys_store.create_key(
-            db, owner="alice", role=Role.MEMBER, now=datetime.now(UTC)
-        )
-    finally:
-        await db.close()
-    return key
-
-
 async def _answers(client: httpx.AsyncClient) -> bool:
     return (await client.get("/api/jobs")).status_code == 200
 
 
 async def test_an_outage_is_told_once_not_once_a_request(caplog: pytest.LogCaptureFixture) -> None:
     with private_postgres() as server:
-        key = await _member_key(server.url)
+        key = await prepared(server.url)
         async with serving(fast_settings(server.url), key, embed_worker=False) as client:
             assert await _answers(client)
             with caplog.at_level(logging.WARNING):
