@@ -21,6 +21,10 @@ WARNING = "this process may open more connections than PostgreSQL takes from cli
 OTHERS_WARNING = "this process may open more connections than PostgreSQL has left for clients"
 
 
+def _told(caplog: pytest.LogCaptureFixture, warning: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage().startswith(warning)]
+
+
 async def _started(db_url: str, pool_size: int) -> tuple[int, int | None]:
     settings = fast_settings(db_url, database_pool_size=pool_size)
     db, _ = await open_database(settings, listen=True, pool_size=pool_size)
@@ -37,9 +41,9 @@ async def test_pools_larger_than_the_server_are_told_once_at_start(
     with caplog.at_level(logging.WARNING, logger="backburner.opening"):
         _, room = await _started(db_url, 1)
         assert room is not None
-        assert not [r for r in caplog.records if r.getMessage().startswith(WARNING)]
+        assert not _told(caplog, WARNING)
         most, _ = await _started(db_url, room)  # three pools of twice the room each
-    told = [r for r in caplog.records if r.getMessage().startswith(WARNING)]
+    told = _told(caplog, WARNING)
     assert len(told) == 1
     assert (told[0].most_connections, told[0].server_allows) == (most, room)  # type: ignore[attr-defined]
     assert most == 3 * 2 * room + 1
@@ -60,7 +64,7 @@ async def test_pools_that_fit_only_without_the_others_connections_are_told_at_st
     with caplog.at_level(logging.WARNING, logger="backburner.opening"):
         _, room = await _started(db_url, 1)
         assert room is not None
-        assert not [r for r in caplog.records if r.getMessage().startswith(OTHERS_WARNING)]
+        assert not _told(caplog, OTHERS_WARNING)
         pool_size = (room - 1) // 6  # three pools of twice that and the listener: room - 5 or more
         others = [
             await asyncpg.connect(
@@ -74,11 +78,11 @@ async def test_pools_that_fit_only_without_the_others_connections_are_told_at_st
             for conn in others:
                 await conn.close()
     assert most <= room
-    told = [r for r in caplog.records if r.getMessage().startswith(OTHERS_WARNING)]
+    told = _told(caplog, OTHERS_WARNING)
     assert len(told) == 1
     assert told[0].others_hold >= len(others)  # type: ignore[attr-defined]
     assert (told[0].most_connections, told[0].server_allows) == (most, room)  # type: ignore[attr-defined]
-    assert not [r for r in caplog.records if r.getMessage().startswith(WARNING)]
+    assert not _told(caplog, WARNING)
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
