@@ -50,6 +50,7 @@ from backburner.store.database import plain_postgres_dsn
 from backburner.store.models import new_id
 
 BATCH = 1000
+WARM_UP = 100  # creates before a one-at-a-time measurement starts
 
 
 def noop(index: int) -> NewJob:
@@ -63,16 +64,23 @@ def noop(index: int) -> NewJob:
 
 
 async def one_at_a_time(url: str, count: int, in_flight: int) -> float:
+    """Jobs/s of `in_flight` clients each calling insert_job in a loop, after WARM_UP
+    creates (connections opened, the statement prepared), as the statement's floor is
+    measured. Not a task per job behind a semaphore: 5,000 tasks waiting, each keeping its
+    job until all were done, cost ~50 µs of CPU a job themselves (1,950 against 2,450 jobs/s
+    one at a time on a Xeon, measured side by side)."""
     db = Database(url, sealer=KEYRING)
-    limit = asyncio.Semaphore(in_flight)
     now = datetime.now(UTC)
+    for index in range(WARM_UP):
+        await jobs_store.insert_job(db, noop(index), now=now)
+    numbers = iter(range(count))
 
-    async def one(index: int) -> None:
-        async with limit:
+    async def client() -> None:
+        for index in numbers:  # shared: each number is taken by one client
             await jobs_store.insert_job(db, noop(index), now=now)
 
     started = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(count)))
+    await asyncio.gather(*(client() for _ in range(in_flight)))
     elapsed = time.perf_counter() - started
     await db.close()
     return count / elapsed
@@ -90,12 +98,12 @@ async def statement_floor(url: str, count: int) -> float:
     settings = {"plan_cache_mode": "force_generic_plan"}
     conn = await asyncpg.connect(plain_postgres_dsn(url), server_settings=settings)
     try:
-        for args in made[:100]:  # prepared and warmed
+        for args in made[:WARM_UP]:  # prepared and warmed
             await conn.fetchval(postgres.INSERT_JOB, *args)
         started = time.perf_counter()
-        for args in made[100:]:
+        for args in made[WARM_UP:]:
             await conn.fetchval(postgres.INSERT_JOB, *args)
-        return (count - 100) / (time.perf_counter() - started)
+        return (count - WARM_UP) / (time.perf_counter() - started)
     finally:
         await conn.close()
 
