@@ -1,9 +1,10 @@
-"""The adapter we publish for the public PostgreSQL job-queue benchmark
-(bench/peer-harness/backburner-bench), run as the harness runs it: a process on a database
-of its own, paced by `ENQUEUE n` lines on stdin, read by its JSON lines on stdout, stopped
-with SIGTERM. Its contract (the harness's CONTRIBUTING_ADAPTERS.md) is what is checked:
-the descriptor, every required metric every tick, exit 0 within 5 s; and ours besides:
-each job enqueued ran exactly once, and the manifest names tables and indexes that exist.
+"""The adapters we publish for the public PostgreSQL job-queue benchmark
+(bench/peer-harness/backburner-bench, and pgqueuer-bench for PgQueuer, which the harness
+lacks), run as the harness runs them: a process on a database of its own, paced by
+`ENQUEUE n` lines on stdin, read by its JSON lines on stdout, stopped with SIGTERM. Their
+contract (the harness's CONTRIBUTING_ADAPTERS.md) is what is checked: the descriptor, every
+required metric every tick, exit 0 within 5 s; and ours besides: each job enqueued ran
+exactly once, and the manifest names tables and indexes that exist.
 """
 
 from __future__ import annotations
@@ -25,7 +26,21 @@ from tests.conftest import REPO, create_database, drop_database
 
 pytestmark = pytest.mark.slow
 
-ADAPTER = REPO / "bench" / "peer-harness" / "backburner-bench"
+ADAPTERS = REPO / "bench" / "peer-harness"
+# Per system: jobs that ran to success, and jobs started more than once, in its own tables.
+DONE_AND_TWICE = {
+    "backburner": (
+        "SELECT count(*) FROM jobs WHERE status = 'succeeded'",
+        "SELECT count(*) FROM (SELECT job_id FROM job_events WHERE kind = 'started'"
+        " GROUP BY job_id HAVING count(*) > 1) AS t",
+    ),
+    # PgQueuer deletes a finished job and logs each of its transitions.
+    "pgqueuer": (
+        "SELECT count(DISTINCT job_id) FROM pgqueuer_log WHERE status = 'successful'",
+        "SELECT count(*) FROM (SELECT job_id FROM pgqueuer_log WHERE status = 'picked'"
+        " GROUP BY job_id HAVING count(*) > 1) AS t",
+    ),
+}
 REQUIRED = {
     "claim_p50_ms",
     "claim_p95_ms",
@@ -54,17 +69,10 @@ def read_lines(stream: object, until: float) -> Iterator[dict[str, object]]:
         yield json.loads(line)
 
 
-async def database_facts(url: str) -> tuple[dict[str, int], int, set[str]]:
+async def database_facts(system: str, url: str) -> tuple[int, int, set[str]]:
     conn = await asyncpg.connect(plain_postgres_dsn(url.replace("postgres://", "postgresql://")))
     try:
-        statuses = {
-            r["status"]: r["n"]
-            for r in await conn.fetch("SELECT status, count(*) AS n FROM jobs GROUP BY status")
-        }
-        started_twice = await conn.fetchval(
-            "SELECT count(*) FROM (SELECT job_id FROM job_events WHERE kind = 'started'"
-            " GROUP BY job_id HAVING count(*) > 1) AS t"
-        )
+        done, twice = DONE_AND_TWICE[system]
         names = {
             f"{r['schemaname']}.{r['indexname']}"
             for r in await conn.fetch("SELECT schemaname, indexname FROM pg_indexes")
@@ -72,14 +80,18 @@ async def database_facts(url: str) -> tuple[dict[str, int], int, set[str]]:
             f"{r['schemaname']}.{r['tablename']}"
             for r in await conn.fetch("SELECT schemaname, tablename FROM pg_tables")
         }
-        return statuses, int(started_twice), names
+        if not {"public.jobs", "public.pgqueuer_log"} & names:
+            return 0, 0, names  # its schema is not installed yet
+        return int(await conn.fetchval(done)), int(await conn.fetchval(twice)), names
     finally:
         await conn.close()
 
 
 @pytest.mark.timeout(90)
-def test_the_published_adapter_keeps_the_harness_contract(bench_database: str) -> None:
-    manifest = json.loads((ADAPTER / "adapter.json").read_text())
+@pytest.mark.parametrize("system", sorted(DONE_AND_TWICE))
+def test_the_published_adapter_keeps_the_harness_contract(system: str, bench_database: str) -> None:
+    adapter_dir = ADAPTERS / f"{system}-bench"
+    manifest = json.loads((adapter_dir / "adapter.json").read_text())
     env = {k: v for k, v in os.environ.items() if not k.startswith("BACKBURNER_")}
     env.update(
         DATABASE_URL=bench_database,
@@ -94,7 +106,7 @@ def test_the_published_adapter_keeps_the_harness_contract(bench_database: str) -
         PYTHONPATH=str(REPO / "src"),
     )
     adapter = subprocess.Popen(
-        [sys.executable, str(ADAPTER / "main.py")],
+        [sys.executable, str(adapter_dir / "main.py")],
         env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -107,7 +119,7 @@ def test_the_published_adapter_keeps_the_harness_contract(bench_database: str) -
         lines = read_lines(adapter.stdout, until=time.monotonic() + 60)
         descriptor = next(lines)
         assert descriptor["kind"] == "descriptor"
-        assert descriptor["system"] == manifest["system"] == "backburner"
+        assert descriptor["system"] == manifest["system"] == system
         assert set(manifest["event_tables"]) <= set(descriptor["event_tables"])  # type: ignore[arg-type]
         assert descriptor["db_name"] == bench_database.rsplit("/", 1)[1]
         # The harness's tokens, and lines it might send that are not tokens.
@@ -138,16 +150,16 @@ def test_the_published_adapter_keeps_the_harness_contract(bench_database: str) -
         assert targets == {150.0}  # (the tick read last may end before this metric)
 
         # Enqueued 300 exactly (only the two good tokens), each run once, to success.
-        async def all_done() -> tuple[dict[str, int], int, set[str]]:
+        async def all_done() -> tuple[int, int, set[str]]:
             deadline = time.monotonic() + 30
             while True:
-                facts = await database_facts(bench_database)
-                if facts[0].get("succeeded") == 300 or time.monotonic() > deadline:
+                facts = await database_facts(system, bench_database)
+                if facts[0] >= 300 or time.monotonic() > deadline:
                     return facts
                 await asyncio.sleep(0.1)
 
-        statuses, started_twice, names = asyncio.run(all_done())
-        assert statuses == {"succeeded": 300}
+        succeeded, started_twice, names = asyncio.run(all_done())
+        assert succeeded == 300
         assert started_twice == 0
         assert set(manifest["event_tables"]) | set(manifest["event_indexes"]) <= names
 
@@ -161,11 +173,14 @@ def test_the_published_adapter_keeps_the_harness_contract(bench_database: str) -
             adapter.wait()
 
 
-def test_a_scenario_it_does_not_implement_is_refused_by_name(bench_database: str) -> None:
+@pytest.mark.parametrize("system", sorted(DONE_AND_TWICE))
+def test_a_scenario_it_does_not_implement_is_refused_by_name(
+    system: str, bench_database: str
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BACKBURNER_")}
     env.update(DATABASE_URL=bench_database, SCENARIO="chaos_crash", PYTHONPATH=str(REPO / "src"))
     run = subprocess.run(
-        [sys.executable, str(ADAPTER / "main.py")],
+        [sys.executable, str(ADAPTERS / f"{system}-bench" / "main.py")],
         env=env,
         capture_output=True,
         text=True,

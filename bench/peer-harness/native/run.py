@@ -1,15 +1,16 @@
 """Run the public PostgreSQL job-queue harness with Backburner in it, without Docker.
 
     python bench/peer-harness/native/run.py ../postgresql-job-queue-benchmarking \\
-        run --systems backburner,procrastinate,pgboss,absurd \\
+        run --systems backburner,pgqueuer,procrastinate,pgboss,absurd \\
         --producer-mode depth-target --target-depth 4000 --worker-count 64 \\
         --phase warmup=warmup:60s --phase clean=clean:300s
 
 HARNESS is a checkout of hardbyte/postgresql-job-queue-benchmarking; what follows it is
 passed to its `bench.py`. This script
 
-1. registers Backburner's adapter in that checkout, as bench/peer-harness/README.md
-   describes (the adapter folder, its database in `init-databases.sql`, a builder, a
+1. registers Backburner's adapter and PgQueuer's (which the harness lacks) in that
+   checkout, as bench/peer-harness/README.md describes (the adapter folder with
+   `contract.py` beside its main.py, its database in `init-databases.sql`, a builder, a
    launcher and an `ADAPTERS` entry in `bench_harness/adapters.py`); done once, kept;
 2. makes the harness's own environment (Python ≥ 3.12 and its `pyproject.toml`'s
    dependencies) under NATIVE_HOME (default ~/.cache/peer-harness-native);
@@ -35,48 +36,52 @@ from stand_in import home, python_for
 HERE = Path(__file__).resolve().parent
 CHECKOUT = HERE.parents[2]  # this Backburner checkout
 
+# The adapters kept in this repository, each registered as the harness's guide says.
+SYSTEMS = ("backburner", "pgqueuer")
+
 REGISTRATION = """
 
-# --- Backburner (registered by backburner's bench/peer-harness/native/run.py) ---
+# --- {system} (registered by backburner's bench/peer-harness/native/run.py) ---
 BACKBURNER = Path(os.environ.get("BACKBURNER_CHECKOUT", REPO_ROOT.parent / "backburner"))
 
 
-def build_backburner(skip: bool) -> None:
+def build_{system}(skip: bool) -> None:
     _docker_build(
-        "backburner-bench",
-        BACKBURNER / "bench" / "peer-harness" / "backburner-bench" / "Dockerfile",
-        BACKBURNER,  # the build context is the Backburner checkout
+        "{system}-bench",
+        BACKBURNER / "bench" / "peer-harness" / "{system}-bench" / "Dockerfile",
+        BACKBURNER,  # the build context is the Backburner checkout (contract.py is shared)
         skip,
     )
 
 
-def launch_backburner(manifest, overrides):
-    return _docker_launch("backburner-bench", manifest, overrides)
+def launch_{system}(manifest, overrides):
+    return _docker_launch("{system}-bench", manifest, overrides)
 
 
-ADAPTERS["backburner"] = AdapterEntry(
-    bench_dir=SCRIPT_DIR / "backburner-bench",
-    builder=build_backburner,
-    launcher=launch_backburner,
+ADAPTERS["{system}"] = AdapterEntry(
+    bench_dir=SCRIPT_DIR / "{system}-bench",
+    builder=build_{system},
+    launcher=launch_{system},
 )
 """
 
 
 def register(harness: Path) -> None:
-    """Backburner's adapter in the harness checkout (idempotent)."""
-    shutil.copytree(
-        CHECKOUT / "bench" / "peer-harness" / "backburner-bench",
-        harness / "backburner-bench",
-        dirs_exist_ok=True,
-    )
-    databases = harness / "init-databases.sql"
-    if "backburner_bench" not in databases.read_text():
-        with databases.open("a") as sql:
-            sql.write("\nCREATE DATABASE backburner_bench;\n")
-    adapters = harness / "bench_harness" / "adapters.py"
-    if 'ADAPTERS["backburner"]' not in adapters.read_text():
-        with adapters.open("a") as source:
-            source.write(REGISTRATION)
+    """Our adapters in the harness checkout (idempotent), each with the contract module
+    beside its main.py, as in its image."""
+    here = CHECKOUT / "bench" / "peer-harness"
+    for system in SYSTEMS:
+        folder = harness / f"{system}-bench"
+        shutil.copytree(here / f"{system}-bench", folder, dirs_exist_ok=True)
+        shutil.copy(here / "contract.py", folder / "contract.py")
+        databases = harness / "init-databases.sql"
+        if f"{system}_bench" not in databases.read_text():
+            with databases.open("a") as sql:
+                sql.write(f"\nCREATE DATABASE {system}_bench;\n")
+        adapters = harness / "bench_harness" / "adapters.py"
+        if f'ADAPTERS["{system}"]' not in adapters.read_text():
+            with adapters.open("a") as source:
+                source.write(REGISTRATION.format(system=system))
 
 
 def harness_python(harness: Path) -> Path:

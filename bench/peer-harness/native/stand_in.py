@@ -223,11 +223,7 @@ def build(args: list[str]) -> int:
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     recipe = dockerfile.read_text()
-    if (context / "src" / "backburner").is_dir():
-        # Backburner's own adapter: the checkout, installed as its Dockerfile does.
-        python = venv(target / "venv", python_for(">=3.11"), [str(context), "hdrhistogram>=0.10"])
-        image = {"argv": [str(python), str(adapter / "main.py")], "cwd": str(adapter), "env": {}}
-    elif (adapter / "pyproject.toml").exists():
+    if (adapter / "pyproject.toml").exists():
         project = tomllib.loads((adapter / "pyproject.toml").read_text())["project"]
         requirements = list(project.get("dependencies", []))
         env: dict[str, str] = {}
@@ -252,6 +248,10 @@ def build(args: list[str]) -> int:
             )
             env["ABSURD_SQL_PATH"] = str(schema)
         image = {"argv": [str(python), "main.py"], "cwd": str(adapter), "env": env}
+    elif (context / "src" / "backburner").is_dir():
+        # Backburner's own adapter: the checkout, installed as its Dockerfile does.
+        python = venv(target / "venv", python_for(">=3.11"), [str(context), "hdrhistogram>=0.10"])
+        image = {"argv": [str(python), str(adapter / "main.py")], "cwd": str(adapter), "env": {}}
     elif (adapter / "package-lock.json").exists():
         app = target / "app"
         shutil.copytree(adapter, app)
