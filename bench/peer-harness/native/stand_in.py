@@ -86,6 +86,13 @@ def pg_init(harness: Path) -> None:
     pg_dir().mkdir(parents=True)
     if os.geteuid() == 0:
         shutil.chown(pg_dir(), "postgres")
+        reachable = subprocess.run(as_postgres("test", "-w", str(pg_dir())), check=False)
+        if reachable.returncode != 0:  # root's home is closed to others (mode 700), say
+            sys.exit(
+                f"the postgres user cannot write to {pg_dir()} (a directory above it is "
+                "closed to it): set NATIVE_HOME to one it can reach, e.g. "
+                "NATIVE_HOME=/tmp/peer-harness-native"
+            )
     initdb = str(pg_bin() / "initdb")
     subprocess.run(
         as_postgres(initdb, "-D", str(pg_data()), "-U", PG_USER, "-A", "trust"),
