@@ -184,11 +184,6 @@ def install_problem_handlers(app: FastAPI) -> None:
             500, "an unexpected error occurred; it has been logged", instance=request.url.path
         )
 
-    @app.exception_handler(OSError)
-    async def _unreachable(request: Request, error: OSError) -> JSONResponse:
-        # asyncpg raises plain OSErrors (connection refused) before SQLAlchemy wraps them.
-        return unavailable(request, error)
-
     @app.exception_handler(BudgetExhausted)
     async def _budget(request: Request, error: BudgetExhausted) -> JSONResponse:
         return problem(402, str(error), title="Budget exhausted", instance=request.url.path)
@@ -222,11 +217,22 @@ def install_problem_handlers(app: FastAPI) -> None:
             headers=headers,
         )
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    def unexpected(request: Request, error: Exception) -> JSONResponse:
         if is_outage(error):  # the driver's own error, from a statement sent through it
             return unavailable(request, error)
         log.exception("unhandled error", extra={"path": request.url.path})
         return problem(
             500, "an unexpected error occurred; it has been logged", instance=request.url.path
         )
+
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, error: OSError) -> JSONResponse:
+        # asyncpg raises plain OSErrors (connection refused, reset) before SQLAlchemy wraps
+        # them: an outage; any other (a file, a user's host) is a 500 like any fault. A
+        # handler of its own, not only Exception's: Starlette re-raises what reaches that
+        # one to the server, which would log a traceback for every refused request.
+        return unexpected(request, error)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        return unexpected(request, error)

@@ -68,7 +68,7 @@ def is_outage(error: BaseException) -> bool:
     """Whether an error says the database is out of reach (down, restarting, a connection
     lost mid-statement) rather than that a statement was wrong: a 503 and a retry, not a
     bug. Looks through the chain of causes, where the driver's own error sits."""
-    if isinstance(error, OperationalError | InterfaceError | PoolTimeoutError | OSError):
+    if isinstance(error, OperationalError | InterfaceError | PoolTimeoutError | QueueBusy):
         return True
     if isinstance(error, DBAPIError) and error.connection_invalidated:
         return True
@@ -80,7 +80,22 @@ def is_outage(error: BaseException) -> bool:
         # The driver's own errors of a connection that broke under it.
         if isinstance(cause, asyncpg.InterfaceError | asyncpg.InternalClientError):
             return True
+        if isinstance(cause, OSError) and _through_the_driver(cause):
+            return True
         cause = cause.__cause__
+    return False
+
+
+def _through_the_driver(error: BaseException) -> bool:
+    """Whether asyncpg was on the way of `error` (one of its frames in the traceback). Its
+    connections' OSErrors come to us raw (refused, reset, timed out, a socket file gone),
+    before SQLAlchemy wraps anything; an OSError from a file, another service's socket or
+    a host name of a user's URL is not the database's and must not read as its outage."""
+    frame = error.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_globals.get("__name__", "").startswith("asyncpg"):
+            return True
+        frame = frame.tb_next
     return False
 
 
@@ -540,6 +555,11 @@ QUEUE_POOL_WAIT_SECONDS = 30.0
 CLOSE_SECONDS = 10.0
 
 
+class QueueBusy(TimeoutError):
+    """Every one of the queue's connections stayed busy for QUEUE_POOL_WAIT_SECONDS: an
+    outage to the caller, as SQLAlchemy's pool timeout is (is_outage)."""
+
+
 class _QueuePool:
     """The queue's own connections (`Database.asyncpg_connection(queue=True)`), bound to
     the event loop they were opened in: the idle ones, last returned first out; a new one
@@ -587,13 +607,17 @@ class _QueuePool:
         try:
             async with asyncio.timeout(QUEUE_POOL_WAIT_SECONDS):
                 handed: Any = await waiter
-        except BaseException:
+        except BaseException as error:
             # Given up (timed out, cancelled): what was handed over meanwhile goes on.
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 if waiter.result() is not None:
                     self.release(waiter.result(), clean=True)
                 else:
                     self._free_place()
+            if isinstance(error, TimeoutError):
+                raise QueueBusy(
+                    f"no queue connection free within {QUEUE_POOL_WAIT_SECONDS:g} s"
+                ) from error
             raise
         # None: a connection was dropped meanwhile, and its place is this waiter's to open.
         return handed if handed is not None else await self._connect()
