@@ -183,6 +183,10 @@ def test_callbacks_endpoints_and_channels_owed() -> None:
         ("webhook", "https://ops.example"),
     ]
     assert items[0].payload["error_message"] == "boom"
+    # The error as GET /api/jobs/{id} gives it: whether sending the job again may help.
+    assert items[0].payload["error"] == {"kind": "permanent", "message": "boom", "retryable": False}
+    succeeded = owed(job(status=JobStatus.SUCCEEDED, error_message=None, error_kind=None))
+    assert succeeded[0].payload["error"] is None
     channels = OwnerChannels(
         "acme", ["ops@acme.example"], "https://hooks.slack.com/x", None, ["job.failed"]
     )

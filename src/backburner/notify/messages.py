@@ -35,9 +35,11 @@ class Links:
 def webhook_body(
     job: Job, event_type: str, event_id: str, links: Links, inline_limit: int
 ) -> dict[str, Any]:
-    """`{job_id, status, result | null, error_message | null}` plus type, completed_at and
-    the event id; a result larger than `inline_limit` bytes, or stored as an object, is
-    linked (`result_url`, fetched with the owner's API key), not inlined."""
+    """`{job_id, status, result | null, error | null}` plus type, completed_at and the event
+    id; a result larger than `inline_limit` bytes, or stored as an object, is linked
+    (`result_url`, fetched with the owner's API key), not inlined. `error` is the job's as
+    `GET /api/jobs/{id}` gives it (kind, message, retryable: whether the same job sent
+    again may succeed); `error_message` stays beside it for receivers written before."""
     succeeded = job.status.value == "succeeded"
     result = job.result if succeeded else None
     too_large = (succeeded and job.result_object is not None) or (
@@ -51,6 +53,11 @@ def webhook_body(
         "status": job.status.value,
         "result": None if too_large else result,
         "result_url": links.result(job.id) if too_large else None,
+        "error": (
+            {"kind": job.error_kind, "message": job.error_message, "retryable": job.error_retryable}
+            if job.error_kind or job.error_message
+            else None
+        ),
         "error_message": job.error_message,
         "completed_at": job.completed_at.isoformat() if job.completed_at else None,
     }
