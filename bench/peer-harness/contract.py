@@ -24,7 +24,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -387,3 +387,10 @@ async def stop_within(consumer: asyncio.Task[Any], stop: Callable[[], Any], seco
         await asyncio.wait_for(asyncio.shield(consumer), timeout=seconds)
     consumer.cancel()
     await asyncio.gather(consumer, return_exceptions=True)
+
+
+def main(system: str, long_horizon: Callable[[Options, Telemetry], Awaitable[None]]) -> None:
+    """An adapter's entry point: its options, then its long_horizon scenario until SIGTERM."""
+    options = start(system)
+    telemetry = Telemetry(system, options, stdout_lines)
+    asyncio.run(long_horizon(options, telemetry))

@@ -111,11 +111,5 @@ async def long_horizon(options: contract.Options, telemetry: contract.Telemetry)
         )
 
 
-def main() -> None:
-    options = contract.start(SYSTEM)
-    telemetry = contract.Telemetry(SYSTEM, options, contract.stdout_lines)
-    asyncio.run(long_horizon(options, telemetry))
-
-
 if __name__ == "__main__":
-    main()
+    contract.main(SYSTEM, long_horizon)
