@@ -89,6 +89,7 @@ async def test_a_callback_is_signed_verifiable_and_recorded(service: httpx.Async
         "status": "succeeded",
         "result": {"echo": "hi", "slept_seconds": 0.0},
         "result_url": None,
+        "error": None,
         "error_message": None,
         "completed_at": body["completed_at"],
     }
