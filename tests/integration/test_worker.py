@@ -530,33 +530,40 @@ async def test_stopping_lets_a_housekeeping_round_finish(db: Database, db_url: s
     assert rounds == ["begun", "finished"]
 
 
-async def test_a_worker_takes_over_at_once_the_jobs_of_a_dead_worker_on_its_host(
+async def test_a_worker_takes_over_the_jobs_of_a_dead_worker_on_its_host(
     db: Database, db_url: str
 ) -> None:
     # A worker killed with -9 and started again by its supervisor: the dead one's lease
-    # would hold its job for an hour, but its process is gone, so the new one hands the
-    # job on at once. A worker whose process lives (this one's) is left alone.
+    # would hold its job for an hour, but its process is gone and it has gone quiet, so the
+    # new one hands the job on. Left alone: a worker whose process lives (this one's), and
+    # one whose PID is not a process here but which still heartbeats — a worker in another
+    # container sharing this host name, its PIDs of its own namespace; taking its job would
+    # run it twice.
     import os
     import socket
 
     from backburner.store import workers as workers_store
+    from backburner.store.schema import workers as workers_table
 
     gone = await asyncio.create_subprocess_exec("true")
     await gone.wait()
+    elsewhere_pid = gone.pid  # no process here has it now, as in another PID namespace
     now = datetime.now(UTC)
     host = socket.gethostname()
-    await workers_store.register_worker(
-        db, worker_id="dead-1", hostname=host, pid=gone.pid, concurrency=4, now=now
-    )
-    await workers_store.register_worker(
-        db, worker_id="alive-1", hostname=host, pid=os.getpid(), concurrency=4, now=now
-    )
-    harness = Harness(
-        db, fast_settings(db_url, lease_seconds=3600), OfflineProvider(latency_s=0.01)
-    )
+    for worker_id, pid in (
+        ("dead-1", gone.pid),
+        ("alive-1", os.getpid()),
+        ("elsewhere-1", elsewhere_pid),
+    ):
+        await workers_store.register_worker(
+            db, worker_id=worker_id, hostname=host, pid=pid, concurrency=4, now=now
+        )
+    settings = fast_settings(db_url, lease_seconds=3600)
+    harness = Harness(db, settings, OfflineProvider(latency_s=0.01))
     orphan = await harness.enqueue("test_flaky", {"fail_times": 0})
     held = await harness.enqueue("test_flaky", {"fail_times": 0})
-    for job, owner in ((orphan, "dead-1"), (held, "alive-1")):
+    elsewhere = await harness.enqueue("test_flaky", {"fail_times": 0})
+    for job, owner in ((orphan, "dead-1"), (held, "alive-1"), (elsewhere, "elsewhere-1")):
         async with db.write() as tx:
             await tx.conn.execute(
                 sa.update(jobs_table)
@@ -568,9 +575,27 @@ async def test_a_worker_takes_over_at_once_the_jobs_of_a_dead_worker_on_its_host
                     attempts=1,
                 )
             )
-    async with harness.worker():
-        done = await harness.until(orphan.id, JobStatus.SUCCEEDED, within=10)
-        still = await harness.job(held.id)
+
+    async def heartbeat_elsewhere() -> None:
+        while True:
+            async with db.write() as tx:
+                await tx.conn.execute(
+                    sa.update(workers_table)
+                    .where(workers_table.c.id == "elsewhere-1")
+                    .values(heartbeat_at=datetime.now(UTC))
+                )
+            await asyncio.sleep(settings.heartbeat_seconds)
+
+    beating = asyncio.create_task(heartbeat_elsewhere())
+    try:
+        async with harness.worker():
+            done = await harness.until(orphan.id, JobStatus.SUCCEEDED, within=10)
+            # Rounds of take-over went by (the dead one's job was handed on and ran).
+            still = await harness.job(held.id)
+            other = await harness.job(elsewhere.id)
+    finally:
+        beating.cancel()
     assert done.attempts == 2
     assert "lease_expired" in await harness.event_kinds(orphan.id)
     assert (still.status, still.lease_owner) == (JobStatus.RUNNING, "alive-1")
+    assert (other.status, other.lease_owner) == (JobStatus.RUNNING, "elsewhere-1")

@@ -34,10 +34,16 @@ async def mark_worker_stopped(db: Database, worker_id: str, *, now: datetime) ->
         )
 
 
-async def running_workers_on(db: Database, hostname: str, *, besides: str) -> list[tuple[str, int]]:
-    """(id, pid) of the workers registered on `hostname` that never said they stopped."""
+async def silent_workers_on(
+    db: Database, hostname: str, *, besides: str, silent_since: datetime
+) -> list[tuple[str, int]]:
+    """(id, pid) of the workers registered on `hostname` that never said they stopped and
+    have not heartbeated since `silent_since`."""
     query = sa.select(workers.c.id, workers.c.pid).where(
-        workers.c.hostname == hostname, workers.c.stopped_at.is_(None), workers.c.id != besides
+        workers.c.hostname == hostname,
+        workers.c.stopped_at.is_(None),
+        workers.c.id != besides,
+        workers.c.heartbeat_at < silent_since,
     )
     async with db.read() as conn:
         return [(row.id, int(row.pid)) for row in await conn.execute(query)]

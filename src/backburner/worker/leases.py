@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 
@@ -88,6 +89,7 @@ class LeaseKeeper:
         self.worker_id = worker_id
         self.running = running
         self.clock = clock
+        self.hostname = socket.gethostname()
         self.caps = queue_store.OwnerCaps(default=settings.owner_max_running)
         # Held in the database but not running here: suspected at one heartbeat, orphaned
         # (and no longer renewed) at the next.
@@ -171,20 +173,30 @@ class LeaseKeeper:
                 break
         return count
 
-    async def take_over_dead_neighbours(self, hostname: str) -> None:
+    async def take_over_dead_neighbours(self) -> None:
         """Workers on this host whose process is gone (killed, crashed; a supervisor has
         just started us in their place) hold leases that would run out only later: hand
-        their jobs on now. A process that still runs, under any name, is left alone."""
-        suspects = await workers_store.running_workers_on(self.db, hostname, besides=self.worker_id)
+        their jobs on now. Gone means both: no process of its PID here, and no heartbeat
+        for two heartbeat intervals. A worker in another container that shares this host
+        name (host networking, a set `hostname:`) has PIDs of its own namespace, so a PID
+        missing here proves nothing while it heartbeats; taking its jobs would run them
+        twice. A process that still runs, under any name, is left alone. At start and
+        every reap round, so a neighbour that went quiet just before we started is still
+        taken over before its lease runs out."""
+        now = self.clock()
+        silent_since = now - timedelta(seconds=2 * self.settings.heartbeat_seconds)
+        suspects = await workers_store.silent_workers_on(
+            self.db, self.hostname, besides=self.worker_id, silent_since=silent_since
+        )
         dead = [worker_id for worker_id, pid in suspects if not process_alive(pid)]
         if not dead:
             return
-        released = await workers_store.release_leases_of(self.db, dead, now=self.clock())
+        released = await workers_store.release_leases_of(self.db, dead, now=now)
         log.warning(
             "took over the jobs of workers on this host whose process is gone",
             extra={"workers": dead, "jobs": released},
         )
-        await self.reap()
+        await self._reap_expired()
 
     async def refresh_owner_caps(self) -> None:
         """Notice owner caps set while we run (`backburner owners set`), every reap round."""
@@ -223,6 +235,10 @@ class LeaseKeeper:
 
     async def reap(self) -> None:
         await self.refresh_owner_caps()
+        await self.take_over_dead_neighbours()
+        await self._reap_expired()
+
+    async def _reap_expired(self) -> None:
         reaped = await queue_store.reap_expired_leases(self.db, now=self.clock())
         for item in reaped:
             log.warning(

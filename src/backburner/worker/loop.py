@@ -147,7 +147,7 @@ class Worker:
         )
         await self.leases.refresh_owner_caps()
         try:
-            await self.leases.take_over_dead_neighbours(socket.gethostname())
+            await self.leases.take_over_dead_neighbours()
         except Exception as error:  # housekeeping: the lease expiry recovers them anyway
             if not self.db.outages.absorbed(error, "take over"):
                 log.exception("taking over dead workers' jobs failed", extra={"worker_id": self.id})
