@@ -174,15 +174,22 @@ class LeaseKeeper:
         return count
 
     async def take_over_dead_neighbours(self) -> None:
-        """Workers on this host whose process is gone (killed, crashed; a supervisor has
-        just started us in their place) hold leases that would run out only later: hand
-        their jobs on now. Gone means both: no process of its PID here, and no heartbeat
-        for two heartbeat intervals. A worker in another container that shares this host
-        name (host networking, a set `hostname:`) has PIDs of its own namespace, so a PID
-        missing here proves nothing while it heartbeats; taking its jobs would run them
-        twice. A process that still runs, under any name, is left alone. At start and
-        every reap round, so a neighbour that went quiet just before we started is still
-        taken over before its lease runs out."""
+        """At start: hand on at once the jobs of dead workers on this host (a supervisor
+        has just started us in place of one killed or crashed); every reap round does the
+        same (`reap`)."""
+        if await self._release_dead_neighbours():
+            await self._reap_expired()
+
+    async def _release_dead_neighbours(self) -> int:
+        """Workers on this host whose process is gone hold leases that would run out only
+        later: let them run out now, for the reaper to hand their jobs on. Gone means both:
+        no process of its PID here, and no heartbeat for two heartbeat intervals. A worker
+        in another container that shares this host name (host networking, a set
+        `hostname:`) has PIDs of its own namespace, so a PID missing here proves nothing
+        while it heartbeats; taking its jobs would run them twice. A process that still
+        runs, under any name, is left alone. Checked every reap round too, so a neighbour
+        that went quiet just before we started is still taken over before its lease runs
+        out. Returns how many jobs were released."""
         now = self.clock()
         silent_since = now - timedelta(seconds=2 * self.settings.heartbeat_seconds)
         suspects = await workers_store.silent_workers_on(
@@ -190,13 +197,13 @@ class LeaseKeeper:
         )
         dead = [worker_id for worker_id, pid in suspects if not process_alive(pid)]
         if not dead:
-            return
+            return 0
         released = await workers_store.release_leases_of(self.db, dead, now=now)
         log.warning(
             "took over the jobs of workers on this host whose process is gone",
             extra={"workers": dead, "jobs": released},
         )
-        await self._reap_expired()
+        return released
 
     async def refresh_owner_caps(self) -> None:
         """Notice owner caps set while we run (`backburner owners set`), every reap round."""
@@ -235,7 +242,7 @@ class LeaseKeeper:
 
     async def reap(self) -> None:
         await self.refresh_owner_caps()
-        await self.take_over_dead_neighbours()
+        await self._release_dead_neighbours()
         await self._reap_expired()
 
     async def _reap_expired(self) -> None:
