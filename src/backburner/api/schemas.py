@@ -209,11 +209,7 @@ class JobView(BaseModel):
         usage: dict[str, Any] | None = None,
         base_url: str = "",
     ) -> JobView:
-        error = (
-            JobError(kind=job.error_kind, message=job.error_message, retryable=job.error_retryable)
-            if (job.error_kind or job.error_message)
-            else None
-        )
+        error = JobError(**told) if (told := job.error()) else None
         return cls(
             job_id=job.id,
             type=job.type,

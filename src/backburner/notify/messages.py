@@ -53,11 +53,7 @@ def webhook_body(
         "status": job.status.value,
         "result": None if too_large else result,
         "result_url": links.result(job.id) if too_large else None,
-        "error": (
-            {"kind": job.error_kind, "message": job.error_message, "retryable": job.error_retryable}
-            if job.error_kind or job.error_message
-            else None
-        ),
+        "error": job.error(),
         "error_message": job.error_message,
         "completed_at": job.completed_at.isoformat() if job.completed_at else None,
     }

@@ -101,6 +101,17 @@ class Job:
             return job
         return cls(**values)
 
+    def error(self) -> dict[str, Any] | None:
+        """Its error as clients are told it (`GET /api/jobs/{id}`, webhooks): kind, message
+        and whether the same job sent again may succeed; None when it has none."""
+        if not (self.error_kind or self.error_message):
+            return None
+        return {
+            "kind": self.error_kind,
+            "message": self.error_message,
+            "retryable": self.error_retryable,
+        }
+
 
 _JOB_FIELDS = frozenset(field.name for field in fields(Job))
 
