@@ -358,14 +358,12 @@ async def main() -> None:
                     await drop_database(url)
             if dialect == "postgresql":
                 ours, theirs = await drains_in_turns(workdir, args.jobs, args.pairs)
-                complete = median_drain(ours)
+                complete, their = median_drain(ours), median_drain(theirs)
                 ratios = [a.per_second / b.per_second for a, b in zip(ours, theirs, strict=True)]
-                versus = (
-                    f"{statistics.median(ratios):.2f}x ({median_drain(theirs).per_second:,.0f}/s)"
-                )
+                versus = f"{statistics.median(ratios):.2f}x ({their.per_second:,.0f}/s)"
                 if len(ratios) > 1:
                     versus += "; pairs " + ", ".join(f"{r:.2f}" for r in ratios)
-                their_cpu = median_drain(theirs).cpu()
+                their_cpu = their.cpu()
             else:
                 url = await fresh_database(dialect, Path(workdir))
                 try:

@@ -70,15 +70,15 @@ def register(harness: Path) -> None:
     """Our adapters in the harness checkout (idempotent), each with the contract module
     beside its main.py, as in its image."""
     here = CHECKOUT / "bench" / "peer-harness"
+    databases = harness / "init-databases.sql"
+    adapters = harness / "bench_harness" / "adapters.py"
     for system in SYSTEMS:
         folder = harness / f"{system}-bench"
         shutil.copytree(here / f"{system}-bench", folder, dirs_exist_ok=True)
         shutil.copy(here / "contract.py", folder / "contract.py")
-        databases = harness / "init-databases.sql"
         if f"{system}_bench" not in databases.read_text():
             with databases.open("a") as sql:
                 sql.write(f"\nCREATE DATABASE {system}_bench;\n")
-        adapters = harness / "bench_harness" / "adapters.py"
         if f'ADAPTERS["{system}"]' not in adapters.read_text():
             with adapters.open("a") as source:
                 source.write(REGISTRATION.format(system=system))
