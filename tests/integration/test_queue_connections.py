@@ -36,14 +36,21 @@ async def _pid(db: Database) -> int:
         return int(await conn.fetchval("SELECT pg_backend_pid()"))
 
 
-async def _alive(postgres_url: str, pid: int) -> bool:
+async def _backend_is(postgres_url: str, pid: int, condition: str = "true") -> bool:
+    """Whether backend `pid` is there and meets `condition` (SQL on pg_stat_activity)."""
     admin = await asyncpg.connect(plain_postgres_dsn(postgres_url))
     try:
         return bool(
-            await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid)
+            await admin.fetchval(
+                f"SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND {condition}", pid
+            )
         )
     finally:
         await admin.close()
+
+
+async def _alive(postgres_url: str, pid: int) -> bool:
+    return await _backend_is(postgres_url, pid)
 
 
 async def _held(db: Database, release: asyncio.Event, held: list[int]) -> None:
@@ -92,6 +99,11 @@ async def test_a_statement_cancelled_half_way_does_not_hand_its_connection_on(
 
     task = asyncio.create_task(long())
     await started.wait()
+    # Cancelled only once the server runs the sleep: PostgreSQL ignores a cancel request
+    # that reaches a backend still reading its command, and the sleep would run its 30 s.
+    await wait_for(
+        lambda: _backend_is(postgres_url, pids[0], "state = 'active' AND wait_event = 'PgSleep'")
+    )
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
