@@ -225,8 +225,8 @@ async def test_a_slow_pdf_is_stopped_while_the_service_keeps_answering(
 ) -> None:
     # pypdf needs seconds for this 11 KB file; it is read in a worker process, so the event
     # loop that serves /healthz (and the worker, and the dispatcher) stays free. Stopped at
-    # 3 s: one stall of a busy machine (~1 s seen) must not fill the whole read, or a frozen
-    # loop and a stalled one look alike.
+    # 3 s: one stall of a busy machine (up to ~1.7 s seen, beside a CPU burner) must not fill
+    # the whole read, or a frozen loop and a stalled one look alike.
     limited = settings.model_copy(update={"document_parse_seconds": 3.0})
     async with serving(limited, keys.alice, embed_worker=True) as api:
         parse = asyncio.create_task(upload(api, "slow.pdf", slow_pdf()))
@@ -240,7 +240,7 @@ async def test_a_slow_pdf_is_stopped_while_the_service_keeps_answering(
         assert "longer than 3 s" in (await parse).json()["detail"]
         assert len(waits) >= 10
         assert statistics.median(waits) < 0.1, waits
-        assert max(waits) < 1.0, waits  # one stall of a busy machine, not a frozen loop
+        assert max(waits) < 2.0, waits  # one stall of a busy machine, not a frozen loop
         # The stopped reader was replaced: the next PDF is read as usual.
         fine = await upload(api, "fine.pdf", text_pdf("Quarterly revenue rose"))
         assert fine.status_code == 201
