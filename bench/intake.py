@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import secrets
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -106,6 +107,27 @@ async def statement_floor(url: str, count: int) -> float:
         return (count - WARM_UP) / (time.perf_counter() - started)
     finally:
         await conn.close()
+
+
+async def alone_and_its_floor(
+    url: str, floor_url: str, count: int, rounds: int, dialect: str
+) -> tuple[float, float | None]:
+    """Medians of insert_job alone and (PostgreSQL) of its statement alone, measured in
+    turns (each round in the other order than the one before), so that their ratio is taken
+    at one speed of the machine."""
+    alone: list[float] = []
+    statement: list[float] = []
+    for number in range(rounds):
+        if dialect != "postgresql":
+            alone.append(await one_at_a_time(url, count, 1))
+            continue
+        if number % 2:
+            statement.append(await statement_floor(floor_url, count))
+            alone.append(await one_at_a_time(url, count, 1))
+        else:
+            alone.append(await one_at_a_time(url, count, 1))
+            statement.append(await statement_floor(floor_url, count))
+    return statistics.median(alone), statistics.median(statement) if statement else None
 
 
 def pgbench_program() -> str | None:
@@ -324,6 +346,13 @@ async def main() -> None:
     )
     parser.add_argument("--only-http", action="store_true", help="only the wrk runs")
     parser.add_argument("--only-store", action="store_true", help="no wrk runs")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="insert_job alone and its statement alone measured in turns this many times "
+        "(the medians are printed, and their ratio: the machine's speed drifts within minutes)",
+    )
     args = parser.parse_args()
     connections = [int(c) for c in args.connections.split(",")]
     if not args.only_store:
@@ -335,11 +364,10 @@ async def main() -> None:
         for dialect in args.dialects.split(","):
             urls = [await fresh_database(dialect, Path(workdir)) for _ in range(4)]
             try:
-                single = await one_at_a_time(urls[0], args.single, 1)
-                floor = await commit_floor(urls[0], 5) if dialect == "postgresql" else None
-                statement = (
-                    await statement_floor(urls[1], args.single) if dialect == "postgresql" else None
+                single, statement = await alone_and_its_floor(
+                    urls[0], urls[1], args.single, args.rounds, dialect
                 )
+                floor = await commit_floor(urls[0], 5) if dialect == "postgresql" else None
                 parallel = await one_at_a_time(urls[1], args.single, 16)
                 bulk = await in_batches(urls[2], args.bulk)
                 api, p50, p99 = await through_the_api(urls[3], args.bulk, args.clients)
@@ -349,7 +377,8 @@ async def main() -> None:
                     await drop_database(url)
     print(f"\nbench/intake.py — {describe()}")
     print(
-        f"{args.single:,} jobs one by one (alone, then 16 in flight); {args.bulk:,} in batches "
+        f"{args.single:,} jobs one by one (alone, then 16 in flight; alone and its statement "
+        f"in turns, {args.rounds} rounds, medians); {args.bulk:,} in batches "
         f"of {BATCH:,} (store, then POST /api/jobs/batch with {args.clients} clients); the "
         "floors are insert_job's own statement sent alone by asyncpg (arguments built "
         "beforehand) and pgbench (C) committing a one-integer row at a time on the same server\n"
@@ -358,6 +387,7 @@ async def main() -> None:
         "database",
         "insert_job alone (jobs/s)",
         "floor: its statement alone (jobs/s)",
+        "alone ÷ its statement",
         "floor: pgbench one-row INSERT alone (tx/s)",
         "insert_job, 16 in flight (jobs/s)",
         "insert_jobs, batches (jobs/s)",
@@ -367,7 +397,14 @@ async def main() -> None:
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
     for dialect, single, statement, floor, parallel, bulk, api, p50, p99 in rows:
-        floors = " | ".join("—" if f is None else f"{f:,.0f}" for f in (statement, floor))
+        ratio = "—" if statement is None else f"{single / statement:.0%}"
+        floors = " | ".join(
+            [
+                "—" if statement is None else f"{statement:,.0f}",
+                ratio,
+                "—" if floor is None else f"{floor:,.0f}",
+            ]
+        )
         print(
             f"{dialect} | {single:,.0f} | {floors} | {parallel:,.0f} | {bulk:,.0f} | "
             f"{api:,.0f} | {p50:,.0f} / {p99:,.0f}"
