@@ -140,7 +140,8 @@ class Worker:
         await workers_store.register_worker(
             self.db,
             worker_id=self.id,
-            hostname=socket.gethostname(),
+            # The name its neighbours look it up by, and it them (LeaseKeeper).
+            hostname=self.leases.hostname,
             pid=os.getpid(),
             concurrency=self.slots.capacity,
             now=self.clock(),
