@@ -1,12 +1,12 @@
 """How fast do jobs go in? POST /api/jobs one job a request (driven by wrk, at several
 numbers of connections), the store's insert one at a time and in batches, and the HTTP
-API's bulk endpoint, on SQLite and PostgreSQL. Prints two tables.
+API's bulk endpoint (driven by wrk too), on SQLite and PostgreSQL. Prints two tables.
 
     python bench/intake.py                      # 2,000 single, 20,000 in batches
     python bench/intake.py --single 500 --bulk 5000 --dialects postgresql
     python bench/intake.py --only-http --processes 2   # POST /api/jobs through wrk only
 
-Loopback only; every loop is bounded by its count.
+Loopback only; every loop is bounded by its count, every wrk run by its seconds.
 """
 
 from __future__ import annotations
@@ -21,16 +21,18 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(
 
 import argparse
 import asyncio
+import contextlib
+import json
 import secrets
 import shutil
 import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import asyncpg
-import httpx
 import uvloop
 from bench_support import (
     KEYRING,
@@ -39,7 +41,6 @@ from bench_support import (
     drop_database,
     free_port,
     fresh_database,
-    percentile,
     process,
     wait_http,
 )
@@ -192,9 +193,32 @@ async def in_batches(url: str, count: int) -> float:
     return count / elapsed
 
 
-async def through_the_api(url: str, count: int, clients: int) -> tuple[float, float, float]:
-    """Jobs/s through POST /api/jobs/batch (1,000 a request, `clients` at once), and the
-    p50/p99 of one request in ms."""
+async def through_the_api(
+    url: str, clients: int, seconds: int, workdir: Path
+) -> tuple[float, float, float]:
+    """Jobs/s through POST /api/jobs/batch (1,000 new jobs a request, `clients` wrk
+    connections for `seconds`), and the p50/p99 of one request in ms. Driven by wrk, as
+    the single creates are: a Python client encoding 1,000 jobs and reading the answer
+    took a third of a core beside the server on a 2-core machine."""
+    body = json.dumps({"jobs": [{"type": "noop", "payload": {"echo": i}} for i in range(BATCH)]})
+    env = {"BACKBURNER_MAX_REQUEST_BYTES": str(8 * 1024 * 1024)}
+    async with api_server(url, env) as (base, key):
+        script = workdir / f"batch-{secrets.token_hex(3)}.lua"
+        script.write_text(WRK_SCRIPT % {"key": key, "body": body})
+        requests, duration_us, p50_us, p99_us, non_2xx, failed = await run_wrk(
+            script, f"{base}/api/jobs/batch", clients, seconds
+        )
+    if non_2xx or failed:
+        raise SystemExit(f"POST /api/jobs/batch: {non_2xx + failed} requests failed")
+    return requests * BATCH / (duration_us / 1e6), p50_us / 1000, p99_us / 1000
+
+
+@contextlib.asynccontextmanager
+async def api_server(
+    url: str, env: dict[str, str], processes: int = 1
+) -> AsyncIterator[tuple[str, str]]:
+    """One `serve --no-worker` (with `processes` API processes) on a free port, and an API
+    key of a member: the base URL and the key."""
     db = Database(url, sealer=KEYRING)
     _, key = await keys_store.create_key(db, owner="bench", role=Role.MEMBER, now=datetime.now(UTC))
     await db.close()
@@ -203,44 +227,55 @@ async def through_the_api(url: str, count: int, clients: int) -> tuple[float, fl
         "BACKBURNER_DATABASE_URL": url,
         "BACKBURNER_LOG_LEVEL": "WARNING",
         "BACKBURNER_AUTH_CACHE_SECONDS": "30",
-        "BACKBURNER_MAX_REQUEST_BYTES": str(8 * 1024 * 1024),
+        **env,
     }
+    serve = ["serve", "--no-worker", "--port", str(port)]
+    if processes > 1:
+        serve += ["--workers", str(processes)]
     base = f"http://127.0.0.1:{port}"
-    latencies: list[float] = []
-    with process("serve", "--no-worker", "--port", str(port), env=env):
+    with process(*serve, env=env):
         await wait_http(f"{base}/healthz")
-        headers = {"Authorization": f"Bearer {key}"}
-        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120) as client:
-            starts = list(range(0, count, BATCH))
-            queue: asyncio.Queue[int] = asyncio.Queue()
-            for start in starts:
-                queue.put_nowait(start)
+        yield base, key
 
-            async def sender() -> None:
-                while not queue.empty():
-                    start = queue.get_nowait()
-                    body = {
-                        "jobs": [
-                            {"type": "noop", "payload": {"echo": i}}
-                            for i in range(start, min(count, start + BATCH))
-                        ]
-                    }
-                    sent = time.perf_counter()
-                    answer = await client.post("/api/jobs/batch", json=body)
-                    answer.raise_for_status()
-                    latencies.append((time.perf_counter() - sent) * 1000)
 
-            started = time.perf_counter()
-            await asyncio.gather(*(sender() for _ in range(clients)))
-            elapsed = time.perf_counter() - started
-    return count / elapsed, percentile(latencies, 50), percentile(latencies, 99)
+async def run_wrk(
+    script: Path, url: str, connections: int, seconds: int
+) -> tuple[int, int, int, int, int, int]:
+    """One wrk run: requests, duration (µs), p50 and p99 (µs), non-2xx answers and failed
+    requests (connect, read, write, timeout)."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is missing: apt-get install wrk")
+    ran = await asyncio.to_thread(
+        subprocess.run,
+        [
+            "wrk",
+            "-t",
+            "1",
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "-s",
+            str(script),
+            "--timeout",
+            "10s",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    )
+    line = next(x for x in ran.stdout.splitlines() if x.startswith("WRK "))
+    requests, duration_us, p50_us, p99_us, non_2xx, failed = map(int, line.split()[1:])
+    return requests, duration_us, p50_us, p99_us, non_2xx, failed
 
 
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.headers["Authorization"] = "Bearer %(key)s"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"type": "noop", "payload": {"echo": 1}}'
+wrk.body = '%(body)s'
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -257,50 +292,15 @@ async def single_creates(
     """POST /api/jobs one job a request, driven by `wrk` (not a Python client, which would
     be the bottleneck), at each number of open connections: jobs/s, p50 and p99 in ms, and
     failed requests. One `serve --no-worker` (with `processes` API processes)."""
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is missing: apt-get install wrk")
-    db = Database(url, sealer=KEYRING)
-    _, key = await keys_store.create_key(db, owner="bench", role=Role.MEMBER, now=datetime.now(UTC))
-    await db.close()
-    script = workdir / f"create-{secrets.token_hex(3)}.lua"
-    script.write_text(WRK_SCRIPT % {"key": key})
-    port = free_port()
-    env = clean_env() | {
-        "BACKBURNER_DATABASE_URL": url,
-        "BACKBURNER_LOG_LEVEL": "WARNING",
-        "BACKBURNER_AUTH_CACHE_SECONDS": "30",
-    }
-    base = f"http://127.0.0.1:{port}"
     rows = []
-    serve = ["serve", "--no-worker", "--port", str(port)]
-    if processes > 1:
-        serve += ["--workers", str(processes)]
-    with process(*serve, env=env):
-        await wait_http(f"{base}/healthz")
+    async with api_server(url, {}, processes) as (base, key):
+        script = workdir / f"create-{secrets.token_hex(3)}.lua"
+        body = json.dumps({"type": "noop", "payload": {"echo": 1}})
+        script.write_text(WRK_SCRIPT % {"key": key, "body": body})
         for count in connections:
-            ran = await asyncio.to_thread(
-                subprocess.run,
-                [
-                    "wrk",
-                    "-t",
-                    "1",
-                    "-c",
-                    str(count),
-                    "-d",
-                    f"{seconds}s",
-                    "-s",
-                    str(script),
-                    "--timeout",
-                    "10s",
-                    f"{base}/api/jobs",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=seconds + 60,
-                check=True,
+            requests, duration_us, p50_us, p99_us, non_2xx, failed = await run_wrk(
+                script, f"{base}/api/jobs", count, seconds
             )
-            line = next(x for x in ran.stdout.splitlines() if x.startswith("WRK "))
-            requests, duration_us, p50_us, p99_us, non_2xx, failed = map(int, line.split()[1:])
             rate = (requests - non_2xx - failed) / (duration_us / 1e6)
             rows.append((count, rate, p50_us / 1000, p99_us / 1000, non_2xx + failed))
     return rows
@@ -334,13 +334,19 @@ async def http_table(args: argparse.Namespace, connections: list[int]) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--single", type=int, default=2_000, help="jobs inserted one by one")
-    parser.add_argument("--bulk", type=int, default=20_000, help="jobs inserted in batches")
-    parser.add_argument("--clients", type=int, default=4, help="concurrent batch requests")
+    parser.add_argument(
+        "--bulk", type=int, default=20_000, help="jobs inserted in batches by the store"
+    )
+    parser.add_argument(
+        "--clients", type=int, default=4, help="wrk's connections for POST /api/jobs/batch"
+    )
     parser.add_argument("--dialects", default="sqlite,postgresql")
     parser.add_argument(
         "--connections", default="1,8,32,64", help="wrk's open connections, one run each"
     )
-    parser.add_argument("--seconds", type=int, default=5, help="each wrk run's length")
+    parser.add_argument(
+        "--seconds", type=int, default=5, help="each wrk run's length (the batch endpoint's too)"
+    )
     parser.add_argument(
         "--processes", type=int, default=1, help="API processes (serve --workers, PostgreSQL)"
     )
@@ -370,7 +376,9 @@ async def main() -> None:
                 floor = await commit_floor(urls[0], 5) if dialect == "postgresql" else None
                 parallel = await one_at_a_time(urls[1], args.single, 16)
                 bulk = await in_batches(urls[2], args.bulk)
-                api, p50, p99 = await through_the_api(urls[3], args.bulk, args.clients)
+                api, p50, p99 = await through_the_api(
+                    urls[3], args.clients, args.seconds, Path(workdir)
+                )
                 rows.append((dialect, single, statement, floor, parallel, bulk, api, p50, p99))
             finally:
                 for url in urls:
@@ -379,7 +387,8 @@ async def main() -> None:
     print(
         f"{args.single:,} jobs one by one (alone, then 16 in flight; alone and its statement "
         f"in turns, {args.rounds} rounds, medians); {args.bulk:,} in batches "
-        f"of {BATCH:,} (store, then POST /api/jobs/batch with {args.clients} clients); the "
+        f"of {BATCH:,} by the store, then POST /api/jobs/batch of {BATCH:,} new jobs driven by "
+        f"wrk ({args.clients} connections, {args.seconds} s); the "
         "floors are insert_job's own statement sent alone by asyncpg (arguments built "
         "beforehand) and pgbench (C) committing a one-integer row at a time on the same server\n"
     )
