@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import PoolResetState
 from sqlalchemy.util import greenlet_spawn
 
 from backburner.store import sealed
@@ -275,6 +276,14 @@ def _sqlite_begin_immediate(conn: sa.Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _sqlite_rollback_if_open(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
+    """The pool's reset of a returned write connection, only where a transaction is open
+    (one that neither committed nor rolled back, as after a cancelled rollback): SQLAlchemy
+    rolls back every returned connection, even one whose transaction just committed."""
+    if state.asyncio_safe and dbapi_connection.driver_connection.in_transaction:
+        dbapi_connection.rollback()
+
+
 @dataclass
 class _WakeLane:
     """Wake-ups owed on some channels, and the one task sending them (Database.wake)."""
@@ -335,7 +344,14 @@ class Database:
             **({} if transaction_pooler else {"isolation_level": "AUTOCOMMIT"}),
         )
         if self.dialect == "sqlite":
-            self._write_engine = create_async_engine(async_url(url), pool_size=1, max_overflow=0)
+            # No rollback on return after every write: that was one more trip to the
+            # driver's thread (the eleventh of a group of creates), after a commit that left
+            # nothing to roll back. A connection returned inside a transaction is still
+            # rolled back (_sqlite_rollback_if_open).
+            self._write_engine = create_async_engine(
+                async_url(url), pool_size=1, max_overflow=0, pool_reset_on_return=None
+            )
+            event.listen(self._write_engine.sync_engine, "reset", _sqlite_rollback_if_open)
             event.listen(self._write_engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self._write_engine.sync_engine, "connect", _sqlite_manual_transactions)
             event.listen(self._write_engine.sync_engine, "begin", _sqlite_begin_immediate)
