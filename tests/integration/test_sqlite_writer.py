@@ -1,17 +1,21 @@
-"""SQLite's one write connection is not rolled back after every commit (a trip to the
-driver's thread for nothing), but one handed back inside a transaction still is: the next
-writer never inherits another's half-done change."""
+"""SQLite's one write connection: not rolled back after every commit (a trip to the
+driver's thread for nothing), but one handed back inside a transaction still is, so the
+next writer never inherits another's half-done change; rows sent straight to the driver
+(Tx.insert_many) are the rows SQLAlchemy would have written."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from backburner.store import Database
+from backburner.store import Database, audit
 from backburner.store import jobs as jobs_store
-from backburner.store.schema import jobs
+from backburner.store.audit import Actor, Target
+from backburner.store.database import _DriverInsert
+from backburner.store.schema import audit_events, jobs
 from tests.running import new_job
 
 T0 = datetime(2026, 12, 2, tzinfo=UTC)
@@ -54,6 +58,38 @@ async def test_a_write_that_fails_half_way_leaves_nothing_and_the_writer_free(
         assert (await read.execute(sa.select(sa.func.count()).select_from(jobs))).scalar() == 0
     made, created = await jobs_store.insert_job(db, new_job(), now=T0)
     assert created and made.id
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_rows_sent_straight_to_the_driver_read_back_as_sqlalchemy_writes_them(
+    db: Database,
+) -> None:
+    actor = Actor("key", "k1", "alice", "member", "127.0.0.1", "agent\u00e9", "req-1")
+    entries = [
+        (actor, Target("job", f"j{n}", "alice"), {"type": "noop", "n": n, "text": "é\u2028"}, at)
+        for n, at in enumerate([T0, T0.astimezone(timezone(timedelta(hours=-7)))])
+    ]
+    async with db.write() as tx:
+        await tx.conn.execute(
+            sa.insert(audit_events), audit.rows_of_each(audit.Action.JOB_CREATED, entries[:1])
+        )
+        await tx.insert_many(audit_events, audit.rows_of_each(audit.Action.JOB_CREATED, entries))
+    async with db.read() as read:
+        rows = (await read.execute(sa.select(audit_events).order_by(audit_events.c.id))).all()
+    by_sqlalchemy, *by_driver = [row._asdict() | {"id": None} for row in rows]
+    assert by_driver[0] == by_sqlalchemy
+    assert by_driver[1]["at"] == T0 and by_driver[1]["detail"]["n"] == 1
+
+
+def test_a_row_lacking_a_column_sqlalchemy_would_fill_in_is_refused() -> None:
+    table = sa.Table(
+        "with_default",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("made", sa.Integer, default=7),
+    )
+    with pytest.raises(ValueError, match="made"):
+        _DriverInsert.of(table, ("id",), sqlite_dialect.dialect())
 
 
 def _row() -> dict[str, object]:

@@ -120,7 +120,17 @@ async def record_each(
 ) -> None:
     """One event per entry, each by its own actor at its own time (none: not recorded), in
     one statement: changes asked for by several requests and written together."""
-    rows = [
+    rows = rows_of_each(action, entries)
+    if rows:
+        await conn.execute(sa.insert(audit_events), rows)
+
+
+def rows_of_each(
+    action: Action,
+    entries: Sequence[tuple[Actor | None, Target, dict[str, Any] | None, datetime]],
+) -> list[dict[str, Any]]:
+    """The audit_events rows of record_each's entries (none for an entry without actor)."""
+    return [
         {
             "at": at,
             "actor_kind": actor.kind,
@@ -139,8 +149,6 @@ async def record_each(
         for actor, target, detail, at in entries
         if actor is not None
     ]
-    if rows:
-        await conn.execute(sa.insert(audit_events), rows)
 
 
 async def record_read(

@@ -34,6 +34,7 @@ from backburner.store.events import add_events, event_row, transition_row
 from backburner.store.models import Job, NewJob, new_id
 from backburner.store.outbox import owe_notifications
 from backburner.store.schema import (
+    audit_events,
     deliveries,
     delivery_attempts,
     job_events,
@@ -257,21 +258,23 @@ async def _write_new(
     if not fresh:
         return {}
     rows = [_row_of(new, job_id, now) for job_id, new, now, _ in fresh]
-    await tx.conn.execute(sa.insert(jobs), rows)
-    await add_events(
-        tx.conn,
+    await tx.insert_many(jobs, rows)
+    await tx.insert_many(
+        job_events,
         [
             transition_row(job_id, None, Event.CREATED, now, attempt=0)
             for job_id, _, now, _ in fresh
         ],
     )
-    await audit.record_each(
-        tx.conn,
-        audit.Action.JOB_CREATED,
-        [
-            (actor, Target("job", job_id, new.owner), {"type": new.type}, now)
-            for job_id, new, now, actor in fresh
-        ],
+    await tx.insert_many(
+        audit_events,
+        audit.rows_of_each(
+            audit.Action.JOB_CREATED,
+            [
+                (actor, Target("job", job_id, new.owner), {"type": new.type}, now)
+                for job_id, new, now, actor in fresh
+            ],
+        ),
     )
     await tx.signal(CHANNEL_JOBS)
     return {row["id"]: _as_written(row) for row in rows}
