@@ -5,6 +5,7 @@ next writer never inherits another's half-done change; rows sent straight to the
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -14,7 +15,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from backburner.store import Database, audit
 from backburner.store import jobs as jobs_store
 from backburner.store.audit import Actor, Target
-from backburner.store.database import _DriverInsert
+from backburner.store.database import _DriverInsert, is_outage
 from backburner.store.schema import audit_events, jobs
 from tests.running import new_job
 
@@ -50,14 +51,18 @@ async def test_a_write_connection_handed_back_inside_a_transaction_is_rolled_bac
 async def test_a_write_that_fails_half_way_leaves_nothing_and_the_writer_free(
     db: Database,
 ) -> None:
-    with pytest.raises(RuntimeError, match="half way"):
+    async def write_then_fail() -> None:
         async with db.write() as tx:
             await tx.conn.execute(sa.insert(jobs).values(_row()))
             raise RuntimeError("half way")
+
+    with pytest.raises(RuntimeError, match="half way"):
+        await write_then_fail()
     async with db.read() as read:
         assert (await read.execute(sa.select(sa.func.count()).select_from(jobs))).scalar() == 0
     made, created = await jobs_store.insert_job(db, new_job(), now=T0)
-    assert created and made.id
+    assert created
+    assert made.id
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -78,7 +83,8 @@ async def test_rows_sent_straight_to_the_driver_read_back_as_sqlalchemy_writes_t
         rows = (await read.execute(sa.select(audit_events).order_by(audit_events.c.id))).all()
     by_sqlalchemy, *by_driver = [row._asdict() | {"id": None} for row in rows]
     assert by_driver[0] == by_sqlalchemy
-    assert by_driver[1]["at"] == T0 and by_driver[1]["detail"]["n"] == 1
+    assert by_driver[1]["at"] == T0
+    assert by_driver[1]["detail"]["n"] == 1
 
 
 def test_a_row_lacking_a_column_sqlalchemy_would_fill_in_is_refused() -> None:
@@ -94,3 +100,22 @@ def test_a_row_lacking_a_column_sqlalchemy_would_fill_in_is_refused() -> None:
 
 def _row() -> dict[str, object]:
     return jobs_store._row_of(new_job(), "00000000-0000-7000-8000-000000000001", T0)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_driver_error_on_rows_sent_straight_reads_as_sqlalchemy_reads_it(
+    db: Database,
+) -> None:
+    """A duplicate is SQLAlchemy's IntegrityError (a bug, not an outage), and the writer is
+    free after it; a locked or full database would be its OperationalError (a 503)."""
+    made, _ = await jobs_store.insert_job(db, new_job(), now=T0)
+
+    async def write_again() -> None:
+        async with db.write() as tx:
+            await tx.insert_many(jobs, [jobs_store._row_of(new_job(), made.id, T0)])
+
+    with pytest.raises(sa.exc.IntegrityError) as raised:
+        await write_again()
+    assert isinstance(raised.value.orig, sqlite3.IntegrityError)
+    assert not is_outage(raised.value)
+    assert (await jobs_store.insert_job(db, new_job(), now=T0))[1]

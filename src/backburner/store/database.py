@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import socket
+import sqlite3
 import time
 import uuid
 import weakref
@@ -260,7 +261,10 @@ class Tx:
         insert = _DriverInsert.of(table, tuple(rows[0]), self.conn.dialect)
         driver = (await self.conn.get_raw_connection()).driver_connection
         assert driver is not None  # a connection checked out is open
-        await driver.executemany(insert.sql, [insert.values(row) for row in rows])
+        try:
+            await driver.executemany(insert.sql, [insert.values(row) for row in rows])
+        except sqlite3.Error as error:
+            raise _as_sqlalchemy_error(error, insert.sql) from error
 
     async def signal(self, channel: str, payload: str = "") -> None:
         if self.dialect == "postgresql":
@@ -330,7 +334,17 @@ def _sqlite_begin_immediate(conn: sa.Connection) -> None:
     # three (see Tx.insert_many).
     driver = conn.connection.driver_connection
     assert driver is not None  # a connection beginning a transaction is open
-    await_(driver.execute("BEGIN IMMEDIATE"))
+    try:
+        await_(driver.execute("BEGIN IMMEDIATE"))
+    except sqlite3.Error as error:
+        raise _as_sqlalchemy_error(error, "BEGIN IMMEDIATE") from error
+
+
+def _as_sqlalchemy_error(error: sqlite3.Error, statement: str) -> sa.exc.StatementError:
+    """A driver's error on a statement sent past SQLAlchemy, wrapped as SQLAlchemy wraps
+    it (OperationalError for a locked or full database, IntegrityError for a duplicate...),
+    so that callers tell an outage (is_outage: a 503) from a bug as for any statement."""
+    return DBAPIError.instance(statement, None, error, sqlite3.Error)
 
 
 def _sqlite_rollback_if_open(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
