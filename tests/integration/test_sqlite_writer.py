@@ -119,3 +119,23 @@ async def test_a_driver_error_on_rows_sent_straight_reads_as_sqlalchemy_reads_it
     assert isinstance(raised.value.orig, sqlite3.IntegrityError)
     assert not is_outage(raised.value)
     assert (await jobs_store.insert_job(db, new_job(), now=T0))[1]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_rows_with_different_keys_are_refused_not_cut_to_the_first_rows_keys(
+    db: Database,
+) -> None:
+    first = audit.rows_of_each(
+        audit.Action.JOB_CREATED, [(Actor("system"), Target("job", "j1", "alice"), None, T0)]
+    )[0]
+
+    async def write_both() -> None:
+        async with db.write() as tx:
+            await tx.insert_many(audit_events, [first, first | {"id": 99}])
+
+    with pytest.raises(ValueError, match="different keys"):
+        await write_both()
+    async with db.read() as read:
+        assert (
+            await read.execute(sa.select(sa.func.count()).select_from(audit_events))
+        ).scalar() == 0

@@ -225,6 +225,8 @@ class _DriverInsert:
         return made
 
     def values(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        if len(row) != len(self.keys):  # a key more or less than the first row's
+            raise ValueError(f"rows with different keys: {sorted(row)} and {list(self.keys)}")
         return tuple(
             row[key] if convert is None else convert(row[key])
             for key, convert in zip(self.keys, self.convert, strict=True)

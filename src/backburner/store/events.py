@@ -6,9 +6,8 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from backburner.store.database import Database
+from backburner.store.database import Database, Tx
 from backburner.store.models import JobEvent
 from backburner.store.schema import job_events, jobs
 from backburner.store.transitions import Event, JobStatus, next_state
@@ -62,9 +61,8 @@ def transition_row(
     )
 
 
-async def add_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        await conn.execute(sa.insert(job_events), rows)
+async def add_events(tx: Tx, rows: list[dict[str, Any]]) -> None:
+    await tx.insert_many(job_events, rows)
 
 
 async def list_events(

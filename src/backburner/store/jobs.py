@@ -70,7 +70,7 @@ async def insert_job(
                 .mappings()
                 .one()
             )
-            await add_events(tx.conn, [transition_row(job_id, None, Event.CREATED, now, attempt=0)])
+            await add_events(tx, [transition_row(job_id, None, Event.CREATED, now, attempt=0)])
             await audit.record(
                 tx.conn,
                 actor,
@@ -578,7 +578,7 @@ async def request_cancel(
             .returning(*jobs.c)
         )
         row = (await tx.conn.execute(update)).mappings().one()
-        await add_events(tx.conn, [event])
+        await add_events(tx, [event])
         await audit.record(
             tx.conn, actor, audit.Action.JOB_CANCELED, Target("job", job_id, job.owner), now
         )
@@ -625,7 +625,7 @@ async def retry_job(
             tx.conn, actor, audit.Action.JOB_RETRIED, Target("job", job_id, job.owner), now
         )
         await add_events(
-            tx.conn,
+            tx,
             [
                 transition_row(
                     job_id,

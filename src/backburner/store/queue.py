@@ -114,7 +114,7 @@ async def claim_jobs(
         rows = (await tx.conn.execute(claim)).mappings().all()
         claimed = [Job.from_row(row) for row in rows]
         await add_events(
-            tx.conn,
+            tx,
             [
                 transition_row(
                     job.id,
@@ -356,7 +356,7 @@ async def finish_jobs(
         if applied:
             rows = [_finish_row(o, now) for o in applied]
             await tx.conn.execute(_FINISH, [_finish_params(row, now) for row in rows])
-            await add_events(tx.conn, [_finish_event(row, now) for row in rows])
+            await add_events(tx, [_finish_event(row, now) for row in rows])
             if any(o.status == JobStatus.PENDING for o in applied):
                 await tx.signal(CHANNEL_JOBS)
             ended = [o.job_id for o in applied if o.status in TERMINAL_STATUSES]
@@ -401,7 +401,7 @@ async def set_progress(
         if result.rowcount == 0:
             return False
         await add_events(
-            tx.conn,
+            tx,
             [
                 event_row(
                     job_id,
@@ -455,7 +455,7 @@ async def reap_expired_leases(db: Database, *, now: datetime, limit: int = 500) 
                 ReapedJob(job.id, outcome.status, job.lease_owner, job.type, job.attempts)
             )
         await tx.conn.execute(_FINISH, params)
-        await add_events(tx.conn, events)
+        await add_events(tx, events)
         if any(r.status == JobStatus.PENDING for r in reaped):
             await tx.signal(CHANNEL_JOBS)
         ended = [r.job_id for r in reaped if r.status in TERMINAL_STATUSES]

@@ -160,7 +160,7 @@ async def record_submitted(
             .values(substate=SUBSTATE_WAITING_PROVIDER, updated_at=now)
         )
         await add_events(
-            tx.conn,
+            tx,
             [
                 event_row(
                     job_id,
@@ -261,7 +261,7 @@ async def record_finished(
         if row is not None and cost_usd:
             await add_spend(tx.conn, owner, month, cost_usd)
         await add_events(
-            tx.conn,
+            tx,
             [
                 event_row(
                     job_id,
