@@ -80,9 +80,10 @@ SELECT {_COLUMNS} FROM claimed AS j
 
 
 def _created_and_audited(at: str) -> str:
-    """The CTEs after a `job` CTE of jobs just inserted: their "created" events, and their
-    audit records when an actor is given ($17-$23: kind, key id, owner, role, address,
-    user agent, request id; no kind, no record)."""
+    """The CTEs after a `job` CTE of jobs just inserted (returning only id, owner, type and
+    status: `RETURNING *` carried the whole row, payload and all, that nothing reads): their
+    "created" events, and their audit records when an actor is given ($17-$23: kind, key
+    id, owner, role, address, user agent, request id; no kind, no record)."""
     return f"""created AS (
     INSERT INTO job_events (job_id, at, kind, from_status, to_status, attempt)
     SELECT id, {at}, '{Event.CREATED.value}', NULL, status, 0 FROM job
@@ -110,7 +111,7 @@ WITH job AS (
     VALUES ($1, $2, $3, '{next_state(None, Event.CREATED).value}', $4::jsonb, $5, $6, $7,
             $16, $16, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $24)
     ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING *
+    RETURNING id, owner, type, status
 ), {_created_and_audited("$16")}
 SELECT j.id FROM job AS j
 """
@@ -136,7 +137,7 @@ WITH batch AS (
            callback_url, priority, run_at, $16, $16, max_attempts, timeout_seconds,
            idempotency_key, request_hash, deadline_at, notify::jsonb, model, size, origin
     FROM batch
-    RETURNING *
+    RETURNING id, owner, type, status
 ), {_created_and_audited("$16")}, woken AS (
     SELECT pg_notify('{CHANNEL_JOBS}', '')
 )
