@@ -157,8 +157,7 @@ async def commit_floor(url: str, seconds: int) -> float | None:
     with tempfile.NamedTemporaryFile("w", suffix=".sql") as script:
         script.write("INSERT INTO commit_floor VALUES (1);\n")
         script.flush()
-        ran = await asyncio.to_thread(
-            subprocess.run,
+        printed = await timed_run(
             [
                 program,
                 "-n",
@@ -172,13 +171,18 @@ async def commit_floor(url: str, seconds: int) -> float | None:
                 script.name,
                 dsn,
             ],
-            capture_output=True,
-            text=True,
-            timeout=seconds + 60,
-            check=True,
+            seconds,
         )
-    line = next(x for x in ran.stdout.splitlines() if x.startswith("tps = "))
+    line = next(x for x in printed.splitlines() if x.startswith("tps = "))
     return float(line.split()[2])
+
+
+async def timed_run(command: list[str], seconds: int) -> str:
+    """What a load program (pgbench, wrk) running for `seconds` printed; off the loop."""
+    ran = await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, timeout=seconds + 60, check=True
+    )
+    return ran.stdout
 
 
 async def in_batches(url: str, count: int) -> float:
@@ -245,8 +249,7 @@ async def run_wrk(
     requests (connect, read, write, timeout)."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install wrk")
-    ran = await asyncio.to_thread(
-        subprocess.run,
+    printed = await timed_run(
         [
             "wrk",
             "-t",
@@ -261,12 +264,9 @@ async def run_wrk(
             "10s",
             url,
         ],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-        check=True,
+        seconds,
     )
-    line = next(x for x in ran.stdout.splitlines() if x.startswith("WRK "))
+    line = next(x for x in printed.splitlines() if x.startswith("WRK "))
     requests, duration_us, p50_us, p99_us, non_2xx, failed = map(int, line.split()[1:])
     return requests, duration_us, p50_us, p99_us, non_2xx, failed
 
