@@ -5,6 +5,7 @@ next writer never inherits another's half-done change; rows sent straight to the
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -17,6 +18,7 @@ from backburner.store import jobs as jobs_store
 from backburner.store.audit import Actor, Target
 from backburner.store.database import _DriverInsert, is_outage
 from backburner.store.schema import audit_events, jobs
+from tests.conftest import wait_for
 from tests.running import new_job
 
 T0 = datetime(2026, 12, 2, tzinfo=UTC)
@@ -139,3 +141,36 @@ async def test_rows_with_different_keys_are_refused_not_cut_to_the_first_rows_ke
         assert (
             await read.execute(sa.select(sa.func.count()).select_from(audit_events))
         ).scalar() == 0
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_write_cancelled_while_it_waits_for_the_lock_leaves_the_writer_usable(
+    db: Database, db_url: str
+) -> None:
+    """A fault: the write is cancelled while its BEGIN IMMEDIATE waits in the driver's thread
+    for another process's lock. The BEGIN goes through there after the cancel; the next
+    writer must not inherit that transaction."""
+    blocker = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")  # another process writing
+
+        async def write() -> None:
+            async with db.write() as tx:
+                await tx.insert_many(jobs, [_row()])
+
+        waiting = asyncio.create_task(write())
+        # Checked out, its BEGIN handed to the driver's thread, which waits on the lock.
+        await wait_for(lambda: db.engine.pool.checkedout() == 1)  # type: ignore[attr-defined]
+        for _ in range(3):
+            await asyncio.sleep(0)
+        waiting.cancel()
+        blocker.rollback()  # the other process is done: the waiting BEGIN now goes through
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+    finally:
+        blocker.close()
+    made, created = await jobs_store.insert_job(db, new_job(), now=T0)
+    assert created
+    async with db.read() as read:
+        ids = set((await read.execute(sa.select(jobs.c.id))).scalars())
+    assert ids == {made.id}

@@ -349,12 +349,21 @@ def _as_sqlalchemy_error(error: sqlite3.Error, statement: str) -> sa.exc.Stateme
     return DBAPIError.instance(statement, None, error, sqlite3.Error)
 
 
-def _sqlite_rollback_if_open(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
-    """The pool's reset of a returned write connection, only where a transaction is open
-    (one that neither committed nor rolled back, as after a cancelled rollback): SQLAlchemy
-    rolls back every returned connection, even one whose transaction just committed."""
-    if state.asyncio_safe and dbapi_connection.driver_connection.in_transaction:
-        dbapi_connection.rollback()
+# Set on a write connection's pool record by Database.write() once its commit is back.
+_COMMITTED = "backburner_committed"
+
+
+def _sqlite_rollback_unless_committed(
+    dbapi_connection: Any, record: Any, state: PoolResetState
+) -> None:
+    """The pool's reset of a returned write connection, skipped only after a commit that
+    Database.write() saw come back: SQLAlchemy rolls back every returned connection, even
+    one whose transaction just committed. Not judged by the driver's `in_transaction`: a
+    write cancelled while its BEGIN waited for another process's lock is handed back before
+    that BEGIN runs on the driver's thread; the rollback queued behind it ends it."""
+    if record.info.pop(_COMMITTED, False) or not state.asyncio_safe:
+        return
+    dbapi_connection.rollback()
 
 
 @dataclass
@@ -419,12 +428,12 @@ class Database:
         if self.dialect == "sqlite":
             # No rollback on return after every write: that was one more trip to the
             # driver's thread (the eleventh of a group of creates), after a commit that left
-            # nothing to roll back. A connection returned inside a transaction is still
-            # rolled back (_sqlite_rollback_if_open).
+            # nothing to roll back. A connection returned any other way is still rolled
+            # back (_sqlite_rollback_unless_committed).
             self._write_engine = create_async_engine(
                 async_url(url), pool_size=1, max_overflow=0, pool_reset_on_return=None
             )
-            event.listen(self._write_engine.sync_engine, "reset", _sqlite_rollback_if_open)
+            event.listen(self._write_engine.sync_engine, "reset", _sqlite_rollback_unless_committed)
             event.listen(self._write_engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self._write_engine.sync_engine, "connect", _sqlite_manual_transactions)
             event.listen(self._write_engine.sync_engine, "begin", _sqlite_begin_immediate)
@@ -520,9 +529,11 @@ class Database:
         """A write transaction; its signals go out once it commits."""
         if self.dialect == "sqlite":
             async with self._write_lock:
-                async with self._write_engine.begin() as conn:
-                    tx = Tx(conn, self.dialect)
-                    yield tx
+                async with self._write_engine.connect() as conn:
+                    async with conn.begin():
+                        tx = Tx(conn, self.dialect)
+                        yield tx
+                    conn.info[_COMMITTED] = True  # no rollback on return
                 for channel, payload in tx.pending_signals:
                     self.signals.deliver(channel, payload)
         else:
