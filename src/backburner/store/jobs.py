@@ -259,8 +259,8 @@ async def _write_new(
         return {}
     rows = [_row_of(new, job_id, now) for job_id, new, now, _ in fresh]
     await tx.insert_many(jobs, rows)
-    await tx.insert_many(
-        job_events,
+    await add_events(
+        tx,
         [
             transition_row(job_id, None, Event.CREATED, now, attempt=0)
             for job_id, _, now, _ in fresh
