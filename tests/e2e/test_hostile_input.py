@@ -3,9 +3,15 @@ NUL bytes, lone surrogates, huge dates and numbers, deep nesting, values of the 
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
+import sqlalchemy as sa
 
+from backburner.store import Database
+from backburner.store import jobs as jobs_store
+from backburner.store.schema import audit_events
 from tests.conftest import Keys, auth
 from tests.e2e.test_api_jobs import assert_problem
 
@@ -109,3 +115,54 @@ async def test_a_dashboard_form_with_a_nul_stores_nothing(
         assert answer.status_code == 422
         assert "cannot be stored" in answer.text
     assert (await api_only.get("/api/jobs")).json()["items"] == []
+
+
+# Valid, but odd: stored as sent (creates on SQLite go straight to its driver, bound).
+ODD_TEXT = "𝄞 \u2028 \u202e'); DROP TABLE jobs;-- \\ \" \t é"
+
+
+async def test_odd_but_valid_creates_together_are_stored_as_sent_and_keys_stay_per_owner(
+    api_only: httpx.AsyncClient, keys: Keys, db: Database
+) -> None:
+    agent = "ag\xe9nt \"'); DROP TABLE audit_events;--"  # a header is latin-1
+    bodies = [
+        {
+            "type": "noop",
+            "payload": {"echo": f"{ODD_TEXT} {n}"},
+            "idempotency_key": f"{ODD_TEXT}{n}",
+        }
+        for n in range(12)
+    ]
+    # Together: the creates that arrive at once are written as a group.
+    answers = await asyncio.gather(
+        *(
+            api_only.post("/api/jobs", json=body, headers={"User-Agent": agent.encode("latin-1")})
+            for body in bodies
+        )
+    )
+    assert [a.status_code for a in answers] == [201] * 12, [a.text for a in answers]
+    for body, answer in zip(bodies, answers, strict=True):
+        job_id = answer.json()["job_id"]
+        view = (await api_only.get(f"/api/jobs/{job_id}")).json()
+        assert view["idempotency_key"] == body["idempotency_key"]
+        stored_job = await jobs_store.get_job(db, job_id)
+        assert stored_job is not None
+        assert stored_job.payload["echo"] == body["payload"]["echo"]  # type: ignore[index]
+    async with db.read() as conn:
+        stored = (
+            await conn.execute(
+                sa.select(audit_events.c.user_agent, audit_events.c.detail).where(
+                    audit_events.c.action == "job.created"
+                )
+            )
+        ).all()
+    assert sorted(stored) == [(agent, {"type": "noop"})] * 12
+
+    # Bob's create with alice's key makes bob's own job; alice's is not his to see.
+    bobs = await api_only.post("/api/jobs", json=bodies[0], headers=auth(keys.bob))
+    assert bobs.status_code == 201
+    assert bobs.json()["job_id"] != answers[0].json()["job_id"]
+    theirs = await api_only.get(f"/api/jobs/{answers[0].json()['job_id']}", headers=auth(keys.bob))
+    assert theirs.status_code == 404
+    again = await api_only.post("/api/jobs", json=bodies[0])
+    assert (again.status_code, again.json()["job_id"]) == (200, answers[0].json()["job_id"])
