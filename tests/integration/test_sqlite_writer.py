@@ -174,3 +174,30 @@ async def test_a_write_cancelled_while_it_waits_for_the_lock_leaves_the_writer_u
     async with db.read() as read:
         ids = set((await read.execute(sa.select(jobs.c.id))).scalars())
     assert ids == {made.id}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_database_that_refuses_writes_is_an_outage_and_the_writer_recovers(
+    db: Database,
+) -> None:
+    """A fault on the statements sent straight to the driver: the database refuses writes
+    (as a full disk or a read-only file would). The create fails as an outage (the API's
+    503), nothing is half stored, and creates work again once the database does."""
+
+    async def refuse_writes(on: bool) -> None:
+        async with db.engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None
+            await driver.execute(f"PRAGMA query_only = {'ON' if on else 'OFF'}")
+
+    await refuse_writes(True)
+    with pytest.raises(sa.exc.OperationalError) as raised:
+        await jobs_store.insert_job(db, new_job(), now=T0)
+    assert isinstance(raised.value.orig, sqlite3.OperationalError)
+    assert is_outage(raised.value)
+    await refuse_writes(False)
+    made, created = await jobs_store.insert_job(db, new_job(), now=T0)
+    assert created
+    async with db.read() as read:
+        ids = set((await read.execute(sa.select(jobs.c.id))).scalars())
+    assert ids == {made.id}
